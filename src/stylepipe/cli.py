@@ -1,0 +1,163 @@
+"""`stylepipe <stage>`: one subcommand per pipeline stage (the names dvc.yaml and the Snakefile use),
+plus `stylize`, `demo --live/--host` and `profile`. Every stage reads params.yaml from the working
+directory (the repo root). Errors the user can fix are printed as one clear message, not a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from stylepipe.config import load_params
+
+STAGES = (
+    "download", "weights", "preprocess", "train_recon", "train_adain", "evaluate",
+    "export_onnx", "export_openvino", "compile_blob", "demo",
+)
+
+
+def _stage_download(params, args) -> Any:
+    from stylepipe.data.download import run_download
+
+    return run_download(params)
+
+
+def _stage_weights(params, args) -> Any:
+    from stylepipe.models.weights import run_weights
+
+    return run_weights(params)
+
+
+def _stage_preprocess(params, args) -> Any:
+    from stylepipe.data.preprocess import run_preprocess
+
+    return run_preprocess(params)
+
+
+def _stage_train_recon(params, args) -> Any:
+    from stylepipe.train.stages import run_train_recon
+
+    return run_train_recon(params)
+
+
+def _stage_train_adain(params, args) -> Any:
+    from stylepipe.train.stages import run_train_adain
+
+    return run_train_adain(params)
+
+
+def _stage_evaluate(params, args) -> Any:
+    from stylepipe.evaluate import run_evaluate
+
+    return run_evaluate(params)
+
+
+def _stage_export_onnx(params, args) -> Any:
+    from stylepipe.export.onnx import run_export_onnx
+
+    return run_export_onnx(params)
+
+
+def _stage_export_openvino(params, args) -> Any:
+    from stylepipe.export.openvino import run_export_openvino
+
+    return run_export_openvino(params)
+
+
+def _stage_compile_blob(params, args) -> Any:
+    from stylepipe.export.blob import run_compile_blob
+
+    return run_compile_blob(params)
+
+
+def _stage_demo(params, args) -> Any:
+    if args.live:
+        from stylepipe.demo.oak import run_live
+
+        return run_live(params, record=args.record)
+    if args.host is not None:
+        from stylepipe.demo.host import run_host
+
+        return run_host(params, source=args.host, record=args.record)
+    from stylepipe.demo.pipeline import run_demo_stage
+
+    return run_demo_stage(params)
+
+
+def _profile(params_path: Path, args) -> Any:
+    from stylepipe.profiles import apply_profile
+
+    return apply_profile(args.name, params_path)
+
+
+def _stylize(params, args) -> Any:
+    from stylepipe.stylize import stylize_files
+
+    return stylize_files(
+        args.content, args.style, args.output, alpha=args.alpha, size=args.size,
+        encoder=args.encoder, decoder=args.decoder,
+    )
+
+
+HANDLERS: dict[str, Callable[..., Any]] = {name: globals()[f"_stage_{name}"] for name in STAGES}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stylepipe", description=__doc__.split("\n")[0])
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="parameters file")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in STAGES:
+        p = sub.add_parser(name, aliases=[name.replace("_", "-")] if "_" in name else [],
+                           help=f"run the `{name}` pipeline stage")
+        p.set_defaults(command=name)
+        if name == "demo":
+            group = p.add_mutually_exclusive_group()
+            group.add_argument("--live", action="store_true", help="run on a connected OAK-1")
+            group.add_argument("--host", metavar="SOURCE", help="webcam index or video file, stylised on this host")
+            p.add_argument("--record", type=Path, help="also record the side-by-side view to this .mp4")
+    st = sub.add_parser("stylize", help="stylise image(s) with the trained AdaIN model")
+    st.add_argument("content", type=Path, help="content image or folder")
+    st.add_argument("style", type=Path, help="style image")
+    st.add_argument("-o", "--output", type=Path, required=True, help="output file or folder")
+    st.add_argument("--alpha", type=float, default=1.0, help="content/style trade-off in feature space, 0..1")
+    st.add_argument("--size", type=int, default=0, help="resize the shorter side (0 = keep original)")
+    st.add_argument("--encoder", type=Path, default=Path("models/encoder/encoder.pt"))
+    st.add_argument("--decoder", type=Path, default=Path("models/adain/decoder.pt"))
+    pr = sub.add_parser("profile", help="apply a params overlay (e.g. `full`) to params.yaml")
+    pr.add_argument("name", help="profile name: a file profiles/<name>.yaml")
+    return parser
+
+
+def _is_user_error(err: BaseException) -> bool:
+    """Errors raised by our own code carry a message meant for the user."""
+    return type(err).__module__.startswith("stylepipe") or isinstance(err, FileNotFoundError | ValueError)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "profile":
+            result = _profile(args.params, args)
+        else:
+            params = load_params(args.params)
+            handler = _stylize if args.command == "stylize" else HANDLERS[args.command]
+            result = handler(params, args)
+    except KeyboardInterrupt:
+        print(f"stylepipe {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:
+        if not _is_user_error(err):
+            raise
+        print(f"stylepipe {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    if result is not None:
+        print(json.dumps(result, indent=2, sort_keys=True, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,248 @@
+"""Load and validate params.yaml: typed sections, unknown keys and bad values are errors naming the key."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+PARAMS_FILE = "params.yaml"
+Auto = Literal["auto"] | bool
+PositiveInt = Annotated[int, Field(gt=0)]
+NonNegInt = Annotated[int, Field(ge=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegFloat = Annotated[float, Field(ge=0)]
+LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
+
+
+class ConfigError(ValueError):
+    """params.yaml is missing, malformed or has an unknown key / out-of-range value."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Common(Section):
+    seed: NonNegInt = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    bf16: Auto = "auto"
+    channels_last: Auto = "auto"
+    compile: Auto = "auto"
+    num_threads: NonNegInt = 0
+
+
+class Tracking(Section):
+    uri: str = "sqlite:///mlflow.db"
+    experiment: str = "stylepipe"
+
+
+class SampleParams(Section):
+    seed: NonNegInt = 0
+    max_side: Annotated[int, Field(ge=64, le=4096)] = 512
+    paintings_per_style: Annotated[int, Field(ge=1, le=50)] = 3
+    painting_size: Annotated[int, Field(ge=64, le=2048)] = 384
+
+
+class RemoteFile(Section):
+    """One file to download: several mirror URLs, a checksum, and where preprocess should look."""
+
+    name: str
+    urls: list[str] = Field(min_length=1)
+    sha256: str | None = None
+    md5: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, v: str) -> str:
+        if not v or "/" in v or "\\" in v or v.startswith("."):
+            raise ValueError(f"file name {v!r} must be a plain file name (no directories, no leading dot)")
+        return v
+
+    @field_validator("sha256")
+    @classmethod
+    def _sha256_hex(cls, v: str | None) -> str | None:
+        if v is not None and (len(v) != 64 or any(c not in "0123456789abcdef" for c in v.lower())):
+            raise ValueError(f"sha256 {v!r} must be 64 hex digits")
+        return v.lower() if v else v
+
+    @field_validator("md5")
+    @classmethod
+    def _md5_hex(cls, v: str | None) -> str | None:
+        if v is not None and (len(v) != 32 or any(c not in "0123456789abcdef" for c in v.lower())):
+            raise ValueError(f"md5 {v!r} must be 32 hex digits")
+        return v.lower() if v else v
+
+    @model_validator(mode="after")
+    def _has_checksum(self) -> RemoteFile:
+        if not (self.sha256 or self.md5):
+            raise ValueError(f"file {self.name!r} needs a sha256 or md5 checksum")
+        return self
+
+
+class RemoteParams(Section):
+    staging_dir: str = ".cache/downloads"
+    split: Annotated[int, Field(ge=1, le=16)] = 4
+    max_connection_per_server: Annotated[int, Field(ge=1, le=16)] = 4
+    max_concurrent_downloads: Annotated[int, Field(ge=1, le=16)] = 3
+    max_tries: Annotated[int, Field(ge=1, le=100)] = 5
+    timeout_s: Annotated[int, Field(ge=1, le=3600)] = 60
+    files: list[RemoteFile] = []
+
+
+class Download(Section):
+    source: Literal["sample", "remote"] = "sample"
+    sample: SampleParams = SampleParams()
+    remote: RemoteParams = RemoteParams()
+
+
+class HedWeights(Section):
+    h5_sha256: str
+
+
+class TorchvisionWeights(Section):
+    vgg19_url: str
+    vgg19_bn_url: str
+
+
+class Weights(Section):
+    encoder: Literal["vgg16_hed", "vgg19", "vgg19_bn"] = "vgg16_hed"
+    vgg16_hed: HedWeights
+    torchvision: TorchvisionWeights
+
+
+class Preprocess(Section):
+    short_side: Annotated[int, Field(ge=32, le=4096)] = 512
+    min_side: Annotated[int, Field(ge=1, le=4096)] = 64
+    val_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.25
+    shard_max_mb: Annotated[int, Field(ge=1, le=4096)] = 256
+    max_image_pixels: PositiveInt = 178_956_970
+    max_archive_bytes: PositiveInt = 60_000_000_000
+    workers: NonNegInt = 0
+
+
+class TrainBase(Section):
+    iterations: PositiveInt
+    batch_size: PositiveInt
+    crop: Annotated[int, Field(ge=16, le=1024, multiple_of=8)]
+    lr: PositiveFloat
+    lr_decay: NonNegFloat = 0.0
+    checkpoint_every: PositiveInt
+    log_every: PositiveInt
+    image_every: PositiveInt
+    num_workers: NonNegInt = 0
+
+
+class TrainRecon(TrainBase):
+    pass
+
+
+class TrainAdain(TrainBase):
+    content_weight: NonNegFloat = 1.0
+    style_weight: NonNegFloat = 10.0
+    style_layers: list[Literal["relu1_1", "relu2_1", "relu3_1", "relu4_1"]] = list(LAYERS)
+    style_size: Annotated[int, Field(ge=32, le=2048, multiple_of=8)] = 256  # style bank image size
+
+    @field_validator("style_layers")
+    @classmethod
+    def _non_empty(cls, v: list[str]) -> list[str]:
+        if not v or len(set(v)) != len(v):
+            raise ValueError("style_layers must be a non-empty list without repeats")
+        return v
+
+
+class Evaluate(Section):
+    image_size: Annotated[int, Field(ge=32, le=2048, multiple_of=8)] = 256
+    num_pairs: Annotated[int, Field(ge=1, le=1000)] = 6
+    alphas: list[Annotated[float, Field(ge=0, le=1)]] = [0.25, 0.5, 0.75, 1.0]
+    speed_repeats: PositiveInt = 3
+
+
+class Export(Section):
+    height: Annotated[int, Field(ge=32, le=2048, multiple_of=8)] = 256
+    width: Annotated[int, Field(ge=32, le=2048, multiple_of=8)] = 256
+    opset: Annotated[int, Field(ge=11, le=13)] = 13
+    style_index: NonNegInt = 0
+    atol: PositiveFloat = 1e-3
+    openvino_atol: PositiveFloat = 1e-2
+    stats_scale: Annotated[float, Field(ge=1, le=1024)] = 1.0
+    speed_repeats: PositiveInt = 3
+
+
+class Blob(Section):
+    enabled: bool = False
+    path: str | None = None
+    shaves: Annotated[int, Field(ge=1, le=16)] = 6
+    openvino_version: Literal["2021.4", "2022.1"] = "2022.1"
+    timeout_s: Annotated[int, Field(ge=1, le=3600)] = 300
+    retries: Annotated[int, Field(ge=0, le=10)] = 2
+    url: str = "https://blobconverter.luxonis.com"
+
+
+class Demo(Section):
+    frames: Annotated[int, Field(ge=1, le=10_000)] = 36
+    fps: Annotated[int, Field(ge=1, le=120)] = 12
+    backend: Literal["openvino", "onnxruntime"] = "openvino"
+
+
+class Params(Section):
+    common: Common = Common()
+    tracking: Tracking = Tracking()
+    download: Download = Download()
+    weights: Weights
+    preprocess: Preprocess = Preprocess()
+    train_recon: TrainRecon
+    train_adain: TrainAdain
+    evaluate: Evaluate = Evaluate()
+    export: Export = Export()
+    blob: Blob = Blob()
+    demo: Demo = Demo()
+
+
+def _format_errors(path: Path, err: ValidationError) -> str:
+    lines = [f"{path}: invalid parameters"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key (check the spelling; see params.yaml in the repo)")
+        elif e["type"] == "missing":
+            lines.append(f"  {key}: required key is missing")
+        else:
+            lines.append(f"  {key}: {e['msg']} (got {e.get('input')!r})")
+    return "\n".join(lines)
+
+
+def parse_params(raw: Any, source: Path | str = PARAMS_FILE) -> Params:
+    """Validate an already-loaded mapping; raise ConfigError naming every bad key."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping of sections at the top level, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(Path(source), err)) from None
+
+
+def load_params(path: str | os.PathLike[str] = PARAMS_FILE) -> Params:
+    """Read and validate params.yaml."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: parameters file not found (run from the repo root)") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    return parse_params(raw, path)
+
+
+def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """Recursively merge `overlay` into a copy of `base` (overlay wins; lists are replaced)."""
+    out = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out

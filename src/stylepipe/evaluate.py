@@ -1,0 +1,197 @@
+"""The evaluate stage: metrics on held-out content x style pairs, an alpha sweep, grids, curves, speed."""
+
+from __future__ import annotations
+
+import csv
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from skimage.metrics import structural_similarity
+
+from stylepipe.config import Params
+from stylepipe.data.datasets import fixed_pairs
+from stylepipe.io import atomic_path, write_json
+from stylepipe.losses import content_loss, gram_loss, style_loss
+from stylepipe.models.adain import AdaINStylizer, adain, load_stylizer, mean_std
+from stylepipe.models.encoders import TAPS
+from stylepipe.runtime import resolve_runtime, seed_everything
+from stylepipe.tracking import stage_run
+from stylepipe.train.stages import open_stores
+from stylepipe.viz import grid_image
+
+HIST_BINS = 32
+GRID_MAX = 4
+
+
+def luminance(img: torch.Tensor) -> np.ndarray:
+    r, g, b = img.float().clamp(0, 1).cpu().numpy()
+    return 0.299 * r + 0.587 * g + 0.114 * b
+
+
+def ssim_luminance(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(structural_similarity(luminance(a), luminance(b), data_range=1.0))
+
+
+def colour_histogram_distance(a: torch.Tensor, b: torch.Tensor, bins: int = HIST_BINS) -> float:
+    """Mean over RGB channels of the total-variation distance between normalised histograms (0..1)."""
+    dist = 0.0
+    for ch in range(3):
+        ha = torch.histc(a[ch].float(), bins=bins, min=0.0, max=1.0)
+        hb = torch.histc(b[ch].float(), bins=bins, min=0.0, max=1.0)
+        dist += 0.5 * float((ha / ha.sum() - hb / hb.sum()).abs().sum())
+    return dist / 3.0
+
+
+def colour_transfer(content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+    """Floor baseline: match per-channel RGB mean/std of the content to the style."""
+    c_mean, c_std = mean_std(content[None])
+    s_mean, s_std = mean_std(style[None])
+    return ((content[None] - c_mean) / c_std * s_std + s_mean).clamp(0, 1)[0]
+
+
+@torch.no_grad()
+def image_metrics(
+    model: AdaINStylizer, out: torch.Tensor, content: torch.Tensor, style: torch.Tensor, alpha: float
+) -> dict[str, float]:
+    """Content loss (relu4_1 vs the alpha-blended AdaIN target), mean/std and Gram style loss, SSIM, histogram."""
+    enc = model.encoder
+    out_f, sty_f = enc(out[None]), enc(style[None])
+    c_feat = enc.encode(content[None])
+    target = adain(c_feat, *mean_std(sty_f["relu4_1"]))
+    target = alpha * target + (1 - alpha) * c_feat
+    return {
+        "content_loss": float(content_loss(out_f["relu4_1"], target)),
+        "style_loss": float(style_loss(out_f, sty_f, TAPS)),
+        "gram_loss": float(gram_loss(out_f, sty_f, TAPS)),
+        "ssim_content": ssim_luminance(out, content),
+        "hist_distance_style": colour_histogram_distance(out, style),
+    }
+
+
+def _mean_rows(rows: list[dict[str, float]]) -> dict[str, float]:
+    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+
+
+@torch.no_grad()
+def measure_speed(model: AdaINStylizer, size: int, device: torch.device, repeats: int) -> dict[str, float]:
+    """Images per second at `size`, with the style's statistics cached and with the style encoded too."""
+    x = torch.rand(1, 3, size, size, device=device)
+    m, s = model.style_stats(x)
+    model(x, m, s)  # warm-up
+
+    def timed(fn) -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return repeats / (time.perf_counter() - t0)
+
+    return {
+        "fps_cached_style": timed(lambda: model(x, m, s)),
+        "fps_encode_style": timed(lambda: model.stylize(x, x)),
+    }
+
+
+def loss_curves(paths: dict[str, Path], out: Path) -> Path | None:
+    """One panel per training stage from its losses.csv."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    present = {k: p for k, p in paths.items() if p.is_file()}
+    if not present:
+        return None
+    fig, axes = plt.subplots(1, len(present), figsize=(5 * len(present), 3.5), squeeze=False)
+    for ax, (name, path) in zip(axes[0], present.items(), strict=True):
+        with open(path) as f:
+            rows = list(csv.DictReader(f))
+        steps = [int(r["step"]) for r in rows]
+        for key in rows[0]:
+            if key not in ("step", "lr"):
+                ax.plot(steps, [float(r[key]) for r in rows], label=key)
+        ax.set_title(name)
+        ax.set_xlabel("step")
+        ax.set_yscale("log")
+        ax.legend()
+    fig.tight_layout()
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return out
+
+
+def run_evaluate(params: Params, out_dir: Path = Path("reports/evaluate")) -> dict:
+    cfg = params.evaluate
+    seed_everything(params.common.seed)
+    rt = resolve_runtime(params.common)
+    model = load_stylizer().to(rt.device)
+    pairs = fixed_pairs(*open_stores(), n=cfg.num_pairs, seed=params.common.seed + 1, size=cfg.image_size, split="val")
+    sweep: list[dict[str, float]] = []
+    outputs: dict[float, list[torch.Tensor]] = {}
+    for alpha in cfg.alphas:
+        rows = []
+        for content, style, _ in pairs:
+            c, s = content.to(rt.device), style.to(rt.device)
+            out = model.stylize(c[None], s[None], alpha)[0]
+            outputs.setdefault(alpha, []).append(out.cpu())
+            rows.append(image_metrics(model, out, c, s, alpha))
+        sweep.append({"alpha": alpha, **_mean_rows(rows)})
+    floor = _mean_rows(
+        [image_metrics(model, colour_transfer(c, s).to(rt.device), c.to(rt.device), s.to(rt.device), 1.0)
+         for c, s, _ in pairs]
+    )
+    speed = measure_speed(model, cfg.image_size, rt.device, cfg.speed_repeats)
+    full = next((r for r in sweep if r["alpha"] == 1.0), sweep[-1])
+    metrics = {
+        **{k: v for k, v in full.items() if k != "alpha"},
+        **{f"baseline_colour_transfer.{k}": v for k, v in floor.items()},
+        **{f"speed.{k}": v for k, v in speed.items()},
+        "num_pairs": len(pairs),
+        "image_size": cfg.image_size,
+        "device": str(rt.device),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(out_dir / "metrics.json", metrics)
+    _write_sweep(out_dir / "alpha_sweep.csv", sweep)
+    _write_grid(model, pairs, outputs, cfg.alphas, rt.device, out_dir / "grid.png")
+    loss_curves(
+        {s: Path("reports") / s / "losses.csv" for s in ("train_recon", "train_adain")}, out_dir / "curves.png"
+    )
+    with stage_run(params, "evaluate", ["common", "evaluate"]) as tracker:
+        tracker.metrics({k: v for k, v in metrics.items() if isinstance(v, int | float)})
+        for row in sweep:
+            tracker.metrics({f"sweep.{k}": v for k, v in row.items() if k != "alpha"}, step=int(row["alpha"] * 100))
+        tracker.artifacts(out_dir)
+    return metrics
+
+
+def _write_sweep(path: Path, sweep: list[dict[str, float]]) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(sweep[0]))
+        writer.writeheader()
+        for row in sweep:
+            writer.writerow({k: f"{v:.6g}" for k, v in row.items()})
+
+
+@torch.no_grad()
+def _write_grid(model, pairs, outputs, alphas, device, path: Path) -> None:
+    """Top: content x style at alpha 1 (first row the styles); bottom: the alpha sweep of each pair."""
+    contents = [p[0] for p in pairs][:GRID_MAX]
+    styles = [p[1] for p in pairs][:GRID_MAX]
+    blank = torch.ones_like(contents[0])
+    rows = [[blank, *styles]]
+    for c in contents:
+        row = [c]
+        for s in styles:
+            row.append(model.stylize(c[None].to(device), s[None].to(device))[0].cpu())
+        rows.append(row)
+    for i, (c, s, _) in enumerate(pairs[:GRID_MAX]):
+        rows.append([c, s, *(outputs[a][i] for a in alphas)])
+    with atomic_path(path) as tmp:
+        grid_image(rows).save(tmp, format="PNG")

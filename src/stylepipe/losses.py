@@ -1,0 +1,58 @@
+"""Losses shared by every method. Reductions are stated: all are means (PyTorch-port convention).
+
+* content: MSE between feature maps (for AdaIN: relu4_1 of the output vs the AdaIN target t).
+* style (mean/std): MSE between per-channel means plus MSE between per-channel stds, summed over layers.
+* Gram: MSE between Gram matrices normalised by C*H*W (Johnson / Gatys).
+* total variation: mean absolute difference between neighbouring pixels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import torch
+import torch.nn.functional as F
+
+from stylepipe.models.adain import mean_std
+
+
+def content_loss(output_feat: torch.Tensor, target_feat: torch.Tensor) -> torch.Tensor:
+    return F.mse_loss(output_feat, target_feat)
+
+
+def style_loss(
+    output_feats: Mapping[str, torch.Tensor],
+    style_feats: Mapping[str, torch.Tensor],
+    layers: Iterable[str],
+) -> torch.Tensor:
+    """Sum over layers of MSE(mean) + MSE(std), each mean-reduced over batch and channels."""
+    total = torch.zeros((), device=next(iter(output_feats.values())).device)
+    for name in layers:
+        o_mean, o_std = mean_std(output_feats[name])
+        s_mean, s_std = mean_std(style_feats[name])
+        total = total + F.mse_loss(o_mean, s_mean) + F.mse_loss(o_std, s_std)
+    return total
+
+
+def gram(feat: torch.Tensor) -> torch.Tensor:
+    """Gram matrix normalised by C*H*W, shape [N, C, C]."""
+    n, c, h, w = feat.shape
+    flat = feat.reshape(n, c, h * w)
+    return flat @ flat.transpose(1, 2) / (c * h * w)
+
+
+def gram_loss(
+    output_feats: Mapping[str, torch.Tensor],
+    style_feats: Mapping[str, torch.Tensor],
+    layers: Iterable[str],
+) -> torch.Tensor:
+    total = torch.zeros((), device=next(iter(output_feats.values())).device)
+    for name in layers:
+        total = total + F.mse_loss(gram(output_feats[name]), gram(style_feats[name]))
+    return total
+
+
+def total_variation(img: torch.Tensor) -> torch.Tensor:
+    dh = (img[:, :, 1:, :] - img[:, :, :-1, :]).abs().mean()
+    dw = (img[:, :, :, 1:] - img[:, :, :, :-1]).abs().mean()
+    return dh + dw

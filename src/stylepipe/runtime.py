@@ -1,0 +1,65 @@
+"""Device selection and the CUDA speed switches (bf16 autocast, channels_last, torch.compile)."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from stylepipe.config import Common
+
+
+@dataclass(frozen=True)
+class Runtime:
+    device: torch.device
+    bf16: bool
+    channels_last: bool
+    compile: bool
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.bf16:
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def to_device(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device, non_blocking=True)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def prepare(self, module: torch.nn.Module) -> torch.nn.Module:
+        module = module.to(self.device)
+        if self.channels_last:
+            module = module.to(memory_format=torch.channels_last)
+        return module
+
+
+def _switch(value: str | bool, on_cuda: bool) -> bool:
+    return on_cuda if value == "auto" else bool(value)
+
+
+def resolve_runtime(common: Common) -> Runtime:
+    """`auto` means CUDA when available; the speed switches default to on for CUDA, off for CPU."""
+    if common.device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("params common.device is 'cuda' but no CUDA device is available (use 'auto')")
+    use_cuda = common.device == "cuda" or (common.device == "auto" and torch.cuda.is_available())
+    device = torch.device("cuda" if use_cuda else "cpu")
+    if common.num_threads:
+        torch.set_num_threads(common.num_threads)
+    if use_cuda:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+    return Runtime(
+        device=device,
+        bf16=_switch(common.bf16, use_cuda),
+        channels_last=_switch(common.channels_last, use_cuda),
+        compile=_switch(common.compile, use_cuda),
+    )
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)

@@ -1,0 +1,156 @@
+"""One training loop for every method: checkpoints, resume, NaN guard, logging without host syncs.
+
+A method supplies a `TrainTask`: the module to optimise and a loss on a (content, style) batch. The loop
+owns the optimiser (Adam), the schedule (inverse decay lr / (1 + decay * step)), the data epochs,
+checkpointing every N steps, MLflow logging every N steps and preview images.
+
+Data is consumed in "chunks" of `checkpoint_every` steps, each drawn from the dataset re-seeded with
+(seed, chunk index). A resumed run therefore sees exactly the batches an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import torch
+from torch import nn
+
+from stylepipe.config import TrainBase
+from stylepipe.io import atomic_path
+from stylepipe.runtime import Runtime
+from stylepipe.train.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+class TrainTask(Protocol):
+    """What a method plugs into the loop."""
+
+    def trainable(self) -> nn.Module: ...
+
+    def losses(self, content: torch.Tensor, style: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Named loss terms; the key 'loss' is the total that is optimised."""
+        ...
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN/Inf; the last good checkpoint is kept."""
+
+
+@dataclass
+class LoopResult:
+    steps: int
+    resumed_from: int
+    seconds: float
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def final(self) -> dict[str, float]:
+        return self.history[-1] if self.history else {}
+
+
+def inverse_decay(decay: float) -> Callable[[int], float]:
+    return lambda step: 1.0 / (1.0 + decay * step)
+
+
+def fit(
+    task: TrainTask,
+    cfg: TrainBase,
+    rt: Runtime,
+    chunk_batches: Callable[[int], Iterator[Batch]],
+    ckpt_dir: Path,
+    phash: str,
+    on_log: Callable[[int, dict[str, float]], None] | None = None,
+    on_preview: Callable[[int], None] | None = None,
+) -> LoopResult:
+    """Train `task.trainable()` for cfg.iterations steps, resuming from a matching checkpoint."""
+    module = task.trainable()
+    optimiser = torch.optim.Adam(module.parameters(), lr=cfg.lr, fused=rt.device.type == "cuda")
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, inverse_decay(cfg.lr_decay))
+    history: list[dict[str, float]] = []
+    start = 0
+    saved = load_checkpoint(ckpt_dir, phash)
+    if saved is not None:
+        module.load_state_dict(saved["model"])
+        optimiser.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        set_rng_state(saved["rng"])
+        history = saved["history"]
+        start = saved["step"]
+    step_fn = _compiled_step(task, rt)
+    t0 = time.perf_counter()
+    pending: list[dict[str, torch.Tensor]] = []
+    step = start
+    while step < cfg.iterations:
+        chunk = step // cfg.checkpoint_every
+        batches = chunk_batches(chunk)
+        for _ in range(min(cfg.checkpoint_every, cfg.iterations - step)):
+            content, style = next(batches)
+            terms = step_fn(rt.to_device(content), rt.to_device(style), optimiser)
+            scheduler.step()
+            step += 1
+            pending.append(terms)
+            if step % cfg.log_every == 0 or step == cfg.iterations:
+                row = _summarise(pending, step, scheduler.get_last_lr()[0])
+                pending.clear()
+                if not math.isfinite(row["loss"]):
+                    raise NonFiniteLossError(
+                        f"loss became {row['loss']} by step {step}; the last good checkpoint in {ckpt_dir} is "
+                        "kept — lower the learning rate or the loss weights and run the stage again"
+                    )
+                history.append(row)
+                if on_log:
+                    on_log(step, row)
+            if on_preview and (step % cfg.image_every == 0 or step == cfg.iterations):
+                on_preview(step)
+        save_checkpoint(
+            ckpt_dir,
+            {
+                "model": module.state_dict(),
+                "optimizer": optimiser.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "step": step,
+                "params_hash": phash,
+                "history": history,
+            },
+        )
+    return LoopResult(steps=step, resumed_from=start, seconds=time.perf_counter() - t0, history=history)
+
+
+def _compiled_step(task: TrainTask, rt: Runtime) -> Callable[..., dict[str, torch.Tensor]]:
+    losses = torch.compile(task.losses) if rt.compile else task.losses
+
+    def step(content: torch.Tensor, style: torch.Tensor, optimiser: torch.optim.Optimizer) -> dict:
+        optimiser.zero_grad(set_to_none=True)
+        with rt.autocast():
+            terms = losses(content, style)
+        terms["loss"].backward()
+        optimiser.step()
+        return {k: v.detach() for k, v in terms.items()}
+
+    return step
+
+
+def _summarise(pending: list[dict[str, torch.Tensor]], step: int, lr: float) -> dict[str, float]:
+    """Average the terms since the last log on the device, then one host sync for all of them."""
+    keys = pending[0].keys()
+    stacked = torch.stack([torch.stack([p[k].float() for k in keys]) for p in pending]).mean(0).cpu()
+    row = {k: float(v) for k, v in zip(keys, stacked.tolist(), strict=True)}
+    return {"step": float(step), "lr": lr, **row}
+
+
+def write_history(path: Path, history: list[dict[str, float]]) -> None:
+    """Loss curve as CSV (one row per log step) for `dvc plots` and the report."""
+    if not history:
+        return
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(history[0].keys()))
+        writer.writeheader()
+        for row in history:
+            writer.writerow({k: (int(v) if k == "step" else f"{v:.6g}") for k, v in row.items()})

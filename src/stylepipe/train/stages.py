@@ -1,0 +1,214 @@
+"""The train_recon and train_adain stages: tasks for the shared loop, data wiring, outputs, MLflow."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from stylepipe.config import Params, TrainBase
+from stylepipe.data.datasets import RandomPairs, fixed_pairs
+from stylepipe.data.shards import ShardStore
+from stylepipe.io import file_digest, write_json
+from stylepipe.losses import content_loss, style_loss
+from stylepipe.models.adain import AdaINStylizer, Decoder, adain, load_decoder, mean_std, save_decoder
+from stylepipe.models.encoders import VGGEncoder, load_encoder
+from stylepipe.runtime import Runtime, resolve_runtime, seed_everything
+from stylepipe.tracking import stage_run
+from stylepipe.train.checkpoint import params_hash
+from stylepipe.train.loop import Batch, fit, write_history
+from stylepipe.viz import save_grid
+
+PREPARED = Path("data/prepared")
+ENCODER = Path("models/encoder/encoder.pt")
+PREVIEW_PAIRS = 4
+
+
+@dataclass
+class ReconTask:
+    """Pixel reconstruction through the frozen encoder: decoder(encoder(x)) ~ x."""
+
+    encoder: VGGEncoder
+    decoder: Decoder
+
+    def trainable(self) -> nn.Module:
+        return self.decoder
+
+    def losses(self, content: torch.Tensor, style: torch.Tensor) -> dict[str, torch.Tensor]:
+        images = torch.cat([content, style])
+        with torch.no_grad():
+            feat = self.encoder.encode(images)
+        recon = self.decoder(feat)
+        return {"loss": nn.functional.mse_loss(recon.float(), images.float())}
+
+
+@dataclass
+class AdainTask:
+    """Huang & Belongie: content loss at relu4_1 against the AdaIN target, mean/std style loss."""
+
+    encoder: VGGEncoder
+    decoder: Decoder
+    content_weight: float
+    style_weight: float
+    style_layers: tuple[str, ...]
+
+    def trainable(self) -> nn.Module:
+        return self.decoder
+
+    def losses(self, content: torch.Tensor, style: torch.Tensor) -> dict[str, torch.Tensor]:
+        with torch.no_grad():
+            c_feat = self.encoder.encode(content)
+            s_feats = self.encoder(style)
+            target = adain(c_feat, *mean_std(s_feats["relu4_1"]))
+        out_feats = self.encoder(self.decoder(target))
+        loss_c = content_loss(out_feats["relu4_1"].float(), target.float())
+        loss_s = style_loss(
+            {k: v.float() for k, v in out_feats.items()}, {k: v.float() for k, v in s_feats.items()},
+            self.style_layers,
+        )
+        total = self.content_weight * loss_c + self.style_weight * loss_s
+        return {"loss": total, "content": loss_c, "style": loss_s}
+
+
+def open_stores(prepared: Path = PREPARED) -> tuple[ShardStore, ShardStore]:
+    return ShardStore(prepared / "content"), ShardStore(prepared / "style")
+
+
+def chunk_loader(
+    stores: tuple[ShardStore, ShardStore], cfg: TrainBase, seed: int, pin: bool
+) -> callable:
+    """chunk index -> iterator over `checkpoint_every` batches drawn with seed (seed, chunk)."""
+    dataset = RandomPairs(*stores, crop=cfg.crop, split="train", seed=seed, length=cfg.checkpoint_every * cfg.batch_size)
+
+    def batches(chunk: int) -> Iterator[Batch]:
+        dataset.set_epoch(chunk)
+        loader = DataLoader(
+            dataset, batch_size=cfg.batch_size, num_workers=cfg.num_workers, pin_memory=pin, drop_last=True,
+            persistent_workers=False,
+        )
+        return iter(loader)
+
+    return batches
+
+
+def preview_pairs(stores: tuple[ShardStore, ShardStore], size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    pairs = fixed_pairs(*stores, n=PREVIEW_PAIRS, seed=seed, size=size, split="val")
+    return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+
+
+def _inputs_digest(*paths: Path) -> list[str]:
+    digests = []
+    for p in paths:
+        files = sorted(p.rglob("*")) if p.is_dir() else [p]
+        digests += [f"{f}:{file_digest(f)}" for f in files if f.is_file() and f.suffix != ".bin"]
+    return digests
+
+
+def run_train_recon(params: Params, out_dir: Path = Path("models/recon"), reports: Path = Path("reports/train_recon")) -> dict:
+    cfg = params.train_recon
+    return _train(params, "train_recon", cfg, out_dir, reports, decoder_init=None)
+
+
+def run_train_adain(
+    params: Params,
+    out_dir: Path = Path("models/adain"),
+    reports: Path = Path("reports/train_adain"),
+    recon: Path = Path("models/recon/decoder.pt"),
+) -> dict:
+    summary = _train(params, "train_adain", params.train_adain, out_dir, reports, decoder_init=recon)
+    return summary
+
+
+def _train(
+    params: Params, stage: str, cfg: TrainBase, out_dir: Path, reports: Path, decoder_init: Path | None
+) -> dict:
+    seed_everything(params.common.seed)
+    rt = resolve_runtime(params.common)
+    encoder = rt.prepare(load_encoder(ENCODER))
+    decoder = load_decoder(decoder_init) if decoder_init else Decoder(encoder.spec.name)
+    decoder = rt.prepare(decoder)
+    task: ReconTask | AdainTask
+    if stage == "train_adain":
+        task = AdainTask(
+            encoder, decoder, cfg.content_weight, cfg.style_weight, tuple(cfg.style_layers)
+        )
+    else:
+        task = ReconTask(encoder, decoder)
+    stores = open_stores()
+    p_content, p_style = preview_pairs(stores, cfg.crop * 2, params.common.seed)
+    phash = params_hash(
+        stage, cfg.model_dump(mode="json"), params.common.seed,
+        _inputs_digest(ENCODER, PREPARED, *( [decoder_init] if decoder_init else [])),
+    )
+    ckpt_dir = Path(".cache/checkpoints") / stage
+    previews = out_dir / "previews"
+    with stage_run(params, stage, ["common", stage]) as tracker:
+        def on_log(step: int, row: dict[str, float]) -> None:
+            tracker.metrics({k: v for k, v in row.items() if k != "step"}, step=step)
+
+        def on_preview(step: int) -> None:
+            path = previews / f"step_{step:06d}.png"
+            render_preview(task, rt, p_content, p_style, path)
+            tracker.artifact(path, "previews")
+
+        result = fit(task, cfg, rt, chunk_loader(stores, cfg, params.common.seed, rt.device.type == "cuda"),
+                     ckpt_dir, phash, on_log, on_preview)
+        decoder_cpu = decoder.to("cpu", memory_format=torch.contiguous_format)
+        save_decoder(decoder_cpu, out_dir / "decoder.pt")
+        write_history(reports / "losses.csv", result.history)
+        summary = {
+            "stage": stage,
+            "steps": result.steps,
+            "resumed_from": result.resumed_from,
+            "seconds": round(result.seconds, 2),
+            "device": str(rt.device),
+            "final": result.final,
+            "mlflow_run_id": tracker.run_id,
+        }
+        if stage == "train_adain":
+            bank = build_style_bank(AdaINStylizer(load_encoder(ENCODER), decoder_cpu), stores[1], params)
+            torch.save(bank, out_dir / "style_bank.pt")
+            summary["styles"] = bank["names"]
+        write_json(out_dir / "summary.json", summary)
+        tracker.metrics({f"final_{k}": v for k, v in result.final.items() if k not in ("step", "lr")})
+        tracker.artifact(reports / "losses.csv")
+        tracker.artifact(out_dir / "summary.json")
+    return summary
+
+
+@torch.no_grad()
+def render_preview(task: ReconTask | AdainTask, rt: Runtime, content: torch.Tensor, style: torch.Tensor, path: Path) -> None:
+    """Rows: content | style | output (reconstruction or stylisation)."""
+    decoder, encoder = task.decoder, task.encoder
+    was_training = decoder.training
+    decoder.eval()
+    c, s = rt.to_device(content), rt.to_device(style)
+    with rt.autocast():
+        if isinstance(task, AdainTask):
+            out = decoder(adain(encoder.encode(c), *mean_std(encoder.encode(s))))
+        else:
+            out = decoder(encoder.encode(c))
+    decoder.train(was_training)
+    save_grid([content, style, out.float().clamp(0, 1).cpu()], path)
+
+
+@torch.no_grad()
+def build_style_bank(model: AdaINStylizer, styles: ShardStore, params: Params) -> dict:
+    """Cached relu4_1 mean/std of one validation painting per style label (for export and the demo)."""
+    size = params.export.height
+    pairs = fixed_pairs(styles, styles, n=max(1, len(styles.labels)), seed=params.common.seed, size=size, split="val")
+    names, means, stds, seen = [], [], [], set()
+    for _, style_img, info in pairs:
+        label = info.get("style_label") or info.get("label") or f"style{len(names)}"
+        if label in seen:
+            continue
+        seen.add(label)
+        m, s = model.style_stats(style_img[None])
+        names.append(str(label))
+        means.append(m[0])
+        stds.append(s[0])
+    return {"names": names, "mean": torch.stack(means), "std": torch.stack(stds)}

@@ -1,0 +1,102 @@
+"""params.yaml validation: users get a message naming the key and the value, never a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stylepipe.config import ConfigError, load_params, parse_params
+from stylepipe.profiles import apply_profile
+
+from .conftest import ROOT, load_default_params
+
+
+def test_repo_params_are_valid():
+    params = load_params(ROOT / "params.yaml")
+    assert params.download.source == "sample"
+    assert params.weights.encoder == "vgg16_hed"
+    assert params.train_adain.iterations > 0
+
+
+def test_unknown_key_is_named():
+    raw = load_default_params()
+    raw["train_adain"]["learning_rate"] = 0.1
+    with pytest.raises(ConfigError, match=r"train_adain\.learning_rate: unknown key"):
+        parse_params(raw)
+
+
+def test_unknown_section_is_named():
+    raw = load_default_params()
+    raw["trian"] = {}
+    with pytest.raises(ConfigError, match=r"trian: unknown key"):
+        parse_params(raw)
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "message"),
+    [
+        ("train_adain", "lr", -1.0, "greater than 0"),
+        ("train_adain", "crop", 100, "multiple of 8"),
+        ("train_recon", "batch_size", 0, "greater than 0"),
+        ("preprocess", "val_fraction", 1.5, "less than 1"),
+        ("export", "opset", 17, "less than or equal to 13"),
+        ("common", "device", "tpu", "'auto', 'cpu' or 'cuda'"),
+        ("train_adain", "style_layers", ["relu5_1"], "relu1_1"),
+    ],
+)
+def test_out_of_range_values_are_named(section, key, value, message):
+    raw = load_default_params()
+    raw[section][key] = value
+    with pytest.raises(ConfigError) as info:
+        parse_params(raw)
+    text = str(info.value)
+    assert f"{section}.{key}" in text
+    assert message in text
+    assert repr(value[0] if isinstance(value, list) else value) in text
+
+
+def test_remote_file_needs_checksum_and_plain_name():
+    raw = load_default_params()
+    raw["download"]["remote"]["files"] = [{"name": "../x.zip", "urls": ["http://h/x.zip"]}]
+    with pytest.raises(ConfigError) as info:
+        parse_params(raw)
+    assert "download.remote.files.0" in str(info.value)
+    assert "plain file name" in str(info.value)
+
+
+def test_missing_file_and_bad_yaml(tmp_path: Path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_params(tmp_path / "params.yaml")
+    bad = tmp_path / "params.yaml"
+    bad.write_text("common: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_params(bad)
+
+
+def test_full_profile_overlay_validates_and_merges(tmp_path: Path):
+    params_path = tmp_path / "params.yaml"
+    params_path.write_text((ROOT / "params.yaml").read_text())
+    result = apply_profile("full", params_path, ROOT / "profiles")
+    merged = load_params(params_path)
+    overlay = yaml.safe_load((ROOT / "profiles" / "full.yaml").read_text())
+    assert merged.download.source == overlay["download"]["source"] == "remote"
+    assert merged.train_adain.iterations == overlay["train_adain"]["iterations"]
+    assert "train_adain" in result["changed_sections"]
+    # untouched sections survive
+    assert merged.tracking.experiment == load_params(ROOT / "params.yaml").tracking.experiment
+
+
+def test_bad_profile_leaves_params_untouched(tmp_path: Path):
+    params_path = tmp_path / "params.yaml"
+    original = (ROOT / "params.yaml").read_text()
+    params_path.write_text(original)
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    (profiles / "broken.yaml").write_text("train_adain:\n  iterations: -5\n")
+    with pytest.raises(ConfigError, match="train_adain.iterations"):
+        apply_profile("broken", params_path, profiles)
+    assert params_path.read_text() == original
+    with pytest.raises(ConfigError, match="no such profile"):
+        apply_profile("nope", params_path, profiles)

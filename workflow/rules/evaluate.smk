@@ -1,0 +1,17 @@
+rule evaluate:
+    input:
+        "data/prepared",
+        "models/encoder",
+        "models/adain",
+        "reports/train_recon/losses.csv",
+        "reports/train_adain/losses.csv",
+        "src/stylepipe/evaluate.py",
+    output:
+        "reports/evaluate/grid.png",
+        "reports/evaluate/curves.png",
+        "reports/evaluate/metrics.json",
+        "reports/evaluate/alpha_sweep.csv",
+    params:
+        **P("common", "evaluate"),
+    shell:
+        "stylepipe evaluate"
