@@ -95,7 +95,7 @@ def test_bad_profile_leaves_params_untouched(tmp_path: Path):
     profiles = tmp_path / "profiles"
     profiles.mkdir()
     (profiles / "broken.yaml").write_text("train_adain:\n  iterations: -5\n")
-    with pytest.raises(ConfigError, match="train_adain.iterations"):
+    with pytest.raises(ConfigError, match=r"train_adain\.iterations"):
         apply_profile("broken", params_path, profiles)
     assert params_path.read_text() == original
     with pytest.raises(ConfigError, match="no such profile"):

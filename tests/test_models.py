@@ -137,7 +137,7 @@ def test_torchvision_download_offline_is_a_clear_error(tmp_path: Path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # nothing listens here once closed
-    with pytest.raises(WeightsError, match="download failed.*vgg16_hed"):
+    with pytest.raises(WeightsError, match=r"download failed.*vgg16_hed"):
         download_checkpoint(f"http://127.0.0.1:{port}/vgg19-dcbb9e9d.pth", tmp_path / "x.pth", timeout_s=5)
 
 

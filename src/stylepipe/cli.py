@@ -75,17 +75,21 @@ def _stage_compile_blob(params, args) -> Any:
 
 
 def _stage_demo(params, args) -> Any:
+    size = (params.export.width, params.export.height)
     if args.live:
         from stylepipe.demo.oak import run_live
 
-        return run_live(params, record=args.record)
+        blob = Path("models/export/blob/adain_baked.blob")
+        return run_live(blob if blob.is_file() else None, size, bank_path=Path("models/adain/style_bank.pt"),
+                        record=args.record)
     if args.host is not None:
-        from stylepipe.demo.host import run_host
+        from stylepipe.demo.host import make_runner, run_host
 
-        return run_host(params, source=args.host, record=args.record)
-    from stylepipe.demo.pipeline import run_demo_stage
+        runner = make_runner(params.demo.backend, Path("models/export/openvino"), Path("models/export/onnx"))
+        return run_host(args.host, runner, args.record, size, fps=params.demo.fps, show=args.record is None)
+    from stylepipe.demo.host import run_demo
 
-    return run_demo_stage(params)
+    return run_demo(params)
 
 
 def _profile(params_path: Path, args) -> Any:

@@ -1,10 +1,9 @@
-# Helpers shared by the rule files.
+# Helpers shared by the workflow files.
 
 
 def P(*keys):
-    """The params.yaml values a rule reads, keyed like dvc.yaml's `params:` (e.g. "common.seed").
-
-    Snakemake re-runs a rule when one of its params changes, exactly as DVC does.
+    """The params.yaml values a step reads, keyed exactly like the `params` lists in dvc.yaml
+    (e.g. "common.seed"). Snakemake re-runs a job when one of these values changes, as DVC does.
     """
     values = {}
     for key in keys:

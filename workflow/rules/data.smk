@@ -8,8 +8,12 @@ rule download:
         directory("data/raw"),
     params:
         **P("download"),
+    log:
+        "logs/download.log",
+    conda:
+        "../envs/stylepipe.yaml"
     shell:
-        "stylepipe download"
+        "stylepipe download 2> {log}"
 
 
 rule weights:
@@ -20,8 +24,12 @@ rule weights:
         directory("models/encoder"),
     params:
         **P("weights"),
+    log:
+        "logs/weights.log",
+    conda:
+        "../envs/stylepipe.yaml"
     shell:
-        "stylepipe weights"
+        "stylepipe weights 2> {log}"
 
 
 rule preprocess:
@@ -34,5 +42,9 @@ rule preprocess:
         directory("data/prepared"),
     params:
         **P("common.seed", "preprocess"),
+    log:
+        "logs/preprocess.log",
+    conda:
+        "../envs/stylepipe.yaml"
     shell:
-        "stylepipe preprocess"
+        "stylepipe preprocess 2> {log}"

@@ -1,6 +1,5 @@
 rule demo:
     input:
-        "data/prepared",
         "models/adain",
         "models/export/onnx",
         "models/export/openvino",
@@ -12,5 +11,9 @@ rule demo:
         directory("demo"),
     params:
         **P("export", "demo"),
+    log:
+        "logs/demo.log",
+    conda:
+        "../envs/stylepipe.yaml"
     shell:
-        "stylepipe demo"
+        "stylepipe demo 2> {log}"

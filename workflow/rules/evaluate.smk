@@ -13,5 +13,9 @@ rule evaluate:
         "reports/evaluate/alpha_sweep.csv",
     params:
         **P("common", "evaluate"),
+    log:
+        "logs/evaluate.log",
+    conda:
+        "../envs/stylepipe.yaml"
     shell:
-        "stylepipe evaluate"
+        "stylepipe evaluate 2> {log}"

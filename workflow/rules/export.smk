@@ -8,20 +8,30 @@ rule export_onnx:
         directory("models/export/onnx"),
     params:
         **P("export"),
+    log:
+        "logs/export_onnx.log",
+    conda:
+        "../envs/stylepipe.yaml"
     shell:
-        "stylepipe export_onnx"
+        "stylepipe export_onnx 2> {log}"
 
 
 rule export_openvino:
     input:
+        "models/encoder",
+        "models/adain",
         "models/export/onnx",
         "src/stylepipe/export/openvino.py",
     output:
         directory("models/export/openvino"),
     params:
         **P("export"),
+    log:
+        "logs/export_openvino.log",
+    conda:
+        "../envs/stylepipe.yaml"
     shell:
-        "stylepipe export_openvino"
+        "stylepipe export_openvino 2> {log}"
 
 
 rule compile_blob:
@@ -32,5 +42,9 @@ rule compile_blob:
         directory("models/export/blob"),
     params:
         **P("export", "blob"),
+    log:
+        "logs/compile_blob.log",
+    conda:
+        "../envs/stylepipe.yaml"
     shell:
-        "stylepipe compile_blob"
+        "stylepipe compile_blob 2> {log}"

@@ -13,8 +13,12 @@ rule train_recon:
         **P("common", "train_recon"),
     resources:
         gpu=1,
+    log:
+        "logs/train_recon.log",
+    conda:
+        "../envs/stylepipe.yaml"
     shell:
-        "stylepipe train_recon"
+        "stylepipe train_recon 2> {log}"
 
 
 rule train_adain:
@@ -34,5 +38,9 @@ rule train_adain:
         **P("common", "train_adain"),
     resources:
         gpu=1,
+    log:
+        "logs/train_adain.log",
+    conda:
+        "../envs/stylepipe.yaml"
     shell:
-        "stylepipe train_adain"
+        "stylepipe train_adain 2> {log}"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,9 +11,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from stylepipe.config import Params, TrainBase
-from stylepipe.data.datasets import RandomPairs, fixed_pairs
+from stylepipe.data.datasets import RandomPairs, center_resize_crop, fixed_pairs, image_to_tensor
 from stylepipe.data.shards import ShardStore
-from stylepipe.io import file_digest, write_json
+from stylepipe.io import atomic_path, file_digest, write_json
 from stylepipe.losses import content_loss, style_loss
 from stylepipe.models.adain import AdaINStylizer, Decoder, adain, load_decoder, mean_std, save_decoder
 from stylepipe.models.encoders import VGGEncoder, load_encoder
@@ -80,9 +80,10 @@ def open_stores(prepared: Path = PREPARED) -> tuple[ShardStore, ShardStore]:
 
 def chunk_loader(
     stores: tuple[ShardStore, ShardStore], cfg: TrainBase, seed: int, pin: bool
-) -> callable:
+) -> Callable[[int], Iterator[Batch]]:
     """chunk index -> iterator over `checkpoint_every` batches drawn with seed (seed, chunk)."""
-    dataset = RandomPairs(*stores, crop=cfg.crop, split="train", seed=seed, length=cfg.checkpoint_every * cfg.batch_size)
+    length = cfg.checkpoint_every * cfg.batch_size
+    dataset = RandomPairs(*stores, crop=cfg.crop, split="train", seed=seed, length=length)
 
     def batches(chunk: int) -> Iterator[Batch]:
         dataset.set_epoch(chunk)
@@ -95,7 +96,10 @@ def chunk_loader(
     return batches
 
 
-def preview_pairs(stores: tuple[ShardStore, ShardStore], size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def preview_pairs(
+    stores: tuple[ShardStore, ShardStore], size: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fixed validation pairs rendered during training (same every run)."""
     pairs = fixed_pairs(*stores, n=PREVIEW_PAIRS, seed=seed, size=size, split="val")
     return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
 
@@ -108,9 +112,11 @@ def _inputs_digest(*paths: Path) -> list[str]:
     return digests
 
 
-def run_train_recon(params: Params, out_dir: Path = Path("models/recon"), reports: Path = Path("reports/train_recon")) -> dict:
-    cfg = params.train_recon
-    return _train(params, "train_recon", cfg, out_dir, reports, decoder_init=None)
+def run_train_recon(
+    params: Params, out_dir: Path = Path("models/recon"), reports: Path = Path("reports/train_recon")
+) -> dict:
+    """Train the decoder to reconstruct images through the frozen encoder."""
+    return _train(params, "train_recon", params.train_recon, out_dir, reports, decoder_init=None)
 
 
 def run_train_adain(
@@ -119,8 +125,8 @@ def run_train_adain(
     reports: Path = Path("reports/train_adain"),
     recon: Path = Path("models/recon/decoder.pt"),
 ) -> dict:
-    summary = _train(params, "train_adain", params.train_adain, out_dir, reports, decoder_init=recon)
-    return summary
+    """Train the AdaIN decoder, starting from the reconstruction decoder."""
+    return _train(params, "train_adain", params.train_adain, out_dir, reports, decoder_init=recon)
 
 
 def _train(
@@ -142,7 +148,7 @@ def _train(
     p_content, p_style = preview_pairs(stores, cfg.crop * 2, params.common.seed)
     phash = params_hash(
         stage, cfg.model_dump(mode="json"), params.common.seed,
-        _inputs_digest(ENCODER, PREPARED, *( [decoder_init] if decoder_init else [])),
+        _inputs_digest(ENCODER, PREPARED, *([decoder_init] if decoder_init else [])),
     )
     ckpt_dir = Path(".cache/checkpoints") / stage
     previews = out_dir / "previews"
@@ -155,8 +161,8 @@ def _train(
             render_preview(task, rt, p_content, p_style, path)
             tracker.artifact(path, "previews")
 
-        result = fit(task, cfg, rt, chunk_loader(stores, cfg, params.common.seed, rt.device.type == "cuda"),
-                     ckpt_dir, phash, on_log, on_preview)
+        batches = chunk_loader(stores, cfg, params.common.seed, rt.device.type == "cuda")
+        result = fit(task, cfg, rt, batches, ckpt_dir, phash, on_log, on_preview)
         decoder_cpu = decoder.to("cpu", memory_format=torch.contiguous_format)
         save_decoder(decoder_cpu, out_dir / "decoder.pt")
         write_history(reports / "losses.csv", result.history)
@@ -170,8 +176,9 @@ def _train(
             "mlflow_run_id": tracker.run_id,
         }
         if stage == "train_adain":
-            bank = build_style_bank(AdaINStylizer(load_encoder(ENCODER), decoder_cpu), stores[1], params)
-            torch.save(bank, out_dir / "style_bank.pt")
+            bank = build_style_bank(AdaINStylizer(load_encoder(ENCODER), decoder_cpu), stores[1], cfg.style_size)
+            with atomic_path(out_dir / "style_bank.pt") as tmp:
+                torch.save(bank, tmp)
             summary["styles"] = bank["names"]
         write_json(out_dir / "summary.json", summary)
         tracker.metrics({f"final_{k}": v for k, v in result.final.items() if k not in ("step", "lr")})
@@ -181,7 +188,9 @@ def _train(
 
 
 @torch.no_grad()
-def render_preview(task: ReconTask | AdainTask, rt: Runtime, content: torch.Tensor, style: torch.Tensor, path: Path) -> None:
+def render_preview(
+    task: ReconTask | AdainTask, rt: Runtime, content: torch.Tensor, style: torch.Tensor, path: Path
+) -> None:
     """Rows: content | style | output (reconstruction or stylisation)."""
     decoder, encoder = task.decoder, task.encoder
     was_training = decoder.training
@@ -197,18 +206,17 @@ def render_preview(task: ReconTask | AdainTask, rt: Runtime, content: torch.Tens
 
 
 @torch.no_grad()
-def build_style_bank(model: AdaINStylizer, styles: ShardStore, params: Params) -> dict:
-    """Cached relu4_1 mean/std of one validation painting per style label (for export and the demo)."""
-    size = params.export.height
-    pairs = fixed_pairs(styles, styles, n=max(1, len(styles.labels)), seed=params.common.seed, size=size, split="val")
-    names, means, stds, seen = [], [], [], set()
-    for _, style_img, info in pairs:
-        label = info.get("style_label") or info.get("label") or f"style{len(names)}"
-        if label in seen:
-            continue
-        seen.add(label)
-        m, s = model.style_stats(style_img[None])
-        names.append(str(label))
+def build_style_bank(model: AdaINStylizer, styles: ShardStore, size: int) -> dict:
+    """Cached relu4_1 mean/std of one painting per style label (validation split first), for export
+    and the demo: {"names": [S], "mean": [S,512,1,1], "std": [S,512,1,1]}."""
+    names, means, stds = [], [], []
+    for label in styles.labels:
+        candidates = [i for i in styles.indices("val") if styles.records[i]["label"] == label] or [
+            i for i in styles.indices("train") if styles.records[i]["label"] == label
+        ]
+        image = image_to_tensor(center_resize_crop(styles.read_image(candidates[0]), size))
+        m, s = model.style_stats(image[None])
+        names.append(label)
         means.append(m[0])
         stds.append(s[0])
     return {"names": names, "mean": torch.stack(means), "std": torch.stack(stds)}

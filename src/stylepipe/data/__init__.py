@@ -1,0 +1,1 @@
+"""Data stages: embedded sample, aria2 downloads, safe archives, preprocessing, shards, datasets."""

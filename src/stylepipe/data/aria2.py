@@ -1,0 +1,282 @@
+"""Checksummed, resumable downloads through a private aria2c RPC daemon driven by aria2p.
+
+Files are downloaded into a staging directory (partial files + aria2 control files survive failures
+and DVC's deletion of stage outputs), verified again in Python, and only then moved into place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+import aria2p
+from tqdm import tqdm
+
+from stylepipe.config import RemoteFile, RemoteParams
+from stylepipe.io import atomic_path, file_digest
+
+ARIA2_ERRORS = {
+    1: "unknown error", 2: "timeout", 3: "resource not found (404)", 5: "download too slow",
+    6: "network problem (connection dropped or refused)", 7: "unfinished downloads at shutdown",
+    8: "server does not support resume", 9: "not enough disk space", 13: "file already exists",
+    16: "could not create/open the file", 17: "file I/O error", 19: "name resolution failed",
+    22: "bad HTTP response header", 24: "HTTP authorisation failed", 32: "checksum validation failed",
+}
+CHECKSUM_MISMATCH = 32
+POLL_S = 0.1
+
+
+class DownloadError(RuntimeError):
+    """A file could not be downloaded and verified."""
+
+
+class Aria2NotInstalledError(DownloadError):
+    """The aria2c binary is missing."""
+
+
+def free_port() -> int:
+    """A currently free TCP port on the loopback interface."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Aria2Daemon:
+    """Context manager running a private `aria2c --enable-rpc` on a random loopback port with a random
+    secret; `.api` is an aria2p.API. The process is always stopped on exit (graceful shutdown, then
+    terminate, then kill), also on exceptions and KeyboardInterrupt."""
+
+    started_pids: ClassVar[list[int]] = []
+
+    def __init__(self, download_dir: str | Path, max_concurrent_downloads: int = 3,
+                 startup_timeout_s: float = 10.0, grace_s: float = 3.0, binary: str = "aria2c") -> None:
+        self.download_dir = Path(download_dir)
+        self.max_concurrent_downloads = max_concurrent_downloads
+        self.startup_timeout_s = startup_timeout_s
+        self.grace_s = grace_s
+        self.binary = binary
+        self.process: subprocess.Popen[bytes] | None = None
+        self.api: aria2p.API | None = None
+        self._log: Any = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    def _command(self, exe: str, port: int, secret: str) -> list[str]:
+        return [
+            exe, "--enable-rpc", f"--rpc-listen-port={port}", "--rpc-listen-all=false",
+            f"--rpc-secret={secret}", f"--dir={self.download_dir.resolve()}", "--continue=true",
+            "--auto-file-renaming=false", "--allow-overwrite=true", "--file-allocation=none",
+            "--check-integrity=true", f"--max-concurrent-downloads={self.max_concurrent_downloads}",
+            f"--stop-with-process={os.getpid()}", "--console-log-level=warn", "--summary-interval=0",
+            "--enable-color=false", "--show-console-readout=false",
+        ]
+
+    def start(self) -> Aria2Daemon:
+        exe = shutil.which(self.binary)
+        if exe is None:
+            raise Aria2NotInstalledError(
+                f"{self.binary!r} not found on PATH: install the Debian package aria2 (apt-get install aria2)"
+            )
+        self.download_dir.mkdir(parents=True, exist_ok=True)
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115
+        port, secret = free_port(), secrets.token_hex(16)
+        self.process = subprocess.Popen(self._command(exe, port, secret), stdout=self._log,
+                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                        start_new_session=True)
+        Aria2Daemon.started_pids.append(self.process.pid)
+        self.api = aria2p.API(aria2p.Client(host="http://127.0.0.1", port=port, secret=secret, timeout=5))
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _log_text(self) -> str:
+        if self._log is None:
+            return ""
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace")[-2000:]
+
+    def _wait_ready(self) -> None:
+        assert self.process is not None and self.api is not None
+        deadline = time.monotonic() + self.startup_timeout_s
+        while True:
+            if self.process.poll() is not None:
+                code = self.process.returncode
+                raise DownloadError(f"aria2c exited at start (code {code}): {self._log_text()}")
+            try:
+                self.api.client.get_version()
+                return
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise DownloadError(
+                        f"aria2c RPC did not answer within {self.startup_timeout_s:.0f} s: {self._log_text()}"
+                    ) from None
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        """Stop the daemon: SIGTERM (aria2 saves its control files and exits), SIGKILL after the grace."""
+        proc, self.process = self.process, None
+        if proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+            try:
+                proc.wait(timeout=self.grace_s)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                proc.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def __enter__(self) -> Aria2Daemon:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def checksum_of(f: RemoteFile) -> tuple[str, str]:
+    """(python hashlib name, expected hex digest) - sha256 preferred over md5."""
+    return ("sha256", f.sha256) if f.sha256 else ("md5", f.md5 or "")
+
+
+def verify(path: Path, f: RemoteFile) -> bool:
+    algo, expected = checksum_of(f)
+    return path.is_file() and file_digest(path, algo) == expected
+
+
+def aria2_options(f: RemoteFile, remote: RemoteParams, staging: Path) -> dict[str, str]:
+    algo, expected = checksum_of(f)
+    return {
+        "dir": str(staging.resolve()), "out": f.name, "continue": "true", "split": str(remote.split),
+        "max-connection-per-server": str(remote.max_connection_per_server),
+        "max-tries": str(remote.max_tries), "timeout": str(remote.timeout_s),
+        "connect-timeout": str(remote.timeout_s), "retry-wait": "1",
+        "checksum": f"{'sha-256' if algo == 'sha256' else 'md5'}={expected}",
+        "check-integrity": "true", "allow-overwrite": "true", "auto-file-renaming": "false",
+    }
+
+
+def move_into(src: Path, dst: Path) -> None:
+    """os.replace, falling back to an atomic copy when staging and dest are on different filesystems."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.replace(src, dst)
+    except OSError as err:
+        if err.errno != errno.EXDEV:
+            raise
+        with atomic_path(dst) as tmp:
+            shutil.copyfile(src, tmp)
+        src.unlink()
+
+
+def _discard(staging: Path, name: str) -> None:
+    for p in (staging / name, staging / f"{name}.aria2"):
+        p.unlink(missing_ok=True)
+
+
+def _describe(f: RemoteFile, code: int, message: str) -> str:
+    what = ARIA2_ERRORS.get(code, "error")
+    return f"{f.name}: download failed from {', '.join(f.urls)}: aria2 error {code} ({what}): {message}"
+
+
+class _Transfer:
+    """One file in flight: its aria2 download and its progress bar."""
+
+    def __init__(self, f: RemoteFile, download: aria2p.Download, position: int, progress: bool) -> None:
+        self.file, self.download = f, download
+        self.bar = tqdm(desc=f.name, unit="B", unit_scale=True, unit_divisor=1024, position=position,
+                        disable=not progress, leave=True)
+
+    def poll(self) -> str:
+        self.download.update()
+        d = self.download
+        if d.total_length and self.bar.total != d.total_length:
+            self.bar.total = d.total_length
+        self.bar.update(max(0, d.completed_length - self.bar.n))
+        return d.status
+
+
+def _finish(t: _Transfer, staging: Path, dest: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """Verify a completed transfer in Python and move it into dest; (record, error)."""
+    f, staged = t.file, staging / t.file.name
+    algo, expected = checksum_of(f)
+    if not staged.is_file():
+        return None, f"{f.name}: aria2 reported completion but {staged} is missing"
+    digest = file_digest(staged, algo)
+    if digest != expected:
+        _discard(staging, f.name)
+        return None, f"{f.name}: checksum mismatch after download from {', '.join(f.urls)}: {algo} {digest}"
+    move_into(staged, dest / f.name)
+    return {"name": f.name, algo: expected, "bytes": (dest / f.name).stat().st_size, "skipped": False}, None
+
+
+def download_files(files: list[RemoteFile], dest: Path, remote: RemoteParams, progress: bool = True,
+                   daemon: Aria2Daemon | None = None) -> list[dict[str, Any]]:
+    """Download, verify and move `files` into `dest`; raise DownloadError listing every failure.
+
+    A file already in dest with the right checksum is skipped. `daemon`: an already started
+    Aria2Daemon to use (otherwise a private one is started and always stopped).
+    """
+    dest, staging = Path(dest), Path(remote.staging_dir)
+    dest.mkdir(parents=True, exist_ok=True)
+    staging.mkdir(parents=True, exist_ok=True)
+    done: list[dict[str, Any]] = []
+    todo = []
+    for f in files:
+        if verify(dest / f.name, f):
+            algo, expected = checksum_of(f)
+            done.append({"name": f.name, algo: expected, "bytes": (dest / f.name).stat().st_size,
+                         "skipped": True})
+        else:
+            todo.append(f)
+    if not todo:
+        return done
+    ctx = contextlib.nullcontext(daemon) if daemon is not None else Aria2Daemon(
+        staging, remote.max_concurrent_downloads)
+    errors: list[str] = []
+    with ctx as d:
+        assert d is not None and d.api is not None
+        pending = [
+            _Transfer(f, d.api.add_uris(f.urls, options=aria2_options(f, remote, staging)), i, progress)
+            for i, f in enumerate(todo)
+        ]
+        try:
+            while pending:
+                for t in list(pending):
+                    status = t.poll()
+                    if status == "complete":
+                        record, err = _finish(t, staging, dest)
+                        done += [record] if record else []
+                        errors += [err] if err else []
+                    elif status in ("error", "removed"):
+                        code = int(t.download.error_code or 1) if status == "error" else 1
+                        if code == CHECKSUM_MISMATCH:
+                            _discard(staging, t.file.name)
+                        errors.append(_describe(t.file, code, t.download.error_message or status))
+                    else:
+                        continue
+                    t.bar.close()
+                    pending.remove(t)
+                if pending:
+                    time.sleep(POLL_S)
+        finally:
+            for t in pending:
+                t.bar.close()
+    if errors:
+        raise DownloadError("\n".join(errors))
+    return sorted(done, key=lambda r: r["name"])

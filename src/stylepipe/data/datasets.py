@@ -1,0 +1,129 @@
+"""Torch datasets over the prepared shard stores: random (content, style) crop pairs for training and a
+fixed, pre-drawn list of pairs for evaluation and debugging."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import IterableDataset, get_worker_info
+
+from stylepipe.data.shards import ShardStore
+
+
+def image_to_tensor(img: Image.Image) -> torch.Tensor:
+    """PIL RGB image -> float tensor [3, H, W] in [0, 1]."""
+    arr = np.asarray(img.convert("RGB"), dtype=np.uint8)
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
+
+
+def load_batch_tensor(images: list[Image.Image]) -> torch.Tensor:
+    """Stack same-sized PIL images into a float batch [N, 3, H, W] in [0, 1]."""
+    return torch.stack([image_to_tensor(im) for im in images])
+
+
+def resize_short(img: Image.Image, size: int) -> Image.Image:
+    """Resize so the shorter side equals `size` (up or down), keeping the aspect ratio."""
+    w, h = img.size
+    s = size / min(w, h)
+    new = (max(size, round(w * s)), max(size, round(h * s)))
+    return img if new == (w, h) else img.resize(new, Image.Resampling.BICUBIC)
+
+
+def center_resize_crop(img: Image.Image, size: int) -> Image.Image:
+    """Resize the shorter side to `size`, then take the centre size x size crop."""
+    img = resize_short(img, size)
+    x, y = (img.width - size) // 2, (img.height - size) // 2
+    return img.crop((x, y, x + size, y + size))
+
+
+def random_crop(img: Image.Image, crop: int, rng: np.random.Generator) -> Image.Image:
+    """Random crop x crop (upscaling images smaller than the crop first) with a random h-flip."""
+    if min(img.size) < crop:
+        img = resize_short(img, crop)
+    x = int(rng.integers(0, img.width - crop + 1))
+    y = int(rng.integers(0, img.height - crop + 1))
+    out = img.crop((x, y, x + crop, y + crop))
+    if rng.random() < 0.5:
+        out = out.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    return out
+
+
+def _split_indices(store: ShardStore, split: str) -> list[int]:
+    idx = store.indices(split)
+    if not idx:
+        raise ValueError(f"{store.dir}: no images in split {split!r}")
+    return idx
+
+
+def worker_share(length: int, worker: int, num_workers: int) -> int:
+    """How many of `length` items worker `worker` of `num_workers` yields (shares sum to length)."""
+    return length // num_workers + (1 if worker < length % num_workers else 0)
+
+
+class RandomPairs(IterableDataset):
+    """`length` random (content, style) crop pairs per epoch, [3, crop, crop] floats in [0, 1].
+
+    The random stream depends on (seed, epoch, worker id); call `set_epoch` before each epoch (with
+    non-persistent DataLoader workers, the default). The length is split across workers exactly.
+    """
+
+    def __init__(self, content: ShardStore, style: ShardStore, crop: int, split: str = "train",
+                 seed: int = 0, length: int = 1000) -> None:
+        super().__init__()
+        self.content, self.style = content, style
+        self.crop, self.split, self.seed, self.length = crop, split, seed, length
+        self.content_idx = _split_indices(content, split)
+        self.style_idx = _split_indices(style, split)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def draws(self, worker: int = 0, num_workers: int = 1) -> Iterator[tuple[int, int, np.random.Generator]]:
+        """(content index, style index, rng for the crops) for one worker's share of the epoch."""
+        rng = np.random.default_rng([self.seed, self.epoch, worker, num_workers])
+        for _ in range(worker_share(self.length, worker, num_workers)):
+            ci = self.content_idx[int(rng.integers(len(self.content_idx)))]
+            si = self.style_idx[int(rng.integers(len(self.style_idx)))]
+            yield ci, si, rng
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        info = get_worker_info()
+        worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        for ci, si, rng in self.draws(worker, num_workers):
+            c = random_crop(self.content.read_image(ci), self.crop, rng)
+            s = random_crop(self.style.read_image(si), self.crop, rng)
+            yield image_to_tensor(c), image_to_tensor(s)
+
+
+def fixed_pairs(content: ShardStore, style: ShardStore, n: int, seed: int, size: int,
+                split: str = "val") -> list[tuple[torch.Tensor, torch.Tensor, dict[str, Any]]]:
+    """`n` deterministic (content, style, info) pairs, centre-resize-cropped to `size`; styles cycle
+    through every label present in `split` so each style appears (when n >= number of labels)."""
+    rng = np.random.default_rng(seed)
+    c_idx = _split_indices(content, split)
+    s_idx = _split_indices(style, split)
+    by_label: dict[Any, list[int]] = {}
+    for i in s_idx:
+        by_label.setdefault(style.records[i]["label"], []).append(i)
+    labels = sorted(by_label, key=str)
+    c_order = [c_idx[j] for j in rng.permutation(len(c_idx))]
+    s_orders = {lab: [by_label[lab][j] for j in rng.permutation(len(by_label[lab]))] for lab in labels}
+    pairs = []
+    for k in range(n):
+        lab = labels[k % len(labels)]
+        ci = c_order[k % len(c_order)]
+        si = s_orders[lab][(k // len(labels)) % len(s_orders[lab])]
+        info = {"content_index": ci, "style_index": si, "content_id": content.records[ci]["id"],
+                "style_id": style.records[si]["id"], "style_label": lab}
+        c = image_to_tensor(center_resize_crop(content.read_image(ci), size))
+        s = image_to_tensor(center_resize_crop(style.read_image(si), size))
+        pairs.append((c, s, info))
+    return pairs

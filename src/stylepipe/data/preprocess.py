@@ -1,0 +1,295 @@
+"""The preprocess stage: open archives safely, list COCO images with pycocotools, decode + validate +
+resize every image in parallel, split train/val deterministically, write two shard stores + a report."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import math
+import multiprocessing
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageCms, ImageOps
+from tqdm import tqdm
+
+from stylepipe.config import Params
+from stylepipe.data.archives import extract_to_cache, is_archive
+from stylepipe.data.shards import ShardWriter
+from stylepipe.io import atomic_dir, write_json
+
+EXTRACT_DIR = Path(".cache/extract")
+JPEG_QUALITY = 90
+ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+
+
+class ImageRejected(ValueError):
+    """An input image that cannot be used (corrupt, truncated, too small, too large...)."""
+
+
+@dataclass(frozen=True)
+class Item:
+    """One input image: domain ("content"/"style"), a unique name, its path and label."""
+
+    domain: str
+    name: str
+    path: str
+    label: str | None
+    source: str
+
+
+# ----------------------------------------------------------------------------- listing inputs
+
+
+def _coco_image_dirs(roots: list[Path], split: str) -> list[Path]:
+    dirs = []
+    for root in roots:
+        dirs += [root / split, root / "images" / split, root / "images", root]
+    return [d for d in dirs if d.is_dir()]
+
+
+def list_coco(ann_files: list[Path], roots: list[Path], rejected: list[dict[str, str]]) -> list[Item]:
+    """List content images with pycocotools; images missing on disk are rejected."""
+    from pycocotools.coco import COCO
+
+    items: dict[str, Item] = {}
+    for ann in sorted(ann_files):
+        with contextlib.redirect_stdout(io.StringIO()):
+            coco = COCO(str(ann))
+        split = ann.stem.removeprefix("instances_")
+        dirs = _coco_image_dirs([*roots, ann.parent.parent], split)
+        for img_id in sorted(coco.imgs):
+            file_name = coco.imgs[img_id]["file_name"]
+            path = next((d / file_name for d in dirs if (d / file_name).is_file()), None)
+            if path is None:
+                rejected.append({"domain": "content", "path": f"{ann}:{file_name}",
+                                 "reason": "listed in the annotations but missing on disk"})
+                continue
+            items.setdefault(str(path), Item("content", file_name, str(path), None, "coco"))
+    return list(items.values())
+
+
+def list_wikiart(root: Path) -> list[Item]:
+    """List style images as root/<Style>/<file>; the label is the style folder name."""
+    items = []
+    for style_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for f in sorted(style_dir.iterdir()):
+            if f.is_file() and not f.name.startswith("."):
+                items.append(Item("style", f"{style_dir.name}/{f.name}", str(f), style_dir.name, "wikiart"))
+    return items
+
+
+def locate_inputs(
+    raw_dir: Path, extract_dir: Path, max_bytes: int, rejected: list[dict[str, str]]
+) -> tuple[list[Path], list[Path], Path | None]:
+    """Return (COCO annotation files, COCO search roots, WikiArt root), extracting archives if needed."""
+    roots = [raw_dir]
+    if not (raw_dir / "coco").is_dir() or not (raw_dir / "wikiart").is_dir():
+        for archive in sorted(p for p in raw_dir.iterdir() if p.is_file() and is_archive(p)):
+            def bad(name: str, why: str, a: Path = archive) -> None:
+                rejected.append({"domain": "archive", "path": f"{a}:{name}", "reason": why})
+
+            roots.append(extract_to_cache(archive, extract_dir, max_bytes, bad))
+    coco_roots = [r / "coco" for r in roots if (r / "coco").is_dir()] + roots
+    ann_files = sorted({a for r in coco_roots for a in r.glob("annotations/instances_*.json")})
+    wikiart = next((r / "wikiart" for r in roots if (r / "wikiart").is_dir()), None)
+    if wikiart is not None and (wikiart / "wikiart").is_dir():  # zip with a top-level wikiart/ folder
+        wikiart = wikiart / "wikiart"
+    return ann_files, coco_roots, wikiart
+
+
+# ----------------------------------------------------------------------------- one image
+
+
+def _int_to_l(img: Image.Image) -> Image.Image:
+    """16/32-bit greyscale -> 8-bit L (16-bit data scaled by 1/257)."""
+    a = np.asarray(img).astype(np.float64)
+    if img.mode == "F":
+        a = a * 255.0 if a.max(initial=0) <= 1.0 else a
+    elif img.mode.startswith("I;16") or a.max(initial=0) > 255:
+        a = a / 257.0
+    return Image.fromarray(np.clip(np.round(a), 0, 255).astype(np.uint8), "L")
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Convert any PIL mode to 8-bit RGB: alpha composited on white, CMYK via its ICC profile."""
+    if img.mode.startswith("I") or img.mode == "F":
+        img = _int_to_l(img)
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ALPHA_MODES:
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    if img.mode == "CMYK" and img.info.get("icc_profile"):
+        with contextlib.suppress(Exception):
+            src = ImageCms.ImageCmsProfile(io.BytesIO(img.info["icc_profile"]))
+            return ImageCms.profileToProfile(img, src, ImageCms.createProfile("sRGB"), outputMode="RGB")
+    return img.convert("RGB")
+
+
+def resized_size(w: int, h: int, short_side: int) -> tuple[int, int]:
+    """Size with the shorter side == short_side (never upscaling), aspect ratio kept."""
+    s = min(w, h)
+    if s <= short_side:
+        return w, h
+    if w <= h:
+        return short_side, max(1, round(h * short_side / w))
+    return max(1, round(w * short_side / h)), short_side
+
+
+def convert_image(path: str, short_side: int, min_side: int) -> tuple[bytes, int, int]:
+    """Decode, validate, convert to RGB, resize and re-encode one image; raise ImageRejected."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                w, h = img.size
+                if min(w, h) < min_side:
+                    raise ImageRejected(f"too small: {w}x{h} (shorter side < {min_side})")
+                if img.format == "JPEG" and min(w, h) > short_side:
+                    f = short_side / min(w, h)
+                    img.draft(img.mode, (math.ceil(w * f), math.ceil(h * f)))
+                img.load()
+                img = ImageOps.exif_transpose(to_rgb(img))
+    except ImageRejected:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise ImageRejected(f"decompression bomb: {err}") from None
+    except Image.UnidentifiedImageError:
+        size = os.path.getsize(path) if os.path.exists(path) else -1
+        raise ImageRejected("empty file (0 bytes)" if size == 0 else "not a recognised image") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as err:
+        raise ImageRejected(f"corrupt or truncated: {err}") from None
+    size = resized_size(*img.size, short_side)
+    if size != img.size:
+        img = img.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=JPEG_QUALITY, optimize=False)
+    return buf.getvalue(), img.width, img.height
+
+
+def _init_worker(max_pixels: int) -> None:
+    Image.MAX_IMAGE_PIXELS = max_pixels
+
+
+def _process(job: tuple[int, str, int, int]) -> tuple[int, bytes | None, int, int, str | None]:
+    index, path, short_side, min_side = job
+    try:
+        data, w, h = convert_image(path, short_side, min_side)
+    except ImageRejected as err:
+        return index, None, 0, 0, str(err)
+    except Exception as err:  # one bad image never stops the stage
+        return index, None, 0, 0, f"unexpected error: {type(err).__name__}: {err}"
+    return index, data, w, h, None
+
+
+# ----------------------------------------------------------------------------- split
+
+
+def split_fraction(seed: int, name: str) -> float:
+    """Uniform value in [0, 1) from sha1(f"{seed}:{name}")."""
+    return int(hashlib.sha1(f"{seed}:{name}".encode()).hexdigest()[:13], 16) / 16**13
+
+
+def assign_splits(names: list[str], groups: list[list[int]], seed: int, val_fraction: float) -> list[str]:
+    """Hash split of `names`; each index group of >= 2 gets at least one val and one train item."""
+    frac = [split_fraction(seed, n) for n in names]
+    split = ["val" if f < val_fraction else "train" for f in frac]
+    for group in groups:
+        if len(group) < 2:
+            continue
+        if all(split[i] == "train" for i in group):
+            split[min(group, key=lambda i: (frac[i], names[i]))] = "val"
+        if all(split[i] == "val" for i in group):
+            split[max(group, key=lambda i: (frac[i], names[i]))] = "train"
+    return split
+
+
+def _split_groups(items: list[Item]) -> list[list[int]]:
+    by_label: dict[str | None, list[int]] = {}
+    for i, it in enumerate(items):
+        by_label.setdefault(it.label, []).append(i)
+    groups = [g for label, g in sorted(by_label.items(), key=lambda kv: str(kv[0])) if label is not None]
+    return [*groups, list(range(len(items)))]
+
+
+# ----------------------------------------------------------------------------- stage
+
+
+def _run_jobs(items: list[Item], params: Params, progress: bool) -> list[tuple]:
+    pp = params.preprocess
+    jobs = [(i, it.path, pp.short_side, pp.min_side) for i, it in enumerate(items)]
+    workers = pp.workers or os.cpu_count() or 1
+    bar = tqdm(total=len(jobs), desc="preprocess", unit="img", disable=not progress)
+    results = []
+    if workers <= 1 or len(jobs) < 2 * workers:
+        _init_worker(pp.max_image_pixels)
+        for job in jobs:
+            results.append(_process(job))
+            bar.update()
+    else:
+        ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
+        with ctx.Pool(workers, initializer=_init_worker, initargs=(pp.max_image_pixels,)) as pool:
+            for res in pool.imap(_process, jobs, chunksize=max(1, min(64, len(jobs) // (workers * 8)))):
+                results.append(res)
+                bar.update()
+    bar.close()
+    return results
+
+
+def _write_domain(out: Path, items: list[Item], results: list[tuple], params: Params,
+                  rejected: list[dict[str, str]]) -> dict[str, Any]:
+    ok = [(it, r) for it, r in zip(items, results, strict=True) if r[4] is None]
+    for it, r in zip(items, results, strict=True):
+        if r[4] is not None:
+            rejected.append({"domain": it.domain, "path": it.path, "reason": r[4]})
+    good = [it for it, _ in ok]
+    splits = assign_splits([it.name for it in good], _split_groups(good), params.common.seed,
+                           params.preprocess.val_fraction)
+    counts: dict[str, Any] = {"train": 0, "val": 0, "rejected": len(items) - len(ok)}
+    labels: dict[str, dict[str, int]] = {}
+    with ShardWriter(out, params.preprocess.shard_max_mb * 1024 * 1024) as writer:
+        for (it, (_, data, w, h, _)), split in zip(ok, splits, strict=True):
+            writer.add(data, id=it.name, source=it.source, split=split, label=it.label, width=w, height=h)
+            counts[split] += 1
+            if it.label is not None:
+                labels.setdefault(it.label, {"train": 0, "val": 0})[split] += 1
+    if labels:
+        counts["labels"] = labels
+    return counts
+
+
+def run_preprocess(
+    params: Params,
+    raw_dir: Path = Path("data/raw"),
+    out_dir: Path = Path("data/prepared"),
+    extract_dir: Path = EXTRACT_DIR,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run the preprocess stage; write out_dir/{content,style}/ shard stores and out_dir/report.json."""
+    raw_dir, out_dir = Path(raw_dir), Path(out_dir)
+    if not raw_dir.is_dir():
+        raise FileNotFoundError(f"{raw_dir}: raw data directory not found (run the download stage)")
+    rejected: list[dict[str, str]] = []
+    ann_files, coco_roots, wikiart = locate_inputs(raw_dir, extract_dir, params.preprocess.max_archive_bytes,
+                                                   rejected)
+    if not ann_files:
+        raise FileNotFoundError(f"{raw_dir}: no COCO annotations/instances_*.json found (or in its archives)")
+    if wikiart is None:
+        raise FileNotFoundError(f"{raw_dir}: no wikiart/<Style>/ folder found (or in its archives)")
+    content = list_coco(ann_files, coco_roots, rejected)
+    style = list_wikiart(wikiart)
+    results = _run_jobs(content + style, params, progress)
+    report: dict[str, Any] = {"short_side": params.preprocess.short_side, "jpeg_quality": JPEG_QUALITY}
+    with atomic_dir(out_dir) as tmp:
+        report["content"] = _write_domain(tmp / "content", content, results[: len(content)], params, rejected)
+        report["style"] = _write_domain(tmp / "style", style, results[len(content) :], params, rejected)
+        report["rejected"] = rejected
+        write_json(tmp / "report.json", report)
+    return report

@@ -1,0 +1,182 @@
+"""The OAK-1 side (depthai 2.x): the on-device pipeline, its JSON package, and the live host-connected demo.
+
+ColorCamera preview (BGR planar U8 at the model size) -> NeuralNetwork(blob) -> XLinkOut "nn", with the
+frame the network saw on XLinkOut "preview". The style-statistics model adds XLinkIn "style" feeding
+the network's style_mean/style_std inputs (reused until the next message), so styles switch at runtime
+without reloading the blob. depthai 2.x builds and serialises all this without a device.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import depthai as dai
+import numpy as np
+
+from stylepipe.io import write_json
+
+STYLE_INPUTS = ("style_mean", "style_std")
+CONTENT_INPUT = "content"
+OUTPUT = "stylized"
+
+
+class NoDeviceError(SystemExit):
+    """No OAK device is connected (exits the CLI with this message, no traceback)."""
+
+
+def build_pipeline(blob_path: Path | None, size: tuple[int, int], with_style_input: bool) -> dai.Pipeline:
+    """The OAK pipeline for a model of size=(width, height); blob_path None = offline, no blob set."""
+    width, height = size
+    pipeline = dai.Pipeline()
+    cam = pipeline.create(dai.node.ColorCamera)
+    cam.setBoardSocket(dai.CameraBoardSocket.CAM_A)
+    cam.setResolution(dai.ColorCameraProperties.SensorResolution.THE_1080_P)
+    cam.setPreviewSize(width, height)
+    cam.setInterleaved(False)
+    cam.setColorOrder(dai.ColorCameraProperties.ColorOrder.BGR)
+    cam.setFps(10)
+
+    nn = pipeline.create(dai.node.NeuralNetwork)
+    if blob_path is not None:
+        nn.setBlobPath(Path(blob_path))
+    nn.setNumInferenceThreads(1)
+    content = nn.inputs[CONTENT_INPUT] if with_style_input else nn.input
+    content.setBlocking(False)
+    content.setQueueSize(1)
+    cam.preview.link(content)
+
+    nn_out = pipeline.create(dai.node.XLinkOut)
+    nn_out.setStreamName("nn")
+    nn.out.link(nn_out.input)
+    preview = pipeline.create(dai.node.XLinkOut)
+    preview.setStreamName("preview")
+    (nn.passthroughs[CONTENT_INPUT] if with_style_input else nn.passthrough).link(preview.input)
+
+    if with_style_input:
+        style = pipeline.create(dai.node.XLinkIn)
+        style.setStreamName("style")
+        style.setMaxDataSize(2 * 512 * 4 * 2)
+        for name in STYLE_INPUTS:
+            inp = nn.inputs[name]
+            inp.setReusePreviousMessage(True)  # keep the last style until a new one arrives
+            inp.setQueueSize(1)
+            inp.setBlocking(False)
+            style.out.link(inp)
+    return pipeline
+
+
+def pipeline_info(blob_path: Path | None, size: tuple[int, int], with_style_input: bool) -> dict[str, Any]:
+    """What the JSON package cannot say by itself: the blob (or its absence) and the stream contract."""
+    return {
+        "blob": str(blob_path) if blob_path else None,
+        "blob_note": None if blob_path else "no blob compiled (offline): NeuralNetwork has no blob set",
+        "model_size": {"width": size[0], "height": size[1]},
+        "camera_frames": "BGR U8 planar (the blob's preprocessing turns them into RGB [0, 1])",
+        "streams": {"out": ["nn", "preview"], "in": ["style"] if with_style_input else []},
+        "style_inputs": list(STYLE_INPUTS) if with_style_input else [],
+        "depthai_version": dai.__version__,
+    }
+
+
+def save_pipeline(pipeline: dai.Pipeline, path: Path, blob_path: Path | None = None) -> dict[str, Any]:
+    """Write pipeline.serializeToJson() plus a 'stylepipe' section describing blob and streams."""
+    data = pipeline.serializeToJson()
+    nodes = [n for _, n in data["pipeline"]["nodes"]]
+    size = next((n["properties"]["previewWidth"], n["properties"]["previewHeight"]) for n in nodes
+                if n["name"] == "ColorCamera")  # fmt: skip
+    data["stylepipe"] = pipeline_info(blob_path, size, any(n["name"] == "XLinkIn" for n in nodes))
+    write_json(path, data)
+    return data
+
+
+def style_message(mean: np.ndarray, std: np.ndarray) -> dai.NNData:
+    """NNData carrying one style's statistics as layers named after the network's style inputs."""
+    msg = dai.NNData(2 * 512 * 2)
+    msg.setLayer(STYLE_INPUTS[0], np.asarray(mean, dtype=np.float32).ravel().tolist())
+    msg.setLayer(STYLE_INPUTS[1], np.asarray(std, dtype=np.float32).ravel().tolist())
+    return msg
+
+
+def _planar_bgr_to_rgb(frame: np.ndarray, width: int, height: int) -> np.ndarray:
+    return np.ascontiguousarray(frame.reshape(3, height, width)[::-1].transpose(1, 2, 0))
+
+
+def _nn_to_rgb(msg: dai.NNData, width: int, height: int) -> np.ndarray:
+    out = np.asarray(msg.getFirstLayerFp16(), dtype=np.float32).reshape(3, height, width)
+    return (np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8).transpose(1, 2, 0)
+
+
+def find_device() -> Any:
+    """The first available OAK, or NoDeviceError."""
+    devices = dai.Device.getAllAvailableDevices()
+    if not devices:
+        raise NoDeviceError(
+            "no OAK device connected: plug in the OAK-1 (USB3) and check `lsusb` / udev rules"
+        )
+    return devices[0]
+
+
+def run_live(
+    blob_path: Path | None,
+    size: tuple[int, int],
+    bank_path: Path | None = None,
+    with_style_input: bool = False,
+    record: Path | None = None,
+    show: bool = True,
+    max_frames: int | None = None,
+) -> dict[str, Any]:
+    """Run on a connected OAK: side-by-side original | stylised with FPS; 'n' cycles styles, 'q' quits."""
+    device_info = find_device()
+    if blob_path is None or not Path(blob_path).is_file():
+        raise NoDeviceError(
+            f"no blob at {blob_path}: set blob.enabled (online) or blob.path, then compile_blob"
+        )
+    from stylepipe.demo.host import Display, VideoWriter, compose
+
+    display = Display("stylepipe OAK-1") if show else None
+    bank = _load_bank(bank_path) if with_style_input else None
+    width, height = size
+    frames, style_i, start = 0, 0, time.perf_counter()
+    writer = VideoWriter(Path(record), 10, 2 * width, height) if record else None
+    try:
+        with dai.Device(build_pipeline(Path(blob_path), size, with_style_input), device_info) as device:
+            q_prev, q_nn = device.getOutputQueue("preview", 4, False), device.getOutputQueue("nn", 4, False)
+            q_style = device.getInputQueue("style") if bank else None
+            if q_style is not None:
+                q_style.send(style_message(bank["mean"][0], bank["std"][0]))
+            while max_frames is None or frames < max_frames:
+                original = _planar_bgr_to_rgb(q_prev.get().getFrame(), width, height)
+                stylised = _nn_to_rgb(q_nn.get(), width, height)
+                frames += 1
+                fps = frames / (time.perf_counter() - start)
+                label = f"{fps:4.1f} FPS" + (f"  {bank['names'][style_i]}" if bank else "")
+                canvas = compose(original, stylised, label)
+                if writer is not None:
+                    writer.write(canvas)
+                if display is not None:
+                    display.show(canvas)
+                    key = display.key()
+                    if key == "q" or not display.open:
+                        break
+                    if key in ("n", "right") and q_style is not None:
+                        style_i = (style_i + 1) % len(bank["names"])
+                        q_style.send(style_message(bank["mean"][style_i], bank["std"][style_i]))
+    finally:
+        if writer is not None:
+            writer.close()
+    return {
+        "frames": frames,
+        "fps": frames / (time.perf_counter() - start),
+        "record": str(record) if record else None,
+    }
+
+
+def _load_bank(bank_path: Path | None) -> dict[str, Any]:
+    import torch
+
+    if bank_path is None:
+        raise ValueError("the style-switching demo needs the style bank (models/adain/style_bank.pt)")
+    bank = torch.load(bank_path, map_location="cpu", weights_only=True)
+    return {"names": list(bank["names"]), "mean": bank["mean"].numpy(), "std": bank["std"].numpy()}

@@ -1,0 +1,207 @@
+"""The `export_openvino` stage: ONNX -> OpenVINO IR (FP16 weights), parity vs ONNX Runtime, FP16 range.
+
+Parity runs the IR on the CPU with INFERENCE_PRECISION_HINT=f32 (the CPU would otherwise pick bf16 where
+it can, which is not what is being checked). The FP16 range check runs the PyTorch network in float32
+and compares the largest magnitude of every activation, and of the squared deviations inside the AdaIN
+statistics, with the FP16 maximum (65504): the Myriad X computes in FP16 only.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import openvino as ov
+import torch
+from torch import nn
+
+from stylepipe.config import Params
+from stylepipe.export.onnx import (
+    BAKED_ONNX,
+    STATS_ONNX,
+    ExportError,
+    StatsModel,
+    deterministic_content,
+    load_style_bank,
+    ort_run,
+)
+from stylepipe.io import atomic_dir, file_digest, write_json
+from stylepipe.models.adain import load_stylizer
+
+FP16_MAX = 65504.0
+F32_CONFIG = {"INFERENCE_PRECISION_HINT": "f32"}
+
+
+def convert_onnx(onnx_path: Path, xml_path: Path) -> ov.Model:
+    """Convert one ONNX file to IR (weights compressed to FP16) at xml_path (+ .bin)."""
+    model = ov.convert_model(str(onnx_path))
+    ov.save_model(model, str(xml_path), compress_to_fp16=True)
+    return model
+
+
+def ir_weight_types(xml_path: Path) -> dict[str, int]:
+    """Histogram of the element types of the IR's Constant nodes (FP16 weights show up as f16)."""
+    counts: dict[str, int] = {}
+    for op in ov.Core().read_model(str(xml_path)).get_ops():
+        if op.get_type_name() == "Constant":
+            t = op.get_output_element_type(0).get_type_name()
+            counts[t] = counts.get(t, 0) + 1
+    return counts
+
+
+def compile_cpu(xml_path: Path, config: dict[str, str] | None = None) -> ov.CompiledModel:
+    return ov.Core().compile_model(str(xml_path), "CPU", config or {})
+
+
+def ov_run(compiled: ov.CompiledModel, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    return np.asarray(compiled(feeds)[compiled.output(0)])
+
+
+def measure_fps(compiled: ov.CompiledModel, feeds: dict[str, np.ndarray], repeats: int) -> float:
+    """Frames per second of synchronous single-frame inference (one warm-up, then `repeats` runs)."""
+    ov_run(compiled, feeds)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        ov_run(compiled, feeds)
+    return repeats / (time.perf_counter() - start)
+
+
+def fp16_range(
+    model: nn.Module, inputs: list[tuple[torch.Tensor, ...]], stats_scale: float = 1.0
+) -> dict[str, Any]:
+    """Largest |activation| over every submodule output and the largest squared deviation (feat-mean)^2
+    / stats_scale^2 of the encoder features, over a list of input tuples; compared with FP16's maximum."""
+    peak = {"activation": 0.0, "squared_deviation": 0.0}
+    where = {"activation": ""}
+
+    def hook(name: str):
+        def fn(_m: nn.Module, _i: Any, out: Any) -> None:
+            if isinstance(out, torch.Tensor) and out.is_floating_point():
+                v = float(out.detach().abs().max())
+                if v > peak["activation"]:
+                    peak["activation"], where["activation"] = v, name
+
+        return fn
+
+    handles = [m.register_forward_hook(hook(n)) for n, m in model.named_modules() if not list(m.children())]
+    try:
+        with torch.no_grad():
+            for args in inputs:
+                model(*args)
+                feat = model.encoder.encode(args[0]) if hasattr(model, "encoder") else None
+                if feat is not None:
+                    dev = (feat - feat.mean(dim=(2, 3), keepdim=True)) / stats_scale
+                    peak["squared_deviation"] = max(peak["squared_deviation"], float(dev.pow(2).max()))
+    finally:
+        for h in handles:
+            h.remove()
+    worst = max(peak.values())
+    return {
+        "max_abs_activation": peak["activation"],
+        "max_activation_at": where["activation"],
+        "max_squared_deviation": peak["squared_deviation"],
+        "fp16_max": FP16_MAX,
+        "headroom": FP16_MAX / worst if worst else float("inf"),
+        "ok": worst < FP16_MAX,
+    }
+
+
+def check_fp16_range(
+    model: nn.Module, inputs: list[tuple[torch.Tensor, ...]], stats_scale: float = 1.0
+) -> dict:
+    """fp16_range, raising ExportError on overflow."""
+    rng = fp16_range(model, inputs, stats_scale)
+    if not rng["ok"]:
+        raise ExportError(
+            f"FP16 overflow: max |activation| {rng['max_abs_activation']:.0f} "
+            f"(at {rng['max_activation_at']}), "
+            f"max AdaIN squared deviation {rng['max_squared_deviation']:.0f} vs FP16 max {FP16_MAX:.0f}; "
+            "the Myriad X would produce inf/NaN. Raise export.stats_scale (squared-deviation overflow) "
+            "or retrain with smaller activations."
+        )
+    return rng
+
+
+def range_inputs(height: int, width: int, bank: dict[str, Any], seed: int) -> list[tuple[torch.Tensor, ...]]:
+    """Deterministic probe inputs: gradient+noise, pure noise, a hard checkerboard; every bank style."""
+    gen = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+    board = (((yy // 8) + (xx // 8)) % 2).float().expand(1, 3, height, width)
+    images = [
+        deterministic_content(height, width, seed),
+        torch.rand(1, 3, height, width, generator=gen),
+        board,
+    ]
+    return [
+        (img, bank["mean"][i : i + 1], bank["std"][i : i + 1])
+        for img in images
+        for i in range(len(bank["names"]))
+    ]
+
+
+def _model_entry(onnx_path: Path, xml_path: Path, feeds: dict[str, np.ndarray], cfg: Any) -> dict[str, Any]:
+    convert_onnx(onnx_path, xml_path)
+    ref = ort_run(onnx_path, feeds)
+    compiled = compile_cpu(xml_path, F32_CONFIG)
+    diff = float(np.abs(ov_run(compiled, feeds) - ref).max())
+    if not diff <= cfg.openvino_atol:
+        raise ExportError(
+            f"{xml_path.name}: OpenVINO (FP16 IR, f32 inference) differs from ONNX Runtime by {diff:.3g} "
+            f"> export.openvino_atol={cfg.openvino_atol:g}"
+        )
+    types = ir_weight_types(xml_path)
+    if "f16" not in types:
+        raise ExportError(f"{xml_path.name}: IR holds no FP16 constants ({types}); compression failed")
+    fps = {
+        "f32": measure_fps(compiled, feeds, cfg.speed_repeats),
+        "default": measure_fps(compile_cpu(xml_path), feeds, cfg.speed_repeats),
+    }
+    return {
+        "xml": xml_path.name,
+        "bin_bytes": xml_path.with_suffix(".bin").stat().st_size,
+        "bin_sha256": file_digest(xml_path.with_suffix(".bin")),
+        "max_abs_diff_vs_ort": diff,
+        "constant_types": types,
+        "cpu_fps": {k: round(v, 3) for k, v in fps.items()},
+    }
+
+
+def run_export_openvino(
+    params: Params,
+    onnx_dir: Path = Path("models/export/onnx"),
+    out_dir: Path = Path("models/export/openvino"),
+    encoder_path: Path = Path("models/encoder/encoder.pt"),
+    decoder_path: Path = Path("models/adain/decoder.pt"),
+    bank_path: Path = Path("models/adain/style_bank.pt"),
+) -> dict[str, Any]:
+    """Convert both ONNX models to FP16 IR, check parity and the FP16 range, write out_dir/report.json."""
+    cfg = params.export
+    for name in (STATS_ONNX, BAKED_ONNX):
+        if not (onnx_dir / name).is_file():
+            raise ExportError(f"{onnx_dir / name}: not found (run the export_onnx stage first)")
+    bank = load_style_bank(bank_path)
+    stats = StatsModel(load_stylizer(encoder_path, decoder_path), cfg.stats_scale).eval()
+    probes = range_inputs(cfg.height, cfg.width, bank, params.common.seed)
+    report: dict[str, Any] = {
+        "openvino_version": ov.get_version(),
+        "openvino_atol": cfg.openvino_atol,
+        "height": cfg.height,
+        "width": cfg.width,
+        "speed_repeats": cfg.speed_repeats,
+        "parity_precision": "f32",
+        "fp16_range": check_fp16_range(stats, probes, cfg.stats_scale),
+        "models": {},
+    }
+    content, mean, std = (t.numpy() for t in probes[0])
+    feeds = {
+        STATS_ONNX: {"content": content, "style_mean": mean, "style_std": std},
+        BAKED_ONNX: {"content": content},
+    }
+    with atomic_dir(out_dir) as tmp:
+        for name, feed in feeds.items():
+            xml = tmp / name.replace(".onnx", ".xml")
+            report["models"][name] = _model_entry(onnx_dir / name, xml, feed, cfg)
+        write_json(tmp / "report.json", report)
+    return report

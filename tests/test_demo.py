@@ -1,0 +1,111 @@
+"""Demo: the OAK pipeline package (no device needed), the no-device error, host-side video rendering."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from stylepipe.config import Params, deep_merge, parse_params
+from stylepipe.demo.clip import ken_burns, load_source_image
+from stylepipe.demo.host import DisplayError, render_video, run_demo, run_host
+from stylepipe.demo.oak import build_pipeline, run_live, save_pipeline
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZE = (48, 32)  # (width, height)
+
+
+def make_params(**demo: Any) -> Params:
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    over = {"export": {"height": SIZE[1], "width": SIZE[0], "speed_repeats": 1}, "demo": demo}
+    return parse_params(deep_merge(raw, over))
+
+
+def node_names(data: dict) -> list[str]:
+    return sorted(n["name"] for _, n in data["pipeline"]["nodes"])
+
+
+def test_pipeline_json_without_device(tmp_path: Path) -> None:
+    baked = save_pipeline(build_pipeline(None, SIZE, False), tmp_path / "baked.json")
+    assert json.loads((tmp_path / "baked.json").read_text()) == json.loads(json.dumps(baked))
+    assert node_names(baked) == ["ColorCamera", "NeuralNetwork", "XLinkOut", "XLinkOut"]
+    cam = next(n for _, n in baked["pipeline"]["nodes"] if n["name"] == "ColorCamera")["properties"]
+    assert (cam["previewWidth"], cam["previewHeight"]) == SIZE and cam["interleaved"] is False
+    assert baked["stylepipe"]["blob"] is None and "offline" in baked["stylepipe"]["blob_note"]
+    styles = save_pipeline(build_pipeline(None, SIZE, True), tmp_path / "styles.json")
+    assert node_names(styles) == ["ColorCamera", "NeuralNetwork", "XLinkIn", "XLinkOut", "XLinkOut"]
+    targets = {c["node2Input"] for c in styles["pipeline"]["connections"]}
+    assert {"content", "style_mean", "style_std"} <= targets
+    assert styles["stylepipe"]["streams"] == {"out": ["nn", "preview"], "in": ["style"]}
+
+
+def test_run_live_without_device_is_clear() -> None:
+    with pytest.raises(SystemExit, match="no OAK device connected"):
+        run_live(None, SIZE, show=False)
+
+
+def count_frames(path: Path) -> tuple[int, int, int, str]:
+    with av.open(str(path)) as c:
+        stream = c.streams.video[0]
+        n = sum(1 for _ in c.decode(video=0))
+        return n, stream.codec_context.width, stream.codec_context.height, stream.codec_context.name
+
+
+def test_render_video_is_decodable(tmp_path: Path) -> None:
+    frames = list(ken_burns(load_source_image(), 7, SIZE))
+    assert all(
+        np.array_equal(a, b) for a, b in zip(frames, ken_burns(load_source_image(), 7, SIZE), strict=True)
+    )
+    out = tmp_path / "v.mp4"
+    info = render_video(iter(frames), lambda f: 255 - f, out, fps=12)
+    assert info["frames"] == 7 and info["inference_fps"] > 0
+    assert count_frames(out) == (7, 2 * SIZE[0], SIZE[1], "h264")
+    again = run_host(out, lambda f: f, tmp_path / "host.mp4", SIZE, fps=12, max_frames=5)
+    assert again["frames"] == 5 and count_frames(tmp_path / "host.mp4")[0] == 5
+
+
+def test_gui_without_display_is_clear(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    with pytest.raises(DisplayError, match="no display"):
+        run_host(tmp_path / "missing.mp4", lambda f: f, None, SIZE, show=True)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from stylepipe.export.onnx import run_export_onnx
+    from stylepipe.export.openvino import run_export_openvino
+    from stylepipe.models.adain import Decoder, save_decoder
+    from stylepipe.models.encoders import build_encoder
+
+    d = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    torch.save({"name": "vgg16_hed", "state_dict": build_encoder("vgg16_hed").state_dict()}, d / "enc.pt")
+    save_decoder(Decoder("vgg16_hed"), d / "dec.pt")
+    torch.save(
+        {"names": ["a"], "mean": torch.rand(1, 512, 1, 1), "std": torch.rand(1, 512, 1, 1) + 0.5},
+        d / "bank.pt",
+    )
+    paths = {"encoder_path": d / "enc.pt", "decoder_path": d / "dec.pt", "bank_path": d / "bank.pt"}
+    run_export_onnx(make_params(), out_dir=d / "onnx", **paths)
+    run_export_openvino(make_params(), d / "onnx", d / "openvino", **paths)
+    return {"onnx_dir": d / "onnx", "openvino_dir": d / "openvino", "bank_path": d / "bank.pt"}
+
+
+@pytest.mark.parametrize("backend", ["openvino", "onnxruntime"])
+def test_run_demo(exported: dict[str, Path], tmp_path: Path, backend: str) -> None:
+    params = make_params(frames=5, fps=10, backend=backend)
+    rec = run_demo(params, blob_dir=tmp_path / "no-blob", out_dir=tmp_path / "demo", **exported)
+    out = tmp_path / "demo"
+    assert json.loads((out / "demo.json").read_text()) == json.loads(json.dumps(rec))
+    assert rec["frames"] == 5 and rec["backend"] == backend and rec["blob"] is None
+    assert count_frames(out / "demo.mp4")[:3] == (5, 2 * SIZE[0], SIZE[1])
+    pipe = json.loads((out / "oak_pipeline.json").read_text())
+    assert "NeuralNetwork" in node_names(pipe) and pipe["stylepipe"]["blob"] is None
+    assert (out / "oak_pipeline_styles.json").is_file()

@@ -1,0 +1,149 @@
+"""download stage: aria2c against a local Range-capable HTTP server (real aria2c, no network)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from stylepipe.config import RemoteFile, RemoteParams
+from stylepipe.data.aria2 import Aria2Daemon, Aria2NotInstalledError, DownloadError, download_files
+from tests.data_fixtures import ServerState, http_server, make_params
+
+pytestmark = pytest.mark.skipif(shutil.which("aria2c") is None, reason="aria2c not installed")
+PAYLOAD = os.urandom(1_500_000)
+SHA = hashlib.sha256(PAYLOAD).hexdigest()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.fixture(autouse=True)
+def no_daemon_left() -> object:
+    before = len(Aria2Daemon.started_pids)
+    yield
+    new = Aria2Daemon.started_pids[before:]
+    assert all(not _alive(pid) for pid in new), f"aria2c still running: {new}"
+
+
+def remote(tmp_path: Path, **kw: object) -> RemoteParams:
+    opts = {"staging_dir": str(tmp_path / "staging"), "split": 2, "max_tries": 1, "timeout_s": 5} | kw
+    return RemoteParams(**opts)
+
+
+def test_success_with_sha256(tmp_path: Path) -> None:
+    state = ServerState(files={"/a.bin": PAYLOAD})
+    with http_server(state) as url:
+        f = RemoteFile(name="a.bin", urls=[f"{url}/a.bin"], sha256=SHA)
+        records = download_files([f], tmp_path / "out", remote(tmp_path), progress=False)
+    assert (tmp_path / "out" / "a.bin").read_bytes() == PAYLOAD
+    assert records == [{"name": "a.bin", "sha256": SHA, "bytes": len(PAYLOAD), "skipped": False}]
+    assert list((tmp_path / "staging").iterdir()) == []
+    # already present with the right checksum: skipped, no request made
+    n = len(state.requests)
+    with http_server(state) as url:
+        again = download_files([f], tmp_path / "out", remote(tmp_path), progress=False)
+    assert again[0]["skipped"] and len(state.requests) == n
+
+
+def test_md5_checksum(tmp_path: Path) -> None:
+    with http_server(ServerState(files={"/m.bin": PAYLOAD})) as url:
+        f = RemoteFile(name="m.bin", urls=[f"{url}/m.bin"], md5=hashlib.md5(PAYLOAD).hexdigest())
+        download_files([f], tmp_path / "out", remote(tmp_path), progress=False)
+    assert (tmp_path / "out" / "m.bin").stat().st_size == len(PAYLOAD)
+
+
+def test_checksum_mismatch_leaves_nothing(tmp_path: Path) -> None:
+    with http_server(ServerState(files={"/a.bin": PAYLOAD})) as url:
+        f = RemoteFile(name="a.bin", urls=[f"{url}/a.bin"], sha256="0" * 64)
+        with pytest.raises(DownloadError, match=r"a\.bin.*checksum"):
+            download_files([f], tmp_path / "out", remote(tmp_path), progress=False)
+    assert list((tmp_path / "out").iterdir()) == []
+    assert list((tmp_path / "staging").iterdir()) == []
+
+
+def test_404_names_the_url(tmp_path: Path) -> None:
+    with http_server(ServerState()) as url:
+        f = RemoteFile(name="gone.bin", urls=[f"{url}/gone.bin"], sha256=SHA)
+        with pytest.raises(DownloadError, match=r"gone\.bin") as info:
+            download_files([f], tmp_path / "out", remote(tmp_path), progress=False)
+    assert f"{url}/gone.bin" in str(info.value)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_mirror_fallback(tmp_path: Path) -> None:
+    with http_server(ServerState(files={"/b/a.bin": PAYLOAD})) as url:
+        f = RemoteFile(name="a.bin", urls=[f"{url}/missing/a.bin", f"{url}/b/a.bin"], sha256=SHA)
+        download_files([f], tmp_path / "out", remote(tmp_path, split=1, max_tries=2), progress=False)
+    assert (tmp_path / "out" / "a.bin").read_bytes() == PAYLOAD
+
+
+def test_resume_from_partial(tmp_path: Path) -> None:
+    state = ServerState(files={"/a.bin": PAYLOAD}, drop_after=600_000)
+    params = remote(tmp_path, split=1, max_connection_per_server=1)
+    with http_server(state) as url:
+        f = RemoteFile(name="a.bin", urls=[f"{url}/a.bin"], sha256=SHA)
+        with pytest.raises(DownloadError, match=r"a\.bin"):
+            download_files([f], tmp_path / "out", params, progress=False)
+        partial = tmp_path / "staging" / "a.bin"
+        assert partial.is_file() and 0 < partial.stat().st_size <= len(PAYLOAD)
+        assert not (tmp_path / "out" / "a.bin").exists()
+        state.drop_after = None
+        download_files([f], tmp_path / "out", params, progress=False)
+    assert (tmp_path / "out" / "a.bin").read_bytes() == PAYLOAD
+    starts = [int(r[6:].split("-")[0] or 0) for r in state.ranges]
+    assert any(s > 0 for s in starts), state.ranges
+
+
+def test_daemon_stops_on_keyboard_interrupt(tmp_path: Path) -> None:
+    daemon = Aria2Daemon(tmp_path)
+    with pytest.raises(KeyboardInterrupt), daemon:
+        pid = daemon.pid
+        assert pid is not None and _alive(pid)
+        assert daemon.api is not None and daemon.api.client.get_version()
+        raise KeyboardInterrupt
+    assert not _alive(pid)
+
+
+def test_missing_binary_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(Aria2NotInstalledError, match="Debian package aria2"):
+        Aria2Daemon(tmp_path, binary="aria2c-does-not-exist").start()
+
+
+def test_run_download_sample(tmp_path: Path) -> None:
+    from stylepipe.config import Download, SampleParams
+    from stylepipe.data.download import run_download
+
+    params = make_params(download=Download(sample=SampleParams(paintings_per_style=1, painting_size=96,
+                                                              max_side=128)))
+    summary = run_download(params, tmp_path / "raw", progress=False)
+    source = json.loads((tmp_path / "raw" / "SOURCE.json").read_text())
+    assert summary["source"] == source["source"] == "sample"
+    assert summary["files"] == len(source["files"]) > 0
+    paths = {f["path"] for f in source["files"]}
+    assert "coco/annotations/instances_sample.json" in paths
+    assert [p.name for p in tmp_path.iterdir()] == ["raw"]  # no temporary directory left behind
+
+
+def test_run_download_remote(tmp_path: Path) -> None:
+    from stylepipe.config import Download
+    from stylepipe.data.download import run_download
+
+    with http_server(ServerState(files={"/a.bin": PAYLOAD})) as url:
+        rp = remote(tmp_path, files=[RemoteFile(name="a.bin", urls=[f"{url}/a.bin"], sha256=SHA)])
+        (tmp_path / "raw" / "coco").mkdir(parents=True)  # stale sample output is removed
+        summary = run_download(make_params(download=Download(source="remote", remote=rp)), tmp_path / "raw",
+                               progress=False)
+    assert summary["source"] == "remote" and summary["files"] == 1
+    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == ["SOURCE.json", "a.bin"]
+    source = json.loads((tmp_path / "raw" / "SOURCE.json").read_text())
+    assert source["files"][0]["sha256"] == SHA and source["files"][0]["urls"] == [f"{url}/a.bin"]

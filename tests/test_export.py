@@ -1,0 +1,167 @@
+"""export_onnx / export_openvino on a tiny random AdaIN network, and the Myriad X operator check."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import pytest
+import torch
+import yaml
+from onnx import TensorProto, helper
+from torch import nn
+
+from stylepipe.config import Params, deep_merge, parse_params
+from stylepipe.export.onnx import BAKED_ONNX, STATS_ONNX, ExportError, run_export_onnx, scaled_adain
+from stylepipe.export.opcheck import check_graph
+from stylepipe.export.openvino import check_fp16_range, run_export_openvino
+from stylepipe.models.adain import Decoder, adain, save_decoder
+from stylepipe.models.encoders import build_encoder
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZE = 32
+
+
+def make_params(**export: Any) -> Params:
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    over = {"export": {"height": SIZE, "width": SIZE, "style_index": 1, "speed_repeats": 1, **export}}
+    return parse_params(deep_merge(raw, over))
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("weights")
+    torch.manual_seed(0)
+    encoder = build_encoder("vgg16_hed")
+    torch.save({"name": "vgg16_hed", "state_dict": encoder.state_dict()}, d / "encoder.pt")
+    save_decoder(Decoder("vgg16_hed"), d / "decoder.pt")
+    bank = {"names": ["ink", "oil"], "mean": torch.rand(2, 512, 1, 1), "std": torch.rand(2, 512, 1, 1) + 0.5}
+    torch.save(bank, d / "bank.pt")
+    return {"encoder_path": d / "encoder.pt", "decoder_path": d / "decoder.pt", "bank_path": d / "bank.pt"}
+
+
+@pytest.fixture(scope="module")
+def exported(weights: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("export") / "onnx"
+    return out, run_export_onnx(make_params(), out_dir=out, **weights)
+
+
+def test_onnx_export_parity_inputs_metadata(exported: tuple[Path, dict]) -> None:
+    out, report = exported
+    assert json.loads((out / "report.json").read_text()) == report
+    for name in (STATS_ONNX, BAKED_ONNX):
+        entry = report["models"][name]
+        assert entry["max_abs_diff"] <= report["atol"]
+        assert entry["opcheck"]["ok"] and entry["opcheck"]["violations"] == []
+        assert entry["gmac"] > 0 and entry["params"] > 0
+        onnx.checker.check_model(str(out / name))
+    baked = onnx.load(str(out / BAKED_ONNX))
+    assert [i.name for i in baked.graph.input] == ["content"]
+    dims = [d.dim_value for d in baked.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == [1, 3, SIZE, SIZE]
+    meta = {p.key: p.value for p in baked.metadata_props}
+    assert meta["input_color_order"] == "RGB" and meta["input_layout"] == "NCHW"
+    assert "[0, 1]" in meta["input_scale"] and json.loads(meta["style_names"]) == ["ink", "oil"]
+    assert meta["baked_style"] == "oil"
+    stats = onnx.load(str(out / STATS_ONNX))
+    assert [i.name for i in stats.graph.input] == ["content", "style_mean", "style_std"]
+
+
+def test_parity_failure_is_clear(weights: dict[str, Path], tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match=r"differs from PyTorch by .* > export\.atol"):
+        run_export_onnx(make_params(atol=1e-12), out_dir=tmp_path / "onnx", **weights)
+    assert not (tmp_path / "onnx").exists()
+
+
+def test_scaled_adain_is_the_same_maths() -> None:
+    torch.manual_seed(1)
+    feat, mean, std = torch.rand(1, 8, 4, 4) * 100, torch.rand(1, 8, 1, 1), torch.rand(1, 8, 1, 1)
+    torch.testing.assert_close(
+        scaled_adain(feat, mean, std, 16.0), adain(feat, mean, std), rtol=1e-5, atol=1e-5
+    )
+
+
+def _graph(nodes: list[onnx.NodeProto], inits: list[onnx.TensorProto] | None = None) -> onnx.ModelProto:
+    graph = helper.make_graph(
+        nodes,
+        "crafted",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        initializer=inits or [],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def test_opcheck_flags_unsupported_forms() -> None:
+    scale = helper.make_tensor("s", TensorProto.FLOAT, [3], [1.0] * 3)
+    bias = helper.make_tensor("b", TensorProto.FLOAT, [3], [0.0] * 3)
+    inorm = _graph([helper.make_node("InstanceNormalization", ["x", "s", "b"], ["y"])], [scale, bias])
+    assert any("InstanceNormalization" in v and "eps inside" in v for v in check_graph(inorm).violations)
+    scales = helper.make_tensor("sc", TensorProto.FLOAT, [4], [1, 1, 2, 2])
+    linear = _graph([helper.make_node("Resize", ["x", "", "sc"], ["y"], mode="linear")], [scales])
+    assert any("linear" in v for v in check_graph(linear).violations)
+    assert check_graph(
+        _graph([helper.make_node("Resize", ["x", "", "sc"], ["y"], mode="nearest")], [scales])
+    ).ok
+    eps = helper.make_tensor("eps", TensorProto.FLOAT, [], [1e-5])
+    inside = _graph(
+        [helper.make_node("Add", ["x", "eps"], ["v"]), helper.make_node("Sqrt", ["v"], ["y"])], [eps]
+    )
+    assert any("eps inside the sqrt" in v for v in check_graph(inside).violations)
+    unknown = _graph([helper.make_node("Softplus", ["x"], ["y"])])
+    assert any("allow-list" in v for v in check_graph(unknown).violations)
+    pads = helper.make_tensor("p", TensorProto.INT64, [8], [0, 0, 1, 1, 0, 0, 1, 1])
+    edge = _graph([helper.make_node("Pad", ["x", "p"], ["y"], mode="edge")], [pads])
+    assert any("edge" in v for v in check_graph(edge).violations)
+
+
+def test_openvino_ir_fp16_matches_ort(
+    weights: dict[str, Path], exported: tuple[Path, dict], tmp_path: Path
+) -> None:
+    onnx_dir, _ = exported
+    report = run_export_openvino(make_params(), onnx_dir, tmp_path / "ov", **weights)
+    assert json.loads((tmp_path / "ov" / "report.json").read_text()) == report
+    assert report["fp16_range"]["ok"]
+    for name in (STATS_ONNX, BAKED_ONNX):
+        entry = report["models"][name]
+        assert entry["max_abs_diff_vs_ort"] <= report["openvino_atol"]
+        assert entry["constant_types"].get("f16", 0) > 0
+        assert entry["cpu_fps"]["f32"] > 0
+        assert (tmp_path / "ov" / entry["xml"]).is_file()
+
+
+class Loud(nn.Module):
+    """A crafted network whose activations exceed the FP16 range."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 1)
+        nn.init.constant_(self.conv.weight, 3e4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+def test_fp16_overflow_check_fires() -> None:
+    x = torch.ones(1, 3, 4, 4)
+    with pytest.raises(ExportError, match="FP16 overflow"):
+        check_fp16_range(Loud(), [(x,)])
+    assert check_fp16_range(Loud(), [(x * 1e-3,)])["ok"]
+
+
+def test_fp16_check_sees_adain_squared_deviation(weights: dict[str, Path]) -> None:
+    from stylepipe.export.onnx import StatsModel
+    from stylepipe.models.adain import load_stylizer
+
+    model = StatsModel(load_stylizer(weights["encoder_path"], weights["decoder_path"])).eval()
+    with torch.no_grad():
+        conv = model.encoder.conv_layers()[-1]
+        conv.weight.mul_(5000.0)  # relu4_1 large: squared deviations overflow although activations fit
+    args = (torch.rand(1, 3, SIZE, SIZE), torch.zeros(1, 512, 1, 1), torch.ones(1, 512, 1, 1))
+    with pytest.raises(ExportError, match="squared deviation"):
+        check_fp16_range(model, [args])
+    rng = check_fp16_range(model, [args], stats_scale=64.0)
+    assert rng["max_abs_activation"] < 65504 and np.isfinite(rng["headroom"])

@@ -1,0 +1,137 @@
+"""The whole DAG, for real, with the real tools, on a tiny version of the embedded sample.
+
+One project copy is reproduced with `dvc repro` (module fixture); the tests then check what users rely
+on: nothing re-runs when nothing changed, a training param re-runs only what depends on it, MLflow holds
+the runs, metrics/plots work, and push -> fresh clone -> pull restores every model without re-running.
+A second copy is run with Snakemake from scratch.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stylepipe.io import file_digest
+
+from .conftest import make_project_copy, run
+
+pytestmark = pytest.mark.integration
+
+ALL_STAGES = {
+    "download", "weights", "preprocess", "train_recon", "train_adain", "evaluate",
+    "export_onnx", "export_openvino", "compile_blob", "demo",
+}
+TRAINED = ("models/encoder/encoder.pt", "models/recon/decoder.pt", "models/adain/decoder.pt",
+           "models/adain/style_bank.pt", "models/export/onnx/adain_stats.onnx",
+           "models/export/onnx/adain_baked.onnx")
+
+
+def ran_stages(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([a-z_]+)'", output))
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    repo = make_project_copy(tmp_path_factory.mktemp("dvc") / "project")
+    proc = run(["dvc", "repro"], repo)
+    assert ran_stages(proc.stdout) == ALL_STAGES, proc.stdout
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "reproduced"], repo)
+    return repo
+
+
+def test_repro_writes_every_output(project: Path):
+    for rel in (*TRAINED, "data/raw", "data/prepared/report.json", "reports/evaluate/metrics.json",
+                "reports/evaluate/grid.png", "reports/train_adain/losses.csv", "demo/demo.mp4",
+                "models/export/openvino", "models/export/blob"):
+        assert (project / rel).exists(), rel
+    status = run(["dvc", "status"], project)
+    assert "up to date" in status.stdout, status.stdout
+    assert not list((project / "data").rglob("*.tmp"))
+
+
+def test_second_repro_runs_nothing(project: Path):
+    proc = run(["dvc", "repro"], project)
+    assert ran_stages(proc.stdout) == set(), proc.stdout
+
+
+def test_metrics_and_plots(project: Path):
+    metrics = json.loads(run(["dvc", "metrics", "show", "--json"], project).stdout)
+    flat = json.dumps(metrics)
+    for key in ("content_loss", "style_loss", "ssim_content", "hist_distance_style", "fps_cached_style"):
+        assert key in flat
+    run(["dvc", "plots", "show", "-o", "plots_out"], project)
+    html = (project / "plots_out" / "index.html").read_text()
+    assert "AdaIN losses" in html and "Alpha sweep" in html
+
+
+def test_mlflow_records_each_training_and_evaluation_stage(project: Path):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("stylepipe")
+    runs = {r.data.tags["dvc.stage"]: r for r in client.search_runs([experiment.experiment_id])}
+    assert {"train_recon", "train_adain", "evaluate"} <= set(runs)
+    head = run(["git", "rev-list", "--max-parents=0", "HEAD"], project).stdout.strip()
+    adain = runs["train_adain"]
+    assert adain.data.params["train_adain.lr"] == str(yaml.safe_load((project / "params.yaml").read_text())
+                                                        ["train_adain"]["lr"])
+    assert "common.seed" in adain.data.params
+    assert adain.data.tags["mlflow.source.git.commit"] == head
+    history = client.get_metric_history(adain.info.run_id, "loss")
+    assert [m.step for m in history] == [1, 2, 3, 4]
+    assert {"content", "style", "final_loss"} <= set(adain.data.metrics)
+    artifacts = {a.path for a in client.list_artifacts(adain.info.run_id)}
+    assert {"previews", "losses.csv", "summary.json"} <= artifacts
+    evaluation = runs["evaluate"]
+    assert "style_loss" in evaluation.data.metrics
+    assert "grid.png" in {a.path for a in client.list_artifacts(evaluation.info.run_id)}
+    artifact_root = project / "mlartifacts"
+    assert artifact_root.is_dir() and not (project / "mlruns").exists()
+
+
+def test_training_param_change_reruns_only_downstream(project: Path):
+    params_file = project / "params.yaml"
+    params = yaml.safe_load(params_file.read_text())
+    params["train_adain"]["lr"] = params["train_adain"]["lr"] * 2
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    proc = run(["dvc", "repro"], project)
+    assert ran_stages(proc.stdout) == {
+        "train_adain", "evaluate", "export_onnx", "export_openvino", "compile_blob", "demo"
+    }, proc.stdout
+    assert "up to date" in run(["dvc", "status"], project).stdout
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-qm", "double the AdaIN learning rate"], project)
+
+
+def test_push_then_pull_in_a_fresh_clone_restores_models(project: Path, tmp_path: Path):
+    remote = tmp_path / "remote"
+    run(["dvc", "remote", "add", "-f", "-d", "local", str(remote)], project)
+    run(["git", "commit", "-qam", "add local remote"], project)
+    run(["dvc", "push"], project)
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(project), str(clone)], tmp_path)
+    run(["dvc", "pull"], clone)
+    for rel in TRAINED:
+        assert file_digest(clone / rel) == file_digest(project / rel), rel
+    assert "up to date" in run(["dvc", "status"], clone).stdout
+    proc = run(["dvc", "repro"], clone)
+    assert ran_stages(proc.stdout) == set(), proc.stdout
+
+
+def test_snakemake_runs_the_same_dag(tmp_path: Path):
+    repo = make_project_copy(tmp_path / "smk")
+    proc = run(["snakemake", "-c", "2"], repo)
+    log = proc.stdout + proc.stderr
+    for stage in ALL_STAGES:
+        assert f"rule {stage}:" in log, stage
+    for rel in TRAINED:
+        assert (repo / rel).is_file(), rel
+    again = run(["snakemake", "-n", "-c", "2"], repo)
+    assert "Nothing to be done" in again.stdout + again.stderr
+    shutil.rmtree(repo / ".snakemake", ignore_errors=True)

@@ -1,0 +1,119 @@
+"""preprocess: validation, colour conversion, resizing, deterministic split, archives, atomic output."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stylepipe.config import Preprocess
+from stylepipe.data.preprocess import assign_splits, resized_size, run_preprocess
+from stylepipe.data.shards import ShardStore
+from tests.data_fixtures import build_raw, make_params
+
+SHORT = 64
+
+
+def params(workers: int = 2) -> object:
+    pp = Preprocess(short_side=SHORT, min_side=32, val_fraction=0.25, workers=workers)
+    return make_params(preprocess=pp)
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict, dict[str, str]]:
+    root = tmp_path_factory.mktemp("pre")
+    expected = build_raw(root / "raw")
+    report = run_preprocess(params(), root / "raw", root / "prepared", root / "extract", progress=False)
+    return root, root / "prepared", report, expected
+
+
+def test_rejects_bad_images_with_reasons(prepared: tuple) -> None:
+    _, out, report, expected = prepared
+    reasons = {Path(r["path"].split(":")[-1]).name: r["reason"] for r in report["rejected"]}
+    assert set(reasons) == set(expected)
+    for name, fragment in expected.items():
+        assert fragment in reasons[name], (name, reasons[name])
+    on_disk = json.loads((out / "report.json").read_text())
+    assert on_disk["rejected"] == report["rejected"]
+    assert report["content"]["rejected"] == 3 and report["style"]["rejected"] == 1
+
+
+def test_good_images_converted(prepared: tuple) -> None:
+    _, out, _, _ = prepared
+    store = ShardStore(out / "content")
+    recs = {r["id"]: i for i, r in enumerate(store.records)}
+    assert set(recs) == {"good.jpg", "small_ok.jpg", "cmyk.jpg", "grey.png", "rgba.png", "palette.gif",
+                         "deep16.png"}
+    for name, i in recs.items():
+        img = store.read_image(i)
+        assert img.mode == "RGB" and img.size == (store.records[i]["width"], store.records[i]["height"])
+        assert min(img.size) == (40 if name == "small_ok.jpg" else SHORT), name
+    assert store.read_image(recs["good.jpg"]).size == (107, 64)
+    px = lambda name, xy: np.asarray(store.read_image(recs[name]))[xy[1], xy[0]].astype(int)  # noqa: E731
+    assert np.abs(px("rgba.png", (5, 32)) - (255, 255, 255)).max() < 12  # transparent -> white
+    assert np.abs(px("rgba.png", (58, 32)) - (0, 0, 255)).max() < 30
+    assert np.abs(px("cmyk.jpg", (30, 30)) - (0, 255, 255)).max() < 40  # cyan
+    assert np.abs(px("deep16.png", (30, 30)) - 128).max() <= 3  # 16-bit scaled, not clipped
+    assert np.abs(px("grey.png", (30, 30)) - 100).max() <= 3
+
+
+def test_style_labels_and_split(prepared: tuple) -> None:
+    _, out, report, _ = prepared
+    style = ShardStore(out / "style")
+    assert style.labels == ["StyleA", "StyleB"]
+    for label in style.labels:
+        splits = {r["split"] for r in style.records if r["label"] == label}
+        assert splits == {"train", "val"}, label
+    content = ShardStore(out / "content")
+    assert content.indices("train") and content.indices("val")
+    assert report["style"]["labels"]["StyleB"] == {"train": 1, "val": 1}
+
+
+def test_rerun_is_identical(prepared: tuple) -> None:
+    root, out, _, _ = prepared
+    before = {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    run_preprocess(params(workers=1), root / "raw", out, root / "extract", progress=False)
+    after = {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    assert before == after
+    assert not [p for p in root.iterdir() if p.name.startswith(".prepared")]
+
+
+def test_split_helpers() -> None:
+    names = [f"img{i}.jpg" for i in range(200)]
+    s1 = assign_splits(names, [list(range(200))], seed=0, val_fraction=0.25)
+    assert s1 == assign_splits(names, [list(range(200))], seed=0, val_fraction=0.25)
+    assert 30 < s1.count("val") < 70
+    assert s1 != assign_splits(names, [list(range(200))], seed=1, val_fraction=0.25)
+    two = assign_splits(["a", "b"], [[0, 1]], seed=0, val_fraction=0.01)
+    assert sorted(two) == ["train", "val"]
+    assert resized_size(1000, 500, 512) == (1000, 500)  # never upscale
+    assert resized_size(2000, 1000, 512) == (1024, 512)
+    assert resized_size(300, 200, 512) == (300, 200)
+
+
+def test_from_archives(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    build_raw(src)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    with zipfile.ZipFile(raw / "val2017.zip", "w") as zf:
+        for p in sorted((src / "coco" / "images").iterdir()):
+            zf.write(p, f"val2017/{p.name}")
+    with zipfile.ZipFile(raw / "annotations_trainval2017.zip", "w") as zf:
+        zf.write(src / "coco/annotations/instances_train.json", "annotations/instances_val2017.json")
+    with zipfile.ZipFile(raw / "wikiart.zip", "w") as zf:
+        for p in sorted((src / "wikiart").rglob("*.jpg")):
+            zf.write(p, f"wikiart/{p.relative_to(src / 'wikiart').as_posix()}")
+    report = run_preprocess(params(workers=1), raw, tmp_path / "out", tmp_path / "extract", progress=False)
+    assert report["content"]["train"] + report["content"]["val"] == 7
+    assert report["style"]["train"] + report["style"]["val"] == 5
+    assert (tmp_path / "extract" / "wikiart_zip" / "wikiart" / "StyleA").is_dir()
+
+
+def test_missing_inputs_are_clear(tmp_path: Path) -> None:
+    (tmp_path / "raw").mkdir()
+    with pytest.raises(FileNotFoundError, match="instances_"):
+        run_preprocess(params(), tmp_path / "raw", tmp_path / "out", tmp_path / "x", progress=False)
