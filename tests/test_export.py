@@ -15,7 +15,7 @@ from onnx import TensorProto, helper
 from torch import nn
 
 from stylepipe.config import Params, deep_merge, parse_params
-from stylepipe.export.onnx import BAKED_ONNX, STATS_ONNX, ExportError, run_export_onnx, scaled_adain
+from stylepipe.export.onnx import BAKED_ONNX, STATS_ONNX, ExportError, run_export_onnx
 from stylepipe.export.opcheck import check_graph
 from stylepipe.export.openvino import check_fp16_range, run_export_openvino
 from stylepipe.models.adain import Decoder, adain, save_decoder
@@ -80,7 +80,7 @@ def test_scaled_adain_is_the_same_maths() -> None:
     torch.manual_seed(1)
     feat, mean, std = torch.rand(1, 8, 4, 4) * 100, torch.rand(1, 8, 1, 1), torch.rand(1, 8, 1, 1)
     torch.testing.assert_close(
-        scaled_adain(feat, mean, std, 16.0), adain(feat, mean, std), rtol=1e-5, atol=1e-5
+        adain(feat, mean, std, scale=16.0), adain(feat, mean, std), rtol=1e-5, atol=1e-5
     )
 
 

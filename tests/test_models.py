@@ -23,7 +23,7 @@ from stylepipe.models.weights import (
 )
 
 from .conftest import tiny_params_dict
-from .http_server import serve_directory
+from .data_fixtures import ServerState, http_server
 
 HED_SHA = "4502df9d0a88873911ea191cb2be5147d190f6a7f4c21731a418960f6bdb8e8f"
 
@@ -113,7 +113,7 @@ def test_torchvision_download_and_mapping(tmp_path: Path, name: str):
     served = tmp_path / "served"
     served.mkdir()
     ckpt = _fake_torchvision_checkpoint(served, name)
-    with serve_directory(served) as base:
+    with http_server(ServerState(files={f"/{ckpt.name}": ckpt.read_bytes()})) as base:
         got = download_checkpoint(f"{base}/{ckpt.name}", tmp_path / "cache" / ckpt.name)
     state = torchvision_state_dict(got, name)
     theirs = torch.load(ckpt, weights_only=True)
@@ -128,7 +128,8 @@ def test_torchvision_download_rejects_wrong_hash(tmp_path: Path):
     ckpt = _fake_torchvision_checkpoint(served, "vgg19")
     lying = served / "vgg19-00000000.pth"
     ckpt.rename(lying)
-    with serve_directory(served) as base, pytest.raises(WeightsError, match="does not start with 00000000"):
+    state = ServerState(files={f"/{lying.name}": lying.read_bytes()})
+    with http_server(state) as base, pytest.raises(WeightsError, match="does not start with 00000000"):
         download_checkpoint(f"{base}/{lying.name}", tmp_path / "cache" / lying.name)
     assert not (tmp_path / "cache" / lying.name).exists()
 

@@ -167,7 +167,8 @@ class Export(Section):
     opset: Annotated[int, Field(ge=11, le=13)] = 13
     style_index: NonNegInt = 0
     atol: PositiveFloat = 1e-3
-    openvino_atol: PositiveFloat = 1e-2
+    openvino_atol: PositiveFloat = 5e-2
+    openvino_mean_atol: PositiveFloat = 5e-3
     stats_scale: Annotated[float, Field(ge=1, le=1024)] = 1.0
     speed_repeats: PositiveInt = 3
 

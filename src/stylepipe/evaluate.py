@@ -147,11 +147,13 @@ def run_evaluate(params: Params, out_dir: Path = Path("reports/evaluate")) -> di
          for c, s, _ in pairs]
     )
     speed = measure_speed(model, cfg.image_size, rt.device, cfg.speed_repeats)
+    cross = cross_stylise(model, pairs, rt.device)
     full = next((r for r in sweep if r["alpha"] == 1.0), sweep[-1])
     metrics = {
         **{k: v for k, v in full.items() if k != "alpha"},
         **{f"baseline_colour_transfer.{k}": v for k, v in floor.items()},
         **{f"speed.{k}": v for k, v in speed.items()},
+        "style_separation": style_separation(cross),
         "num_pairs": len(pairs),
         "image_size": cfg.image_size,
         "device": str(rt.device),
@@ -159,7 +161,7 @@ def run_evaluate(params: Params, out_dir: Path = Path("reports/evaluate")) -> di
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / "metrics.json", metrics)
     _write_sweep(out_dir / "alpha_sweep.csv", sweep)
-    _write_grid(model, pairs, outputs, cfg.alphas, rt.device, out_dir / "grid.png")
+    _write_grid(pairs, cross, outputs, cfg.alphas, out_dir / "grid.png")
     loss_curves(
         {s: Path("reports") / s / "losses.csv" for s in ("train_recon", "train_adain")}, out_dir / "curves.png"
     )
@@ -180,17 +182,30 @@ def _write_sweep(path: Path, sweep: list[dict[str, float]]) -> None:
 
 
 @torch.no_grad()
-def _write_grid(model, pairs, outputs, alphas, device, path: Path) -> None:
-    """Top: content x style at alpha 1 (first row the styles); bottom: the alpha sweep of each pair."""
+def cross_stylise(model: AdaINStylizer, pairs: list, device: torch.device) -> list[list[torch.Tensor]]:
+    """Every content of the first GRID_MAX pairs stylised with every style of them (alpha 1)."""
     contents = [p[0] for p in pairs][:GRID_MAX]
     styles = [p[1] for p in pairs][:GRID_MAX]
-    blank = torch.ones_like(contents[0])
-    rows = [[blank, *styles]]
-    for c in contents:
-        row = [c]
-        for s in styles:
-            row.append(model.stylize(c[None].to(device), s[None].to(device))[0].cpu())
-        rows.append(row)
+    return [[model.stylize(c[None].to(device), s[None].to(device))[0].cpu() for s in styles] for c in contents]
+
+
+def style_separation(cross: list[list[torch.Tensor]]) -> float:
+    """Mean colour-histogram distance between stylisations of one content with different styles.
+
+    Near 0 means the decoder ignores the style (the "muddy average" collapse); 0 with one style.
+    """
+    dists = [
+        colour_histogram_distance(row[i], row[j])
+        for row in cross for i in range(len(row)) for j in range(i + 1, len(row))
+    ]
+    return float(np.mean(dists)) if dists else 0.0
+
+
+def _write_grid(pairs, cross, outputs, alphas, path: Path) -> None:
+    """Top: content x style at alpha 1 (first row the styles); bottom: the alpha sweep of each pair."""
+    styles = [p[1] for p in pairs][:GRID_MAX]
+    rows = [[torch.ones_like(styles[0]), *styles]]
+    rows += [[c, *outs] for (c, _, _), outs in zip(pairs, cross, strict=False)]
     for i, (c, s, _) in enumerate(pairs[:GRID_MAX]):
         rows.append([c, s, *(outputs[a][i] for a in alphas)])
     with atomic_path(path) as tmp:

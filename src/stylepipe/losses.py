@@ -13,7 +13,19 @@ from collections.abc import Iterable, Mapping
 import torch
 import torch.nn.functional as F
 
-from stylepipe.models.adain import mean_std
+from stylepipe.models.adain import EPS
+
+
+def feature_stats(feat: torch.Tensor, eps: float = EPS) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std for losses, [N, C, 1, 1].
+
+    Unlike the export form in `adain.mean_std` (sqrt(var) + eps, what the Myriad X compiles), eps goes
+    inside the sqrt here: a constant (e.g. dead ReLU) channel has var = 0, where d sqrt/d var is
+    infinite and would turn the whole gradient into NaN.
+    """
+    mean = feat.mean(dim=(2, 3), keepdim=True)
+    var = (feat - mean).pow(2).mean(dim=(2, 3), keepdim=True)
+    return mean, (var + eps).sqrt()
 
 
 def content_loss(output_feat: torch.Tensor, target_feat: torch.Tensor) -> torch.Tensor:
@@ -28,8 +40,8 @@ def style_loss(
     """Sum over layers of MSE(mean) + MSE(std), each mean-reduced over batch and channels."""
     total = torch.zeros((), device=next(iter(output_feats.values())).device)
     for name in layers:
-        o_mean, o_std = mean_std(output_feats[name])
-        s_mean, s_std = mean_std(style_feats[name])
+        o_mean, o_std = feature_stats(output_feats[name])
+        s_mean, s_std = feature_stats(style_feats[name])
         total = total + F.mse_loss(o_mean, s_mean) + F.mse_loss(o_std, s_std)
     return total
 

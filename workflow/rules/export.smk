@@ -7,7 +7,7 @@ rule export_onnx:
     output:
         directory("models/export/onnx"),
     params:
-        **P("export"),
+        **P("common.seed", "export"),
     log:
         "logs/export_onnx.log",
     conda:
@@ -25,7 +25,7 @@ rule export_openvino:
     output:
         directory("models/export/openvino"),
     params:
-        **P("export"),
+        **P("common.seed", "export"),
     log:
         "logs/export_openvino.log",
     conda:

@@ -24,7 +24,7 @@ from torch import nn
 from stylepipe.config import Params
 from stylepipe.export.opcheck import check_graph
 from stylepipe.io import atomic_dir, file_digest, write_json
-from stylepipe.models.adain import EPS, AdaINStylizer, adain, load_stylizer
+from stylepipe.models.adain import AdaINStylizer, adain, load_stylizer
 
 STATS_ONNX = "adain_stats.onnx"
 BAKED_ONNX = "adain_baked.onnx"
@@ -33,15 +33,6 @@ STAT_SHAPE = (1, 512, 1, 1)
 
 class ExportError(RuntimeError):
     """An export stage failed a check (parity, operator support, FP16 range) or lacks an input."""
-
-
-def scaled_adain(feat: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, scale: float) -> torch.Tensor:
-    """AdaIN with the variance taken of feat/scale (same result; keeps squares inside FP16 range)."""
-    if scale == 1.0:
-        return adain(feat, mean, std)
-    centred = feat - feat.mean(dim=(2, 3), keepdim=True)
-    c_std = (centred / scale).pow(2).mean(dim=(2, 3), keepdim=True).sqrt() * scale + EPS
-    return centred / c_std * std + mean
 
 
 class StatsModel(nn.Module):
@@ -55,7 +46,7 @@ class StatsModel(nn.Module):
         self, content: torch.Tensor, style_mean: torch.Tensor, style_std: torch.Tensor
     ) -> torch.Tensor:
         feat = self.encoder.encode(content)
-        return self.decoder(scaled_adain(feat, style_mean, style_std, self.stats_scale)).clamp(0.0, 1.0)
+        return self.decoder(adain(feat, style_mean, style_std, self.stats_scale)).clamp(0.0, 1.0)
 
 
 class BakedModel(nn.Module):

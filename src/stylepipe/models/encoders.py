@@ -108,17 +108,26 @@ def build_encoder(name: str) -> VGGEncoder:
     return VGGEncoder(SPECS[name])
 
 
-def load_encoder(path: str | Path, map_location: str | torch.device = "cpu") -> VGGEncoder:
-    """Load the uniform encoder file written by the `weights` stage ({'name', 'state_dict'})."""
+def read_weights_file(
+    path: str | Path, keys: tuple[str, ...], hint: str, map_location: str | torch.device = "cpu"
+) -> dict:
+    """torch.load(weights_only=True) of one of our weights files, with errors naming the file."""
     path = Path(path)
     if not path.is_file():
-        raise WeightsError(f"{path}: encoder weights not found (run `stylepipe weights` / `dvc repro weights`)")
+        raise WeightsError(f"{path}: {hint}")
     try:
         blob = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # pickle/zip errors from a truncated or foreign file
         raise WeightsError(f"{path}: not a readable torch weights file ({err})") from None
-    if not isinstance(blob, dict) or "name" not in blob or "state_dict" not in blob:
-        raise WeightsError(f"{path}: expected a dict with 'name' and 'state_dict' keys")
+    if not isinstance(blob, dict) or not set(keys) <= set(blob):
+        raise WeightsError(f"{path}: expected a dict with keys {list(keys)}")
+    return blob
+
+
+def load_encoder(path: str | Path, map_location: str | torch.device = "cpu") -> VGGEncoder:
+    """Load the uniform encoder file written by the `weights` stage ({'name', 'state_dict'})."""
+    hint = "encoder weights not found (run `stylepipe weights` / `dvc repro weights`)"
+    blob = read_weights_file(path, ("name", "state_dict"), hint, map_location)
     encoder = build_encoder(blob["name"])
     load_state_checked(encoder, blob["state_dict"], path)
     return encoder

@@ -83,7 +83,7 @@ def fit(
         set_rng_state(saved["rng"])
         history = saved["history"]
         start = saved["step"]
-    step_fn = _compiled_step(task, rt)
+    step_fn = make_step(task, rt)
     t0 = time.perf_counter()
     pending: list[dict[str, torch.Tensor]] = []
     step = start
@@ -123,7 +123,8 @@ def fit(
     return LoopResult(steps=step, resumed_from=start, seconds=time.perf_counter() - t0, history=history)
 
 
-def _compiled_step(task: TrainTask, rt: Runtime) -> Callable[..., dict[str, torch.Tensor]]:
+def make_step(task: TrainTask, rt: Runtime) -> Callable[..., dict[str, torch.Tensor]]:
+    """One optimiser step (compiled loss on CUDA by default); returns the detached loss terms."""
     losses = torch.compile(task.losses) if rt.compile else task.losses
 
     def step(content: torch.Tensor, style: torch.Tensor, optimiser: torch.optim.Optimizer) -> dict:
