@@ -89,10 +89,9 @@ def main() -> None:
         ir = ov.convert_model(str(onnx_path))
         xml = Path(tmp) / "adain.xml"
         ov.save_model(ir, str(xml), compress_to_fp16=True)
+        ov_feeds = {k: np.ascontiguousarray(v) for k, v in feeds.items()}
         for label, config in (("f32", {"INFERENCE_PRECISION_HINT": "f32"}), ("default precision", {})):
-            compiled = core.compile_model(str(xml), "CPU", config)
-            req = compiled.create_infer_request()
-            ov_feeds = {k: np.ascontiguousarray(v) for k, v in feeds.items()}
+            req = core.compile_model(str(xml), "CPU", config).create_infer_request()
             rows.append((f"OpenVINO FP16 IR, {label}", timed(lambda r=req: r.infer(ov_feeds), args.repeats)))
     base = rows[0][1]
     width = max(len(r[0]) for r in rows)
