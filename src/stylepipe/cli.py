@@ -107,7 +107,20 @@ def _stylize(params, args) -> Any:
     )
 
 
+def _gatys(params, args) -> Any:
+    from stylepipe.gatys import GatysOptions, gatys_files
+
+    names = ("iterations", "size", "optimizer", "lr", "init", "content_weight", "style_weight", "tv_weight",
+             "content_layer")
+    given = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+    if args.style_layers is not None:
+        given["style_layers"] = [s.strip() for s in args.style_layers.split(",") if s.strip()]
+    opts = GatysOptions(**given, seed=params.common.seed if args.seed is None else args.seed)
+    return gatys_files(args.content, args.style, args.output, opts, params.common, encoder=args.encoder)
+
+
 HANDLERS: dict[str, Callable[..., Any]] = {name: globals()[f"_stage_{name}"] for name in STAGES}
+TOOLS: dict[str, Callable[..., Any]] = {"stylize": _stylize, "gatys": _gatys}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -131,6 +144,23 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--size", type=int, default=0, help="resize the shorter side (0 = keep original)")
     st.add_argument("--encoder", type=Path, default=Path("models/encoder/encoder.pt"))
     st.add_argument("--decoder", type=Path, default=Path("models/adain/decoder.pt"))
+    # Options left out (None) take GatysOptions' defaults (stylepipe.gatys is imported lazily, with torch).
+    g = sub.add_parser("gatys", help="Gatys et al. optimisation-based transfer (slow, needs no training)")
+    g.add_argument("content", type=Path, help="content image")
+    g.add_argument("style", type=Path, help="style image")
+    g.add_argument("-o", "--output", type=Path, required=True, help="output image (+ <stem>_history.csv beside it)")
+    g.add_argument("--encoder", type=Path, default=Path("models/encoder/encoder.pt"))
+    g.add_argument("--iterations", type=int, help="loss evaluations, i.e. L-BFGS closure calls (default 300)")
+    g.add_argument("--size", type=int, help="resize the shorter side (default 0 = keep original)")
+    g.add_argument("--optimizer", choices=("lbfgs", "adam"), help="default lbfgs")
+    g.add_argument("--lr", type=float, help="learning rate (default 1.0 for lbfgs, 0.02 for adam)")
+    g.add_argument("--init", choices=("content", "noise"), help="start image (default content)")
+    g.add_argument("--content-weight", type=float, help="default 1")
+    g.add_argument("--style-weight", type=float, help="default tuned for vgg16_hed, see stylepipe.gatys")
+    g.add_argument("--tv-weight", type=float, help="default 0")
+    g.add_argument("--content-layer", help="default relu4_1")
+    g.add_argument("--style-layers", help="comma-separated (default relu1_1,relu2_1,relu3_1,relu4_1)")
+    g.add_argument("--seed", type=int, help="noise seed (default: params common.seed)")
     pr = sub.add_parser("profile", help="apply a params overlay (e.g. `full`) to params.yaml")
     pr.add_argument("name", help="profile name: a file profiles/<name>.yaml")
     return parser
@@ -148,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
             result = _profile(args.params, args)
         else:
             params = load_params(args.params)
-            handler = _stylize if args.command == "stylize" else HANDLERS[args.command]
+            handler = TOOLS.get(args.command) or HANDLERS[args.command]
             result = handler(params, args)
     except KeyboardInterrupt:
         print(f"stylepipe {args.command}: interrupted", file=sys.stderr)
