@@ -64,7 +64,7 @@ def test_metrics_and_plots(project: Path):
     metrics = json.loads(run(["dvc", "metrics", "show", "--json"], project).stdout)
     flat = json.dumps(metrics)
     for key in ("content_loss", "style_loss", "ssim_content", "hist_distance_style", "fps_cached_style",
-                "style_separation"):
+                "style_separation", "reference_gatys.style_loss", "baseline_colour_transfer.ssim_content"):
         assert key in flat
     run(["dvc", "plots", "show", "-o", "plots_out"], project)
     html = (project / "plots_out" / "index.html").read_text()

@@ -159,6 +159,9 @@ class Evaluate(Section):
     num_pairs: Annotated[int, Field(ge=1, le=1000)] = 6
     alphas: list[Annotated[float, Field(ge=0, le=1)]] = [0.25, 0.5, 0.75, 1.0]
     speed_repeats: PositiveInt = 3
+    gatys_pairs: Annotated[int, Field(ge=0, le=100)] = 2  # per-image optimum reference (0 = skip)
+    gatys_iterations: PositiveInt = 40
+    gatys_init: Literal["content", "noise"] = "content"
 
 
 class Export(Section):

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from skimage.metrics import structural_similarity
 
-from stylepipe.config import Params
+from stylepipe.config import Evaluate, Params
 from stylepipe.data.datasets import fixed_pairs
 from stylepipe.io import atomic_path, write_json
 from stylepipe.losses import content_loss, gram_loss, style_loss
@@ -68,6 +68,22 @@ def image_metrics(
         "ssim_content": ssim_luminance(out, content),
         "hist_distance_style": colour_histogram_distance(out, style),
     }
+
+
+def gatys_reference(
+    model: AdaINStylizer, pairs: list, cfg: Evaluate, seed: int, device: torch.device
+) -> tuple[dict[str, float], list[torch.Tensor]]:
+    """Gatys' optimisation on the given pairs, scored with the same metrics as AdaIN at alpha 1."""
+    from stylepipe.gatys import GatysOptions, run_gatys
+
+    opts = GatysOptions(iterations=cfg.gatys_iterations, init=cfg.gatys_init, seed=seed)
+    rows, images = [], []
+    for content, style, _ in pairs:
+        c, s = content.to(device), style.to(device)
+        image = run_gatys(model.encoder, c, s, opts, progress=False).image.to(device)
+        rows.append(image_metrics(model, image, c, s, 1.0))
+        images.append(image.cpu())
+    return _mean_rows(rows), images
 
 
 def _mean_rows(rows: list[dict[str, float]]) -> dict[str, float]:
@@ -148,10 +164,14 @@ def run_evaluate(params: Params, out_dir: Path = Path("reports/evaluate")) -> di
     )
     speed = measure_speed(model, cfg.image_size, rt.device, cfg.speed_repeats)
     cross = cross_stylise(model, pairs, rt.device)
+    gatys, gatys_images = ({}, [])
+    if cfg.gatys_pairs:
+        gatys, gatys_images = gatys_reference(model, pairs[: cfg.gatys_pairs], cfg, params.common.seed, rt.device)
     full = next((r for r in sweep if r["alpha"] == 1.0), sweep[-1])
     metrics = {
         **{k: v for k, v in full.items() if k != "alpha"},
         **{f"baseline_colour_transfer.{k}": v for k, v in floor.items()},
+        **{f"reference_gatys.{k}": v for k, v in gatys.items()},
         **{f"speed.{k}": v for k, v in speed.items()},
         "style_separation": style_separation(cross),
         "num_pairs": len(pairs),
@@ -161,7 +181,7 @@ def run_evaluate(params: Params, out_dir: Path = Path("reports/evaluate")) -> di
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / "metrics.json", metrics)
     _write_sweep(out_dir / "alpha_sweep.csv", sweep)
-    _write_grid(pairs, cross, outputs, cfg.alphas, out_dir / "grid.png")
+    _write_grid(pairs, cross, outputs, cfg.alphas, gatys_images, out_dir / "grid.png")
     loss_curves(
         {s: Path("reports") / s / "losses.csv" for s in ("train_recon", "train_adain")}, out_dir / "curves.png"
     )
@@ -201,12 +221,16 @@ def style_separation(cross: list[list[torch.Tensor]]) -> float:
     return float(np.mean(dists)) if dists else 0.0
 
 
-def _write_grid(pairs, cross, outputs, alphas, path: Path) -> None:
-    """Top: content x style at alpha 1 (first row the styles); bottom: the alpha sweep of each pair."""
+def _write_grid(pairs, cross, outputs, alphas, gatys_images, path: Path) -> None:
+    """Top: content x style at alpha 1 (first row the styles); then the alpha sweep of each pair
+    (content, style, one image per alpha); last, Gatys' result for the reference pairs beside AdaIN's."""
     styles = [p[1] for p in pairs][:GRID_MAX]
     rows = [[torch.ones_like(styles[0]), *styles]]
     rows += [[c, *outs] for (c, _, _), outs in zip(pairs, cross, strict=False)]
     for i, (c, s, _) in enumerate(pairs[:GRID_MAX]):
         rows.append([c, s, *(outputs[a][i] for a in alphas)])
+    for i, image in enumerate(gatys_images):
+        c, s, _ = pairs[i]
+        rows.append([c, s, outputs[max(alphas)][i], image])
     with atomic_path(path) as tmp:
         grid_image(rows).save(tmp, format="PNG")

@@ -6,6 +6,7 @@ rule evaluate:
         "reports/train_recon/losses.csv",
         "reports/train_adain/losses.csv",
         "src/stylepipe/evaluate.py",
+        "src/stylepipe/gatys.py",
     output:
         "reports/evaluate/grid.png",
         "reports/evaluate/curves.png",
