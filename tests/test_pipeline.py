@@ -9,8 +9,12 @@ A second copy is run with Snakemake from scratch.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +22,7 @@ import yaml
 
 from stylepipe.io import file_digest
 
-from .conftest import make_project_copy, run
+from .conftest import make_project_copy, run, tool_env
 
 pytestmark = pytest.mark.integration
 
@@ -136,3 +140,24 @@ def test_snakemake_runs_the_same_dag(tmp_path: Path):
     again = run(["snakemake", "-n", "-c", "2"], repo)
     assert "Nothing to be done" in again.stdout + again.stderr
     shutil.rmtree(repo / ".snakemake", ignore_errors=True)
+
+
+def test_killed_training_stage_resumes_from_its_checkpoint(tmp_path: Path):
+    """SIGKILL a real `stylepipe train_recon` after its first checkpoint; the rerun continues from it."""
+    overlay = {"train_recon": {"iterations": 40, "checkpoint_every": 4, "log_every": 2, "image_every": 40}}
+    repo = make_project_copy(tmp_path / "kill", overlay)
+    run(["dvc", "repro", "preprocess", "weights"], repo)
+    ckpt = repo / ".cache/checkpoints/train_recon/latest.pt"
+    proc = subprocess.Popen(["stylepipe", "train_recon"], cwd=repo, env=tool_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert ckpt.exists(), "no checkpoint was written before the kill"
+    assert not (repo / "models/recon/decoder.pt").exists()  # nothing that looks finished
+    run(["stylepipe", "train_recon"], repo)
+    summary = json.loads((repo / "models/recon/summary.json").read_text())
+    assert summary["steps"] == 40
+    assert 4 <= summary["resumed_from"] < 40

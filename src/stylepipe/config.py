@@ -137,7 +137,7 @@ class TrainBase(Section):
 
 
 class TrainRecon(TrainBase):
-    pass
+    """Reconstruction pre-training: the shared training knobs only."""
 
 
 class TrainAdain(TrainBase):

@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -32,18 +32,31 @@ def content_loss(output_feat: torch.Tensor, target_feat: torch.Tensor) -> torch.
     return F.mse_loss(output_feat, target_feat)
 
 
+def _sum_over_layers(
+    term: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    output_feats: Mapping[str, torch.Tensor],
+    style_feats: Mapping[str, torch.Tensor],
+    layers: Iterable[str],
+) -> torch.Tensor:
+    total = torch.zeros((), device=next(iter(output_feats.values())).device)
+    for name in layers:
+        total = total + term(output_feats[name], style_feats[name])
+    return total
+
+
+def _mean_std_term(out: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+    o_mean, o_std = feature_stats(out)
+    s_mean, s_std = feature_stats(style)
+    return F.mse_loss(o_mean, s_mean) + F.mse_loss(o_std, s_std)
+
+
 def style_loss(
     output_feats: Mapping[str, torch.Tensor],
     style_feats: Mapping[str, torch.Tensor],
     layers: Iterable[str],
 ) -> torch.Tensor:
     """Sum over layers of MSE(mean) + MSE(std), each mean-reduced over batch and channels."""
-    total = torch.zeros((), device=next(iter(output_feats.values())).device)
-    for name in layers:
-        o_mean, o_std = feature_stats(output_feats[name])
-        s_mean, s_std = feature_stats(style_feats[name])
-        total = total + F.mse_loss(o_mean, s_mean) + F.mse_loss(o_std, s_std)
-    return total
+    return _sum_over_layers(_mean_std_term, output_feats, style_feats, layers)
 
 
 def gram(feat: torch.Tensor) -> torch.Tensor:
@@ -58,10 +71,8 @@ def gram_loss(
     style_feats: Mapping[str, torch.Tensor],
     layers: Iterable[str],
 ) -> torch.Tensor:
-    total = torch.zeros((), device=next(iter(output_feats.values())).device)
-    for name in layers:
-        total = total + F.mse_loss(gram(output_feats[name]), gram(style_feats[name]))
-    return total
+    """Sum over layers of MSE between Gram matrices (mean-reduced)."""
+    return _sum_over_layers(lambda o, s: F.mse_loss(gram(o), gram(s)), output_feats, style_feats, layers)
 
 
 def total_variation(img: torch.Tensor) -> torch.Tensor:
