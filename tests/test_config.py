@@ -100,3 +100,13 @@ def test_bad_profile_leaves_params_untouched(tmp_path: Path):
     assert params_path.read_text() == original
     with pytest.raises(ConfigError, match="no such profile"):
         apply_profile("nope", params_path, profiles)
+
+
+def test_style_layer_weights_must_match_layers():
+    raw = load_default_params()
+    raw["train_adain"]["style_layer_weights"] = [1.0, 2.0]
+    with pytest.raises(ConfigError, match=r"style_layer_weights has 2 values for 4 style_layers"):
+        parse_params(raw)
+    raw["train_adain"]["lr_schedule"] = "linear-ish"
+    with pytest.raises(ConfigError, match=r"train_adain\.lr_schedule"):
+        parse_params(raw)

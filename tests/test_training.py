@@ -106,3 +106,79 @@ def test_style_loss_gradient_is_finite_on_constant_channels():
     style = {"relu1_1": torch.rand(1, 4, 4, 4)}
     style_loss({"relu1_1": out}, style, ["relu1_1"]).backward()
     assert torch.isfinite(out.grad).all()
+
+
+SCHEDULE_KNOBS = dict(lr=1.0, lr_decay=0.1, lr_step_size=5, lr_gamma=0.5, lr_min=0.1, lr_power=1.0,
+                      lr_restart_every=4, lr_warmup_fraction=0.3)
+
+
+def _lrs(schedule: str, iterations: int = 20) -> list[float]:
+    from stylepipe.train.schedules import build_scheduler
+
+    cfg = _cfg(iterations=iterations, lr_schedule=schedule, **SCHEDULE_KNOBS)
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=cfg.lr)
+    sched = build_scheduler(opt, cfg)
+    lrs = []
+    for _ in range(iterations):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return lrs
+
+
+def test_schedules_follow_their_definitions():
+    assert _lrs("constant") == [1.0] * 20
+    assert _lrs("inverse")[10] == pytest.approx(1 / (1 + 0.1 * 10))
+    step = _lrs("step")
+    assert step[4] == 1.0 and step[5] == pytest.approx(0.5) and step[10] == pytest.approx(0.25)
+    assert _lrs("exponential")[3] == pytest.approx(0.5**3)
+    cosine = _lrs("cosine", 21)
+    assert cosine[0] == 1.0 and cosine[-1] == pytest.approx(0.1, abs=0.01)
+    poly = _lrs("polynomial")
+    assert poly[10] == pytest.approx(0.5) and poly[-1] == pytest.approx(0.05)
+    sgdr = _lrs("sgdr")
+    assert sgdr[3] < 0.5 and sgdr[4] == pytest.approx(1.0) and sgdr[12] == pytest.approx(1.0)  # periods 4, 8
+    onecycle = _lrs("onecycle")
+    peak = max(range(20), key=onecycle.__getitem__)
+    assert onecycle[peak] == pytest.approx(1.0, rel=0.05) and 4 <= peak <= 7
+    assert onecycle[0] < 0.1 and onecycle[-1] < 0.01
+
+
+@pytest.mark.parametrize("schedule", ["onecycle", "sgdr"])
+def test_resume_keeps_the_schedule(tmp_path: Path, schedule: str):
+    cfg = _cfg(lr_schedule=schedule, **{**SCHEDULE_KNOBS, "lr": 1e-3})
+    whole = fit(_adain_task(), cfg, RT, _batches, tmp_path / "a", "hash")
+
+    def die(step, row):
+        if step == 3:
+            raise _Kill
+
+    with pytest.raises(_Kill):
+        fit(_adain_task(), cfg, RT, _batches, tmp_path / "b", "hash", on_log=die)
+    resumed = fit(_adain_task(), cfg, RT, _batches, tmp_path / "b", "hash")
+    assert resumed.resumed_from == 2
+    assert [r["lr"] for r in resumed.history] == pytest.approx([r["lr"] for r in whole.history])
+    assert [r["loss"] for r in resumed.history] == pytest.approx([r["loss"] for r in whole.history], rel=1e-5)
+
+
+def test_style_loss_options():
+    from stylepipe.losses import style_loss
+
+    g = torch.Generator().manual_seed(0)
+    out = {k: torch.rand(2, 8, 4, 4, generator=g) for k in ("a", "b")}
+    sty = {k: torch.rand(2, 8, 4, 4, generator=g) * 3 for k in ("a", "b")}
+    mean_a = style_loss(out, sty, ["a"])
+    assert style_loss(out, sty, ["a"], reduction="sum") == pytest.approx(float(mean_a) * 8, rel=1e-5)
+    assert style_loss(out, sty, ["a"], sqrt=True) == pytest.approx(float(mean_a + 1e-5) ** 0.5, rel=1e-5)
+    assert style_loss(out, sty, ["a", "b"], weights=[2.0, 0.0]) == pytest.approx(2 * float(mean_a), rel=1e-5)
+
+
+def test_adain_task_adds_total_variation_when_weighted():
+    task = _adain_task()
+    task.tv_weight = 0.5
+    content, style = next(_batches(0))
+    with torch.no_grad():
+        terms = task.losses(content, style)
+    assert set(terms) == {"loss", "content", "style", "tv"}
+    expected = terms["content"] + task.style_weight * terms["style"] + 0.5 * terms["tv"]
+    assert terms["loss"] == pytest.approx(float(expected), rel=1e-5)

@@ -124,12 +124,22 @@ class Preprocess(Section):
     workers: NonNegInt = 0
 
 
+Schedule = Literal["constant", "inverse", "step", "cosine", "exponential", "polynomial", "sgdr", "onecycle"]
+
+
 class TrainBase(Section):
     iterations: PositiveInt
     batch_size: PositiveInt
     crop: Annotated[int, Field(ge=16, le=1024, multiple_of=8)]
     lr: PositiveFloat
-    lr_decay: NonNegFloat = 0.0
+    lr_schedule: Schedule = "inverse"
+    lr_decay: NonNegFloat = 0.0  # inverse: lr / (1 + lr_decay * step)
+    lr_step_size: PositiveInt = 1000  # step: multiply by lr_gamma every lr_step_size steps
+    lr_gamma: Annotated[float, Field(gt=0, le=1)] = 0.5  # step; exponential (per step)
+    lr_min: NonNegFloat = 0.0  # cosine, sgdr: the floor
+    lr_power: PositiveFloat = 1.0  # polynomial decay to 0 at the last step
+    lr_restart_every: PositiveInt = 1000  # sgdr: first period, doubling after each restart
+    lr_warmup_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.3  # onecycle: share of steps rising to lr
     checkpoint_every: PositiveInt
     log_every: PositiveInt
     image_every: PositiveInt
@@ -145,6 +155,10 @@ class TrainAdain(TrainBase):
     style_weight: NonNegFloat = 10.0
     style_layers: list[Literal["relu1_1", "relu2_1", "relu3_1", "relu4_1"]] = list(LAYERS)
     style_size: Annotated[int, Field(ge=32, le=2048, multiple_of=8)] = 256  # style bank image size
+    style_reduction: Literal["mean", "sum"] = "mean"  # sum: over channels / batch (the Lua original)
+    style_sqrt: bool = False  # square root of each layer's distance (the seed's variant)
+    style_layer_weights: list[NonNegFloat] | None = None  # one per style layer; None = all 1
+    tv_weight: NonNegFloat = 0.0
 
     @field_validator("style_layers")
     @classmethod
@@ -152,6 +166,15 @@ class TrainAdain(TrainBase):
         if not v or len(set(v)) != len(v):
             raise ValueError("style_layers must be a non-empty list without repeats")
         return v
+
+    @model_validator(mode="after")
+    def _weights_match_layers(self) -> TrainAdain:
+        if self.style_layer_weights is not None and len(self.style_layer_weights) != len(self.style_layers):
+            raise ValueError(
+                f"style_layer_weights has {len(self.style_layer_weights)} values for "
+                f"{len(self.style_layers)} style_layers {self.style_layers}"
+            )
+        return self
 
 
 class Evaluate(Section):

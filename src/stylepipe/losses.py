@@ -1,14 +1,15 @@
 """Losses shared by every method. Reductions are stated: all are means (PyTorch-port convention).
 
 * content: MSE between feature maps (for AdaIN: relu4_1 of the output vs the AdaIN target t).
-* style (mean/std): MSE between per-channel means plus MSE between per-channel stds, summed over layers.
+* style (mean/std): MSE between per-channel means plus MSE between per-channel stds, summed over layers
+  (options: reduction "sum" over channels as in the Lua original, a square root per layer, layer weights).
 * Gram: MSE between Gram matrices normalised by C*H*W (Johnson / Gatys).
 * total variation: mean absolute difference between neighbouring pixels.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -37,26 +38,41 @@ def _sum_over_layers(
     output_feats: Mapping[str, torch.Tensor],
     style_feats: Mapping[str, torch.Tensor],
     layers: Iterable[str],
+    weights: Sequence[float] | None = None,
 ) -> torch.Tensor:
+    layers = list(layers)
+    weights = [1.0] * len(layers) if weights is None else list(weights)
     total = torch.zeros((), device=next(iter(output_feats.values())).device)
-    for name in layers:
-        total = total + term(output_feats[name], style_feats[name])
+    for name, weight in zip(layers, weights, strict=True):
+        total = total + weight * term(output_feats[name], style_feats[name])
     return total
 
 
-def _mean_std_term(out: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-    o_mean, o_std = feature_stats(out)
-    s_mean, s_std = feature_stats(style)
-    return F.mse_loss(o_mean, s_mean) + F.mse_loss(o_std, s_std)
+def _squared_error(a: torch.Tensor, b: torch.Tensor, reduction: str) -> torch.Tensor:
+    """'mean': MSE over batch and channels; 'sum': summed over channels, averaged over the batch."""
+    if reduction == "sum":
+        return (a - b).pow(2).sum() / a.shape[0]
+    return F.mse_loss(a, b)
 
 
 def style_loss(
     output_feats: Mapping[str, torch.Tensor],
     style_feats: Mapping[str, torch.Tensor],
     layers: Iterable[str],
+    reduction: str = "mean",
+    sqrt: bool = False,
+    weights: Sequence[float] | None = None,
 ) -> torch.Tensor:
-    """Sum over layers of MSE(mean) + MSE(std), each mean-reduced over batch and channels."""
-    return _sum_over_layers(_mean_std_term, output_feats, style_feats, layers)
+    """Weighted sum over layers of err(mean) + err(std) (see `_squared_error` for the reduction);
+    `sqrt` takes the square root of each layer's distance (the seed's faster-converging variant)."""
+
+    def term(out: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        o_mean, o_std = feature_stats(out)
+        s_mean, s_std = feature_stats(style)
+        dist = _squared_error(o_mean, s_mean, reduction) + _squared_error(o_std, s_std, reduction)
+        return (dist + EPS).sqrt() if sqrt else dist
+
+    return _sum_over_layers(term, output_feats, style_feats, layers, weights)
 
 
 def gram(feat: torch.Tensor) -> torch.Tensor:

@@ -4,6 +4,7 @@ rule train_recon:
         "models/encoder",
         "src/stylepipe/train/stages.py",
         "src/stylepipe/train/loop.py",
+        "src/stylepipe/train/schedules.py",
         "src/stylepipe/models/adain.py",
         "src/stylepipe/data/datasets.py",
     output:
@@ -28,6 +29,7 @@ rule train_adain:
         "models/recon",
         "src/stylepipe/train/stages.py",
         "src/stylepipe/train/loop.py",
+        "src/stylepipe/train/schedules.py",
         "src/stylepipe/models/adain.py",
         "src/stylepipe/losses.py",
         "src/stylepipe/data/datasets.py",

@@ -1,7 +1,7 @@
 """One training loop for every method: checkpoints, resume, NaN guard, logging without host syncs.
 
 A method supplies a `TrainTask`: the module to optimise and a loss on a (content, style) batch. The loop
-owns the optimiser (Adam), the schedule (inverse decay lr / (1 + decay * step)), the data epochs,
+owns the optimiser (Adam), the learning-rate schedule (train/schedules.py), the data epochs,
 checkpointing every N steps, MLflow logging every N steps and preview images.
 
 Data is consumed in "chunks" of `checkpoint_every` steps, each drawn from the dataset re-seeded with
@@ -25,6 +25,7 @@ from stylepipe.config import TrainBase
 from stylepipe.io import atomic_path
 from stylepipe.runtime import Runtime
 from stylepipe.train.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
+from stylepipe.train.schedules import build_scheduler
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -55,10 +56,6 @@ class LoopResult:
         return self.history[-1] if self.history else {}
 
 
-def inverse_decay(decay: float) -> Callable[[int], float]:
-    return lambda step: 1.0 / (1.0 + decay * step)
-
-
 def fit(
     task: TrainTask,
     cfg: TrainBase,
@@ -72,7 +69,7 @@ def fit(
     """Train `task.trainable()` for cfg.iterations steps, resuming from a matching checkpoint."""
     module = task.trainable()
     optimiser = torch.optim.Adam(module.parameters(), lr=cfg.lr, fused=rt.device.type == "cuda")
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, inverse_decay(cfg.lr_decay))
+    scheduler = build_scheduler(optimiser, cfg)
     history: list[dict[str, float]] = []
     start = 0
     saved = load_checkpoint(ckpt_dir, phash)

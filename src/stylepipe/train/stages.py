@@ -10,11 +10,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from stylepipe.config import Params, TrainBase
+from stylepipe.config import Params, TrainAdain, TrainBase
 from stylepipe.data.datasets import RandomPairs, center_resize_crop, fixed_pairs, image_to_tensor
 from stylepipe.data.shards import ShardStore
 from stylepipe.io import atomic_path, file_digest, write_json
-from stylepipe.losses import content_loss, style_loss
+from stylepipe.losses import content_loss, style_loss, total_variation
 from stylepipe.models.adain import AdaINStylizer, Decoder, adain, load_decoder, mean_std, save_decoder
 from stylepipe.models.encoders import VGGEncoder, load_encoder
 from stylepipe.runtime import Runtime, resolve_runtime, seed_everything
@@ -55,6 +55,16 @@ class AdainTask:
     content_weight: float
     style_weight: float
     style_layers: tuple[str, ...]
+    style_reduction: str = "mean"
+    style_sqrt: bool = False
+    style_layer_weights: tuple[float, ...] | None = None
+    tv_weight: float = 0.0
+
+    @classmethod
+    def from_params(cls, encoder: VGGEncoder, decoder: Decoder, cfg: TrainAdain) -> AdainTask:
+        weights = tuple(cfg.style_layer_weights) if cfg.style_layer_weights is not None else None
+        return cls(encoder, decoder, cfg.content_weight, cfg.style_weight, tuple(cfg.style_layers),
+                   cfg.style_reduction, cfg.style_sqrt, weights, cfg.tv_weight)
 
     def trainable(self) -> nn.Module:
         return self.decoder
@@ -64,14 +74,19 @@ class AdainTask:
             c_feat = self.encoder.encode(content)
             s_feats = self.encoder(style)
             target = adain(c_feat, *mean_std(s_feats["relu4_1"]))
-        out_feats = self.encoder(self.decoder(target))
+        output = self.decoder(target)
+        out_feats = self.encoder(output)
         loss_c = content_loss(out_feats["relu4_1"].float(), target.float())
         loss_s = style_loss(
             {k: v.float() for k, v in out_feats.items()}, {k: v.float() for k, v in s_feats.items()},
-            self.style_layers,
+            self.style_layers, self.style_reduction, self.style_sqrt, self.style_layer_weights,
         )
         total = self.content_weight * loss_c + self.style_weight * loss_s
-        return {"loss": total, "content": loss_c, "style": loss_s}
+        terms = {"content": loss_c, "style": loss_s}
+        if self.tv_weight:
+            terms["tv"] = total_variation(output.float())
+            total = total + self.tv_weight * terms["tv"]
+        return {"loss": total, **terms}
 
 
 def open_stores(prepared: Path = PREPARED) -> tuple[ShardStore, ShardStore]:
@@ -137,13 +152,8 @@ def _train(
     encoder = rt.prepare(load_encoder(ENCODER))
     decoder = load_decoder(decoder_init) if decoder_init else Decoder(encoder.spec.name)
     decoder = rt.prepare(decoder)
-    task: ReconTask | AdainTask
-    if stage == "train_adain":
-        task = AdainTask(
-            encoder, decoder, cfg.content_weight, cfg.style_weight, tuple(cfg.style_layers)
-        )
-    else:
-        task = ReconTask(encoder, decoder)
+    adain_stage = stage == "train_adain"
+    task = AdainTask.from_params(encoder, decoder, cfg) if adain_stage else ReconTask(encoder, decoder)
     stores = open_stores()
     p_content, p_style = preview_pairs(stores, cfg.crop * 2, params.common.seed)
     phash = params_hash(
