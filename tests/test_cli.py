@@ -35,13 +35,13 @@ def _image(path: Path, size=(40, 30), mode="RGB") -> Path:
 
 def test_bad_params_key_is_one_clear_line(tmp_path: Path, capsys):
     raw = load_default_params()
-    raw["train_adain"]["lr_schedule"] = "cosine"
+    raw["train_adain"]["learning_rate"] = 0.1
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump(raw))
     assert main(["--params", str(params), "train_adain"]) == 1
     err = capsys.readouterr().err
     assert "stylepipe train_adain: error:" in err
-    assert "train_adain.lr_schedule: unknown key" in err
+    assert "train_adain.learning_rate: unknown key" in err
     assert "Traceback" not in err
 
 
