@@ -23,6 +23,7 @@ import torch
 
 from stylepipe.models.adain import AdaINStylizer, Decoder, load_stylizer
 from stylepipe.models.encoders import build_encoder
+from stylepipe.paths import DECODER, ENCODER
 
 
 def timed(fn: Callable[[], object], repeats: int) -> float:
@@ -35,7 +36,7 @@ def timed(fn: Callable[[], object], repeats: int) -> float:
 
 
 def load_model() -> tuple[AdaINStylizer, str]:
-    enc, dec = Path("models/encoder/encoder.pt"), Path("models/adain/decoder.pt")
+    enc, dec = ENCODER, DECODER
     if enc.is_file() and dec.is_file():
         return load_stylizer(enc, dec), "trained (models/adain)"
     return AdaINStylizer(build_encoder("vgg16_hed"), Decoder("vgg16_hed")).eval(), "random weights"

@@ -13,13 +13,13 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from pathlib import Path
 
 import torch
 
 from stylepipe.config import Common
 from stylepipe.models.adain import Decoder
 from stylepipe.models.encoders import build_encoder, load_encoder
+from stylepipe.paths import ENCODER
 from stylepipe.runtime import Runtime, resolve_runtime
 from stylepipe.train.loop import make_step
 from stylepipe.train.stages import AdainTask
@@ -29,7 +29,7 @@ LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
 
 
 def make_task(rt: Runtime) -> AdainTask:
-    enc_path = Path("models/encoder/encoder.pt")
+    enc_path = ENCODER
     enc = load_encoder(enc_path) if enc_path.is_file() else build_encoder("vgg16_hed")
     return AdainTask(rt.prepare(enc), rt.prepare(Decoder(enc.spec.name)), 1.0, 1.0, LAYERS)
 
@@ -82,7 +82,8 @@ def bench_loader(batch: int, crop: int, workers: int, batches: int) -> float | N
     from torch.utils.data import DataLoader
 
     from stylepipe.data.datasets import RandomPairs
-    from stylepipe.train.stages import PREPARED, open_stores
+    from stylepipe.paths import PREPARED
+    from stylepipe.train.stages import open_stores
 
     if not (PREPARED / "content").is_dir():
         return None

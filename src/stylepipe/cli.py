@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from stylepipe import paths
 from stylepipe.config import load_params
 
 STAGES = (
@@ -79,13 +80,13 @@ def _stage_demo(params, args) -> Any:
     if args.live:
         from stylepipe.demo.oak import run_live
 
-        blob = Path("models/export/blob/adain_baked.blob")
-        return run_live(blob if blob.is_file() else None, size, bank_path=Path("models/adain/style_bank.pt"),
+        blob = paths.BLOB
+        return run_live(blob if blob.is_file() else None, size, bank_path=paths.STYLE_BANK,
                         record=args.record)
     if args.host is not None:
         from stylepipe.demo.host import make_runner, run_host
 
-        runner = make_runner(params.demo.backend, Path("models/export/openvino"), Path("models/export/onnx"))
+        runner = make_runner(params.demo.backend, paths.OPENVINO_DIR, paths.ONNX_DIR)
         return run_host(args.host, runner, args.record, size, fps=params.demo.fps, show=args.record is None)
     from stylepipe.demo.host import run_demo
 
@@ -142,14 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("-o", "--output", type=Path, required=True, help="output file or folder")
     st.add_argument("--alpha", type=float, default=1.0, help="content/style trade-off in feature space, 0..1")
     st.add_argument("--size", type=int, default=0, help="resize the shorter side (0 = keep original)")
-    st.add_argument("--encoder", type=Path, default=Path("models/encoder/encoder.pt"))
-    st.add_argument("--decoder", type=Path, default=Path("models/adain/decoder.pt"))
+    st.add_argument("--encoder", type=Path, default=paths.ENCODER)
+    st.add_argument("--decoder", type=Path, default=paths.DECODER)
     # Options left out (None) take GatysOptions' defaults (stylepipe.gatys is imported lazily, with torch).
     g = sub.add_parser("gatys", help="Gatys et al. optimisation-based transfer (slow, needs no training)")
     g.add_argument("content", type=Path, help="content image")
     g.add_argument("style", type=Path, help="style image")
     g.add_argument("-o", "--output", type=Path, required=True, help="output image (+ <stem>_history.csv beside it)")
-    g.add_argument("--encoder", type=Path, default=Path("models/encoder/encoder.pt"))
+    g.add_argument("--encoder", type=Path, default=paths.ENCODER)
     g.add_argument("--iterations", type=int, help="loss evaluations, i.e. L-BFGS closure calls (default 300)")
     g.add_argument("--size", type=int, help="resize the shorter side (default 0 = keep original)")
     g.add_argument("--optimizer", choices=("lbfgs", "adam"), help="default lbfgs")

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from skimage.metrics import structural_similarity
 
+from stylepipe import paths
 from stylepipe.config import Evaluate, Params
 from stylepipe.data.datasets import fixed_pairs
 from stylepipe.io import atomic_path, write_json
@@ -142,7 +143,7 @@ def loss_curves(paths: dict[str, Path], out: Path) -> Path | None:
     return out
 
 
-def run_evaluate(params: Params, out_dir: Path = Path("reports/evaluate")) -> dict:
+def run_evaluate(params: Params, out_dir: Path = paths.REPORTS / "evaluate") -> dict:
     cfg = params.evaluate
     seed_everything(params.common.seed)
     rt = resolve_runtime(params.common)
@@ -183,7 +184,7 @@ def run_evaluate(params: Params, out_dir: Path = Path("reports/evaluate")) -> di
     _write_sweep(out_dir / "alpha_sweep.csv", sweep)
     _write_grid(pairs, cross, outputs, cfg.alphas, gatys_images, out_dir / "grid.png")
     loss_curves(
-        {s: Path("reports") / s / "losses.csv" for s in ("train_recon", "train_adain")}, out_dir / "curves.png"
+        {s: paths.REPORTS / s / "losses.csv" for s in ("train_recon", "train_adain")}, out_dir / "curves.png"
     )
     with stage_run(params, "evaluate", ["common", "evaluate"]) as tracker:
         tracker.metrics({k: v for k, v in metrics.items() if isinstance(v, int | float)})

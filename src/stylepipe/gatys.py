@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from stylepipe import paths
 from stylepipe.losses import content_loss, gram, total_variation
 
 DEFAULT_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
@@ -286,7 +287,7 @@ def history_path(output: Path) -> Path:
 
 def gatys_files(
     content: Path, style: Path, output: Path, opts: GatysOptions, common,
-    encoder: Path = Path("models/encoder/encoder.pt"), progress: bool = True,
+    encoder: Path = paths.ENCODER, progress: bool = True,
 ) -> dict:
     """The `stylepipe gatys` command: read, optimise, save image + loss history atomically."""
     from PIL import Image

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from stylepipe import paths
 from stylepipe.models.adain import load_stylizer
 from stylepipe.viz import to_pil, to_tensor
 
@@ -45,7 +46,7 @@ def _inputs(content: Path) -> list[Path]:
 @torch.no_grad()
 def stylize_files(
     content: Path, style: Path, output: Path, alpha: float = 1.0, size: int = 0,
-    encoder: Path = Path("models/encoder/encoder.pt"), decoder: Path = Path("models/adain/decoder.pt"),
+    encoder: Path = paths.ENCODER, decoder: Path = paths.DECODER,
 ) -> dict:
     """Stylise one image (output is a file) or every image of a folder (output is a folder)."""
     if not 0.0 <= alpha <= 1.0:

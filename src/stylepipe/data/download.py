@@ -11,6 +11,7 @@ from stylepipe.config import Params
 from stylepipe.data.aria2 import download_files
 from stylepipe.data.sample import write_sample
 from stylepipe.io import atomic_dir, file_digest, write_json
+from stylepipe import paths
 
 SOURCE_FILE = "SOURCE.json"
 
@@ -35,7 +36,7 @@ def _remove_unlisted(out_dir: Path, keep: set[str]) -> None:
             p.unlink()
 
 
-def run_download(params: Params, out_dir: Path = Path("data/raw"), progress: bool = True) -> dict[str, Any]:
+def run_download(params: Params, out_dir: Path = paths.RAW, progress: bool = True) -> dict[str, Any]:
     """Fill out_dir with the raw data and write out_dir/SOURCE.json; return a summary."""
     out_dir = Path(out_dir)
     cfg = params.download

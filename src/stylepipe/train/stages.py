@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from stylepipe import paths
 from stylepipe.config import Params, TrainAdain, TrainBase
 from stylepipe.data.datasets import RandomPairs, center_resize_crop, fixed_pairs, image_to_tensor
 from stylepipe.data.shards import ShardStore
@@ -23,8 +24,6 @@ from stylepipe.train.checkpoint import params_hash
 from stylepipe.train.loop import Batch, fit, write_history
 from stylepipe.viz import save_grid
 
-PREPARED = Path("data/prepared")
-ENCODER = Path("models/encoder/encoder.pt")
 PREVIEW_PAIRS = 4
 
 
@@ -89,7 +88,7 @@ class AdainTask:
         return {"loss": total, **terms}
 
 
-def open_stores(prepared: Path = PREPARED) -> tuple[ShardStore, ShardStore]:
+def open_stores(prepared: Path = paths.PREPARED) -> tuple[ShardStore, ShardStore]:
     return ShardStore(prepared / "content"), ShardStore(prepared / "style")
 
 
@@ -119,16 +118,16 @@ def preview_pairs(
     return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
 
 
-def _inputs_digest(*paths: Path) -> list[str]:
+def _inputs_digest(*inputs: Path) -> list[str]:
     digests = []
-    for p in paths:
+    for p in inputs:
         files = sorted(p.rglob("*")) if p.is_dir() else [p]
         digests += [f"{f}:{file_digest(f)}" for f in files if f.is_file() and f.suffix != ".bin"]
     return digests
 
 
 def run_train_recon(
-    params: Params, out_dir: Path = Path("models/recon"), reports: Path = Path("reports/train_recon")
+    params: Params, out_dir: Path = paths.RECON_DIR, reports: Path = paths.REPORTS / "train_recon"
 ) -> dict:
     """Train the decoder to reconstruct images through the frozen encoder."""
     return _train(params, "train_recon", params.train_recon, out_dir, reports, decoder_init=None)
@@ -136,9 +135,9 @@ def run_train_recon(
 
 def run_train_adain(
     params: Params,
-    out_dir: Path = Path("models/adain"),
-    reports: Path = Path("reports/train_adain"),
-    recon: Path = Path("models/recon/decoder.pt"),
+    out_dir: Path = paths.ADAIN_DIR,
+    reports: Path = paths.REPORTS / "train_adain",
+    recon: Path = paths.RECON_DECODER,
 ) -> dict:
     """Train the AdaIN decoder, starting from the reconstruction decoder."""
     return _train(params, "train_adain", params.train_adain, out_dir, reports, decoder_init=recon)
@@ -149,7 +148,7 @@ def _train(
 ) -> dict:
     seed_everything(params.common.seed)
     rt = resolve_runtime(params.common)
-    encoder = rt.prepare(load_encoder(ENCODER))
+    encoder = rt.prepare(load_encoder(paths.ENCODER))
     decoder = load_decoder(decoder_init) if decoder_init else Decoder(encoder.spec.name)
     decoder = rt.prepare(decoder)
     adain_stage = stage == "train_adain"
@@ -158,7 +157,7 @@ def _train(
     p_content, p_style = preview_pairs(stores, cfg.crop * 2, params.common.seed)
     phash = params_hash(
         stage, cfg.model_dump(mode="json"), params.common.seed,
-        _inputs_digest(ENCODER, PREPARED, *([decoder_init] if decoder_init else [])),
+        _inputs_digest(paths.ENCODER, paths.PREPARED, *([decoder_init] if decoder_init else [])),
     )
     ckpt_dir = Path(".cache/checkpoints") / stage
     previews = out_dir / "previews"
@@ -186,7 +185,7 @@ def _train(
             "mlflow_run_id": tracker.run_id,
         }
         if stage == "train_adain":
-            bank = build_style_bank(AdaINStylizer(load_encoder(ENCODER), decoder_cpu), stores[1], cfg.style_size)
+            bank = build_style_bank(AdaINStylizer(load_encoder(paths.ENCODER), decoder_cpu), stores[1], cfg.style_size)
             with atomic_path(out_dir / "style_bank.pt") as tmp:
                 torch.save(bank, tmp)
             summary["styles"] = bank["names"]

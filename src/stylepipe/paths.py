@@ -1,0 +1,22 @@
+"""The artifact layout: where each stage writes (relative to the repo root). dvc.yaml and the
+Snakefile declare the same paths; stage functions take these as defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+RAW = Path("data/raw")
+PREPARED = Path("data/prepared")
+ENCODER_DIR = Path("models/encoder")
+ENCODER = ENCODER_DIR / "encoder.pt"
+RECON_DIR = Path("models/recon")
+RECON_DECODER = RECON_DIR / "decoder.pt"
+ADAIN_DIR = Path("models/adain")
+DECODER = ADAIN_DIR / "decoder.pt"
+STYLE_BANK = ADAIN_DIR / "style_bank.pt"
+ONNX_DIR = Path("models/export/onnx")
+OPENVINO_DIR = Path("models/export/openvino")
+BLOB_DIR = Path("models/export/blob")
+BLOB = BLOB_DIR / "adain_baked.blob"
+DEMO_DIR = Path("demo")
+REPORTS = Path("reports")
