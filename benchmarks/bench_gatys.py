@@ -24,10 +24,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from stylepipe.data.datasets import image_to_tensor
 from stylepipe.gatys import DEFAULT_STYLE_LAYERS, GatysOptions, run_gatys
 from stylepipe.losses import content_loss, gram_loss
 from stylepipe.models.encoders import WeightsError, build_encoder
-from stylepipe.viz import to_tensor
 
 HED_SHA = "4502df9d0a88873911ea191cb2be5147d190f6a7f4c21731a418960f6bdb8e8f"
 
@@ -49,7 +49,7 @@ def images(size: int) -> tuple[torch.Tensor, torch.Tensor]:
         from skimage import data
 
         content = Image.fromarray(data.astronaut()).resize((size, size), Image.Resampling.LANCZOS)
-        content_t = to_tensor(content)
+        content_t = image_to_tensor(content)
     except ImportError:
         content_t = torch.rand(3, size, size)
     yy, xx = np.mgrid[0:size, 0:size] / size

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import email.parser
 import json
-import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -17,6 +16,7 @@ import yaml
 from onnx import TensorProto, helper
 
 from stylepipe.config import Params, deep_merge, parse_params
+from stylepipe.data.aria2 import free_port
 from stylepipe.export import blob as blob_mod
 from stylepipe.export.blob import BLOB_NAME, BlobError, optimizer_params, run_compile_blob
 
@@ -138,9 +138,7 @@ def test_online_server_error_is_clear(
 
 
 def test_online_connection_refused_is_clear(tmp_path: Path, onnx_dir: Path) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nothing listens there once the probe socket is closed
     params = make_params(enabled=True, url=f"http://127.0.0.1:{port}", retries=0, timeout_s=5)
     with pytest.raises(BlobError, match=r"go online, or set blob\.path"):
         run_compile_blob(params, onnx_dir, tmp_path / "blob")

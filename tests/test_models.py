@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import h5py
@@ -11,6 +10,7 @@ import torch
 from torchvision.models.vgg import cfgs, make_layers
 
 from stylepipe.config import parse_params
+from stylepipe.data.aria2 import free_port
 from stylepipe.io import file_digest
 from stylepipe.models.adain import AdaINStylizer, Decoder, adain, load_decoder, load_stylizer, mean_std, save_decoder
 from stylepipe.models.encoders import TAP_CHANNELS, WeightsError, build_encoder, load_encoder
@@ -135,9 +135,7 @@ def test_torchvision_download_rejects_wrong_hash(tmp_path: Path):
 
 
 def test_torchvision_download_offline_is_a_clear_error(tmp_path: Path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # nothing listens here once closed
+    port = free_port()  # nothing listens there once the probe socket is closed
     with pytest.raises(WeightsError, match=r"download failed.*vgg16_hed"):
         download_checkpoint(f"http://127.0.0.1:{port}/vgg19-dcbb9e9d.pth", tmp_path / "x.pth", timeout_s=5)
 

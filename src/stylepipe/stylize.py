@@ -8,8 +8,9 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from stylepipe import paths
+from stylepipe.data.datasets import image_to_tensor
 from stylepipe.models.adain import load_stylizer
-from stylepipe.viz import to_pil, to_tensor
+from stylepipe.viz import to_pil
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
@@ -34,7 +35,7 @@ def read_image(path: Path, size: int = 0) -> torch.Tensor:
     w, h = rgb.width - rgb.width % 8, rgb.height - rgb.height % 8
     if w < 8 or h < 8:
         raise StylizeError(f"{path}: image {rgb.size} is too small (need at least 8x8)")
-    return to_tensor(rgb.crop((0, 0, w, h)))
+    return image_to_tensor(rgb.crop((0, 0, w, h)))
 
 
 def _inputs(content: Path) -> list[Path]:

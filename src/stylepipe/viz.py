@@ -18,12 +18,6 @@ def to_pil(img: torch.Tensor) -> Image.Image:
     return Image.fromarray(arr, "RGB")
 
 
-def to_tensor(img: Image.Image) -> torch.Tensor:
-    """RGB PIL image -> [3,H,W] float in [0,1]."""
-    arr = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
-    return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
-
-
 def grid_image(rows: Sequence[torch.Tensor | Sequence[torch.Tensor]], pad: int = 4) -> Image.Image:
     """Rows of equally sized [3,H,W] images (a batch tensor or a list per row) on a white canvas."""
     rows = [list(r) for r in rows]

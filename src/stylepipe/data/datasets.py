@@ -20,11 +20,6 @@ def image_to_tensor(img: Image.Image) -> torch.Tensor:
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
 
 
-def load_batch_tensor(images: list[Image.Image]) -> torch.Tensor:
-    """Stack same-sized PIL images into a float batch [N, 3, H, W] in [0, 1]."""
-    return torch.stack([image_to_tensor(im) for im in images])
-
-
 def resize_short(img: Image.Image, size: int) -> Image.Image:
     """Resize so the shorter side equals `size` (up or down), keeping the aspect ratio."""
     w, h = img.size

@@ -185,7 +185,8 @@ def _train(
             "mlflow_run_id": tracker.run_id,
         }
         if stage == "train_adain":
-            bank = build_style_bank(AdaINStylizer(load_encoder(paths.ENCODER), decoder_cpu), stores[1], cfg.style_size)
+            encoder_cpu = encoder.to("cpu", memory_format=torch.contiguous_format)
+            bank = build_style_bank(AdaINStylizer(encoder_cpu, decoder_cpu), stores[1], cfg.style_size)
             with atomic_path(out_dir / "style_bank.pt") as tmp:
                 torch.save(bank, tmp)
             summary["styles"] = bank["names"]
