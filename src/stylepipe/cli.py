@@ -39,16 +39,32 @@ def _stage_preprocess(params, args) -> Any:
     return run_preprocess(params)
 
 
+def _under_torchrun(params, args, stage: str) -> bool:
+    """With common.nproc_per_node > 1, run the stage as that many torchrun processes (DDP) instead."""
+    import subprocess
+
+    from stylepipe.train.distributed import env_from_torchrun, torchrun_argv
+
+    nproc = params.common.nproc_per_node
+    if nproc == 1 or env_from_torchrun().enabled:
+        return False
+    cmd = torchrun_argv(nproc, ["--params", str(args.params), stage])
+    code = subprocess.run(cmd, check=False).returncode
+    if code:
+        raise RuntimeError(f"{stage} under torchrun ({nproc} processes) failed with exit code {code}")
+    return True
+
+
 def _stage_train_recon(params, args) -> Any:
     from stylepipe.train.stages import run_train_recon
 
-    return run_train_recon(params)
+    return None if _under_torchrun(params, args, "train_recon") else run_train_recon(params)
 
 
 def _stage_train_adain(params, args) -> Any:
     from stylepipe.train.stages import run_train_adain
 
-    return run_train_adain(params)
+    return None if _under_torchrun(params, args, "train_adain") else run_train_adain(params)
 
 
 def _stage_evaluate(params, args) -> Any:

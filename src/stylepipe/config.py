@@ -33,6 +33,7 @@ class Common(Section):
     channels_last: Auto = "auto"
     compile: Auto = "auto"
     num_threads: NonNegInt = 0
+    nproc_per_node: PositiveInt = 1
 
 
 class Tracking(Section):

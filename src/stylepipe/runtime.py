@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 from dataclasses import dataclass
 
@@ -44,7 +45,8 @@ def resolve_runtime(common: Common) -> Runtime:
     if common.device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("params common.device is 'cuda' but no CUDA device is available (use 'auto')")
     use_cuda = common.device == "cuda" or (common.device == "auto" and torch.cuda.is_available())
-    device = torch.device("cuda" if use_cuda else "cpu")
+    # under torchrun each process drives the GPU of its local rank
+    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if use_cuda else torch.device("cpu")
     if common.num_threads:
         torch.set_num_threads(common.num_threads)
     if use_cuda:

@@ -62,15 +62,19 @@ def worker_share(length: int, worker: int, num_workers: int) -> int:
 class RandomPairs(IterableDataset):
     """`length` random (content, style) crop pairs per epoch, [3, crop, crop] floats in [0, 1].
 
-    The random stream depends on (seed, epoch, worker id); call `set_epoch` before each epoch (with
-    non-persistent DataLoader workers, the default). The length is split across workers exactly.
+    The random stream depends on (seed, epoch, worker id) and, under torchrun, on the process rank;
+    call `set_epoch` before each epoch (with non-persistent DataLoader workers, the default). The
+    length (this process's share) is split across workers exactly.
     """
 
     def __init__(self, content: ShardStore, style: ShardStore, crop: int, split: str = "train",
-                 seed: int = 0, length: int = 1000) -> None:
+                 seed: int = 0, length: int = 1000, rank: int = 0, world_size: int = 1) -> None:
         super().__init__()
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is outside 0..{world_size - 1}")
         self.content, self.style = content, style
         self.crop, self.split, self.seed, self.length = crop, split, seed, length
+        self.rank, self.world_size = rank, world_size
         self.content_idx = _split_indices(content, split)
         self.style_idx = _split_indices(style, split)
         self.epoch = 0
@@ -83,7 +87,8 @@ class RandomPairs(IterableDataset):
 
     def draws(self, worker: int = 0, num_workers: int = 1) -> Iterator[tuple[int, int, np.random.Generator]]:
         """(content index, style index, rng for the crops) for one worker's share of the epoch."""
-        rng = np.random.default_rng([self.seed, self.epoch, worker, num_workers])
+        key = [self.seed, self.epoch, worker, num_workers]
+        rng = np.random.default_rng(key if self.world_size == 1 else [*key, self.rank, self.world_size])
         for _ in range(worker_share(self.length, worker, num_workers)):
             ci = self.content_idx[int(rng.integers(len(self.content_idx)))]
             si = self.style_idx[int(rng.integers(len(self.style_idx)))]

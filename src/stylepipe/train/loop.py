@@ -6,6 +6,10 @@ checkpointing every N steps, MLflow logging every N steps and preview images.
 
 Data is consumed in "chunks" of `checkpoint_every` steps, each drawn from the dataset re-seeded with
 (seed, chunk index). A resumed run therefore sees exactly the batches an uninterrupted run would.
+
+Under torchrun (train/distributed.py) each process runs this same loop on its slice of every global
+batch with the trainable module wrapped in DistributedDataParallel; rank 0 alone checkpoints and calls
+the logging/preview callbacks, and the logged losses are averaged over all processes.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -25,6 +29,7 @@ from stylepipe.config import TrainBase
 from stylepipe.io import atomic_path
 from stylepipe.runtime import Runtime
 from stylepipe.train.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
+from stylepipe.train.distributed import SINGLE, DistEnv, barrier, mean_across_ranks, wrap_ddp
 from stylepipe.train.schedules import build_scheduler
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -37,6 +42,10 @@ class TrainTask(Protocol):
 
     def losses(self, content: torch.Tensor, style: torch.Tensor) -> dict[str, torch.Tensor]:
         """Named loss terms; the key 'loss' is the total that is optimised."""
+        ...
+
+    def with_module(self, module: nn.Module) -> TrainTask:
+        """The same task computing its losses through `module` (the DDP wrapper of `trainable()`)."""
         ...
 
 
@@ -65,8 +74,11 @@ def fit(
     phash: str,
     on_log: Callable[[int, dict[str, float]], None] | None = None,
     on_preview: Callable[[int], None] | None = None,
+    dist_env: DistEnv = SINGLE,
 ) -> LoopResult:
-    """Train `task.trainable()` for cfg.iterations steps, resuming from a matching checkpoint."""
+    """Train `task.trainable()` for cfg.iterations steps, resuming from a matching checkpoint.
+
+    `chunk_batches` yields this process's batches (its slice of each global batch under torchrun)."""
     module = task.trainable()
     optimiser = torch.optim.Adam(module.parameters(), lr=cfg.lr, fused=rt.device.type == "cuda")
     scheduler = build_scheduler(optimiser, cfg)
@@ -80,6 +92,8 @@ def fit(
         set_rng_state(saved["rng"])
         history = saved["history"]
         start = saved["step"]
+    if dist_env.enabled:
+        task = task.with_module(wrap_ddp(module, dist_env, rt.device))
     step_fn = make_step(task, rt)
     t0 = time.perf_counter()
     pending: list[dict[str, torch.Tensor]] = []
@@ -94,7 +108,7 @@ def fit(
             step += 1
             pending.append(terms)
             if step % cfg.log_every == 0 or step == cfg.iterations:
-                row = _summarise(pending, step, scheduler.get_last_lr()[0])
+                row = _summarise(pending, step, scheduler.get_last_lr()[0], dist_env)
                 pending.clear()
                 if not math.isfinite(row["loss"]):
                     raise NonFiniteLossError(
@@ -102,22 +116,29 @@ def fit(
                         "kept — lower the learning rate or the loss weights and run the stage again"
                     )
                 history.append(row)
-                if on_log:
+                if on_log and dist_env.is_main:
                     on_log(step, row)
-            if on_preview and (step % cfg.image_every == 0 or step == cfg.iterations):
+            if on_preview and dist_env.is_main and (step % cfg.image_every == 0 or step == cfg.iterations):
                 on_preview(step)
-        save_checkpoint(
-            ckpt_dir,
-            {
-                "model": module.state_dict(),
-                "optimizer": optimiser.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "step": step,
-                "params_hash": phash,
-                "history": history,
-            },
-        )
+        if dist_env.is_main:
+            _save(ckpt_dir, module, optimiser, scheduler, step, phash, history)
+        barrier(dist_env)
     return LoopResult(steps=step, resumed_from=start, seconds=time.perf_counter() - t0, history=history)
+
+
+def _save(ckpt_dir: Path, module: nn.Module, optimiser: torch.optim.Optimizer, scheduler: Any, step: int,
+          phash: str, history: list[dict[str, float]]) -> None:
+    save_checkpoint(
+        ckpt_dir,
+        {
+            "model": module.state_dict(),
+            "optimizer": optimiser.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "step": step,
+            "params_hash": phash,
+            "history": history,
+        },
+    )
 
 
 def make_step(task: TrainTask, rt: Runtime) -> Callable[..., dict[str, torch.Tensor]]:
@@ -135,10 +156,13 @@ def make_step(task: TrainTask, rt: Runtime) -> Callable[..., dict[str, torch.Ten
     return step
 
 
-def _summarise(pending: list[dict[str, torch.Tensor]], step: int, lr: float) -> dict[str, float]:
-    """Average the terms since the last log on the device, then one host sync for all of them."""
+def _summarise(
+    pending: list[dict[str, torch.Tensor]], step: int, lr: float, dist_env: DistEnv = SINGLE
+) -> dict[str, float]:
+    """Average the terms since the last log on the device (and over processes), then one host sync."""
     keys = pending[0].keys()
-    stacked = torch.stack([torch.stack([p[k].float() for k in keys]) for p in pending]).mean(0).cpu()
+    stacked = torch.stack([torch.stack([p[k].float() for k in keys]) for p in pending]).mean(0)
+    stacked = mean_across_ranks(stacked, dist_env).cpu()
     row = {k: float(v) for k, v in zip(keys, stacked.tolist(), strict=True)}
     return {"step": float(step), "lr": lr, **row}
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Self
 
 import torch
 from torch import nn
@@ -21,6 +22,7 @@ from stylepipe.models.encoders import VGGEncoder, load_encoder
 from stylepipe.runtime import Runtime, resolve_runtime, seed_everything
 from stylepipe.tracking import stage_run
 from stylepipe.train.checkpoint import params_hash
+from stylepipe.train.distributed import SINGLE, DistEnv, init_distributed, per_rank_batch, shutdown_distributed
 from stylepipe.train.loop import Batch, fit, write_history
 from stylepipe.viz import save_grid
 
@@ -36,6 +38,9 @@ class ReconTask:
 
     def trainable(self) -> nn.Module:
         return self.decoder
+
+    def with_module(self, module: nn.Module) -> Self:
+        return replace(self, decoder=module)
 
     def losses(self, content: torch.Tensor, style: torch.Tensor) -> dict[str, torch.Tensor]:
         images = torch.cat([content, style])
@@ -68,6 +73,9 @@ class AdainTask:
     def trainable(self) -> nn.Module:
         return self.decoder
 
+    def with_module(self, module: nn.Module) -> Self:
+        return replace(self, decoder=module)
+
     def losses(self, content: torch.Tensor, style: torch.Tensor) -> dict[str, torch.Tensor]:
         with torch.no_grad():
             c_feat = self.encoder.encode(content)
@@ -93,16 +101,21 @@ def open_stores(prepared: Path = paths.PREPARED) -> tuple[ShardStore, ShardStore
 
 
 def chunk_loader(
-    stores: tuple[ShardStore, ShardStore], cfg: TrainBase, seed: int, pin: bool
+    stores: tuple[ShardStore, ShardStore], cfg: TrainBase, seed: int, pin: bool, dist_env: DistEnv = SINGLE,
+    key: str = "train",
 ) -> Callable[[int], Iterator[Batch]]:
-    """chunk index -> iterator over `checkpoint_every` batches drawn with seed (seed, chunk)."""
-    length = cfg.checkpoint_every * cfg.batch_size
-    dataset = RandomPairs(*stores, crop=cfg.crop, split="train", seed=seed, length=length)
+    """chunk index -> iterator over `checkpoint_every` batches drawn with seed (seed, chunk); under
+    torchrun, this process's share of each global batch from its own random stream."""
+    batch = per_rank_batch(cfg.batch_size, dist_env, key)
+    dataset = RandomPairs(
+        *stores, crop=cfg.crop, split="train", seed=seed, length=cfg.checkpoint_every * batch,
+        rank=dist_env.rank, world_size=dist_env.world_size,
+    )
 
     def batches(chunk: int) -> Iterator[Batch]:
         dataset.set_epoch(chunk)
         loader = DataLoader(
-            dataset, batch_size=cfg.batch_size, num_workers=cfg.num_workers, pin_memory=pin, drop_last=True,
+            dataset, batch_size=batch, num_workers=cfg.num_workers, pin_memory=pin, drop_last=True,
             persistent_workers=False,
         )
         return iter(loader)
@@ -128,7 +141,7 @@ def _inputs_digest(*inputs: Path) -> list[str]:
 
 def run_train_recon(
     params: Params, out_dir: Path = paths.RECON_DIR, reports: Path = paths.REPORTS / "train_recon"
-) -> dict:
+) -> dict | None:
     """Train the decoder to reconstruct images through the frozen encoder."""
     return _train(params, "train_recon", params.train_recon, out_dir, reports, decoder_init=None)
 
@@ -138,16 +151,28 @@ def run_train_adain(
     out_dir: Path = paths.ADAIN_DIR,
     reports: Path = paths.REPORTS / "train_adain",
     recon: Path = paths.RECON_DECODER,
-) -> dict:
+) -> dict | None:
     """Train the AdaIN decoder, starting from the reconstruction decoder."""
     return _train(params, "train_adain", params.train_adain, out_dir, reports, decoder_init=recon)
 
 
 def _train(
     params: Params, stage: str, cfg: TrainBase, out_dir: Path, reports: Path, decoder_init: Path | None
-) -> dict:
+) -> dict | None:
     seed_everything(params.common.seed)
     rt = resolve_runtime(params.common)
+    dist_env = init_distributed(rt.device.type)
+    try:
+        return _train_process(params, stage, cfg, out_dir, reports, decoder_init, rt, dist_env)
+    finally:
+        shutdown_distributed()
+
+
+def _train_process(
+    params: Params, stage: str, cfg: TrainBase, out_dir: Path, reports: Path, decoder_init: Path | None,
+    rt: Runtime, dist_env: DistEnv,
+) -> dict | None:
+    """One process's share of a training stage; rank 0 writes the outputs and the MLflow run."""
     encoder = rt.prepare(load_encoder(paths.ENCODER))
     decoder = load_decoder(decoder_init) if decoder_init else Decoder(encoder.spec.name)
     decoder = rt.prepare(decoder)
@@ -156,11 +181,15 @@ def _train(
     stores = open_stores()
     p_content, p_style = preview_pairs(stores, cfg.crop * 2, params.common.seed)
     phash = params_hash(
-        stage, cfg.model_dump(mode="json"), params.common.seed,
+        stage, cfg.model_dump(mode="json"), params.common.seed, dist_env.world_size,
         _inputs_digest(paths.ENCODER, paths.PREPARED, *([decoder_init] if decoder_init else [])),
     )
     ckpt_dir = Path(".cache/checkpoints") / stage
     previews = out_dir / "previews"
+    batches = chunk_loader(stores, cfg, params.common.seed, rt.device.type == "cuda", dist_env, stage)
+    if not dist_env.is_main:
+        fit(task, cfg, rt, batches, ckpt_dir, phash, dist_env=dist_env)
+        return None
     with stage_run(params, stage, ["common", stage]) as tracker:
         def on_log(step: int, row: dict[str, float]) -> None:
             tracker.metrics({k: v for k, v in row.items() if k != "step"}, step=step)
@@ -170,8 +199,7 @@ def _train(
             render_preview(task, rt, p_content, p_style, path)
             tracker.artifact(path, "previews")
 
-        batches = chunk_loader(stores, cfg, params.common.seed, rt.device.type == "cuda")
-        result = fit(task, cfg, rt, batches, ckpt_dir, phash, on_log, on_preview)
+        result = fit(task, cfg, rt, batches, ckpt_dir, phash, on_log, on_preview, dist_env)
         decoder_cpu = decoder.to("cpu", memory_format=torch.contiguous_format)
         save_decoder(decoder_cpu, out_dir / "decoder.pt")
         write_history(reports / "losses.csv", result.history)
@@ -181,6 +209,7 @@ def _train(
             "resumed_from": result.resumed_from,
             "seconds": round(result.seconds, 2),
             "device": str(rt.device),
+            "processes": dist_env.world_size,
             "final": result.final,
             "mlflow_run_id": tracker.run_id,
         }
