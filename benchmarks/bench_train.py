@@ -1,22 +1,30 @@
-"""AdaIN training-step speed: a naive baseline against the project's loop, measured in the same run.
+"""AdaIN training-step speed: a naive baseline against the project's step variants, in the same run.
 
-Baseline: eager fp32, plain Adam, the loss read back to the host every step (`loss.item()`), as the
-popular port does. Project: the shared loop's step (no host sync per step; on CUDA also bf16 autocast,
-channels_last, torch.compile and fused Adam as params.yaml's `auto` switches choose). Also the data
-loader's throughput in pairs/s from data/prepared (when a `dvc repro` has produced it).
+Baseline: eager fp32 (TF32 matmuls/convs on CUDA), plain Adam, the loss read back to the host every
+step (`loss.item()`), as the popular PyTorch port does. Variants: the project's step (train/loop.py
+`make_step`: no host sync per step) with bf16 autocast, channels_last, fused Adam and torch.compile
+modes switched on one by one. Prints it/s, pairs/s, achieved TFLOP/s (FLOPs counted on the real step),
+peak GPU memory per image, optionally the largest batch that fits, and the end-to-end rate of the real
+training loop (`fit`, shard loader, checkpoints) against the GPU-only rate.
 
-    python benchmarks/bench_train.py [--batch 4] [--crop 64] [--steps 10] [--workers 0 2]
+    python benchmarks/bench_train.py                       # CPU: baseline vs project at 4 x 64x64
+    python benchmarks/bench_train.py --encoder vgg19 --batch 8 --crop 256 --steps 50 \\
+        --variants baseline bf16 compile compile-cl autotune --max-batch --end-to-end 16
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
 
 import torch
 
-from stylepipe.config import Common
+from stylepipe.config import Common, TrainAdain
 from stylepipe.models.adain import Decoder
 from stylepipe.models.encoders import build_encoder, load_encoder
 from stylepipe.paths import ENCODER
@@ -24,13 +32,25 @@ from stylepipe.runtime import Runtime, resolve_runtime
 from stylepipe.train.loop import make_step
 from stylepipe.train.stages import AdainTask
 
-# one AdaIN step = encoder(content) + encoder(style) + decoder fwd/bwd + encoder(output) fwd/bwd
 LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
+H100_BF16_PEAK_TFLOPS = 989.0
+
+# name -> (bf16, channels_last, compile mode or None)
+VARIANTS: dict[str, tuple[bool, bool, str | None]] = {
+    "bf16": (True, False, None),
+    "bf16-cl": (True, True, None),
+    "compile": (True, False, "default"),
+    "compile-cl": (True, True, "default"),
+    "autotune": (True, False, "max-autotune-no-cudagraphs"),
+    "autotune-cl": (True, True, "max-autotune-no-cudagraphs"),
+    "cudagraphs": (True, False, "max-autotune"),
+    "cudagraphs-cl": (True, True, "max-autotune"),
+}
 
 
-def make_task(rt: Runtime) -> AdainTask:
-    enc_path = ENCODER
-    enc = load_encoder(enc_path) if enc_path.is_file() else build_encoder("vgg16_hed")
+def make_task(rt: Runtime, encoder: str) -> AdainTask:
+    """AdaIN task on `encoder` (random weights: speed does not depend on them) or the pipeline's file."""
+    enc = load_encoder(ENCODER) if encoder == "file" else build_encoder(encoder)
     return AdainTask(rt.prepare(enc), rt.prepare(Decoder(enc.spec.name)), 1.0, 1.0, LAYERS)
 
 
@@ -39,87 +59,204 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def bench_baseline(rt: Runtime, batch: int, crop: int, steps: int) -> float:
-    task = make_task(Runtime(rt.device, bf16=False, channels_last=False, compile=False))
+def naive_step(rt: Runtime, task: AdainTask) -> Callable[..., float]:
     opt = torch.optim.Adam(task.decoder.parameters(), lr=1e-4)
-    c = torch.rand(batch, 3, crop, crop, device=rt.device)
-    s = torch.rand(batch, 3, crop, crop, device=rt.device)
 
-    def step() -> float:
+    def step(c: torch.Tensor, s: torch.Tensor) -> float:
         opt.zero_grad()
         loss = task.losses(c, s)["loss"]
         loss.backward()
         opt.step()
         return loss.item()
 
-    step()
-    sync(rt.device)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    sync(rt.device)
-    return steps / (time.perf_counter() - t0)
+    return step
 
 
-def bench_project(rt: Runtime, batch: int, crop: int, steps: int) -> float:
-    task = make_task(rt)
+def project_step(rt: Runtime, task: AdainTask) -> Callable[..., dict]:
     opt = torch.optim.Adam(task.decoder.parameters(), lr=1e-4, fused=rt.device.type == "cuda")
     step = make_step(task, rt)
-    c = rt.to_device(torch.rand(batch, 3, crop, crop))
-    s = rt.to_device(torch.rand(batch, 3, crop, crop))
-    for _ in range(3 if rt.compile else 1):  # compile / autotune warm-up
-        step(c, s, opt)
+    return lambda c, s: step(c, s, opt)
+
+
+def runtime_for(base: Runtime, variant: str) -> Runtime:
+    if variant == "baseline":
+        return replace(base, bf16=False, channels_last=False, compile=False)
+    if variant == "project":
+        return base
+    bf16, cl, mode = VARIANTS[variant]
+    return replace(base, bf16=bf16, channels_last=cl, compile=mode is not None, compile_mode=mode or "default")
+
+
+def time_variant(base: Runtime, variant: str, encoder: str, batch: int, crop: int, steps: int) -> dict:
+    """it/s and peak memory of one variant (after warm-up, which includes compilation)."""
+    torch._dynamo.reset()
+    rt = runtime_for(base, variant)
+    task = make_task(rt, encoder)
+    step = naive_step(rt, task) if variant == "baseline" else project_step(rt, task)
+    c, s = rt.to_device(torch.rand(batch, 3, crop, crop)), rt.to_device(torch.rand(batch, 3, crop, crop))
+    t_compile = time.perf_counter()
+    for _ in range(3):
+        step(c, s)
     sync(rt.device)
+    t_compile = time.perf_counter() - t_compile
+    if rt.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
     for _ in range(steps):
-        terms = step(c, s, opt)
+        out = step(c, s)
     sync(rt.device)
-    float(terms["loss"])
-    return steps / (time.perf_counter() - t0)
+    rate = steps / (time.perf_counter() - t0)
+    if isinstance(out, dict):
+        float(out["loss"])
+    peak = torch.cuda.max_memory_allocated() / batch / 2**20 if rt.device.type == "cuda" else float("nan")
+    return {"rate": rate, "peak_mib_per_image": peak, "warmup_s": t_compile}
 
 
-def bench_loader(batch: int, crop: int, workers: int, batches: int) -> float | None:
-    from torch.utils.data import DataLoader
+def profile_variant(base: Runtime, variant: str, encoder: str, batch: int, crop: int) -> None:
+    """Where the GPU time of a step goes: the top kernels over 5 steps."""
+    from torch.profiler import ProfilerActivity, profile
 
-    from stylepipe.data.datasets import RandomPairs
-    from stylepipe.paths import PREPARED
-    from stylepipe.train.stages import open_stores
+    torch._dynamo.reset()
+    rt = runtime_for(base, variant)
+    task = make_task(rt, encoder)
+    step = project_step(rt, task)
+    c, s = rt.to_device(torch.rand(batch, 3, crop, crop)), rt.to_device(torch.rand(batch, 3, crop, crop))
+    for _ in range(3):
+        step(c, s)
+    sync(rt.device)
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(5):
+            step(c, s)
+        sync(rt.device)
+    print(f"profile of {variant} (5 steps):")
+    print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=25, max_name_column_width=70))
 
-    if not (PREPARED / "content").is_dir():
-        return None
-    ds = RandomPairs(*open_stores(), crop=crop, split="train", seed=0, length=batch * batches)
-    loader = DataLoader(ds, batch_size=batch, num_workers=workers)
-    t0 = time.perf_counter()
-    n = sum(c.shape[0] for c, _ in loader)
-    return n / (time.perf_counter() - t0)
+
+def count_flops(base: Runtime, encoder: str, batch: int, crop: int) -> float:
+    """FLOPs of one training step (forward + backward), counted by PyTorch on the eager step."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    rt = runtime_for(base, "baseline")
+    task = make_task(rt, encoder)
+    c, s = rt.to_device(torch.rand(batch, 3, crop, crop)), rt.to_device(torch.rand(batch, 3, crop, crop))
+    with FlopCounterMode(display=False) as counter:
+        task.losses(c, s)["loss"].backward()
+    return float(counter.get_total_flops())
+
+
+def largest_batch(base: Runtime, encoder: str, crop: int, limit: int = 4096) -> int:
+    """Largest batch whose eager bf16 step fits in GPU memory (doubling, then bisection)."""
+    rt = runtime_for(base, "bf16")
+    task = make_task(rt, encoder)
+    step = project_step(rt, task)
+
+    def fits(b: int) -> bool:
+        try:
+            c = rt.to_device(torch.rand(b, 3, crop, crop))
+            step(c, c.clone())
+            sync(rt.device)
+            return True
+        except torch.OutOfMemoryError:
+            return False
+        finally:
+            torch.cuda.empty_cache()
+
+    lo, hi = 0, 1
+    while hi <= limit and fits(hi):
+        lo, hi = hi, hi * 2
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    return lo
+
+
+def write_synthetic_shards(root: Path, n: int, short_side: int = 512) -> Path:
+    """Shard stores of n generated photos (short side 512, JPEG q90) per side, like `preprocess` writes."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from stylepipe.data.shards import ShardWriter
+
+    rng = np.random.default_rng(0)
+    for side, label in (("content", None), ("style", "synthetic")):
+        with ShardWriter(root / side, shard_max_bytes=256 * 2**20) as writer:
+            for k in range(n):
+                w = int(short_side * rng.uniform(1.2, 1.6))
+                base = rng.integers(0, 255, (short_side // 16, w // 16, 3), dtype=np.uint8)
+                img = Image.fromarray(base).resize((w, short_side), Image.Resampling.BICUBIC)
+                noise = rng.normal(0, 12, (short_side, w, 3))
+                img = Image.fromarray(np.clip(np.asarray(img) + noise, 0, 255).astype(np.uint8))
+                buf = io.BytesIO()
+                img.save(buf, "JPEG", quality=90)
+                writer.add(buf.getvalue(), id=f"{side}{k}", source="synthetic", split="train", label=label,
+                           width=w, height=short_side)
+    return root
+
+
+def end_to_end(base: Runtime, encoder: str, batch: int, crop: int, steps: int, workers: int,
+               prepared: Path | None) -> float:
+    """it/s of the real loop (`fit`: loader, steps, checkpoint) on shards, after a warm-up run."""
+    from stylepipe.train.loop import fit
+    from stylepipe.train.stages import chunk_loader, open_stores
+
+    torch._dynamo.reset()
+    with tempfile.TemporaryDirectory() as tmp:
+        data = prepared or write_synthetic_shards(Path(tmp) / "prepared", 256)
+        stores = open_stores(data)
+        rates = []
+        for run, iters in (("warm", 10), ("timed", steps)):
+            cfg = TrainAdain(iterations=iters, batch_size=batch, crop=crop, lr=1e-4, checkpoint_every=iters,
+                             log_every=max(1, iters // 5), image_every=10**9, num_workers=workers)
+            task = make_task(base, encoder)
+            loader = chunk_loader(stores, cfg, seed=0, pin=base.device.type == "cuda")
+            result = fit(task, cfg, base, loader, Path(tmp) / f"ckpt-{run}", run)
+            rates.append(iters / result.seconds)
+    return rates[-1]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--encoder", default="file", help="file (the pipeline's encoder) | vgg16_hed | vgg19 | vgg19_bn")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--crop", type=int, default=64)
     ap.add_argument("--steps", type=int, default=10)
-    ap.add_argument("--workers", type=int, nargs="*", default=[0, 2])
+    ap.add_argument("--variants", nargs="*", default=["baseline", "project"],
+                    help=f"baseline, project (params' auto switches), {', '.join(VARIANTS)}")
+    ap.add_argument("--max-batch", action="store_true", help="search the largest batch at 256 and 512 (CUDA)")
+    ap.add_argument("--end-to-end", type=int, metavar="WORKERS", default=None,
+                    help="also time the real loop with this many loader workers")
+    ap.add_argument("--profile", action="store_true", help="print the top CUDA kernels of the fastest variant")
+    ap.add_argument("--data", type=Path, default=None, help="prepared shards (default: generated ones)")
     args = ap.parse_args()
-    rt = resolve_runtime(Common())
-    name = torch.cuda.get_device_name() if rt.device.type == "cuda" else f"CPU, {os.cpu_count()} cores"
-    print(f"device: {name}; torch {torch.__version__}; batch {args.batch} of {args.crop}x{args.crop}; "
-          f"project switches: bf16={rt.bf16} channels_last={rt.channels_last} compile={rt.compile}")
-    # alternate and keep the best of two rounds, so warm-up and noise do not favour either side
-    base = ours = 0.0
-    for _ in range(2):
-        base = max(base, bench_baseline(rt, args.batch, args.crop, args.steps))
-        ours = max(ours, bench_project(rt, args.batch, args.crop, args.steps))
-    print(f"baseline (eager fp32, .item() every step): {base:8.2f} it/s  {base * args.batch:8.1f} pairs/s")
-    print(f"project loop step                         : {ours:8.2f} it/s  {ours * args.batch:8.1f} pairs/s"
-          f"  ({ours / base:.2f}x)")
-    for w in args.workers:
-        rate = bench_loader(args.batch, args.crop, w, batches=max(8, args.steps))
-        if rate is None:
-            print("loader: data/prepared missing (run `dvc repro preprocess`)")
-            break
-        print(f"loader, {w} worker(s)                      : {rate:8.1f} pairs/s"
-              f"  ({rate / (ours * args.batch):.1f}x what the step consumes)")
+    encoder = "vgg16_hed" if args.encoder == "file" and not ENCODER.is_file() else args.encoder
+    base = resolve_runtime(Common())
+    cuda = base.device.type == "cuda"
+    name = torch.cuda.get_device_name() if cuda else f"CPU, {os.cpu_count()} cores"
+    flops = count_flops(base, encoder, args.batch, args.crop)
+    print(f"device: {name}; torch {torch.__version__}; encoder {encoder}; batch {args.batch} of "
+          f"{args.crop}x{args.crop}; {flops / 1e12:.3f} TFLOP per step")
+    results = {}
+    for variant in args.variants:
+        results[variant] = r = time_variant(base, variant, encoder, args.batch, args.crop, args.steps)
+        ratio = r["rate"] / results[args.variants[0]]["rate"]
+        tflops = r["rate"] * flops / 1e12
+        peak = f"  {r['peak_mib_per_image']:7.1f} MiB/image" if cuda else ""
+        mfu = f" ({100 * tflops / H100_BF16_PEAK_TFLOPS:4.1f}% of bf16 peak)" if cuda else ""
+        print(f"{variant:14s}: {r['rate']:8.2f} it/s {r['rate'] * args.batch:8.1f} pairs/s  {ratio:5.2f}x  "
+              f"{tflops:7.1f} TFLOP/s{mfu}{peak}  warm-up {r['warmup_s']:.0f} s", flush=True)
+    if args.profile and cuda:
+        profile_variant(base, max(results, key=lambda v: results[v]["rate"]), encoder, args.batch, args.crop)
+    if args.max_batch and cuda:
+        for crop in (256, 512):
+            print(f"largest batch (eager bf16) at {crop}x{crop}: {largest_batch(base, encoder, crop)}", flush=True)
+    if args.end_to_end is not None:
+        best = max(results, key=lambda v: results[v]["rate"])
+        rt = runtime_for(base, best)
+        rate = end_to_end(rt, encoder, args.batch, args.crop, args.steps, args.end_to_end, args.data)
+        print(f"end to end ({best}, fit() + shard loader, {args.end_to_end} workers): {rate:8.2f} it/s = "
+              f"{100 * rate / results[best]['rate']:.0f}% of the GPU-only rate")
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ class Common(Section):
     bf16: Auto = "auto"
     channels_last: Auto = "auto"
     compile: Auto = "auto"
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"
     num_threads: NonNegInt = 0
     nproc_per_node: PositiveInt = 1
 

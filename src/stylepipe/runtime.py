@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,6 +21,11 @@ class Runtime:
     bf16: bool
     channels_last: bool
     compile: bool
+    compile_mode: str = "default"
+
+    def compiled(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """`fn` through torch.compile in the configured mode when compiling is on, else `fn` itself."""
+        return torch.compile(fn, mode=self.compile_mode) if self.compile else fn
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.bf16:
@@ -58,6 +65,7 @@ def resolve_runtime(common: Common) -> Runtime:
         bf16=_switch(common.bf16, use_cuda),
         channels_last=_switch(common.channels_last, use_cuda),
         compile=_switch(common.compile, use_cuda),
+        compile_mode=common.compile_mode,
     )
 
 

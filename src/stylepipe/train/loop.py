@@ -143,7 +143,7 @@ def _save(ckpt_dir: Path, module: nn.Module, optimiser: torch.optim.Optimizer, s
 
 def make_step(task: TrainTask, rt: Runtime) -> Callable[..., dict[str, torch.Tensor]]:
     """One optimiser step (compiled loss on CUDA by default); returns the detached loss terms."""
-    losses = torch.compile(task.losses) if rt.compile else task.losses
+    losses = rt.compiled(task.losses)
 
     def step(content: torch.Tensor, style: torch.Tensor, optimiser: torch.optim.Optimizer) -> dict:
         optimiser.zero_grad(set_to_none=True)

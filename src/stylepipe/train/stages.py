@@ -77,10 +77,11 @@ class AdainTask:
         return replace(self, decoder=module)
 
     def losses(self, content: torch.Tensor, style: torch.Tensor) -> dict[str, torch.Tensor]:
-        with torch.no_grad():
-            c_feat = self.encoder.encode(content)
-            s_feats = self.encoder(style)
-            target = adain(c_feat, *mean_std(s_feats["relu4_1"]))
+        with torch.no_grad():  # content and style through the frozen encoder in one batched pass
+            both = self.encoder(torch.cat([content, style]))
+            n = content.shape[0]
+            s_feats = {k: v[n:] for k, v in both.items()}
+            target = adain(both["relu4_1"][:n], *mean_std(s_feats["relu4_1"]))
         output = self.decoder(target)
         out_feats = self.encoder(output)
         loss_c = content_loss(out_feats["relu4_1"].float(), target.float())
