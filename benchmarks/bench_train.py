@@ -124,12 +124,12 @@ def profile_variant(base: Runtime, variant: str, encoder: str, batch: int, crop:
     for _ in range(3):
         step(c, s)
     sync(rt.device)
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         for _ in range(5):
             step(c, s)
         sync(rt.device)
     print(f"profile of {variant} (5 steps):")
-    print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=25, max_name_column_width=70))
+    print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=40, max_name_column_width=90))
 
 
 def count_flops(base: Runtime, encoder: str, batch: int, crop: int) -> float:

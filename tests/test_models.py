@@ -177,3 +177,16 @@ def test_decoder_round_trip_and_mismatch(tmp_path: Path):
         load_stylizer(tmp_path / "enc19.pt", tmp_path / "decoder.pt")
     with pytest.raises(WeightsError, match="decoder weights not found"):
         load_decoder(tmp_path / "nope.pt")
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_decoder_upsampling_equals_nearest_interpolate(channels_last: bool):
+    from stylepipe.models.adain import upsample_nearest2x
+
+    x = torch.randn(2, 5, 7, 9, requires_grad=True)
+    xx = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+    ours, ref = upsample_nearest2x(xx), torch.nn.functional.interpolate(xx, scale_factor=2.0, mode="nearest")
+    assert torch.equal(ours, ref)
+    assert ours.is_contiguous(memory_format=torch.channels_last) == channels_last
+    grad = torch.randn_like(ref)
+    torch.testing.assert_close(torch.autograd.grad(ours, x, grad)[0], torch.autograd.grad(ref, x, grad)[0])
