@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stylepipe.tracking import flatten, resolve_uri
+from stylepipe.tracking import flatten, resolve_uri, stage_run
 
 
 def test_relative_sqlite_uri_is_anchored_at_the_repo_root(tmp_path: Path):
@@ -16,3 +16,15 @@ def test_relative_sqlite_uri_is_anchored_at_the_repo_root(tmp_path: Path):
 def test_flatten_names_params_like_params_yaml():
     flat = flatten({"train_adain": {"lr": 1e-4, "style_layers": ["relu1_1", "relu2_1"]}, "common": {"seed": 0}})
     assert flat == {"train_adain.lr": 1e-4, "train_adain.style_layers": "relu1_1,relu2_1", "common.seed": 0}
+
+
+def test_disabled_tracking_logs_nothing(tmp_path: Path):
+    from stylepipe.config import Tracking, load_params
+
+    params = load_params(Path(__file__).parents[1] / "params.yaml")
+    params = params.model_copy(update={"tracking": Tracking(enabled=False, uri="sqlite:///runs.db")})
+    with stage_run(params, "train_adain", ["common"], root=tmp_path) as tracker:
+        tracker.metrics({"loss": 1.0}, step=1)
+        tracker.artifact(tmp_path / "missing.png")
+        assert tracker.run_id is None
+    assert not (tmp_path / "runs.db").exists() and not (tmp_path / "mlartifacts").exists()

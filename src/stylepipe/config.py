@@ -38,6 +38,7 @@ class Common(Section):
 
 
 class Tracking(Section):
+    enabled: bool = True
     uri: str = "sqlite:///mlflow.db"
     experiment: str = "stylepipe"
 

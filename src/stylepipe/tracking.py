@@ -81,9 +81,29 @@ class Tracker:
         return self._mlflow.active_run().info.run_id
 
 
+class NullTracker:
+    """Stands in for MLflow when `tracking.enabled: false` (e.g. a GPU node without the tracking stack)."""
+
+    run_id = None
+
+    def metrics(self, values: Mapping[str, float], step: int | None = None) -> None:
+        pass
+
+    def artifact(self, path: str | Path, subdir: str | None = None) -> None:
+        pass
+
+    def artifacts(self, path: str | Path, subdir: str | None = None) -> None:
+        pass
+
+
 @contextlib.contextmanager
-def stage_run(params: Params, stage: str, sections: list[str], root: Path = Path(".")) -> Iterator[Tracker]:
+def stage_run(
+    params: Params, stage: str, sections: list[str], root: Path = Path(".")
+) -> Iterator[Tracker | NullTracker]:
     """Start an MLflow run for a DVC/Snakemake stage and log the params of the sections it reads."""
+    if not params.tracking.enabled:
+        yield NullTracker()
+        return
     os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
     import mlflow
 
