@@ -52,6 +52,9 @@ def test_good_images_converted(prepared: tuple) -> None:
         assert img.mode == "RGB" and img.size == (store.records[i]["width"], store.records[i]["height"])
         assert min(img.size) == (40 if name == "small_ok.jpg" else SHORT), name
     assert store.read_image(recs["good.jpg"]).size == (107, 64)
+    root = prepared[0] / "raw" / "coco" / "images"
+    assert store.read_bytes(recs["small_ok.jpg"]) == (root / "small_ok.jpg").read_bytes()  # no re-encode
+    assert store.read_bytes(recs["grey.png"])[:2] == b"\xff\xd8"  # everything else becomes JPEG
     px = lambda name, xy: np.asarray(store.read_image(recs[name]))[xy[1], xy[0]].astype(int)  # noqa: E731
     assert np.abs(px("rgba.png", (5, 32)) - (255, 255, 255)).max() < 12  # transparent -> white
     assert np.abs(px("rgba.png", (58, 32)) - (0, 0, 255)).max() < 30

@@ -146,6 +146,13 @@ def resized_size(w: int, h: int, short_side: int) -> tuple[int, int]:
     return max(1, round(w * short_side / h)), short_side
 
 
+def _reusable_jpeg(img: Image.Image) -> bool:
+    """A baseline RGB JPEG with no EXIF rotation: stored as is when it needs no resize (no generation
+    loss, no re-encoding: most COCO photos are 640 px and already below short_side 512 + margin)."""
+    progressive = img.info.get("progressive") or img.info.get("progression")
+    return img.format == "JPEG" and img.mode == "RGB" and not progressive and img.getexif().get(0x0112, 1) == 1
+
+
 def convert_image(path: str, short_side: int, min_side: int) -> tuple[bytes, int, int]:
     """Decode, validate, convert to RGB, resize and re-encode one image; raise ImageRejected."""
     try:
@@ -155,10 +162,13 @@ def convert_image(path: str, short_side: int, min_side: int) -> tuple[bytes, int
                 w, h = img.size
                 if min(w, h) < min_side:
                     raise ImageRejected(f"too small: {w}x{h} (shorter side < {min_side})")
+                reusable = _reusable_jpeg(img)
                 if img.format == "JPEG" and min(w, h) > short_side:
                     f = short_side / min(w, h)
                     img.draft(img.mode, (math.ceil(w * f), math.ceil(h * f)))
-                img.load()
+                img.load()  # a full decode: truncated and corrupt files fail here
+                if reusable and resized_size(w, h, short_side) == (w, h):
+                    return Path(path).read_bytes(), w, h
                 img = ImageOps.exif_transpose(to_rgb(img))
     except ImageRejected:
         raise
