@@ -285,3 +285,26 @@ def test_checksum_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert hashlib.md5(PAYLOAD).hexdigest() in capsys.readouterr().out
     assert main(["checksum", str(tmp_path / "nope.zip")]) == 1
     assert "nope.zip: no such file" in capsys.readouterr().err
+
+
+def _exited(pid: int) -> bool:
+    """Gone, or a zombie waiting for init to reap it."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="needs /proc")
+def test_daemon_exits_when_the_stage_is_sigkilled(tmp_path: Path) -> None:
+    from tests.conftest import tool_env
+
+    code = "from stylepipe.data.aria2 import Aria2Daemon; import sys, time\n" \
+           "d = Aria2Daemon(sys.argv[1]).start(); print(d.pid, flush=True); time.sleep(60)"
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True,
+                            env=tool_env())
+    assert proc.stdout is not None
+    pid = int(proc.stdout.readline())
+    proc.kill()  # no Python cleanup runs: aria2c's --stop-with-process must end it
+    proc.wait()
+    _wait_for(lambda: _exited(pid), timeout=10)
