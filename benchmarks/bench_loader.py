@@ -7,6 +7,9 @@ prepared shards (JPEGs with the shorter side at 512, crop boxes drawn from the m
 with nvJPEG (torchvision.io.decode_jpeg(device="cuda")) and crops on the GPU.
 
     python benchmarks/bench_loader.py [--workers 2] [--batch 8] [--crop 256] [--batches 40] [--device cpu]
+
+Needs only torch, torchvision, numpy and Pillow once .cache/bench/ holds the generated set (make it on
+any machine with the project installed, then copy .cache/bench/ over).
 """
 
 from __future__ import annotations
@@ -25,11 +28,8 @@ from realistic import CACHE, describe, make_raw
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from stylepipe.config import Preprocess
 from stylepipe.data.datasets import EncodedPairs, RandomPairs, decode_batch
-from stylepipe.data.preprocess import run_preprocess
 from stylepipe.data.shards import ShardStore
-from tests.data_fixtures import make_params
 
 # AdaIN training at the FIELD_NOTES H100 speed: 83.2 it/s x batch 8 (compiled, bf16, fused Adam)
 STEP_PAIRS_PER_S = 83.2 * 8
@@ -56,6 +56,11 @@ class NaivePairs(Dataset):
 def prepared_stores(raw: Path) -> tuple[ShardStore, ShardStore]:
     out = CACHE / f"prepared-{raw.name}"
     if not (out / "report.json").is_file():
+        # only when generating (pydantic, pycocotools): a GPU box can be handed .cache/bench/ ready-made
+        from stylepipe.config import Preprocess
+        from stylepipe.data.preprocess import run_preprocess
+        from tests.data_fixtures import make_params
+
         params = make_params(preprocess=Preprocess(short_side=512, val_fraction=0.01))
         with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
             run_preprocess(params, raw, out, Path(tmp), progress=False)

@@ -14,8 +14,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from stylepipe.data.sample import content_photos
-
 CACHE = Path(".cache/bench")
 # image counts of the full profile: COCO 2017 train + val, WikiArt (ArtGAN)
 FULL_COCO, FULL_WIKIART = 118_287 + 5_000, 81_444
@@ -50,6 +48,8 @@ def make_raw(n_coco: int, n_wikiart: int, seed: int = 0, root: Path = CACHE) -> 
     raw = root / f"raw-{n_coco}-{n_wikiart}-{seed}"
     if (raw / "DONE").is_file():
         return raw
+    from stylepipe.data.sample import content_photos  # scikit-image photos: only to generate
+
     rng = np.random.default_rng(seed)
     photos = [p for _, p in content_photos(1024)]
     images = []
