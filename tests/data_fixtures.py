@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,11 +18,13 @@ from PIL import Image
 
 @dataclass
 class ServerState:
-    """Files served by path, plus knobs: drop the connection after N body bytes (once or always)."""
+    """Files served by path, plus knobs: drop the connection after N body bytes; throttle to N bytes/s."""
 
     files: dict[str, bytes] = field(default_factory=dict)
     drop_after: int | None = None
+    bytes_per_s: int | None = None
     ranges: list[str] = field(default_factory=list)
+    starts: list[int] = field(default_factory=list)  # first byte of every GET body (0 without Range)
     requests: list[str] = field(default_factory=list)
 
 
@@ -57,6 +60,7 @@ def _handler(state: ServerState) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             if head_only:
                 return
+            state.starts.append(start)
             body = data[start : end + 1]
             if state.drop_after is not None and start < state.drop_after:
                 self.wfile.write(body[: state.drop_after - start])
@@ -65,7 +69,20 @@ def _handler(state: ServerState) -> type[BaseHTTPRequestHandler]:
                 with contextlib.suppress(OSError):
                     self.connection.shutdown(2)
                 return
-            self.wfile.write(body)
+            self._write(body)
+
+        def _write(self, body: bytes) -> None:
+            with contextlib.suppress(ConnectionError):  # the client went away (killed daemon)
+                if state.bytes_per_s is None:
+                    self.wfile.write(body)
+                    return
+                step = max(1, state.bytes_per_s // 20)
+                for i in range(0, len(body), step):
+                    if state.bytes_per_s is None:  # throttle lifted mid-transfer
+                        self.wfile.write(body[i:])
+                        return
+                    self.wfile.write(body[i : i + step])
+                    time.sleep(0.05)
 
         def do_GET(self) -> None:
             self._send(False)

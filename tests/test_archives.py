@@ -120,3 +120,14 @@ def test_extract_to_cache_reuses(tmp_path: Path) -> None:
     (target / "wikiart" / "Style" / "a.jpg").write_bytes(b"kept")
     assert extract_to_cache(z, tmp_path / "cache", 1000) == target
     assert (target / "wikiart" / "Style" / "a.jpg").read_bytes() == b"kept"
+
+
+def test_zip_refuses_symlink_member(tmp_path: Path) -> None:
+    info = zipfile.ZipInfo("data/link")
+    info.external_attr = (0o120777 << 16)  # S_IFLNK: how zip stores a symlink
+    with zipfile.ZipFile(tmp_path / "link.zip", "w") as zf:
+        zf.writestr("data/ok.txt", b"ok")
+        zf.writestr(info, "/etc/passwd")
+    with pytest.raises(UnsafeArchiveError, match=r"data/link.*link"):
+        safe_extract(tmp_path / "link.zip", tmp_path / "out", max_bytes=1000)
+    assert not (tmp_path / "out" / "data").exists()

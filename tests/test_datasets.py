@@ -93,3 +93,34 @@ def test_fixed_pairs_cycle_styles(stores: tuple[ShardStore, ShardStore]) -> None
 def test_center_resize_crop_upscales_small(stores: tuple[ShardStore, ShardStore]) -> None:
     content, _ = stores
     assert center_resize_crop(content.read_image(1), 64).size == (64, 64)
+
+
+def test_encoded_pairs_decode_to_the_same_crops(stores: tuple[ShardStore, ShardStore]) -> None:
+    from stylepipe.data.datasets import EncodedPairs, decode_batch
+
+    decoded = list(RandomPairs(*stores, crop=CROP, seed=5, length=6))
+    loader = DataLoader(EncodedPairs(*stores, crop=CROP, seed=5, length=6), batch_size=3, collate_fn=list)
+    batches = [decode_batch(b, "cpu") for b in loader]
+    content = torch.cat([c for c, _ in batches])
+    style = torch.cat([s for _, s in batches])
+    assert content.shape == style.shape == (6, 3, CROP, CROP) and content.dtype == torch.float32
+    for k, (c, s) in enumerate(decoded):
+        # same images and crops; PIL and torchvision decode/upscale with different rounding
+        assert (content[k] - c).abs().mean() < 2 / 255 and (style[k] - s).abs().mean() < 2 / 255, k
+
+
+def test_crop_box_from_manifest(stores: tuple[ShardStore, ShardStore]) -> None:
+    import numpy as np
+
+    from stylepipe.data.datasets import apply_crop_tensor, draw_crop
+
+    rng = np.random.default_rng(0)
+    small = draw_crop(20, 24, CROP, rng)
+    assert small.size == (CROP, round(24 * CROP / 20)) and 0 <= small.y <= small.size[1] - CROP
+    boxes = [draw_crop(80, 60, CROP, rng) for _ in range(50)]
+    assert {b.flip for b in boxes} == {True, False}
+    assert max(b.x for b in boxes) <= 80 - CROP and max(b.y for b in boxes) <= 60 - CROP
+    img = torch.arange(3 * 60 * 80, dtype=torch.int64).reshape(3, 60, 80).to(torch.uint8)
+    out = apply_crop_tensor(img, boxes[0])
+    expect = img[:, boxes[0].y : boxes[0].y + CROP, boxes[0].x : boxes[0].x + CROP]
+    assert torch.equal(out, expect.flip(-1) if boxes[0].flip else expect)

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from stylepipe.config import RemoteFile, RemoteParams
 from stylepipe.data.aria2 import Aria2Daemon, Aria2NotInstalledError, DownloadError, download_files
@@ -147,3 +154,157 @@ def test_run_download_remote(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == ["SOURCE.json", "a.bin"]
     source = json.loads((tmp_path / "raw" / "SOURCE.json").read_text())
     assert source["files"][0]["sha256"] == SHA and source["files"][0]["urls"] == [f"{url}/a.bin"]
+
+
+def _wait_for(cond: object, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.05)
+
+
+def _partial_size(path: Path) -> int:
+    return path.stat().st_size if path.is_file() else 0
+
+
+def test_resume_after_daemon_killed(tmp_path: Path) -> None:
+    state = ServerState(files={"/a.bin": PAYLOAD}, bytes_per_s=250_000)
+    params = remote(tmp_path, split=2, max_connection_per_server=2)
+    staged, control = tmp_path / "staging" / "a.bin", tmp_path / "staging" / "a.bin.aria2"
+    outcome: dict[str, BaseException] = {}
+
+    def download(f: RemoteFile, daemon: Aria2Daemon) -> None:
+        try:
+            download_files([f], tmp_path / "out", params, progress=False, daemon=daemon)
+        except BaseException as err:  # handed to the test thread
+            outcome["error"] = err
+
+    with http_server(state) as url:
+        f = RemoteFile(name="a.bin", urls=[f"{url}/a.bin"], sha256=SHA)
+        with Aria2Daemon(tmp_path / "staging") as daemon:
+            worker = threading.Thread(target=download, args=(f, daemon))
+            worker.start()
+            _wait_for(lambda: control.is_file() and _partial_size(staged) > 0)
+            assert daemon.pid is not None
+            os.kill(daemon.pid, signal.SIGKILL)
+            worker.join(20)
+        err = outcome.get("error")
+        assert isinstance(err, DownloadError) and "a.bin" in str(err) and "exited" in str(err), err
+        assert staged.is_file() and control.is_file() and not (tmp_path / "out" / "a.bin").exists()
+        state.bytes_per_s, first_run = None, len(state.starts)
+        download_files([f], tmp_path / "out", params, progress=False)
+    assert (tmp_path / "out" / "a.bin").read_bytes() == PAYLOAD
+    # aria2 probes from byte 0, then continues from where the killed daemon's control file says
+    assert any(0 < s < len(PAYLOAD) for s in state.starts[first_run:]), state.starts
+
+
+def _aria2_children(pid: int) -> list[int]:
+    """aria2c processes whose parent is `pid` (from /proc)."""
+    kids = []
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat_file.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid and "aria2c" in stat_file.with_name("comm").read_text():
+                kids.append(int(stat_file.parent.name))
+    return kids
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="needs /proc")
+def test_ctrl_c_stops_the_daemon_and_the_stage_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from stylepipe.config import Download
+    from stylepipe.data.download import run_download
+    from tests.conftest import load_default_params, tool_env
+
+    state = ServerState(files={"/a.bin": PAYLOAD}, bytes_per_s=200_000)
+    with http_server(state) as url:
+        raw = load_default_params()
+        raw["download"]["source"] = "remote"
+        raw["download"]["remote"].update(split=1, max_tries=1, timeout_s=5,
+                                         files=[{"name": "a.bin", "urls": [f"{url}/a.bin"], "sha256": SHA}])
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+        proc = subprocess.Popen([sys.executable, "-m", "stylepipe.cli", "download"], cwd=tmp_path,
+                                env=tool_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        staged = tmp_path / ".cache" / "downloads" / "a.bin"
+        _wait_for(lambda: _partial_size(staged) > 0 and _aria2_children(proc.pid))
+        children = _aria2_children(proc.pid)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+        assert proc.returncode == 130 and "interrupted" in err, err
+        assert not any(_alive(pid) for pid in children)
+        assert not (tmp_path / "data" / "raw" / "a.bin").exists()
+        partial = _partial_size(staged)
+        assert 0 < partial < len(PAYLOAD)
+        state.bytes_per_s, first_run = None, len(state.starts)
+        monkeypatch.chdir(tmp_path)
+        params = make_params(download=Download.model_validate(raw["download"]))
+        run_download(params, progress=False)
+    assert (tmp_path / "data" / "raw" / "a.bin").read_bytes() == PAYLOAD
+    assert any(0 < s <= partial for s in state.starts[first_run:]), (partial, state.starts)
+
+
+def test_dropped_connection_names_file_and_url(tmp_path: Path) -> None:
+    state = ServerState(files={"/a.bin": PAYLOAD}, drop_after=100_000)
+    with http_server(state) as url:
+        f = RemoteFile(name="a.bin", urls=[f"{url}/a.bin"], sha256=SHA)
+        with pytest.raises(DownloadError) as info:
+            download_files([f], tmp_path / "out", remote(tmp_path, split=1), progress=False)
+    assert f"{url}/a.bin" in str(info.value) and "a.bin:" in str(info.value)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_progress_bar_shows_speed_and_eta(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with http_server(ServerState(files={"/a.bin": PAYLOAD}, bytes_per_s=3_000_000)) as url:
+        f = RemoteFile(name="a.bin", urls=[f"{url}/a.bin"], sha256=SHA)
+        download_files([f], tmp_path / "out", remote(tmp_path, split=1), progress=True)
+    err = capsys.readouterr().err
+    assert "a.bin" in err and "B/s" in err and "<" in err  # tqdm: "elapsed<eta, speed"
+    assert "1.43M/1.43M" in err
+
+
+def test_complete_staged_file_is_verified_and_moved(tmp_path: Path) -> None:
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    (staging / "a.bin").write_bytes(PAYLOAD)  # e.g. fetched by hand to record its checksum
+    state = ServerState()
+    with http_server(state) as url:
+        f = RemoteFile(name="a.bin", urls=[f"{url}/a.bin"], sha256=SHA)
+        records = download_files([f], tmp_path / "out", remote(tmp_path), progress=False)
+    assert records[0]["name"] == "a.bin" and state.requests == []
+    assert (tmp_path / "out" / "a.bin").read_bytes() == PAYLOAD and not (staging / "a.bin").exists()
+
+
+def test_checksum_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from stylepipe.cli import main
+
+    (tmp_path / "wikiart.zip").write_bytes(PAYLOAD)
+    assert main(["checksum", str(tmp_path / "wikiart.zip")]) == 0
+    out = capsys.readouterr().out
+    assert f"{SHA}  {tmp_path / 'wikiart.zip'}" in out and f"sha256: {SHA}" in out
+    assert "name: wikiart.zip" in out
+    assert main(["checksum", "--algorithm", "md5", str(tmp_path / "wikiart.zip")]) == 0
+    assert hashlib.md5(PAYLOAD).hexdigest() in capsys.readouterr().out
+    assert main(["checksum", str(tmp_path / "nope.zip")]) == 1
+    assert "nope.zip: no such file" in capsys.readouterr().err
+
+
+def _exited(pid: int) -> bool:
+    """Gone, or a zombie waiting for init to reap it."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="needs /proc")
+def test_daemon_exits_when_the_stage_is_sigkilled(tmp_path: Path) -> None:
+    from tests.conftest import tool_env
+
+    code = "from stylepipe.data.aria2 import Aria2Daemon; import sys, time\n" \
+           "d = Aria2Daemon(sys.argv[1]).start(); print(d.pid, flush=True); time.sleep(60)"
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True,
+                            env=tool_env())
+    assert proc.stdout is not None
+    pid = int(proc.stdout.readline())
+    proc.kill()  # no Python cleanup runs: aria2c's --stop-with-process must end it
+    proc.wait()
+    _wait_for(lambda: _exited(pid), timeout=10)

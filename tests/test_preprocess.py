@@ -52,6 +52,9 @@ def test_good_images_converted(prepared: tuple) -> None:
         assert img.mode == "RGB" and img.size == (store.records[i]["width"], store.records[i]["height"])
         assert min(img.size) == (40 if name == "small_ok.jpg" else SHORT), name
     assert store.read_image(recs["good.jpg"]).size == (107, 64)
+    root = prepared[0] / "raw" / "coco" / "images"
+    assert store.read_bytes(recs["small_ok.jpg"]) == (root / "small_ok.jpg").read_bytes()  # no re-encode
+    assert store.read_bytes(recs["grey.png"])[:2] == b"\xff\xd8"  # everything else becomes JPEG
     px = lambda name, xy: np.asarray(store.read_image(recs[name]))[xy[1], xy[0]].astype(int)  # noqa: E731
     assert np.abs(px("rgba.png", (5, 32)) - (255, 255, 255)).max() < 12  # transparent -> white
     assert np.abs(px("rgba.png", (58, 32)) - (0, 0, 255)).max() < 30
@@ -117,3 +120,72 @@ def test_missing_inputs_are_clear(tmp_path: Path) -> None:
     (tmp_path / "raw").mkdir()
     with pytest.raises(FileNotFoundError, match="instances_"):
         run_preprocess(params(), tmp_path / "raw", tmp_path / "out", tmp_path / "x", progress=False)
+
+
+def _tiny_raw(raw: Path, big: tuple[int, int]) -> None:
+    """Three content photos (one of size `big`) and two paintings in two styles."""
+    from tests.data_fixtures import jpeg, photo, write_coco_json
+
+    img_dir = raw / "coco" / "images"
+    img_dir.mkdir(parents=True)
+    sizes = {"a.jpg": (100, 80), "b.jpg": (90, 120), "big.jpg": big}
+    for k, (name, (w, h)) in enumerate(sizes.items()):
+        (img_dir / name).write_bytes(jpeg(photo(w, h, k)))
+    write_coco_json(raw / "coco" / "annotations" / "instances_train.json", list(sizes), list(sizes.values()))
+    for k, style in enumerate(("S1", "S2")):
+        (raw / "wikiart" / style).mkdir(parents=True)
+        (raw / "wikiart" / style / f"p{k}.jpg").write_bytes(jpeg(photo(80, 70, 9 + k)))
+
+
+def test_decompression_bomb_rejected_and_limit_restored(tmp_path: Path) -> None:
+    from PIL import Image
+
+    _tiny_raw(tmp_path / "raw", big=(400, 300))
+    before = Image.MAX_IMAGE_PIXELS
+    pp = Preprocess(short_side=SHORT, min_side=32, val_fraction=0.25, workers=1, max_image_pixels=50_000)
+    report = run_preprocess(make_params(preprocess=pp), tmp_path / "raw", tmp_path / "out", tmp_path / "x",
+                            progress=False)
+    assert [(Path(r["path"]).name, r["reason"].split(":")[0]) for r in report["rejected"]] == [
+        ("big.jpg", "decompression bomb")]
+    assert "120000 pixels" in report["rejected"][0]["reason"]
+    assert report["content"]["train"] + report["content"]["val"] == 2
+    assert before == Image.MAX_IMAGE_PIXELS
+
+
+CRASH = """
+import os, signal, sys
+from stylepipe.data import shards
+from stylepipe.data.preprocess import run_preprocess
+from tests.test_preprocess import params
+add = shards.ShardWriter.add
+def add_then_die(self, data, **meta):
+    if len(self.records) == 2:
+        os.kill(os.getpid(), signal.SIGKILL)  # no cleanup: as a power cut or the OOM killer
+    return add(self, data, **meta)
+shards.ShardWriter.add = add_then_die
+run_preprocess(params(workers=1), *sys.argv[1:4], progress=False)
+"""
+
+
+def test_rerun_after_a_killed_run_has_no_duplicates(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, tool_env
+
+    build_raw(tmp_path / "raw")
+    args = [str(tmp_path / d) for d in ("raw", "prepared", "extract")]
+    env = tool_env() | {"PYTHONPATH": f"{ROOT / 'src'}:{ROOT}"}
+    proc = subprocess.run([sys.executable, "-c", CRASH, *args], env=env, capture_output=True, timeout=120)
+    assert proc.returncode == -9, proc.stderr
+    assert not (tmp_path / "prepared").exists()
+    assert [p.name for p in tmp_path.glob(".prepared.*.tmp")]  # the killed run's half-written output
+    run_preprocess(params(workers=1), *map(Path, args), progress=False)
+    assert not list(tmp_path.glob(".prepared.*.tmp"))
+    for domain in ("content", "style"):
+        ids = [r["id"] for r in ShardStore(tmp_path / "prepared" / domain).records]
+        assert len(ids) == len(set(ids)) > 0
+    run_preprocess(params(workers=1), tmp_path / "raw", tmp_path / "clean", tmp_path / "extract",
+                           progress=False)
+    for name in ("content/manifest.jsonl", "style/manifest.jsonl", "report.json"):
+        assert (tmp_path / "prepared" / name).read_text() == (tmp_path / "clean" / name).read_text()

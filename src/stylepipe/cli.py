@@ -1,6 +1,6 @@
 """`stylepipe <stage>`: one subcommand per pipeline stage (the names dvc.yaml and the Snakefile use),
-plus `stylize`, `demo --live/--host` and `profile`. Every stage reads params.yaml from the working
-directory (the repo root). Errors the user can fix are printed as one clear message, not a traceback.
+plus `stylize`, `demo --live/--host`, `profile` and `checksum`. Every stage reads params.yaml from the
+working directory (the repo root). Errors the user can fix are printed as one clear message, not a traceback.
 """
 
 from __future__ import annotations
@@ -115,6 +115,18 @@ def _profile(params_path: Path, args) -> Any:
     return apply_profile(args.name, params_path)
 
 
+def _checksum(args) -> None:
+    """Print FILE's digest and the params.yaml entry that pins it (e.g. WikiArt, which has no published one)."""
+    from stylepipe.io import file_digest
+
+    if not args.file.is_file():
+        raise FileNotFoundError(f"{args.file}: no such file")
+    digest = file_digest(args.file, args.algorithm)
+    print(f"{digest}  {args.file}")
+    print(f"# params.yaml, download.remote.files:\n- name: {args.file.name}\n  urls: [<url>]\n"
+          f"  {args.algorithm}: {digest}")
+
+
 def _stylize(params, args) -> Any:
     from stylepipe.stylize import stylize_files
 
@@ -180,6 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, help="noise seed (default: params common.seed)")
     pr = sub.add_parser("profile", help="apply a params overlay (e.g. `full`) to params.yaml")
     pr.add_argument("name", help="profile name: a file profiles/<name>.yaml")
+    ck = sub.add_parser("checksum", help="print a file's sha256 (or md5) and its params.yaml entry")
+    ck.add_argument("file", type=Path, help="e.g. a hand-downloaded wikiart.zip")
+    ck.add_argument("--algorithm", choices=("sha256", "md5"), default="sha256")
     return parser
 
 
@@ -193,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "profile":
             result = _profile(args.params, args)
+        elif args.command == "checksum":
+            result = _checksum(args)
         else:
             params = load_params(args.params)
             handler = TOOLS.get(args.command) or HANDLERS[args.command]

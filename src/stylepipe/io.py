@@ -76,3 +76,13 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def remove_stale_tmp(path: str | os.PathLike[str]) -> list[Path]:
+    """Delete temporary directories that an atomic_dir(path) killed mid-way (SIGKILL, power loss) left
+    beside `path`; return them. Call only when no other process is building `path`."""
+    path = Path(path)
+    stale = [p for p in path.parent.glob(f".{path.name}.*.tmp") if p.is_dir() and not p.is_symlink()]
+    for p in stale:
+        shutil.rmtree(p, ignore_errors=True)
+    return stale

@@ -150,7 +150,7 @@ def _tar_open(tf: tarfile.TarFile, info: tarfile.TarInfo) -> IO[bytes]:
 def extract_to_cache(archive: Path, cache_root: Path, max_bytes: int,
                      on_bad_member: Callable[[str, str], None] | None = None) -> Path:
     """Extract once into cache_root/<archive name>/ (atomically); reuse when the archive is unchanged."""
-    from stylepipe.io import atomic_dir
+    from stylepipe.io import atomic_dir, remove_stale_tmp
 
     target = cache_root / archive.name.replace(".", "_")
     st = archive.stat()
@@ -158,6 +158,7 @@ def extract_to_cache(archive: Path, cache_root: Path, max_bytes: int,
     marker, bad_file = target / ".extracted", target / ".bad_members.json"
     if not (marker.is_file() and marker.read_text() == stamp):
         bad: list[list[str]] = []
+        remove_stale_tmp(target)  # a half-extracted copy left by a killed run
         with atomic_dir(target) as tmp:
             safe_extract(archive, tmp, max_bytes, lambda name, why: bad.append([name, why]))
             (tmp / ".bad_members.json").write_text(json.dumps(bad))

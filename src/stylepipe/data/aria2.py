@@ -33,6 +33,7 @@ ARIA2_ERRORS = {
 }
 CHECKSUM_MISMATCH = 32
 POLL_S = 0.1
+AUTO_SAVE_S = 2  # aria2 rewrites its .aria2 control files this often, so even a SIGKILL loses little
 
 
 class DownloadError(RuntimeError):
@@ -79,7 +80,7 @@ class Aria2Daemon:
             "--auto-file-renaming=false", "--allow-overwrite=true", "--file-allocation=none",
             "--check-integrity=true", f"--max-concurrent-downloads={self.max_concurrent_downloads}",
             f"--stop-with-process={os.getpid()}", "--console-log-level=warn", "--summary-interval=0",
-            "--enable-color=false", "--show-console-readout=false",
+            "--enable-color=false", "--show-console-readout=false", f"--auto-save-interval={AUTO_SAVE_S}",
         ]
 
     def start(self) -> Aria2Daemon:
@@ -125,6 +126,15 @@ class Aria2Daemon:
                         f"aria2c RPC did not answer within {self.startup_timeout_s:.0f} s: {self._log_text()}"
                     ) from None
                 time.sleep(0.05)
+
+    def check_alive(self, files: list[str]) -> None:
+        """Raise DownloadError naming `files` when the daemon process has exited."""
+        if self.process is not None and self.process.poll() is not None:
+            raise DownloadError(
+                f"aria2c daemon exited (code {self.process.returncode}) while downloading "
+                f"{', '.join(files)}; partial files stay in {self.download_dir} and resume on the next run. "
+                f"aria2c log: {self._log_text()}"
+            )
 
     def stop(self) -> None:
         """Stop the daemon: SIGTERM (aria2 saves its control files and exits), SIGKILL after the grace."""
@@ -195,20 +205,31 @@ def _describe(f: RemoteFile, code: int, message: str) -> str:
 
 
 class _Transfer:
-    """One file in flight: its aria2 download and its progress bar."""
+    """One file in flight: its aria2 download and its progress bar (bytes, speed, ETA)."""
 
     def __init__(self, f: RemoteFile, download: aria2p.Download, position: int, progress: bool) -> None:
         self.file, self.download = f, download
         self.bar = tqdm(desc=f.name, unit="B", unit_scale=True, unit_divisor=1024, position=position,
-                        disable=not progress, leave=True)
+                        disable=not progress, leave=True, dynamic_ncols=True)
+        self._started = False
 
     def poll(self) -> str:
         self.download.update()
         d = self.download
-        if d.total_length and self.bar.total != d.total_length:
-            self.bar.total = d.total_length
+        if not self._started and d.total_length:
+            # a resumed file starts at its partial size, so speed and ETA count only this run's bytes
+            self.bar.reset(total=d.total_length)
+            self.bar.initial = self.bar.n = d.completed_length
+            self._started = True
         self.bar.update(max(0, d.completed_length - self.bar.n))
+        if d.status == "active":
+            self.bar.set_postfix_str(f"{d.connections} conn", refresh=False)
         return d.status
+
+
+def _record(dest: Path, f: RemoteFile, skipped: bool) -> dict[str, Any]:
+    algo, expected = checksum_of(f)
+    return {"name": f.name, algo: expected, "bytes": (dest / f.name).stat().st_size, "skipped": skipped}
 
 
 def _finish(t: _Transfer, staging: Path, dest: Path) -> tuple[dict[str, Any] | None, str | None]:
@@ -222,15 +243,57 @@ def _finish(t: _Transfer, staging: Path, dest: Path) -> tuple[dict[str, Any] | N
         _discard(staging, f.name)
         return None, f"{f.name}: checksum mismatch after download from {', '.join(f.urls)}: {algo} {digest}"
     move_into(staged, dest / f.name)
-    return {"name": f.name, algo: expected, "bytes": (dest / f.name).stat().st_size, "skipped": False}, None
+    return _record(dest, f, skipped=False), None
+
+
+def _already_there(f: RemoteFile, dest: Path, staging: Path) -> dict[str, Any] | None:
+    """A record when f is verified in dest, or complete and verified in staging (then moved into dest).
+
+    A staged file with no aria2 control file beside it may be complete (e.g. fetched by hand to record
+    its checksum); a staged file with a control file is partial and is left for aria2 to resume."""
+    if verify(dest / f.name, f):
+        return _record(dest, f, skipped=True)
+    staged = staging / f.name
+    if not (staging / f"{f.name}.aria2").exists() and verify(staged, f):
+        move_into(staged, dest / f.name)
+        return _record(dest, f, skipped=True)
+    return None
+
+
+def _wait(pending: list[_Transfer], d: Aria2Daemon, staging: Path, dest: Path,
+          done: list[dict[str, Any]], errors: list[str]) -> None:
+    """Poll the transfers until each has completed or failed; collect records and error messages."""
+    while pending:
+        for t in list(pending):
+            try:
+                status = t.poll()
+            except Exception:
+                d.check_alive([p.file.name for p in pending])
+                raise
+            if status == "complete":
+                record, err = _finish(t, staging, dest)
+                done += [record] if record else []
+                errors += [err] if err else []
+            elif status in ("error", "removed"):
+                code = int(t.download.error_code or 1) if status == "error" else 1
+                if code == CHECKSUM_MISMATCH:
+                    _discard(staging, t.file.name)
+                errors.append(_describe(t.file, code, t.download.error_message or status))
+            else:
+                continue
+            t.bar.close()
+            pending.remove(t)
+        if pending:
+            time.sleep(POLL_S)
 
 
 def download_files(files: list[RemoteFile], dest: Path, remote: RemoteParams, progress: bool = True,
                    daemon: Aria2Daemon | None = None) -> list[dict[str, Any]]:
     """Download, verify and move `files` into `dest`; raise DownloadError listing every failure.
 
-    A file already in dest with the right checksum is skipped. `daemon`: an already started
-    Aria2Daemon to use (otherwise a private one is started and always stopped).
+    A file already in dest (or complete in staging) with the right checksum is not downloaded again.
+    `daemon`: an already started Aria2Daemon to use (otherwise a private one is started and always
+    stopped, also on errors and Ctrl-C).
     """
     dest, staging = Path(dest), Path(remote.staging_dir)
     dest.mkdir(parents=True, exist_ok=True)
@@ -238,14 +301,13 @@ def download_files(files: list[RemoteFile], dest: Path, remote: RemoteParams, pr
     done: list[dict[str, Any]] = []
     todo = []
     for f in files:
-        if verify(dest / f.name, f):
-            algo, expected = checksum_of(f)
-            done.append({"name": f.name, algo: expected, "bytes": (dest / f.name).stat().st_size,
-                         "skipped": True})
+        record = _already_there(f, dest, staging)
+        if record is not None:
+            done.append(record)
         else:
             todo.append(f)
     if not todo:
-        return done
+        return sorted(done, key=lambda r: r["name"])
     ctx = contextlib.nullcontext(daemon) if daemon is not None else Aria2Daemon(
         staging, remote.max_concurrent_downloads)
     errors: list[str] = []
@@ -256,24 +318,7 @@ def download_files(files: list[RemoteFile], dest: Path, remote: RemoteParams, pr
             for i, f in enumerate(todo)
         ]
         try:
-            while pending:
-                for t in list(pending):
-                    status = t.poll()
-                    if status == "complete":
-                        record, err = _finish(t, staging, dest)
-                        done += [record] if record else []
-                        errors += [err] if err else []
-                    elif status in ("error", "removed"):
-                        code = int(t.download.error_code or 1) if status == "error" else 1
-                        if code == CHECKSUM_MISMATCH:
-                            _discard(staging, t.file.name)
-                        errors.append(_describe(t.file, code, t.download.error_message or status))
-                    else:
-                        continue
-                    t.bar.close()
-                    pending.remove(t)
-                if pending:
-                    time.sleep(POLL_S)
+            _wait(pending, d, staging, dest, done, errors)
         finally:
             for t in pending:
                 t.bar.close()

@@ -3,7 +3,10 @@ fixed, pre-drawn list of pairs for evaluation and debugging."""
 
 from __future__ import annotations
 
+import warnings
+
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -35,16 +38,49 @@ def center_resize_crop(img: Image.Image, size: int) -> Image.Image:
     return img.crop((x, y, x + size, y + size))
 
 
+@dataclass(frozen=True)
+class CropBox:
+    """Where a random crop comes from: resize the image to `size` first when it differs from the stored
+    size (images smaller than the crop are upscaled), take `crop` x `crop` at (x, y), then maybe flip."""
+
+    size: tuple[int, int]
+    x: int
+    y: int
+    crop: int
+    flip: bool
+
+
+def draw_crop(width: int, height: int, crop: int, rng: np.random.Generator) -> CropBox:
+    """A random crop of a stored width x height image, drawn without decoding it (from the manifest)."""
+    if min(width, height) < crop:
+        s = crop / min(width, height)
+        width, height = max(crop, round(width * s)), max(crop, round(height * s))
+    x = int(rng.integers(0, width - crop + 1))
+    y = int(rng.integers(0, height - crop + 1))
+    return CropBox((width, height), x, y, crop, bool(rng.random() < 0.5))
+
+
+def apply_crop(img: Image.Image, box: CropBox) -> Image.Image:
+    """Cut `box` out of a decoded PIL image."""
+    if img.size != box.size:
+        img = img.resize(box.size, Image.Resampling.BICUBIC)
+    out = img.crop((box.x, box.y, box.x + box.crop, box.y + box.crop))
+    return out.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if box.flip else out
+
+
+def apply_crop_tensor(img: torch.Tensor, box: CropBox) -> torch.Tensor:
+    """Cut `box` out of a decoded uint8 [3, H, W] tensor (on any device)."""
+    if (img.shape[2], img.shape[1]) != box.size:
+        size = [box.size[1], box.size[0]]
+        img = torch.nn.functional.interpolate(img[None].float(), size=size, mode="bicubic", antialias=True,
+                                              align_corners=False)[0].round_().clamp_(0, 255).to(torch.uint8)
+    out = img[:, box.y : box.y + box.crop, box.x : box.x + box.crop]
+    return out.flip(-1) if box.flip else out
+
+
 def random_crop(img: Image.Image, crop: int, rng: np.random.Generator) -> Image.Image:
     """Random crop x crop (upscaling images smaller than the crop first) with a random h-flip."""
-    if min(img.size) < crop:
-        img = resize_short(img, crop)
-    x = int(rng.integers(0, img.width - crop + 1))
-    y = int(rng.integers(0, img.height - crop + 1))
-    out = img.crop((x, y, x + crop, y + crop))
-    if rng.random() < 0.5:
-        out = out.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    return out
+    return apply_crop(img, draw_crop(img.width, img.height, crop, rng))
 
 
 def _split_indices(store: ShardStore, split: str) -> list[int]:
@@ -85,22 +121,55 @@ class RandomPairs(IterableDataset):
     def __len__(self) -> int:
         return self.length
 
-    def draws(self, worker: int = 0, num_workers: int = 1) -> Iterator[tuple[int, int, np.random.Generator]]:
-        """(content index, style index, rng for the crops) for one worker's share of the epoch."""
+    def draws(self, worker: int = 0, num_workers: int = 1) -> Iterator[tuple[int, CropBox, int, CropBox]]:
+        """(content index, its crop, style index, its crop) for one worker's share of the epoch."""
         key = [self.seed, self.epoch, worker, num_workers]
         rng = np.random.default_rng(key if self.world_size == 1 else [*key, self.rank, self.world_size])
+        crc, crs = self.content.records, self.style.records
         for _ in range(worker_share(self.length, worker, num_workers)):
             ci = self.content_idx[int(rng.integers(len(self.content_idx)))]
             si = self.style_idx[int(rng.integers(len(self.style_idx)))]
-            yield ci, si, rng
+            c_box = draw_crop(crc[ci]["width"], crc[ci]["height"], self.crop, rng)
+            s_box = draw_crop(crs[si]["width"], crs[si]["height"], self.crop, rng)
+            yield ci, c_box, si, s_box
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def _my_draws(self) -> Iterator[tuple[int, CropBox, int, CropBox]]:
         info = get_worker_info()
         worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        for ci, si, rng in self.draws(worker, num_workers):
-            c = random_crop(self.content.read_image(ci), self.crop, rng)
-            s = random_crop(self.style.read_image(si), self.crop, rng)
+        return self.draws(worker, num_workers)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for ci, c_box, si, s_box in self._my_draws():
+            c = apply_crop(self.content.read_image(ci), c_box)
+            s = apply_crop(self.style.read_image(si), s_box)
             yield image_to_tensor(c), image_to_tensor(s)
+
+
+class EncodedPairs(RandomPairs):
+    """The same pairs as RandomPairs (same seed -> same images and crops), left JPEG-encoded: the workers
+    only slice bytes out of the shards, and `decode_batch` decodes a whole batch at once, e.g. with
+    nvJPEG on the GPU. Load with `batch_size=B, collate_fn=list` and pass each batch to `decode_batch`."""
+
+    def __iter__(self) -> Iterator[tuple[bytes, CropBox, bytes, CropBox]]:  # type: ignore[override]
+        for ci, c_box, si, s_box in self._my_draws():
+            yield self.content.read_bytes(ci), c_box, self.style.read_bytes(si), s_box
+
+
+def decode_batch(batch: list[tuple[bytes, CropBox, bytes, CropBox]],
+                 device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode and crop an EncodedPairs batch on `device` (nvJPEG when CUDA): float [B, 3, crop, crop] x 2."""
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    def decode(blobs: list[bytes], boxes: list[CropBox]) -> torch.Tensor:
+        data = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in blobs]
+        with warnings.catch_warnings():  # torchvision 0.29 points to torchcodec, not installed here
+            warnings.filterwarnings("ignore", "The image decoding", DeprecationWarning)
+            images = decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
+        crops = [apply_crop_tensor(img, box) for img, box in zip(images, boxes, strict=True)]
+        return torch.stack(crops).float().div_(255.0)
+
+    return (decode([b[0] for b in batch], [b[1] for b in batch]),
+            decode([b[2] for b in batch], [b[3] for b in batch]))
 
 
 def fixed_pairs(content: ShardStore, style: ShardStore, n: int, seed: int, size: int,

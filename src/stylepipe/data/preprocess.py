@@ -10,6 +10,7 @@ import math
 import multiprocessing
 import os
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,12 +22,13 @@ from tqdm import tqdm
 from stylepipe.config import Params
 from stylepipe.data.archives import extract_to_cache, is_archive
 from stylepipe.data.shards import ShardWriter
-from stylepipe.io import atomic_dir, write_json
+from stylepipe.io import atomic_dir, remove_stale_tmp, write_json
 from stylepipe import paths
 
 EXTRACT_DIR = Path(".cache/extract")
 JPEG_QUALITY = 90
 ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+DOMAINS = ("content", "style")
 
 
 class ImageRejected(ValueError):
@@ -144,6 +146,13 @@ def resized_size(w: int, h: int, short_side: int) -> tuple[int, int]:
     return max(1, round(w * short_side / h)), short_side
 
 
+def _reusable_jpeg(img: Image.Image) -> bool:
+    """A baseline RGB JPEG with no EXIF rotation: stored as is when it needs no resize (no generation
+    loss, no re-encoding: most COCO photos are 640 px and already below short_side 512 + margin)."""
+    progressive = img.info.get("progressive") or img.info.get("progression")
+    return img.format == "JPEG" and img.mode == "RGB" and not progressive and img.getexif().get(0x0112, 1) == 1
+
+
 def convert_image(path: str, short_side: int, min_side: int) -> tuple[bytes, int, int]:
     """Decode, validate, convert to RGB, resize and re-encode one image; raise ImageRejected."""
     try:
@@ -153,10 +162,13 @@ def convert_image(path: str, short_side: int, min_side: int) -> tuple[bytes, int
                 w, h = img.size
                 if min(w, h) < min_side:
                     raise ImageRejected(f"too small: {w}x{h} (shorter side < {min_side})")
+                reusable = _reusable_jpeg(img)
                 if img.format == "JPEG" and min(w, h) > short_side:
                     f = short_side / min(w, h)
                     img.draft(img.mode, (math.ceil(w * f), math.ceil(h * f)))
-                img.load()
+                img.load()  # a full decode: truncated and corrupt files fail here
+                if reusable and resized_size(w, h, short_side) == (w, h):
+                    return Path(path).read_bytes(), w, h
                 img = ImageOps.exif_transpose(to_rgb(img))
     except ImageRejected:
         raise
@@ -175,11 +187,24 @@ def convert_image(path: str, short_side: int, min_side: int) -> tuple[bytes, int
     return buf.getvalue(), img.width, img.height
 
 
+@contextlib.contextmanager
+def pixel_limit(max_pixels: int) -> Iterator[None]:
+    """Set PIL's decompression-bomb limit for the block (restored afterwards)."""
+    old, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, max_pixels
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = old
+
+
 def _init_worker(max_pixels: int) -> None:
     Image.MAX_IMAGE_PIXELS = max_pixels
 
 
-def _process(job: tuple[int, str, int, int]) -> tuple[int, bytes | None, int, int, str | None]:
+Result = tuple[int, bytes | None, int, int, str | None]
+
+
+def _process(job: tuple[int, str, int, int]) -> Result:
     index, path, short_side, min_side = job
     try:
         data, w, h = convert_image(path, short_side, min_side)
@@ -223,46 +248,62 @@ def _split_groups(items: list[Item]) -> list[list[int]]:
 # ----------------------------------------------------------------------------- stage
 
 
-def _run_jobs(items: list[Item], params: Params, progress: bool) -> list[tuple]:
+def _results(items: list[Item], params: Params, progress: bool) -> Iterator[Result]:
+    """Convert every item on all cores; yield the results in input order as they arrive."""
     pp = params.preprocess
     jobs = [(i, it.path, pp.short_side, pp.min_side) for i, it in enumerate(items)]
     workers = pp.workers or os.cpu_count() or 1
-    bar = tqdm(total=len(jobs), desc="preprocess", unit="img", disable=not progress)
-    results = []
-    if workers <= 1 or len(jobs) < 2 * workers:
-        _init_worker(pp.max_image_pixels)
-        for job in jobs:
-            results.append(_process(job))
-            bar.update()
-    else:
+    with tqdm(total=len(jobs), desc="preprocess", unit="img", disable=not progress, smoothing=0.05) as bar:
+        if workers <= 1 or len(jobs) < 2 * workers:
+            with pixel_limit(pp.max_image_pixels):
+                for job in jobs:
+                    yield _process(job)
+                    bar.update()
+            return
         ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
         with ctx.Pool(workers, initializer=_init_worker, initargs=(pp.max_image_pixels,)) as pool:
             for res in pool.imap(_process, jobs, chunksize=max(1, min(64, len(jobs) // (workers * 8)))):
-                results.append(res)
+                yield res
                 bar.update()
-    bar.close()
-    return results
 
 
-def _write_domain(out: Path, items: list[Item], results: list[tuple], params: Params,
-                  rejected: list[dict[str, str]]) -> dict[str, Any]:
-    ok = [(it, r) for it, r in zip(items, results, strict=True) if r[4] is None]
-    for it, r in zip(items, results, strict=True):
-        if r[4] is not None:
-            rejected.append({"domain": it.domain, "path": it.path, "reason": r[4]})
-    good = [it for it, _ in ok]
+def _assign(kept: list[tuple[Item, dict[str, Any]]], params: Params) -> dict[str, Any]:
+    """Set each kept record's split (seeded hash of its name); return the domain's counts."""
+    good = [it for it, _ in kept]
     splits = assign_splits([it.name for it in good], _split_groups(good), params.common.seed,
                            params.preprocess.val_fraction)
-    counts: dict[str, Any] = {"train": 0, "val": 0, "rejected": len(items) - len(ok)}
+    counts: dict[str, Any] = {"train": 0, "val": 0}
     labels: dict[str, dict[str, int]] = {}
-    with ShardWriter(out, params.preprocess.shard_max_mb * 1024 * 1024) as writer:
-        for (it, (_, data, w, h, _)), split in zip(ok, splits, strict=True):
-            writer.add(data, id=it.name, source=it.source, split=split, label=it.label, width=w, height=h)
-            counts[split] += 1
-            if it.label is not None:
-                labels.setdefault(it.label, {"train": 0, "val": 0})[split] += 1
+    for (it, record), split in zip(kept, splits, strict=True):
+        record["split"] = split
+        counts[split] += 1
+        if it.label is not None:
+            labels.setdefault(it.label, {"train": 0, "val": 0})[split] += 1
     if labels:
         counts["labels"] = labels
+    return counts
+
+
+def write_stores(out: Path, items: list[Item], results: Iterator[Result], params: Params,
+                 rejected: list[dict[str, str]]) -> dict[str, dict[str, Any]]:
+    """Stream converted images into out/<domain>/ shard stores (memory holds only the manifest records);
+    list rejections; assign the splits once every image is known; return counts per domain."""
+    shard_bytes = params.preprocess.shard_max_mb * 1024 * 1024
+    writers = {d: ShardWriter(out / d, shard_bytes) for d in DOMAINS}
+    kept: dict[str, list[tuple[Item, dict[str, Any]]]] = {d: [] for d in DOMAINS}
+    n_rejected = dict.fromkeys(DOMAINS, 0)
+    for it, (_, data, w, h, err) in zip(items, results, strict=True):
+        if data is None:
+            rejected.append({"domain": it.domain, "path": it.path, "reason": err or "no data"})
+            n_rejected[it.domain] += 1
+            continue
+        record = writers[it.domain].add(data, id=it.name, source=it.source, split=None, label=it.label,
+                                        width=w, height=h)
+        kept[it.domain].append((it, record))
+    counts = {}
+    for d in DOMAINS:
+        counts[d] = _assign(kept[d], params) | {"rejected": n_rejected[d]}
+        writers[d].close()
     return counts
 
 
@@ -283,14 +324,13 @@ def run_preprocess(
     if not ann_files:
         raise FileNotFoundError(f"{raw_dir}: no COCO annotations/instances_*.json found (or in its archives)")
     if wikiart is None:
-        raise FileNotFoundError(f"{raw_dir}: no wikiart/<Style>/ folder found (or in its archives)")
-    content = list_coco(ann_files, coco_roots, rejected)
-    style = list_wikiart(wikiart)
-    results = _run_jobs(content + style, params, progress)
+        raise FileNotFoundError(f"{raw_dir}: no wikiart/<Style>/ folder found (or in its archives); with the "
+                                "full profile, add wikiart.zip to download.remote.files (see profiles/full.yaml)")
+    items = list_coco(ann_files, coco_roots, rejected) + list_wikiart(wikiart)
     report: dict[str, Any] = {"short_side": params.preprocess.short_side, "jpeg_quality": JPEG_QUALITY}
+    remove_stale_tmp(out_dir)  # left by a run killed mid-way; the new run starts clean (no duplicates)
     with atomic_dir(out_dir) as tmp:
-        report["content"] = _write_domain(tmp / "content", content, results[: len(content)], params, rejected)
-        report["style"] = _write_domain(tmp / "style", style, results[len(content) :], params, rejected)
+        report |= write_stores(tmp, items, _results(items, params, progress), params, rejected)
         report["rejected"] = rejected
         write_json(tmp / "report.json", report)
     return report

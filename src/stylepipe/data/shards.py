@@ -106,7 +106,8 @@ class ShardStore:
     def read_image(self, i: int) -> Image.Image:
         """Decode image `i` as an RGB PIL image."""
         img = Image.open(io.BytesIO(self.read_bytes(i)))
-        return img.convert("RGB")
+        img.load()
+        return img if img.mode == "RGB" else img.convert("RGB")  # no copy for the usual RGB JPEG
 
     def indices(self, split: str | None = None) -> list[int]:
         """Record indices of one split ("train"/"val"), or all when split is None."""
