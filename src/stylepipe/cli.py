@@ -108,7 +108,8 @@ def _stylize(params, args) -> Any:
     )
     common = params.common if args.device is None else params.common.model_copy(update={"device": args.device})
     return stylize(
-        args.content, args.output, style=args.style or (), style_stats=args.style_stats, options=options,
+        args.content, args.output, style=args.style or (), style_stats=args.style_stats,
+        style_names=args.style_names, options=options,
         content_size=args.content_size, style_size=args.style_size, save_style_stats=args.save_style_stats,
         encoder=args.encoder, decoder=args.decoder, common=common, progress=not args.no_progress,
     )
@@ -155,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="output file (image or .mp4) or folder (for a folder input)")
     st.add_argument("--style", type=Path, nargs="+", help="style image(s)")
     st.add_argument("--style-stats", type=Path, help="cached style statistics file instead of --style images")
+    st.add_argument("--style-names", nargs="+", help="use only these styles of the --style-stats file")
     st.add_argument("--save-style-stats", type=Path, help="write the styles' statistics to this file for reuse")
     st.add_argument("--weights", type=float, nargs="+", help="interpolation weight per style (normalised)")
     st.add_argument("--mask", type=Path, help="greyscale mask: white = first style ... black = last style")

@@ -191,6 +191,14 @@ class StyleStats:
         return (w[:, None, None, None] * self.mean).sum(0, keepdim=True), (
             w[:, None, None, None] * self.std).sum(0, keepdim=True)
 
+    def select(self, names: Sequence[str], source: str) -> StyleStats:
+        """The styles called `names`, in that order (e.g. one painting style of a style bank)."""
+        missing = [n for n in names if n not in self.names]
+        if missing:
+            raise StylizeError(f"{source}: no style named {missing}; the file has {self.names}")
+        idx = [self.names.index(n) for n in names]
+        return StyleStats(list(names), self.mean[idx], self.std[idx], self.encoder)
+
     def check_encoder(self, encoder_name: str, source: str) -> None:
         if self.encoder is not None and self.encoder != encoder_name:
             raise StylizeError(f"{source}: style statistics were computed with encoder {self.encoder!r}, "
@@ -543,6 +551,7 @@ def stylize(
     output: Path,
     style: Sequence[Path] = (),
     style_stats: Path | None = None,
+    style_names: Sequence[str] | None = None,
     options: StylizeOptions | None = None,
     content_size: int = 0,
     style_size: int = 512,
@@ -557,12 +566,16 @@ def stylize(
     options.validate()
     if bool(style) == (style_stats is not None):
         raise StylizeError("give style image(s) (--style) or a style statistics file (--style-stats), one of them")
+    if style_names and style_stats is None:
+        raise StylizeError("--style-names selects styles of a --style-stats file")
     rt = resolve_runtime(common or Common())
     model = load_stylizer(encoder, decoder).to(rt.device)
     images = None
     if style_stats is not None:
         stats = StyleStats.load(style_stats)
         stats.check_encoder(model.encoder.spec.name, str(style_stats))
+        if style_names:
+            stats = stats.select(style_names, str(style_stats))
     else:
         stats = style_stats_of_files(model, style, style_size)
         if options.preserve_color == "coral":
