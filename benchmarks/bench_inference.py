@@ -3,14 +3,16 @@
 `--device cuda` (the GPU figures): at 512x512 and 1920x1080, one stream, batch 1:
   reference  fp32 eager PyTorch with the style image (512x512) encoded again for every frame (what the
              popular port does; PyTorch's default cuDNN TF32 setting left as is),
-  fast paths stylepipe.stylize.fast_network: style statistics cached, bf16 autocast (AdaIN statistics
-             in fp32), optional channels_last, torch.compile, optional CUDA graphs (mode reduce-overhead),
+  fast paths stylepipe.models.fast.fast_network (what `stylepipe stylize` runs per frame): style
+             statistics cached, bf16 autocast (AdaIN statistics in fp32), optional channels_last,
+             torch.compile, optional CUDA graphs (mode reduce-overhead),
 and for each: FPS, the ratio to the reference, and max/mean |fast - fp32 reference| on [0, 1] outputs
 with a PASS/FAIL against `--atol`/`--mean-atol`.
 `--device cpu`: eager fp32 (style per frame and cached) vs ONNX Runtime and OpenVINO at `--size`.
 
 Uses the trained models of a `dvc repro` when present (models/encoder, models/adain), random weights
 otherwise (speed does not depend on the values; the error figures do: use trained models for those).
+The CUDA path imports only torch and stylepipe's pure-torch modules (models, tiling).
 
     python benchmarks/bench_inference.py --device cuda [--variants eager,compile,compile-cl,cudagraphs]
     python benchmarks/bench_inference.py --device cpu [--size 512] [--repeats 5] [--threads 0]
@@ -32,9 +34,9 @@ import torch.nn.functional as F
 
 from stylepipe.models.adain import AdaINStylizer, Decoder, load_stylizer
 from stylepipe.models.encoders import build_encoder
+from stylepipe.models.fast import fast_network
 from stylepipe.paths import DECODER, ENCODER
-from stylepipe.runtime import Runtime
-from stylepipe.stylize import fast_network, pad_to_grid
+from stylepipe.tiling import pad_to_grid
 
 GPU_SIZES = ((512, 512), (1080, 1920))
 VARIANTS = {  # name: (channels_last, compile, compile mode)
@@ -99,7 +101,7 @@ def _size_rows(model: AdaINStylizer, style: torch.Tensor, h: int, w: int, varian
     rows = [(f"{w}x{h}", "reference: fp32 eager, style encoded per frame", ref_fps, 1.0, 0.0, 0.0)]
     for name in variants:
         cl, comp, mode = VARIANTS[name]
-        net = fast_network(model, Runtime(device, bf16=True, channels_last=cl, compile=comp), mode)
+        net = fast_network(model, device, bf16=True, channels_last=cl, compile=comp, compile_mode=mode)
         x = padded.contiguous(memory_format=torch.channels_last) if cl else padded
 
         def step(net=net, x=x):

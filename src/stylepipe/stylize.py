@@ -43,9 +43,11 @@ from stylepipe.media import (
     open_image,
     probe_video,
 )
-from stylepipe.models.adain import EPS, AdaINStylizer, adain, load_stylizer
+from stylepipe.models.adain import EPS, AdaINStylizer, load_stylizer
+from stylepipe.models.fast import FastAdaIN
+from stylepipe.models.fast import fast_network as build_fast_network
 from stylepipe.runtime import Runtime, resolve_runtime
-from stylepipe.tiling import GRID, available_bytes, choose_tile, feather, plan_windows
+from stylepipe.tiling import GRID, available_bytes, choose_tile, feather, pad_to_grid, plan_windows
 
 Stylizer = Callable[[torch.Tensor], torch.Tensor]
 PreserveColor = Literal["luminance", "coral"] | None
@@ -82,15 +84,6 @@ def _resize(img: Image.Image, size: int, upscale: bool = False) -> Image.Image:
 def _short_side_size(wh: tuple[int, int], size: int) -> tuple[int, int]:
     scale = size / min(wh)
     return max(1, round(wh[0] * scale)), max(1, round(wh[1] * scale))
-
-
-def pad_to_grid(x: torch.Tensor, grid: int = GRID) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Reflect-pad [N, C, H, W] on the bottom/right to multiples of `grid`; returns the original (H, W)."""
-    h, w = x.shape[-2:]
-    ph, pw = -h % grid, -w % grid
-    if ph or pw:
-        x = F.pad(x, (0, pw, 0, ph), mode="reflect")
-    return x, (h, w)
 
 
 def apply_padded(stylizer: Stylizer, image: torch.Tensor) -> torch.Tensor:
@@ -244,43 +237,9 @@ def style_stats_of_files(model: AdaINStylizer, styles: Sequence[Path], size: int
 # ---------------------------------------------------------------------------------------- the networks
 
 
-class FastAdaIN(nn.Module):
-    """The per-frame AdaIN network of the fast path: encoder and decoder under bf16 autocast (when on),
-    the AdaIN statistics in fp32, cached style statistics as inputs. Wrap with `torch.compile`."""
-
-    def __init__(self, model: AdaINStylizer, bf16: bool) -> None:
-        super().__init__()
-        self.encoder, self.decoder, self.bf16 = model.encoder, model.decoder, bf16
-
-    def _autocast(self, device: torch.device):
-        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16)
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        with self._autocast(x.device):
-            return self.encoder.encode(x).float()
-
-    def decode(self, t: torch.Tensor) -> torch.Tensor:
-        with self._autocast(t.device):
-            return self.decoder(t).float().clamp(0, 1)
-
-    def forward(self, content: torch.Tensor, style_mean: torch.Tensor, style_std: torch.Tensor,
-                alpha: float = 1.0) -> torch.Tensor:
-        feat = self.encode(content)
-        target = adain(feat, style_mean, style_std)
-        if alpha != 1.0:
-            target = alpha * target + (1.0 - alpha) * feat
-        return self.decode(target)
-
-
 def fast_network(model: AdaINStylizer, rt: Runtime, compile_mode: str | None = None) -> nn.Module:
-    """The fast path as a reusable module: the model moved to the runtime's device and memory format,
-    bf16 autocast when `rt.bf16`, torch.compile when `rt.compile` (`compile_mode` e.g. "reduce-overhead"
-    for CUDA graphs, "max-autotune-no-cudagraphs")."""
-    net = FastAdaIN(model, rt.bf16).eval()
-    net = rt.prepare(net)
-    if rt.compile:
-        net = torch.compile(net, mode=compile_mode)
-    return net
+    """`models.fast.fast_network` with the runtime's switches (params `common.*`)."""
+    return build_fast_network(model, rt.device, rt.bf16, rt.channels_last, rt.compile, compile_mode)
 
 
 # ------------------------------------------------------------------------------------------------ masks

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 GRID = 8
 TILE_CANDIDATES = (4096, 2048, 1536, 1024, 768, 512, 384, 256)
@@ -30,6 +31,15 @@ class Window:
 
     fetch: tuple[int, int, int, int]  # y0, y1, x0, x1
     core: tuple[int, int, int, int]
+
+
+def pad_to_grid(x: torch.Tensor, grid: int = GRID) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Reflect-pad [N, C, H, W] on the bottom/right to multiples of `grid`; returns the original (H, W)."""
+    h, w = x.shape[-2:]
+    ph, pw = -h % grid, -w % grid
+    if ph or pw:
+        x = F.pad(x, (0, pw, 0, ph), mode="reflect")
+    return x, (h, w)
 
 
 def _axis(length: int, tile: int, stride: int) -> list[tuple[int, int]]:
