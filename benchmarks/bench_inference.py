@@ -1,11 +1,21 @@
-"""Inference speed of the AdaIN stylizer on this machine, naive baseline vs the project's paths.
+"""Inference speed of the AdaIN stylizer, naive reference vs the project's fast paths, side by side.
 
-Baseline (what the popular PyTorch port does): eager fp32 PyTorch, the style image encoded again for
-every frame. Then: PyTorch with the style statistics cached, ONNX Runtime and OpenVINO (FP16 IR,
-f32 and the CPU's default precision) on the exported graphs. Uses the trained models of a `dvc repro`
-when present, random weights otherwise (speed does not depend on the values).
+`--device cuda` (the GPU figures): at 512x512 and 1920x1080, one stream, batch 1:
+  reference  fp32 eager PyTorch with the style image (512x512) encoded again for every frame (what the
+             popular port does; PyTorch's default cuDNN TF32 setting left as is),
+  fast paths stylepipe.models.fast.fast_network (what `stylepipe stylize` runs per frame): style
+             statistics cached, bf16 autocast (AdaIN statistics in fp32), optional channels_last,
+             torch.compile, optional CUDA graphs (mode reduce-overhead),
+and for each: FPS, the ratio to the reference, and max/mean |fast - fp32 reference| on [0, 1] outputs
+with a PASS/FAIL against `--atol`/`--mean-atol`.
+`--device cpu`: eager fp32 (style per frame and cached) vs ONNX Runtime and OpenVINO at `--size`.
 
-    python benchmarks/bench_inference.py [--size 256] [--repeats 10] [--threads 0]
+Uses the trained models of a `dvc repro` when present (models/encoder, models/adain), random weights
+otherwise (speed does not depend on the values; the error figures do: use trained models for those).
+The CUDA path imports only torch and stylepipe's pure-torch modules (models, tiling).
+
+    python benchmarks/bench_inference.py --device cuda [--variants eager,compile,compile-cl,cudagraphs]
+    python benchmarks/bench_inference.py --device cpu [--size 512] [--repeats 5] [--threads 0]
 """
 
 from __future__ import annotations
@@ -20,18 +30,35 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from stylepipe.models.adain import AdaINStylizer, Decoder, load_stylizer
 from stylepipe.models.encoders import build_encoder
+from stylepipe.models.fast import fast_network
 from stylepipe.paths import DECODER, ENCODER
+from stylepipe.tiling import pad_to_grid
+
+GPU_SIZES = ((512, 512), (1080, 1920))
+VARIANTS = {  # name: (channels_last, compile, compile mode)
+    "eager": (False, False, None),
+    "compile": (False, True, None),
+    "compile-cl": (True, True, None),
+    "cudagraphs": (False, True, "reduce-overhead"),
+    "autotune": (False, True, "max-autotune-no-cudagraphs"),
+}
 
 
-def timed(fn: Callable[[], object], repeats: int) -> float:
-    """Frames per second over `repeats` calls after one warm-up call."""
-    fn()
+def timed(fn: Callable[[], object], repeats: int, warmup: int = 1, cuda: bool = False) -> float:
+    """Frames per second over `repeats` calls after `warmup` calls."""
+    for _ in range(warmup):
+        fn()
+    if cuda:
+        torch.cuda.synchronize()
     t0 = time.perf_counter()
     for _ in range(repeats):
         fn()
+    if cuda:
+        torch.cuda.synchronize()
     return repeats / (time.perf_counter() - t0)
 
 
@@ -39,61 +66,135 @@ def load_model() -> tuple[AdaINStylizer, str]:
     enc, dec = ENCODER, DECODER
     if enc.is_file() and dec.is_file():
         return load_stylizer(enc, dec), "trained (models/adain)"
+    torch.manual_seed(0)
     return AdaINStylizer(build_encoder("vgg16_hed"), Decoder("vgg16_hed")).eval(), "random weights"
 
 
-def export_onnx(model: AdaINStylizer, size: int, path: Path) -> None:
-    class Stats(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.m = model
+def test_image(h: int, w: int, seed: int) -> torch.Tensor:
+    """A deterministic photo-like frame: smooth colour fields plus fine texture, [1, 3, h, w] in [0, 1]."""
+    g = torch.Generator().manual_seed(seed)
+    base = F.interpolate(torch.rand(1, 3, 9, 16, generator=g), size=(h, w), mode="bicubic", align_corners=False)
+    return (base + 0.08 * torch.rand(1, 3, h, w, generator=g)).clamp(0, 1)
 
-        def forward(self, c, mean, std):
-            return self.m(c, mean, std)
+
+def gpu_rows(model: AdaINStylizer, variants: list[str], repeats: int, warmup: int,
+             device: torch.device | None = None, sizes: tuple = GPU_SIZES) -> list[tuple]:
+    """(size, path, FPS, ratio to the reference, max err, mean err) rows for every size and variant."""
+    device = device or torch.device("cuda")
+    model = model.to(device)
+    style = test_image(512, 512, 1).to(device)
+    rows = []
+    for h, w in sizes:
+        rows += _size_rows(model, style, h, w, variants, repeats, warmup)
+    return rows
+
+
+def _size_rows(model: AdaINStylizer, style: torch.Tensor, h: int, w: int, variants: list[str], repeats: int,
+               warmup: int) -> list[tuple]:
+    device = style.device
+    cuda = device.type == "cuda"
+    padded, _ = pad_to_grid(test_image(h, w, 0).to(device))  # 1080 -> 1088 (reflect), cropped after
+    with torch.inference_mode():
+        ref_fps = timed(lambda: model.stylize(padded, style)[..., :h, :w], repeats, warmup, cuda=cuda)
+        reference = model.stylize(padded, style)[..., :h, :w].float()
+        mean, std = model.style_stats(style)
+    rows = [(f"{w}x{h}", "reference: fp32 eager, style encoded per frame", ref_fps, 1.0, 0.0, 0.0)]
+    for name in variants:
+        cl, comp, mode = VARIANTS[name]
+        net = fast_network(model, device, bf16=True, channels_last=cl, compile=comp, compile_mode=mode)
+        x = padded.contiguous(memory_format=torch.channels_last) if cl else padded
+
+        def step(net=net, x=x):
+            return net(x, mean, std)[..., :h, :w]
+
+        with torch.inference_mode():
+            fps = timed(step, repeats, warmup + (3 if comp else 0), cuda=cuda)
+            err = (step().float().clone() - reference).abs()
+        label = f"fast: cached stats, bf16, {'channels_last' if cl else 'NCHW'}" + (
+            f", torch.compile({mode or 'default'})" if comp else ", eager")
+        rows.append((f"{w}x{h}", label, fps, fps / ref_fps, float(err.max()), float(err.mean())))
+        del net
+        torch._dynamo.reset()
+    return rows
+
+
+def print_gpu(rows: list[tuple], atol: float, mean_atol: float) -> None:
+    width = max(len(r[1]) for r in rows)
+    print(f"{'size':>9}  {'path':<{width}}  {'FPS':>8}  {'x ref':>6}  {'max err':>8}  {'mean err':>8}")
+    for size, label, fps, ratio, err_max, err_mean in rows:
+        ok = "" if ratio == 1.0 else ("  PASS" if err_max <= atol and err_mean <= mean_atol else "  FAIL")
+        print(f"{size:>9}  {label:<{width}}  {fps:8.1f}  {ratio:5.2f}x  {err_max:8.4f}  {err_mean:8.5f}{ok}")
+    print(f"tolerance vs the fp32 reference on [0, 1] outputs: max {atol}, mean {mean_atol}")
+
+
+def export_onnx(model: AdaINStylizer, size: int, path: Path) -> None:
+    from stylepipe.export.onnx import StatsModel
 
     x = torch.rand(1, 3, size, size)
     m, s = model.style_stats(x)
-    torch.onnx.export(Stats(), (x, m, s), str(path), input_names=["content", "style_mean", "style_std"],
-                      output_names=["stylized"], opset_version=13, dynamo=False)
+    torch.onnx.export(StatsModel(model).eval(), (x, m, s), str(path),
+                      input_names=["content", "style_mean", "style_std"], output_names=["stylized"],
+                      opset_version=13, dynamo=False)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--size", type=int, default=256)
-    ap.add_argument("--repeats", type=int, default=10)
-    ap.add_argument("--threads", type=int, default=0)
-    args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    model, origin = load_model()
-    x = torch.rand(1, 3, args.size, args.size)
-    style = torch.rand(1, 3, args.size, args.size)
+def cpu_rows(model: AdaINStylizer, size: int, repeats: int) -> list[tuple[str, float]]:
+    x, style = test_image(size, size, 0), test_image(size, size, 1)
     mean, std = model.style_stats(style)
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads; model: {origin}; "
-          f"{args.size}x{args.size}, {args.repeats} repeats")
     rows: list[tuple[str, float]] = []
     with torch.inference_mode():
-        rows.append(("baseline: PyTorch eager fp32, style encoded per frame", timed(lambda: model.stylize(x, style),
-                                                                                     args.repeats)))
-        rows.append(("PyTorch eager fp32, style statistics cached", timed(lambda: model(x, mean, std), args.repeats)))
+        rows.append(("baseline: PyTorch eager fp32, style encoded per frame",
+                     timed(lambda: model.stylize(x, style), repeats)))
+        rows.append(("PyTorch eager fp32, style statistics cached", timed(lambda: model(x, mean, std), repeats)))
     import onnxruntime as ort
     import openvino as ov
 
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = Path(tmp) / "adain.onnx"
-        export_onnx(model, args.size, onnx_path)
+        export_onnx(model, size, onnx_path)
         feeds = {"content": x.numpy(), "style_mean": mean.numpy(), "style_std": std.numpy()}
         sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-        rows.append(("ONNX Runtime (CPU EP)", timed(lambda: sess.run(None, feeds), args.repeats)))
+        rows.append(("ONNX Runtime (CPU EP)", timed(lambda: sess.run(None, feeds), repeats)))
         core = ov.Core()
-        ir = ov.convert_model(str(onnx_path))
         xml = Path(tmp) / "adain.xml"
-        ov.save_model(ir, str(xml), compress_to_fp16=True)
+        ov.save_model(ov.convert_model(str(onnx_path)), str(xml), compress_to_fp16=True)
         ov_feeds = {k: np.ascontiguousarray(v) for k, v in feeds.items()}
         for label, config in (("f32", {"INFERENCE_PRECISION_HINT": "f32"}), ("default precision", {})):
             req = core.compile_model(str(xml), "CPU", config).create_infer_request()
-            rows.append((f"OpenVINO FP16 IR, {label}", timed(lambda r=req: r.infer(ov_feeds), args.repeats)))
+            rows.append((f"OpenVINO FP16 IR, {label}", timed(lambda r=req: r.infer(ov_feeds), repeats)))
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--size", type=int, default=512, help="CPU: square frame size")
+    ap.add_argument("--repeats", type=int, default=None, help="timed frames (default: 200 on CUDA, 5 on CPU)")
+    ap.add_argument("--warmup", type=int, default=10, help="CUDA: untimed frames first (+3 when compiled)")
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--variants", default="eager,compile,compile-cl,cudagraphs",
+                    help=f"CUDA fast paths, comma-separated from {sorted(VARIANTS)}")
+    ap.add_argument("--atol", type=float, default=0.05, help="max |fast - fp32| allowed on [0, 1] outputs")
+    ap.add_argument("--mean-atol", type=float, default=0.005, help="mean |fast - fp32| allowed")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model, origin = load_model()
+    if args.device == "cuda":
+        if not torch.cuda.is_available():
+            raise SystemExit("--device cuda: no CUDA device available")
+        variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+        unknown = sorted(set(variants) - set(VARIANTS))
+        if unknown:
+            raise SystemExit(f"--variants: unknown {unknown}; expected from {sorted(VARIANTS)}")
+        print(f"GPU: {torch.cuda.get_device_name()}, torch {torch.__version__}; model: {origin}; "
+              f"batch 1, {args.repeats or 200} timed frames")
+        print_gpu(gpu_rows(model, variants, args.repeats or 200, args.warmup), args.atol, args.mean_atol)
+        return
+    repeats = args.repeats or 5
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads; model: {origin}; "
+          f"{args.size}x{args.size}, {repeats} repeats")
+    rows = cpu_rows(model, args.size, repeats)
     base = rows[0][1]
     width = max(len(r[0]) for r in rows)
     for name, fps in rows:

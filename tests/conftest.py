@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,3 +89,16 @@ def make_project_copy(dest: Path, overlay: dict[str, Any] | None = None) -> Path
     run(["git", "add", "-A"], dest)
     run(["git", "commit", "-qm", "project copy"], dest)
     return dest
+
+
+@pytest.fixture
+def tiny_models(tmp_path: Path) -> tuple[Path, Path]:
+    """A randomly initialised vgg16_hed encoder + decoder saved as the weights stages write them."""
+    from stylepipe.models.adain import Decoder, save_decoder
+    from stylepipe.models.encoders import build_encoder
+
+    torch.manual_seed(0)
+    enc, dec = tmp_path / "encoder.pt", tmp_path / "decoder.pt"
+    torch.save({"name": "vgg16_hed", "state_dict": build_encoder("vgg16_hed").state_dict()}, enc)
+    save_decoder(Decoder("vgg16_hed"), dec)
+    return enc, dec

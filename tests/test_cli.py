@@ -5,25 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
-import torch
 import yaml
 from PIL import Image
 
 from stylepipe.cli import main
-from stylepipe.models.adain import Decoder, save_decoder
-from stylepipe.models.encoders import build_encoder
 
 from .conftest import ROOT, load_default_params, run
-
-
-@pytest.fixture
-def tiny_models(tmp_path: Path) -> tuple[Path, Path]:
-    torch.manual_seed(0)
-    enc, dec = tmp_path / "encoder.pt", tmp_path / "decoder.pt"
-    torch.save({"name": "vgg16_hed", "state_dict": build_encoder("vgg16_hed").state_dict()}, enc)
-    save_decoder(Decoder("vgg16_hed"), dec)
-    return enc, dec
 
 
 def _image(path: Path, size=(40, 30), mode="RGB") -> Path:
@@ -57,17 +44,17 @@ def test_stylize_image_and_folder(tmp_path: Path, tiny_models):
     enc, dec = tiny_models
     content, style = _image(tmp_path / "c.png", (44, 30)), _image(tmp_path / "s.jpg", (32, 32))
     out = tmp_path / "out.png"
-    assert main(["stylize", str(content), str(style), "-o", str(out), "--encoder", str(enc),
+    assert main(["stylize", str(content), "--style", str(style), "-o", str(out), "--encoder", str(enc),
                  "--decoder", str(dec), "--alpha", "0.5"]) == 0
     with Image.open(out) as img:
-        assert img.size == (40, 24)  # cropped to multiples of 8
+        assert img.size == (44, 30)  # any size: reflect-padded to multiples of 8 and cropped back
     folder = tmp_path / "in"
     folder.mkdir()
     _image(folder / "a.png")
     _image(folder / "b.png", mode="L")  # greyscale is converted, not rejected
     (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
     result_dir = tmp_path / "styled"
-    assert main(["stylize", str(folder), str(style), "-o", str(result_dir), "--encoder", str(enc),
+    assert main(["stylize", str(folder), "--style", str(style), "-o", str(result_dir), "--encoder", str(enc),
                  "--decoder", str(dec)]) == 0
     assert sorted(p.name for p in result_dir.iterdir()) == ["a_stylized.png", "b_stylized.png"]
 
@@ -75,12 +62,12 @@ def test_stylize_image_and_folder(tmp_path: Path, tiny_models):
 def test_stylize_rejects_bad_alpha_and_unreadable_image(tmp_path: Path, tiny_models, capsys):
     enc, dec = tiny_models
     style = _image(tmp_path / "s.png")
-    assert main(["stylize", str(style), str(style), "-o", str(tmp_path / "o.png"), "--alpha", "1.5",
+    assert main(["stylize", str(style), "--style", str(style), "-o", str(tmp_path / "o.png"), "--alpha", "1.5",
                  "--encoder", str(enc), "--decoder", str(dec)]) == 1
     assert "--alpha 1.5 is out of range" in capsys.readouterr().err
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"not an image")
-    assert main(["stylize", str(bad), str(style), "-o", str(tmp_path / "o.png"),
+    assert main(["stylize", str(bad), "--style", str(style), "-o", str(tmp_path / "o.png"),
                  "--encoder", str(enc), "--decoder", str(dec)]) == 1
     assert "bad.jpg: not a readable image" in capsys.readouterr().err
 

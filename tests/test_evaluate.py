@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
-import torch
+import json
+from pathlib import Path
 
-from stylepipe.evaluate import colour_histogram_distance, colour_transfer, ssim_luminance, style_separation
+import pytest
+import torch
+from PIL import Image
+
+from stylepipe.evaluate import (
+    assemble_metrics,
+    colour_histogram_distance,
+    colour_transfer,
+    numeric_metrics,
+    ssim_luminance,
+    style_separation,
+)
+from stylepipe.io import write_json
 from stylepipe.models.adain import mean_std
+from stylepipe.report import write_report
+
+from .conftest import run
 
 
 def test_identical_images_have_zero_distance_and_full_ssim():
@@ -36,3 +52,51 @@ def test_colour_transfer_matches_style_statistics():
     o_mean, _ = mean_std(out[None])
     s_mean, _ = mean_std(style[None])
     assert torch.allclose(o_mean, s_mean, atol=0.02)
+
+
+def _sweep(shift: float) -> list[dict[str, float]]:
+    return [{"alpha": a, "content_loss": 1.0 - a + shift, "style_loss": 2.0 * a, "gram_loss": 3.0 * a,
+             "ssim_content": 0.9 - 0.3 * a - shift, "hist_distance_style": 0.5 - 0.2 * a} for a in (0.25, 0.5, 1.0)]
+
+
+def _metrics(shift: float) -> dict:
+    floor = {"content_loss": 5.0, "style_loss": 1.0}
+    return assemble_metrics(_sweep(shift), floor, {}, {"fps_cached_style": 10.0}, 0.3, 2, 64, "cpu")
+
+
+def test_metrics_hold_every_alpha_and_say_what_was_skipped():
+    metrics = _metrics(0.0)
+    assert metrics["alpha_sweep"]["alpha_025"]["ssim_content"] == 0.9 - 0.3 * 0.25
+    assert metrics["gram_loss"] == 3.0  # top level: alpha 1
+    assert "offline" in metrics["skipped"]["artfid"] and "lpips" in metrics["skipped"]
+    flat = numeric_metrics(metrics)
+    assert flat["alpha_sweep.alpha_050.hist_distance_style"] == 0.4
+    assert "skipped.artfid" not in flat and "device" not in flat
+
+
+def test_html_report_is_self_contained(tmp_path: Path):
+    png = tmp_path / "grid.png"
+    Image.new("RGB", (8, 8), "red").save(png)
+    metrics = _metrics(0.0)
+    report = write_report(tmp_path / "report.html", metrics, _sweep(0.0), {"Grid": png, "Absent": tmp_path / "x.png"},
+                          metrics["skipped"])
+    text = report.read_text()
+    assert text.count("data:image/png;base64,") == 2  # the grid and the alpha-sweep curves
+    assert "alpha_sweep.alpha_100.gram_loss" in text and "not computed" in text
+    assert "http://" not in text and "https://" not in text and "<script" not in text
+
+
+@pytest.mark.integration
+def test_dvc_metrics_diff_shows_what_changed_between_experiments(tmp_path: Path):
+    run(["git", "init", "-q"], tmp_path)
+    run(["dvc", "init", "-q"], tmp_path)
+    (tmp_path / "dvc.yaml").write_text("metrics:\n  - metrics.json\n")
+    for shift in (0.0, 0.1):
+        write_json(tmp_path / "metrics.json", _metrics(shift))
+        run(["git", "add", "-A"], tmp_path)
+        run(["git", "commit", "-qm", f"shift {shift}"], tmp_path)
+    diff = json.loads(run(["dvc", "metrics", "diff", "HEAD~1", "--json"], tmp_path).stdout)["metrics.json"]
+    changed = diff["alpha_sweep.alpha_025.ssim_content"]
+    assert changed["old"] == pytest.approx(0.825) and changed["new"] == pytest.approx(0.725)
+    assert diff["content_loss"]["diff"] == pytest.approx(0.1)
+    assert "style_loss" not in diff  # unchanged values are not listed

@@ -51,7 +51,8 @@ def project(tmp_path_factory) -> Path:
 
 def test_repro_writes_every_output(project: Path):
     for rel in (*TRAINED, "data/raw", "data/prepared/report.json", "reports/evaluate/metrics.json",
-                "reports/evaluate/grid.png", "reports/train_adain/losses.csv", "demo/demo.mp4",
+                "reports/evaluate/grid.png", "reports/evaluate/report.html", "reports/train_adain/losses.csv",
+                "demo/demo.mp4",
                 "models/export/openvino", "models/export/blob"):
         assert (project / rel).exists(), rel
     status = run(["dvc", "status"], project)
@@ -95,7 +96,10 @@ def test_mlflow_records_each_training_and_evaluation_stage(project: Path):
     assert {"previews", "losses.csv", "summary.json"} <= artifacts
     evaluation = runs["evaluate"]
     assert "style_loss" in evaluation.data.metrics
-    assert "grid.png" in {a.path for a in client.list_artifacts(evaluation.info.run_id)}
+    assert {"grid.png", "report.html"} <= {a.path for a in client.list_artifacts(evaluation.info.run_id)}
+    assert "alpha_sweep.alpha_100.ssim_content" in evaluation.data.metrics
+    served = client.search_logged_models(experiment_ids=[evaluation.info.experiment_id])
+    assert any(m.source_run_id == evaluation.info.run_id for m in served)  # the pyfunc serving model
     artifact_root = project / "mlartifacts"
     assert artifact_root.is_dir() and not (project / "mlruns").exists()
 

@@ -128,12 +128,25 @@ def _checksum(args) -> None:
 
 
 def _stylize(params, args) -> Any:
-    from stylepipe.stylize import stylize_files
+    from stylepipe.stylize import StylizeOptions, stylize
 
-    return stylize_files(
-        args.content, args.style, args.output, alpha=args.alpha, size=args.size,
-        encoder=args.encoder, decoder=args.decoder,
+    options = StylizeOptions(
+        alpha=args.alpha, weights=args.weights, preserve_color=args.preserve_color, mask=args.mask,
+        tile=None if args.tile == "auto" else int(args.tile),
     )
+    common = params.common if args.device is None else params.common.model_copy(update={"device": args.device})
+    return stylize(
+        args.content, args.output, style=args.style or (), style_stats=args.style_stats,
+        style_names=args.style_names, options=options,
+        content_size=args.content_size, style_size=args.style_size, save_style_stats=args.save_style_stats,
+        encoder=args.encoder, decoder=args.decoder, common=common, progress=not args.no_progress,
+    )
+
+
+def _tile_arg(value: str) -> str:
+    if value != "auto" and not value.isdigit():
+        raise argparse.ArgumentTypeError(f"expected auto, 0 or a tile size in px, got {value!r}")
+    return value
 
 
 def _gatys(params, args) -> Any:
@@ -165,12 +178,26 @@ def build_parser() -> argparse.ArgumentParser:
             group.add_argument("--live", action="store_true", help="run on a connected OAK-1")
             group.add_argument("--host", metavar="SOURCE", help="webcam index or video file, stylised on this host")
             p.add_argument("--record", type=Path, help="also record the side-by-side view to this .mp4")
-    st = sub.add_parser("stylize", help="stylise image(s) with the trained AdaIN model")
-    st.add_argument("content", type=Path, help="content image or folder")
-    st.add_argument("style", type=Path, help="style image")
-    st.add_argument("-o", "--output", type=Path, required=True, help="output file or folder")
+    st = sub.add_parser("stylize", help="stylise image(s), a folder or a video with the trained AdaIN model")
+    st.add_argument("content", type=Path, help="content image, folder of images, or video (.mp4/.mov/.mkv/...)")
+    st.add_argument("-o", "--output", type=Path, required=True,
+                    help="output file (image or .mp4) or folder (for a folder input)")
+    st.add_argument("--style", type=Path, nargs="+", help="style image(s)")
+    st.add_argument("--style-stats", type=Path, help="cached style statistics file instead of --style images")
+    st.add_argument("--style-names", nargs="+", help="use only these styles of the --style-stats file")
+    st.add_argument("--save-style-stats", type=Path, help="write the styles' statistics to this file for reuse")
+    st.add_argument("--weights", type=float, nargs="+", help="interpolation weight per style (normalised)")
+    st.add_argument("--mask", type=Path, help="greyscale mask: white = first style ... black = last style")
     st.add_argument("--alpha", type=float, default=1.0, help="content/style trade-off in feature space, 0..1")
-    st.add_argument("--size", type=int, default=0, help="resize the shorter side (0 = keep original)")
+    st.add_argument("--preserve-color", nargs="?", const="luminance", choices=("luminance", "coral"),
+                    help="keep the content's colours (default luminance; coral = recolour the style image)")
+    st.add_argument("--content-size", "--size", type=int, default=0,
+                    help="shrink the content's shorter side to this (0 = keep the original size)")
+    st.add_argument("--style-size", type=int, default=512, help="style images' shorter side (0 = as is)")
+    st.add_argument("--tile", type=_tile_arg, default="auto",
+                    help="auto (tile only when memory requires), 0 (never) or a tile size in px")
+    st.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default: params common.device")
+    st.add_argument("--no-progress", action="store_true", help="no progress bar")
     st.add_argument("--encoder", type=Path, default=paths.ENCODER)
     st.add_argument("--decoder", type=Path, default=paths.DECODER)
     # Options left out (None) take GatysOptions' defaults (stylepipe.gatys is imported lazily, with torch).

@@ -188,6 +188,8 @@ class Evaluate(Section):
     gatys_pairs: Annotated[int, Field(ge=0, le=100)] = 2  # per-image optimum reference (0 = skip)
     gatys_iterations: PositiveInt = 40
     gatys_init: Literal["content", "noise"] = "content"
+    log_model: bool = True  # log the pyfunc serving model to the evaluate MLflow run
+    serve_max_pixels: PositiveInt = 3840 * 2160  # larger request images get HTTP 400
 
 
 class Export(Section):

@@ -17,6 +17,7 @@ from stylepipe.io import atomic_path, write_json
 from stylepipe.losses import content_loss, gram_loss, style_loss
 from stylepipe.models.adain import AdaINStylizer, adain, load_stylizer, mean_std
 from stylepipe.models.encoders import TAPS
+from stylepipe.report import write_report
 from stylepipe.runtime import resolve_runtime, seed_everything
 from stylepipe.tracking import stage_run
 from stylepipe.train.stages import open_stores
@@ -168,17 +169,8 @@ def run_evaluate(params: Params, out_dir: Path = paths.REPORTS / "evaluate") -> 
     gatys, gatys_images = ({}, [])
     if cfg.gatys_pairs:
         gatys, gatys_images = gatys_reference(model, pairs[: cfg.gatys_pairs], cfg, params.common.seed, rt.device)
-    full = next((r for r in sweep if r["alpha"] == 1.0), sweep[-1])
-    metrics = {
-        **{k: v for k, v in full.items() if k != "alpha"},
-        **{f"baseline_colour_transfer.{k}": v for k, v in floor.items()},
-        **{f"reference_gatys.{k}": v for k, v in gatys.items()},
-        **{f"speed.{k}": v for k, v in speed.items()},
-        "style_separation": style_separation(cross),
-        "num_pairs": len(pairs),
-        "image_size": cfg.image_size,
-        "device": str(rt.device),
-    }
+    metrics = assemble_metrics(sweep, floor, gatys, speed, style_separation(cross), len(pairs), cfg.image_size,
+                               str(rt.device))
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / "metrics.json", metrics)
     _write_sweep(out_dir / "alpha_sweep.csv", sweep)
@@ -187,11 +179,63 @@ def run_evaluate(params: Params, out_dir: Path = paths.REPORTS / "evaluate") -> 
         {s: paths.REPORTS / s / "losses.csv" for s in ("train_recon", "train_adain")}, out_dir / "curves.png"
     )
     with stage_run(params, "evaluate", ["common", "evaluate"]) as tracker:
-        tracker.metrics({k: v for k, v in metrics.items() if isinstance(v, int | float)})
+        tracker.metrics(numeric_metrics(metrics))
         for row in sweep:
             tracker.metrics({f"sweep.{k}": v for k, v in row.items() if k != "alpha"}, step=int(row["alpha"] * 100))
+        notes = dict(metrics["skipped"])
+        if cfg.log_model:
+            from stylepipe.serving import log_serving_model
+
+            uri = log_serving_model(paths.ENCODER, paths.DECODER, paths.STYLE_BANK, cfg.serve_max_pixels)
+            notes["serving model"] = f"{uri} (mlflow models serve -m {uri} --env-manager local)"
+        write_report(out_dir / "report.html", metrics, sweep,
+                     {"Content x style grid, alpha sweep, Gatys reference": out_dir / "grid.png",
+                      "Training curves": out_dir / "curves.png"}, notes)
         tracker.artifacts(out_dir)
     return metrics
+
+
+def skipped_metrics() -> dict[str, str]:
+    """ArtFID and LPIPS need their packages and network weights from a model hub; this project computes
+    neither (offline), and says so in metrics.json and the report instead of leaving them out silently."""
+    reason = "not computed: needs the {} package and its pretrained weights (downloaded from a model hub); offline"
+    return {"artfid": reason.format("art-fid"), "lpips": reason.format("lpips")}
+
+
+def alpha_key(alpha: float) -> str:
+    """0.25 -> 'alpha_025' (no dot: DVC joins nested metric keys with dots)."""
+    return f"alpha_{round(alpha * 100):03d}"
+
+
+def assemble_metrics(sweep: list[dict[str, float]], floor: dict[str, float], gatys: dict[str, float],
+                     speed: dict[str, float], separation: float, num_pairs: int, image_size: int,
+                     device: str) -> dict:
+    """metrics.json: the alpha = 1 (or largest alpha) values at the top level, every alpha of the sweep
+    under alpha_sweep.alpha_NNN, baselines, speed; `dvc metrics diff` compares all numeric leaves."""
+    full = next((r for r in sweep if r["alpha"] == 1.0), sweep[-1])
+    return {
+        **{k: v for k, v in full.items() if k != "alpha"},
+        "alpha_sweep": {alpha_key(r["alpha"]): {k: v for k, v in r.items() if k != "alpha"} for r in sweep},
+        **{f"baseline_colour_transfer.{k}": v for k, v in floor.items()},
+        **{f"reference_gatys.{k}": v for k, v in gatys.items()},
+        **{f"speed.{k}": v for k, v in speed.items()},
+        "style_separation": separation,
+        "num_pairs": num_pairs,
+        "image_size": image_size,
+        "device": device,
+        "skipped": skipped_metrics(),
+    }
+
+
+def numeric_metrics(metrics: dict, prefix: str = "") -> dict[str, float]:
+    """Numeric leaves of nested metrics, keys joined with dots (what MLflow logs)."""
+    out: dict[str, float] = {}
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            out.update(numeric_metrics(value, f"{prefix}{key}."))
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def _write_sweep(path: Path, sweep: list[dict[str, float]]) -> None:

@@ -1,72 +1,546 @@
-"""`stylepipe stylize`: apply the trained AdaIN model to an image or a folder of images."""
+"""`stylepipe stylize` and its Python API: images, folders and videos through any stylizer.
+
+Two layers:
+* `run_stylizer(content, output, stylizer)`: model-agnostic I/O. A stylizer is any callable taking a
+  [1, 3, H, W] float tensor in [0, 1] (H, W multiples of 8) and returning one of the same size. Handles
+  images (any mode, any size: reflect-padded to multiples of 8 and cropped back), folders (bad files are
+  skipped and reported), videos (PyAV, audio copied), `content_size`, progress bars.
+* `AdaINStylize`: the AdaIN stylizer with the reference tools' options: alpha, interpolation between
+  several styles (weighted mean of their feature statistics = the reference's weighted sum of AdaIN
+  outputs), spatial masks (per-region AdaIN as the Lua reference: each region of the content features
+  gets its own content statistics and its style's), colour preservation (`luminance`: the output's
+  luminance with the content's chroma, YCbCr BT.601; `coral`: the reference tools' way, the style image
+  recoloured to the content's RGB mean/covariance before encoding), tiling for large frames with the
+  statistics of the whole frame's content features (so tiles share one tone), and the fast path (cached
+  style statistics, bf16 autocast, channels_last, torch.compile, optional CUDA graphs).
+`stylize(...)` wires both for the CLI.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
+import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+from tqdm import tqdm
 
 from stylepipe import paths
-from stylepipe.data.datasets import image_to_tensor
-from stylepipe.models.adain import load_stylizer
-from stylepipe.viz import to_pil
+from stylepipe.config import Common
+from stylepipe.data.datasets import image_to_tensor, resize_short
+from stylepipe.io import atomic_path
+from stylepipe.media import (
+    MediaError,
+    VideoWriter,
+    is_video,
+    iter_video_frames,
+    list_images,
+    open_image,
+    probe_video,
+)
+from stylepipe.models.adain import EPS, AdaINStylizer, load_stylizer
+from stylepipe.models.fast import FastAdaIN
+from stylepipe.models.fast import fast_network as build_fast_network
+from stylepipe.runtime import Runtime, resolve_runtime
+from stylepipe.tiling import GRID, available_bytes, choose_tile, feather, pad_to_grid, plan_windows
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+Stylizer = Callable[[torch.Tensor], torch.Tensor]
+PreserveColor = Literal["luminance", "coral"] | None
+STATS_FORMAT = "stylepipe.style_stats/1"
+MIN_SIDE = 16  # the encoder's relu4_1 map must be at least 2x2 for its reflection padding
 
 
 class StylizeError(ValueError):
-    """An input image cannot be read or an option is out of range."""
+    """An input cannot be used or an option is out of range; the message names the file or option."""
 
 
-def read_image(path: Path, size: int = 0) -> torch.Tensor:
-    """RGB tensor in [0,1]; `size` > 0 resizes the shorter side (never upscales); crops to multiples of 8."""
+# ----------------------------------------------------------------------------------------------- images
+
+
+def read_image(path: Path, size: int = 0, upscale: bool = False) -> torch.Tensor:
+    """RGB tensor [3, H, W] in [0, 1]; `size` > 0 resizes the shorter side (down only unless `upscale`)."""
     try:
-        with Image.open(path) as img:
-            img.load()
-            rgb = img.convert("RGB")
-    except FileNotFoundError:
-        raise StylizeError(f"{path}: no such file") from None
-    except (UnidentifiedImageError, OSError) as err:
-        raise StylizeError(f"{path}: not a readable image ({err})") from None
-    if size and min(rgb.size) > size:
-        scale = size / min(rgb.size)
-        rgb = rgb.resize((round(rgb.width * scale), round(rgb.height * scale)), Image.Resampling.LANCZOS)
-    w, h = rgb.width - rgb.width % 8, rgb.height - rgb.height % 8
-    if w < 8 or h < 8:
-        raise StylizeError(f"{path}: image {rgb.size} is too small (need at least 8x8)")
-    return image_to_tensor(rgb.crop((0, 0, w, h)))
+        img = open_image(path)
+    except MediaError as err:
+        raise StylizeError(str(err)) from None
+    img = _resize(img, size, upscale)
+    if min(img.size) < MIN_SIDE:
+        raise StylizeError(f"{path}: image {img.size[0]}x{img.size[1]} is too small (need at least {MIN_SIDE} px)")
+    return image_to_tensor(img)
 
 
-def _inputs(content: Path) -> list[Path]:
-    if content.is_dir():
-        return sorted(p for p in content.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    return [content]
+def _resize(img: Image.Image, size: int, upscale: bool = False) -> Image.Image:
+    if size and (upscale or min(img.size) > size):
+        return resize_short(img, size) if upscale else img.resize(_short_side_size(img.size, size),
+                                                                  Image.Resampling.LANCZOS)
+    return img
+
+
+def _short_side_size(wh: tuple[int, int], size: int) -> tuple[int, int]:
+    scale = size / min(wh)
+    return max(1, round(wh[0] * scale)), max(1, round(wh[1] * scale))
+
+
+def apply_padded(stylizer: Stylizer, image: torch.Tensor) -> torch.Tensor:
+    """Run a stylizer on a [3, H, W] image of any size: pad to the grid, stylise, crop back."""
+    padded, (h, w) = pad_to_grid(image[None])
+    return stylizer(padded)[0, :, :h, :w]
+
+
+def save_image(img: torch.Tensor, path: Path) -> None:
+    """Atomically write a [3, H, W] tensor; the format follows the suffix (.png, .jpg, .webp, ...)."""
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
+        raise StylizeError(f"{path}: unknown image suffix {path.suffix!r} (use .png or .jpg)")
+    arr = (img.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255.0 + 0.5).astype(np.uint8)
+    with atomic_path(path) as tmp:
+        Image.fromarray(arr, "RGB").save(tmp, format=fmt)
+
+
+# ------------------------------------------------------------------------------------------ colour ops
+
+
+_YCBCR = torch.tensor([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
+
+
+def keep_content_colour(stylised: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
+    """Luminance-only transfer: Y of the stylised image, Cb/Cr of the content (BT.601), [N, 3, H, W]."""
+    m = _YCBCR.to(stylised)
+    y = torch.einsum("ij,njhw->nihw", m[:1], stylised)
+    cbcr = torch.einsum("ij,njhw->nihw", m[1:], content)
+    return torch.einsum("ij,njhw->nihw", torch.linalg.inv(m), torch.cat([y, cbcr], 1)).clamp(0, 1)
+
+
+def _matrix_power(cov: torch.Tensor, power: float) -> torch.Tensor:
+    vals, vecs = torch.linalg.eigh(cov)
+    return vecs @ torch.diag(vals.clamp_min(1e-8).pow(power)) @ vecs.T
+
+
+def coral(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Recolour `source` [3, H, W] to the RGB mean and covariance of `target` (the reference tools'
+    colour preservation, applied to the style image before it is encoded)."""
+    def moments(img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        flat = img.reshape(3, -1).double()
+        mu = flat.mean(1, keepdim=True)
+        cov = torch.cov(flat) + torch.eye(3, dtype=flat.dtype) * 1e-5
+        return flat, mu, cov
+
+    src, mu_s, cov_s = moments(source)
+    _, mu_t, cov_t = moments(target)
+    out = _matrix_power(cov_t, 0.5) @ _matrix_power(cov_s, -0.5) @ (src - mu_s) + mu_t
+    return out.reshape(source.shape).to(source.dtype).clamp(0, 1)
+
+
+# ------------------------------------------------------------------------------------- style statistics
+
+
+@dataclass
+class StyleStats:
+    """relu4_1 mean/std of S styles ([S, 512, 1, 1] each): what AdaIN needs of a style, computed once.
+
+    The file format ({"format", "encoder", "names", "mean", "std"}) is a superset of the style bank
+    written by train_adain (models/adain/style_bank.pt), which loads as well."""
+
+    names: list[str]
+    mean: torch.Tensor
+    std: torch.Tensor
+    encoder: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def save(self, path: Path) -> Path:
+        blob = {"format": STATS_FORMAT, "encoder": self.encoder, "names": list(self.names),
+                "mean": self.mean.detach().float().cpu(), "std": self.std.detach().float().cpu()}
+        with atomic_path(path) as tmp:
+            torch.save(blob, tmp)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: Path) -> StyleStats:
+        path = Path(path)
+        if not path.is_file():
+            raise StylizeError(f"{path}: style statistics file not found")
+        try:
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # a truncated or foreign file: pickle/zip errors of many kinds
+            raise StylizeError(f"{path}: not a readable style statistics file ({err})") from None
+        if not isinstance(blob, dict) or not {"names", "mean", "std"} <= set(blob):
+            raise StylizeError(f"{path}: expected a style statistics file with keys names, mean, std")
+        mean, std = blob["mean"], blob["std"]
+        if mean.ndim != 4 or mean.shape != std.shape or mean.shape[0] != len(blob["names"]):
+            raise StylizeError(f"{path}: mean/std must be [S, C, 1, 1] for S names, got {tuple(mean.shape)}")
+        return cls(list(blob["names"]), mean.float(), std.float(), blob.get("encoder"))
+
+    def mixed(self, weights: Sequence[float] | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """[1, C, 1, 1] mean/std interpolated with `weights` (normalised to sum 1). AdaIN is affine in the
+        style statistics, so this equals the reference's weighted sum of per-style AdaIN features."""
+        w = normalise_weights(weights, len(self))
+        return (w[:, None, None, None] * self.mean).sum(0, keepdim=True), (
+            w[:, None, None, None] * self.std).sum(0, keepdim=True)
+
+    def select(self, names: Sequence[str], source: str) -> StyleStats:
+        """The styles called `names`, in that order (e.g. one painting style of a style bank)."""
+        missing = [n for n in names if n not in self.names]
+        if missing:
+            raise StylizeError(f"{source}: no style named {missing}; the file has {self.names}")
+        idx = [self.names.index(n) for n in names]
+        return StyleStats(list(names), self.mean[idx], self.std[idx], self.encoder)
+
+    def check_encoder(self, encoder_name: str, source: str) -> None:
+        if self.encoder is not None and self.encoder != encoder_name:
+            raise StylizeError(f"{source}: style statistics were computed with encoder {self.encoder!r}, "
+                               f"the model uses {encoder_name!r}")
+
+
+def normalise_weights(weights: Sequence[float] | None, n: int) -> torch.Tensor:
+    if weights is None:
+        if n != 1:
+            raise StylizeError(f"{n} styles given: pass --weights (one per style) or --mask")
+        return torch.ones(1)
+    if len(weights) != n:
+        raise StylizeError(f"--weights has {len(weights)} values for {n} styles")
+    w = torch.tensor([float(v) for v in weights])
+    if (w < 0).any() or float(w.sum()) <= 0:
+        raise StylizeError(f"--weights {list(weights)} must be non-negative with a positive sum")
+    return w / w.sum()
+
+
+_STATS_CACHE: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
 
 @torch.no_grad()
-def stylize_files(
-    content: Path, style: Path, output: Path, alpha: float = 1.0, size: int = 0,
-    encoder: Path = paths.ENCODER, decoder: Path = paths.DECODER,
-) -> dict:
-    """Stylise one image (output is a file) or every image of a folder (output is a folder)."""
-    if not 0.0 <= alpha <= 1.0:
-        raise StylizeError(f"--alpha {alpha} is out of range: expected 0..1")
-    model = load_stylizer(encoder, decoder)
-    style_mean, style_std = model.style_stats(read_image(style, size)[None])
-    files = _inputs(content)
-    written, skipped = [], {}
-    for path in files:
+def style_stats_of_files(model: AdaINStylizer, styles: Sequence[Path], size: int) -> StyleStats:
+    """Statistics of each style image at shorter side `size` (0 = as is), cached per file for the process
+    (a folder or video run encodes each style once)."""
+    device = next(model.parameters()).device
+    means, stds = [], []
+    for path in styles:
+        path = Path(path)
+        stat = path.stat() if path.is_file() else None
+        key = (str(path.resolve()), stat and stat.st_mtime_ns, stat and stat.st_size, size, id(model.encoder))
+        if key not in _STATS_CACHE:
+            image = read_image(path, size, upscale=True)
+            _STATS_CACHE[key] = tuple(t.cpu() for t in model.style_stats(image[None].to(device)))
+        m, s = _STATS_CACHE[key]
+        means.append(m[0])
+        stds.append(s[0])
+    return StyleStats([Path(p).stem for p in styles], torch.stack(means), torch.stack(stds),
+                      model.encoder.spec.name)
+
+
+# ---------------------------------------------------------------------------------------- the networks
+
+
+def fast_network(model: AdaINStylizer, rt: Runtime, compile_mode: str | None = None) -> nn.Module:
+    """`models.fast.fast_network` with the runtime's switches (params `common.*`)."""
+    return build_fast_network(model, rt.device, rt.bf16, rt.channels_last, rt.compile, compile_mode)
+
+
+# ------------------------------------------------------------------------------------------------ masks
+
+
+def mask_regions(mask: Image.Image, n_styles: int) -> Image.Image:
+    """Greyscale mask -> style index per pixel: N evenly spaced grey levels, white (255) = the first
+    style, black (0) = the last (for two styles: white foreground = style 1, black = style 2)."""
+    grey = np.asarray(mask.convert("L"), dtype=np.float32) / 255.0
+    index = (n_styles - 1) - np.rint(grey * (n_styles - 1)).astype(np.uint8)
+    return Image.fromarray(index.astype(np.uint8), "L")
+
+
+def region_onehot(regions: Image.Image, source: Path, size: tuple[int, int], n: int) -> torch.Tensor:
+    """[1, n, H/8, W/8] fractions of each region per feature cell for a content of size (H, W) padded to 8.
+
+    The mask must have the content's aspect ratio (within 2%); it is resized (nearest) to the content."""
+    h, w = size
+    mw, mh = regions.size
+    if abs(mw / mh - w / h) > 0.02 * (w / h):
+        raise StylizeError(f"{source}: mask is {mw}x{mh} but the content is {w}x{h}: expected the same "
+                           f"aspect ratio (the mask is resized to the content)")
+    index = torch.from_numpy(np.asarray(regions.resize((w, h), Image.Resampling.NEAREST), dtype=np.int64))
+    onehot = F.one_hot(index, n).permute(2, 0, 1)[None].float()
+    padded, _ = pad_to_grid(onehot)
+    return F.avg_pool2d(padded, GRID)
+
+
+# -------------------------------------------------------------------------------------- AdaIN stylizer
+
+
+@dataclass
+class StylizeOptions:
+    alpha: float = 1.0
+    weights: Sequence[float] | None = None
+    preserve_color: PreserveColor = None
+    mask: Path | None = None
+    tile: int | None = None  # None: tile only when memory requires it; 0: never; N: tiles of N px
+    tile_overlap: int = 64  # feathered overlap between tiles
+    tile_context: int = 64  # extra pixels each tile sees on every side (discarded)
+    memory_budget: int | None = None  # bytes; None = measured on the device
+    compile_mode: str | None = None
+
+    def validate(self) -> None:
+        if not 0.0 <= self.alpha <= 1.0:
+            raise StylizeError(f"--alpha {self.alpha} is out of range: expected 0..1")
+        if self.preserve_color not in (None, "luminance", "coral"):
+            raise StylizeError(f"--preserve-color {self.preserve_color!r}: expected luminance or coral")
+        if self.mask is not None and self.weights is not None:
+            raise StylizeError("--mask and --weights exclude each other: the mask decides which style goes where")
+        for name in ("tile_overlap", "tile_context"):
+            if getattr(self, name) % GRID or getattr(self, name) < 0:
+                raise StylizeError(f"{name} {getattr(self, name)} must be a non-negative multiple of {GRID}")
+        if self.tile is not None and self.tile and (self.tile % GRID or self.tile <= self.tile_overlap):
+            raise StylizeError(f"--tile {self.tile} must be a multiple of {GRID} larger than the overlap "
+                               f"{self.tile_overlap}")
+
+
+class AdaINStylize:
+    """content [1, 3, H, W] (H, W multiples of 8) in [0, 1] -> stylised, with cached style statistics."""
+
+    def __init__(self, model: AdaINStylizer, rt: Runtime, options: StylizeOptions,
+                 stats: StyleStats | None = None, style_images: Sequence[torch.Tensor] | None = None) -> None:
+        options.validate()
+        if stats is None and style_images is None:
+            raise StylizeError("no style given: pass style image(s) or a style statistics file")
+        if options.preserve_color == "coral" and style_images is None:
+            raise StylizeError("--preserve-color coral recolours the style image, which cached statistics do not "
+                               "have: use --preserve-color luminance with --style-stats")
+        self.model, self.rt, self.opts = model, rt, options
+        self.net = fast_network(model, rt, options.compile_mode)
+        self.stats = stats
+        self.style_images = list(style_images or [])
+        self.n_styles = len(stats) if stats is not None else len(self.style_images)
+        if options.mask is None:
+            normalise_weights(options.weights, self.n_styles)  # validate now, not at the first frame
+        self.regions = None
+        if options.mask is not None:
+            try:
+                self.regions = mask_regions(open_image(options.mask), self.n_styles)
+            except MediaError as err:
+                raise StylizeError(f"--mask: {err}") from None
+        self.element_bytes = 2 if rt.bf16 else 4
+
+    # -- style statistics for one content frame
+    def _style_stats(self, content: torch.Tensor) -> StyleStats:
+        if self.opts.preserve_color != "coral":
+            assert self.stats is not None
+            return self.stats
+        with torch.no_grad():
+            pairs = [self.model.style_stats(coral(s, content[0].cpu())[None].to(self.rt.device))
+                     for s in self.style_images]
+        return StyleStats([str(i) for i in range(len(pairs))], torch.cat([p[0] for p in pairs]).cpu(),
+                          torch.cat([p[1] for p in pairs]).cpu())
+
+    def _region_style(self, stats: StyleStats) -> tuple[torch.Tensor, torch.Tensor]:
+        """[R, C, 1, 1] target statistics per region: one mixed style, or one style per mask region."""
+        if self.regions is not None:
+            return stats.mean, stats.std
+        return stats.mixed(self.opts.weights)
+
+    def tile_size(self, height: int, width: int) -> int:
+        if self.opts.tile is not None:
+            return self.opts.tile if self.opts.tile < max(height, width) else 0
+        budget = self.opts.memory_budget or available_bytes(self.rt.device)
+        return choose_tile(height, width, self.element_bytes, budget, self.opts.tile_context)
+
+    @torch.no_grad()
+    def __call__(self, content: torch.Tensor) -> torch.Tensor:
+        h, w = content.shape[-2:]
+        if h % GRID or w % GRID:
+            raise StylizeError(f"content {w}x{h}: stylizers take multiples of {GRID} (use apply_padded)")
+        s_mean, s_std = (t.to(self.rt.device) for t in self._region_style(self._style_stats(content)))
+        tile = self.tile_size(h, w)
+        if tile == 0 and self.regions is None:
+            out = self.net(self.rt.to_device(content), s_mean, s_std, self.opts.alpha).float().cpu()
+        else:
+            out = self._general(content, s_mean, s_std, tile)
+        if self.opts.preserve_color == "luminance":
+            out = keep_content_colour(out, content.to(out))
+        return out
+
+    # -- the general path: regions and/or tiles, content statistics of the whole frame
+    def _general(self, content: torch.Tensor, s_mean: torch.Tensor, s_std: torch.Tensor, tile: int) -> torch.Tensor:
+        """Per-region AdaIN with the whole frame's content statistics; tiles (when `tile` > 0) see
+        `tile_context` px of context, are transformed with those global statistics, decoded, cropped to
+        their cores and feather-blended over `tile_overlap` px."""
+        h, w = content.shape[-2:]
+        n_regions = s_mean.shape[0]
+        onehot = (region_onehot(self.regions, self.opts.mask, (h, w), n_regions) if self.regions is not None
+                  else torch.ones(1, 1, h // GRID, w // GRID))
+        tiled = 0 < tile < max(h, w)
+        tile = tile if tiled else max(h, w)
+        context, overlap = (self.opts.tile_context, self.opts.tile_overlap) if tiled else (0, 0)
+        features: dict[tuple, torch.Tensor] = {}
+        c_mean, c_std = self._content_stats(content, onehot, tile, context, features)
+        out, weight = torch.zeros(1, 3, h, w), torch.zeros(1, 1, h, w)
+        for win in plan_windows(h, w, tile, overlap, context):
+            fy0, fy1, fx0, fx1 = win.fetch
+            feat = features.pop(win.fetch, None)
+            feat = self._encode(content[..., fy0:fy1, fx0:fx1]) if feat is None else feat
+            regions = onehot[..., fy0 // GRID : fy1 // GRID, fx0 // GRID : fx1 // GRID].to(feat)
+            target = sum(regions[:, k : k + 1] * ((feat - c_mean[k]) / c_std[k] * s_std[k] + s_mean[k])
+                         for k in range(n_regions))
+            if self.opts.alpha != 1.0:
+                target = self.opts.alpha * target + (1.0 - self.opts.alpha) * feat
+            y0, y1, x0, x1 = win.core
+            image = self._base().decode(target).float().cpu()[..., y0 - fy0 : y1 - fy0, x0 - fx0 : x1 - fx0]
+            fw = feather(win, h, w, overlap)
+            out[..., y0:y1, x0:x1] += image * fw
+            weight[..., y0:y1, x0:x1] += fw
+        return out / weight
+
+    def _base(self) -> FastAdaIN:
+        """The uncompiled network (tiles and regions vary in shape: no recompilation per tile)."""
+        return getattr(self.net, "_orig_mod", self.net)
+
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self._base().encode(self.rt.to_device(x))
+
+    def _content_stats(self, content: torch.Tensor, onehot: torch.Tensor, tile: int, context: int,
+                       features: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-region mean/std (indexed [region] -> [1, C, 1, 1]) of the whole frame's relu4_1 features,
+        accumulated in float64 over a partition of the frame, each feature cell counted once (matches
+        `adain.mean_std`: biased variance, eps outside the sqrt). A single window's features are kept in
+        `features` for the decoding pass."""
+        h, w = content.shape[-2:]
+        s1 = s2 = count = None
+        windows = plan_windows(h, w, tile, 0, context)
+        for win in windows:
+            fy0, fy1, fx0, fx1 = win.fetch
+            feat = self._encode(content[..., fy0:fy1, fx0:fx1])
+            if len(windows) == 1:
+                features[win.fetch] = feat
+            y0, y1, x0, x1 = win.core
+            core = feat[..., (y0 - fy0) // GRID : (y1 - fy0) // GRID, (x0 - fx0) // GRID : (x1 - fx0) // GRID].double()
+            r = onehot[..., y0 // GRID : y1 // GRID, x0 // GRID : x1 // GRID].to(core)
+            parts = (torch.einsum("nkhw,nchw->kc", r, core), torch.einsum("nkhw,nchw->kc", r, core * core),
+                     r.sum(dim=(0, 2, 3)))
+            s1, s2, count = parts if s1 is None else (s1 + parts[0], s2 + parts[1], count + parts[2])
+        count = count.clamp_min(1e-12)[:, None]
+        mean = s1 / count
+        std = (s2 / count - mean * mean).clamp_min(0).sqrt() + EPS
+        return mean.float()[:, None, :, None, None], std.float()[:, None, :, None, None]
+
+
+# ------------------------------------------------------------------------------------------- I/O driver
+
+
+def _output_for(content: Path, output: Path, suffix: str = ".png") -> Path:
+    if output.is_dir() or output.suffix == "":
+        return output / f"{content.stem}_stylized{suffix}"
+    return output
+
+
+def _fit(image: torch.Tensor, size: int) -> torch.Tensor:
+    """Shrink [3, H, W] so the shorter side is `size` (never upscale; 0 = keep)."""
+    h, w = image.shape[-2:]
+    if not size or min(h, w) <= size:
+        return image
+    nw, nh = _short_side_size((w, h), size)
+    return F.interpolate(image[None], size=(nh, nw), mode="bicubic", antialias=True, align_corners=False)[0].clamp(0, 1)
+
+
+def _stylise_image(stylizer: Stylizer, source: Path, target: Path, size: int) -> str:
+    image = read_image(source, size)
+    save_image(apply_padded(stylizer, image), target)
+    return str(target)
+
+
+def _stylise_video(stylizer: Stylizer, source: Path, target: Path, size: int, progress: bool) -> dict:
+    try:
+        info = probe_video(source)
+    except MediaError as err:
+        raise StylizeError(str(err)) from None
+    if target.suffix.lower() != ".mp4":
+        raise StylizeError(f"{target}: video output must be an .mp4 file")
+    writer = None
+    with atomic_path(target) as tmp:
+        bar = tqdm(total=info.frames or None, desc=source.name, unit="frame", disable=not progress)
         try:
-            img = read_image(path, size)
-        except StylizeError as err:
-            if not content.is_dir():
-                raise
-            skipped[str(path)] = str(err)
-            continue
-        out = model(img[None], style_mean, style_std, alpha)[0]
-        target = output / f"{path.stem}_stylized.png" if content.is_dir() else output
-        target.parent.mkdir(parents=True, exist_ok=True)
-        to_pil(out).save(target)
-        written.append(str(target))
-    return {"written": written, "skipped": skipped}
+            for frame in iter_video_frames(source):
+                image = _fit(torch.from_numpy(frame).permute(2, 0, 1).float() / 255.0, size)
+                out = apply_padded(stylizer, image)
+                out = out[:, : out.shape[1] // 2 * 2, : out.shape[2] // 2 * 2]  # H.264 needs even sizes
+                if writer is None:
+                    writer = VideoWriter(tmp, info.fps, out.shape[2], out.shape[1],
+                                         audio_from=source if info.has_audio else None)
+                writer.write((out.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8))
+                bar.update()
+        except MediaError as err:
+            raise StylizeError(str(err)) from None
+        finally:
+            bar.close()
+            if writer is not None:
+                writer.close()
+        if writer is None or writer.frames == 0:
+            raise StylizeError(f"{source}: video has no frames")
+    return {"output": str(target), "frames": writer.frames, "audio": info.has_audio}
+
+
+def run_stylizer(content: Path, output: Path, stylizer: Stylizer, content_size: int = 0,
+                 progress: bool = True) -> dict:
+    """Stylise an image (output: a file, or a folder), a folder of images (output: a folder; unreadable
+    files are skipped and reported) or a video (output: an .mp4; audio copied) with any stylizer."""
+    content, output = Path(content), Path(output)
+    if content.is_dir():
+        written, skipped = [], {}
+        for path in tqdm(list_images(content), desc=str(content), unit="image", disable=not progress):
+            try:
+                written.append(_stylise_image(stylizer, path, output / f"{path.stem}_stylized.png", content_size))
+            except StylizeError as err:
+                skipped[str(path)] = str(err)
+        if not written and skipped:
+            raise StylizeError(f"{content}: no image could be stylised: {skipped}")
+        return {"written": written, "skipped": skipped}
+    if not content.exists():
+        raise StylizeError(f"{content}: no such file or folder")
+    if is_video(content):
+        return {"written": [], "skipped": {}, "video": _stylise_video(
+            stylizer, content, _output_for(content, output, ".mp4"), content_size, progress)}
+    return {"written": [_stylise_image(stylizer, content, _output_for(content, output), content_size)],
+            "skipped": {}}
+
+
+def stylize(
+    content: Path,
+    output: Path,
+    style: Sequence[Path] = (),
+    style_stats: Path | None = None,
+    style_names: Sequence[str] | None = None,
+    options: StylizeOptions | None = None,
+    content_size: int = 0,
+    style_size: int = 512,
+    save_style_stats: Path | None = None,
+    encoder: Path = paths.ENCODER,
+    decoder: Path = paths.DECODER,
+    common: Common | None = None,
+    progress: bool = True,
+) -> dict:
+    """The AdaIN stylisation behind `stylepipe stylize` (see the module docstring for the options)."""
+    options = options or StylizeOptions()
+    options.validate()
+    if bool(style) == (style_stats is not None):
+        raise StylizeError("give style image(s) (--style) or a style statistics file (--style-stats), one of them")
+    if style_names and style_stats is None:
+        raise StylizeError("--style-names selects styles of a --style-stats file")
+    rt = resolve_runtime(common or Common())
+    model = load_stylizer(encoder, decoder).to(rt.device)
+    images = None
+    if style_stats is not None:
+        stats = StyleStats.load(style_stats)
+        stats.check_encoder(model.encoder.spec.name, str(style_stats))
+        if style_names:
+            stats = stats.select(style_names, str(style_stats))
+    else:
+        stats = style_stats_of_files(model, style, style_size)
+        if options.preserve_color == "coral":
+            images = [read_image(p, style_size, upscale=True) for p in style]
+    result: dict[str, Any] = {}
+    if save_style_stats is not None:
+        result["style_stats"] = str(stats.save(save_style_stats))
+    stylizer = AdaINStylize(model, rt, options, stats=stats, style_images=images)
+    return {**run_stylizer(content, output, stylizer, content_size, progress), **result}

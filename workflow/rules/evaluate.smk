@@ -7,9 +7,12 @@ rule evaluate:
         "reports/train_adain/losses.csv",
         "src/stylepipe/evaluate.py",
         "src/stylepipe/gatys.py",
+        "src/stylepipe/report.py",
+        "src/stylepipe/serving.py",
     output:
         "reports/evaluate/grid.png",
         "reports/evaluate/curves.png",
+        "reports/evaluate/report.html",
         "reports/evaluate/metrics.json",
         "reports/evaluate/alpha_sweep.csv",
     params:

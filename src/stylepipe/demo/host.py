@@ -20,6 +20,7 @@ from PIL import Image, ImageDraw, ImageFont
 from stylepipe import paths
 from stylepipe.config import Params
 from stylepipe.io import atomic_dir, write_json
+from stylepipe.media import VideoWriter
 
 Runner = Callable[[np.ndarray], np.ndarray]  # RGB uint8 (H, W, 3) -> RGB uint8 (H, W, 3)
 BAKED = "adain_baked"
@@ -73,31 +74,6 @@ def compose(original: np.ndarray, stylised: np.ndarray, text: str) -> np.ndarray
     draw.rectangle((x0 - 2, y0 - 2, x1 + 2, y1 + 2), fill=(0, 0, 0))
     draw.text((4, 4), text, fill=(255, 255, 0), font=font)
     return np.asarray(canvas)
-
-
-class VideoWriter:
-    """H.264 (yuv420p) MP4 writer on PyAV; frames are RGB uint8 of one fixed, even size."""
-
-    def __init__(self, path: Path, fps: int, width: int, height: int) -> None:
-        self.container = av.open(str(path), mode="w", format="mp4")
-        self.stream = self.container.add_stream("libx264", rate=fps)
-        self.stream.width, self.stream.height, self.stream.pix_fmt = width, height, "yuv420p"
-        self.stream.options = {"crf": "20", "preset": "medium"}
-
-    def write(self, frame: np.ndarray) -> None:
-        for packet in self.stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-            self.container.mux(packet)
-
-    def close(self) -> None:
-        for packet in self.stream.encode():
-            self.container.mux(packet)
-        self.container.close()
-
-    def __enter__(self) -> VideoWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 class Display:

@@ -1,0 +1,157 @@
+"""Reading images and videos robustly, writing H.264 video (with the source's audio copied).
+
+Images: EXIF orientation applied; greyscale, palette, CMYK, RGBA/LA (composited on white), 16-bit and
+float images are converted to RGB; unreadable, truncated or oversized files raise `MediaError` naming the file.
+Videos: PyAV decode/encode; the first audio stream is remuxed unchanged when the container allows it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
+VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v"}
+
+
+class MediaError(ValueError):
+    """An input file cannot be read as the image/video it should be."""
+
+
+def _high_bit_depth_to_rgb(img: Image.Image) -> Image.Image:
+    """16-bit integer or float single-channel images -> 8-bit RGB, scaled by the value range of the mode."""
+    arr = np.asarray(img, dtype=np.float64)
+    if img.mode == "F":
+        top = 1.0 if arr.max(initial=0.0) <= 1.0 else 255.0
+    else:
+        top = 65535.0 if arr.max(initial=0.0) > 255 or img.mode.startswith("I;16") else 255.0
+    grey = (np.clip(arr / top, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return Image.fromarray(grey, "L").convert("RGB")
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Any PIL mode -> 8-bit RGB; transparency is composited over white."""
+    if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        return _high_bit_depth_to_rgb(img)
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(canvas, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def open_image(path: Path) -> Image.Image:
+    """The file as an 8-bit RGB PIL image, fully decoded, upright (EXIF orientation applied)."""
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            img.load()
+            upright = ImageOps.exif_transpose(img)
+            return to_rgb(upright)
+    except FileNotFoundError:
+        raise MediaError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise MediaError(f"{path}: is a directory, expected an image file") from None
+    except Image.DecompressionBombError as err:
+        raise MediaError(f"{path}: image too large ({err})") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise MediaError(f"{path}: not a readable image ({err})") from None
+
+
+def is_video(path: Path) -> bool:
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+def list_images(folder: Path) -> list[Path]:
+    return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    width: int
+    height: int
+    fps: Fraction
+    frames: int  # 0 when the container does not say
+    has_audio: bool
+
+
+def probe_video(path: Path) -> VideoInfo:
+    """Size, rate and frame count of the first video stream; a clear error for unreadable or empty files."""
+    path = Path(path)
+    if not path.is_file():
+        raise MediaError(f"{path}: no such file")
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise MediaError(f"{path}: no video stream")
+            vs = container.streams.video[0]
+            rate = vs.average_rate or vs.guessed_rate or Fraction(25)
+            return VideoInfo(vs.codec_context.width, vs.codec_context.height, Fraction(rate),
+                             int(vs.frames or 0), bool(container.streams.audio))
+    except av.FFmpegError as err:
+        raise MediaError(f"{path}: not a readable video ({err})") from None
+
+
+def iter_video_frames(path: Path) -> Iterator[np.ndarray]:
+    """RGB uint8 frames (H, W, 3) of the first video stream."""
+    try:
+        with av.open(str(path)) as container:
+            for frame in container.decode(video=0):
+                yield frame.to_ndarray(format="rgb24")
+    except av.FFmpegError as err:
+        raise MediaError(f"{path}: video decoding failed ({err})") from None
+
+
+class VideoWriter:
+    """H.264 (yuv420p) MP4 writer; frames are RGB uint8 of one fixed, even size. With `audio_from`, the
+    first audio stream of that file is copied packet by packet (no re-encode) when the writer closes."""
+
+    def __init__(self, path: Path, fps: int | Fraction, width: int, height: int,
+                 audio_from: Path | None = None) -> None:
+        if width % 2 or height % 2:
+            raise MediaError(f"{path}: H.264 needs an even frame size, got {width}x{height}")
+        self.container = av.open(str(path), mode="w", format="mp4")
+        self.stream = self.container.add_stream("libx264", rate=fps)
+        self.stream.width, self.stream.height, self.stream.pix_fmt = width, height, "yuv420p"
+        self.stream.options = {"crf": "18", "preset": "medium"}
+        self._audio_src = av.open(str(audio_from)) if audio_from is not None else None
+        self._audio_out = None
+        if self._audio_src is not None and self._audio_src.streams.audio:
+            self._audio_out = self.container.add_stream_from_template(self._audio_src.streams.audio[0])
+        self.frames = 0
+
+    def write(self, frame: np.ndarray) -> None:
+        for packet in self.stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+            self.container.mux(packet)
+        self.frames += 1
+
+    def _copy_audio(self) -> None:
+        assert self._audio_src is not None and self._audio_out is not None
+        for packet in self._audio_src.demux(self._audio_src.streams.audio[0]):
+            if packet.dts is None:  # the demuxer's final flush packet
+                continue
+            packet.stream = self._audio_out
+            self.container.mux(packet)
+
+    def close(self) -> None:
+        for packet in self.stream.encode():
+            self.container.mux(packet)
+        if self._audio_out is not None:
+            self._copy_audio()
+        if self._audio_src is not None:
+            self._audio_src.close()
+        self.container.close()
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

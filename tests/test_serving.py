@@ -1,0 +1,130 @@
+"""The pyfunc model logged to MLflow is served by the real `mlflow models serve` over REST."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from stylepipe.data.aria2 import free_port
+from stylepipe.models.adain import AdaINStylizer, Decoder, save_decoder
+from stylepipe.models.encoders import build_encoder
+from stylepipe.serving import encode_file, encode_png, log_serving_model
+from stylepipe.stylize import StyleStats
+
+from .conftest import tool_env
+
+pytestmark = pytest.mark.integration
+MAX_PIXELS = 64 * 64
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[str]:
+    import mlflow
+
+    root = tmp_path_factory.mktemp("serving")
+    torch.manual_seed(0)
+    encoder, decoder = build_encoder("vgg16_hed"), Decoder("vgg16_hed")
+    torch.save({"name": "vgg16_hed", "state_dict": encoder.state_dict()}, root / "encoder.pt")
+    save_decoder(decoder, root / "decoder.pt")
+    model = AdaINStylizer(encoder, decoder).eval()
+    with torch.no_grad():
+        m, s = model.style_stats(torch.rand(1, 3, 32, 32))
+    StyleStats(["stripes"], m, s, "vgg16_hed").save(root / "bank.pt")
+    uri = f"sqlite:///{root}/mlflow.db"
+    mlflow.set_tracking_uri(uri)
+    mlflow.create_experiment("serve", artifact_location=(root / "artifacts").as_uri())
+    mlflow.set_experiment("serve")
+    with mlflow.start_run():
+        model_uri = log_serving_model(root / "encoder.pt", root / "decoder.pt", root / "bank.pt", MAX_PIXELS)
+    port = free_port()
+    env = {**tool_env(), "MLFLOW_TRACKING_URI": uri}
+    log = open(root / "server.log", "w")  # noqa: SIM115 (closed after the server stops)
+    proc = subprocess.Popen(
+        ["mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local", "-h", "127.0.0.1",
+         "-p", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/ping", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"server did not start:\n{(root / 'server.log').read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield base
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=30)
+        log.close()
+
+
+def _post(base: str, body: bytes | dict) -> tuple[int, dict]:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    req = urllib.request.Request(f"{base}/invocations", data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=120) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
+
+
+def _photo(w: int, h: int) -> str:
+    arr = np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="JPEG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _rows(**row) -> dict:
+    return {"dataframe_records": [row]}
+
+
+def test_posts_a_real_image_and_gets_a_stylised_image(server, tmp_path):
+    style = encode_png(torch.rand(3, 32, 32))
+    status, body = _post(server, _rows(content=_photo(50, 36), style=style, alpha=0.7))
+    assert status == 200, body
+    out = body["predictions"][0]
+    img = Image.open(io.BytesIO(base64.b64decode(out["image"])))
+    assert img.size == (50, 36) and (out["width"], out["height"]) == (50, 36)
+    assert np.asarray(img).std() > 0
+    status, body = _post(server, _rows(content=_photo(40, 40), style_name="stripes"))
+    assert status == 200, body
+    StyleStats(["x"], torch.rand(1, 512, 1, 1), torch.rand(1, 512, 1, 1) + 0.1, "vgg16_hed").save(tmp_path / "s.pt")
+    status, body = _post(server, _rows(content=_photo(40, 40), style_stats=encode_file(tmp_path / "s.pt")))
+    assert status == 200, body
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"{not json", ""),
+        (_rows(content=_photo(100, 100), style_name="stripes"), "exceeds max_pixels=4096"),
+        (_rows(content="%%%", style_name="stripes"), "content: not valid base64"),
+        (_rows(content=base64.b64encode(b"GIF89a junk").decode(), style_name="stripes"), "not a readable image"),
+        (_rows(content=_photo(40, 40)), "give exactly one of style, style_stats, style_name"),
+        (_rows(content=_photo(40, 40), style_name="monet"), "'monet' is not in the model's style bank"),
+        (_rows(content=_photo(40, 40), style_name="stripes", alpha=3.0), "--alpha 3.0 is out of range"),
+    ],
+)
+def test_bad_requests_get_a_4xx_with_a_message(server, body, message):
+    status, reply = _post(server, body)
+    assert 400 <= status < 500, reply
+    assert message in reply.get("message", "")
+    assert _post(server, _rows(content=_photo(24, 24), style_name="stripes"))[0] == 200  # still serving

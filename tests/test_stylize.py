@@ -1,0 +1,225 @@
+"""`stylepipe stylize`: options as the reference tools, tiles that match whole frames, bad input, video."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from stylepipe.cli import main
+from stylepipe.media import open_image, probe_video
+from stylepipe.models.adain import AdaINStylizer, Decoder
+from stylepipe.models.encoders import build_encoder
+from stylepipe.runtime import Runtime
+from stylepipe.stylize import (
+    AdaINStylize,
+    StyleStats,
+    StylizeError,
+    StylizeOptions,
+    apply_padded,
+    coral,
+    keep_content_colour,
+    run_stylizer,
+)
+from stylepipe.tiling import InsufficientMemoryError, choose_tile, feather, plan_windows
+
+CPU = Runtime(torch.device("cpu"), bf16=False, channels_last=False, compile=False)
+
+
+@pytest.fixture(scope="module")
+def model() -> AdaINStylizer:
+    torch.manual_seed(0)
+    return AdaINStylizer(build_encoder("vgg16_hed"), Decoder("vgg16_hed")).eval()
+
+
+def smooth(h: int, w: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return F.interpolate(torch.rand(1, 3, 6, 8, generator=g), size=(h, w), mode="bilinear").clamp(0, 1)
+
+
+@pytest.fixture(scope="module")
+def two_styles(model) -> StyleStats:
+    pairs = [model.style_stats(smooth(32, 32, seed)) for seed in (1, 2)]
+    return StyleStats(["a", "b"], torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs]), "vgg16_hed")
+
+
+def _one(stats: StyleStats, i: int) -> StyleStats:
+    return StyleStats([stats.names[i]], stats.mean[i : i + 1], stats.std[i : i + 1], stats.encoder)
+
+
+def test_windows_partition_and_feathers_sum_to_one():
+    h, w, overlap = 104, 136, 16
+    total = torch.zeros(1, 1, h, w)
+    for win in plan_windows(h, w, 48, overlap, 32):
+        y0, y1, x0, x1 = win.core
+        assert all(v % 8 == 0 for v in (*win.core, *win.fetch))
+        total[..., y0:y1, x0:x1] += feather(win, h, w, overlap)
+    assert torch.allclose(total, torch.ones_like(total), atol=1e-6)
+    cover = torch.zeros(h, w)
+    for win in plan_windows(h, w, 48, 0, 32):
+        cover[win.core[0]:win.core[1], win.core[2]:win.core[3]] += 1
+    assert (cover == 1).all()
+
+
+def test_tiles_use_whole_frame_statistics_and_match_the_untiled_frame(model, two_styles):
+    content = smooth(64, 96)
+    stats = _one(two_styles, 0)
+    full = AdaINStylize(model, CPU, StylizeOptions(tile=0), stats=stats)(content)
+    tiled = AdaINStylize(model, CPU, StylizeOptions(tile=48, tile_overlap=16, tile_context=32), stats=stats)(content)
+    assert (full - tiled).abs().max() < 1e-3
+
+
+def test_memory_budget_picks_tiles_or_fails_clearly(model, two_styles):
+    assert choose_tile(64, 64, 4, budget=1 << 40, context=64) == 0
+    tile = choose_tile(4320, 7680, 4, budget=12 << 30, context=64)
+    assert 0 < tile < 7680
+    with pytest.raises(InsufficientMemoryError, match=r"7680x4320 frame needs about .* GiB .* --content-size"):
+        choose_tile(4320, 7680, 4, budget=1 << 30, context=64)
+    small = AdaINStylize(model, CPU, StylizeOptions(memory_budget=1 << 20), stats=_one(two_styles, 0))
+    with pytest.raises(InsufficientMemoryError):
+        small(smooth(64, 64))
+
+
+def test_any_size_is_padded_and_cropped_back(model, two_styles):
+    stylizer = AdaINStylize(model, CPU, StylizeOptions(), stats=_one(two_styles, 0))
+    out = apply_padded(stylizer, smooth(37, 45)[0])
+    assert out.shape == (3, 37, 45)
+
+
+def test_interpolation_weights_and_alpha(model, two_styles):
+    content = smooth(48, 48)
+    a = AdaINStylize(model, CPU, StylizeOptions(), stats=_one(two_styles, 0))(content)
+    only_a = AdaINStylize(model, CPU, StylizeOptions(weights=[2, 0]), stats=two_styles)(content)
+    assert torch.allclose(a, only_a, atol=1e-6)
+    mean, _ = two_styles.mixed([1, 3])
+    assert torch.allclose(mean, 0.25 * two_styles.mean[:1] + 0.75 * two_styles.mean[1:])
+    identity = AdaINStylize(model, CPU, StylizeOptions(alpha=0.0), stats=_one(two_styles, 0))(content)
+    recon = model.decoder(model.encoder.encode(content)).clamp(0, 1)
+    assert torch.allclose(identity, recon, atol=1e-5)
+    with pytest.raises(StylizeError, match="pass --weights"):
+        AdaINStylize(model, CPU, StylizeOptions(), stats=two_styles)
+    with pytest.raises(StylizeError, match=r"--alpha 1\.5 is out of range"):
+        AdaINStylize(model, CPU, StylizeOptions(alpha=1.5), stats=two_styles)
+
+
+def test_mask_selects_the_style_per_region(model, two_styles, tmp_path):
+    content = smooth(48, 64)
+    per_style = [AdaINStylize(model, CPU, StylizeOptions(), stats=_one(two_styles, i))(content) for i in (0, 1)]
+    for value, expected in ((255, per_style[0]), (0, per_style[1])):
+        Image.new("L", (32, 24), value).save(tmp_path / "m.png")  # same aspect, other size: resized
+        out = AdaINStylize(model, CPU, StylizeOptions(mask=tmp_path / "m.png"), stats=two_styles)(content)
+        assert torch.allclose(out, expected, atol=1e-4)
+    half = np.zeros((48, 64), np.uint8)
+    half[:, :32] = 255
+    Image.fromarray(half).save(tmp_path / "half.png")
+    out = AdaINStylize(model, CPU, StylizeOptions(mask=tmp_path / "half.png"), stats=two_styles)(content)
+    assert out.shape == content.shape
+    Image.new("L", (64, 16)).save(tmp_path / "wide.png")
+    with pytest.raises(StylizeError, match=r"wide\.png: mask is 64x16 but the content is 64x48"):
+        AdaINStylize(model, CPU, StylizeOptions(mask=tmp_path / "wide.png"), stats=two_styles)(content)
+
+
+def test_colour_preservation(model, two_styles):
+    content, styled = 0.3 + 0.4 * smooth(32, 32, 3), 0.3 + 0.4 * smooth(32, 32, 4)  # in gamut: no clamping
+    kept = keep_content_colour(styled, content)
+    m = torch.tensor([[-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
+    chroma = lambda x: torch.einsum("ij,njhw->nihw", m, x)  # noqa: E731
+    assert torch.allclose(chroma(kept), chroma(content), atol=2e-2)
+    recoloured = coral(styled[0], content[0])
+    assert torch.allclose(recoloured.mean(dim=(1, 2)), content[0].mean(dim=(1, 2)), atol=2e-2)
+    with pytest.raises(StylizeError, match="coral"):
+        AdaINStylize(model, CPU, StylizeOptions(preserve_color="coral"), stats=_one(two_styles, 0))
+
+
+def _img(path: Path, size=(40, 32), mode="RGB", **save) -> Path:
+    arr = np.random.default_rng(0).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+    Image.fromarray(arr).convert(mode).save(path, **save)
+    return path
+
+
+def test_awkward_image_modes_are_converted(tmp_path):
+    _img(tmp_path / "cmyk.jpg", mode="CMYK")
+    _img(tmp_path / "rgba.png", mode="RGBA")
+    _img(tmp_path / "grey.png", mode="L")
+    Image.fromarray((np.arange(32 * 40).reshape(32, 40) * 50).astype(np.uint16)).save(tmp_path / "deep.png")
+    for name in ("cmyk.jpg", "rgba.png", "grey.png", "deep.png"):
+        img = open_image(tmp_path / name)
+        assert img.mode == "RGB" and img.size == (40, 32), name
+    deep = np.asarray(open_image(tmp_path / "deep.png"))
+    assert 0 < deep.mean() < 255 and deep.max() > 200  # scaled from 16 bits, not clipped to white
+
+
+def test_cli_folder_skips_bad_files_and_stats_file_round_trip(tmp_path, tiny_models, capsys):
+    enc, dec = tiny_models
+    style = _img(tmp_path / "style.png", (32, 32))
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _img(folder / "a.png", (36, 28))
+    good = _img(tmp_path / "full.jpg", (40, 32))
+    (folder / "truncated.jpg").write_bytes(good.read_bytes()[:200])
+    (folder / "notes.png").write_text("not an image")
+    common = ["--encoder", str(enc), "--decoder", str(dec), "--no-progress", "--style-size", "32"]
+    stats = tmp_path / "style.stats.pt"
+    assert main(["stylize", str(folder), "--style", str(style), "-o", str(tmp_path / "out"),
+                 "--save-style-stats", str(stats), *common]) == 0
+    result = capsys.readouterr().out
+    assert "truncated.jpg" in result and "notes.png" in result
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["a_stylized.png"]
+    assert main(["stylize", str(folder / "a.png"), "--style-stats", str(stats), "-o", str(tmp_path / "b.png"),
+                 *common]) == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "b.png")),
+                          np.asarray(Image.open(tmp_path / "out" / "a_stylized.png")))
+    (tmp_path / "bad.pt").write_bytes(b"junk")
+    assert main(["stylize", str(folder / "a.png"), "--style-stats", str(tmp_path / "bad.pt"), "-o",
+                 str(tmp_path / "c.png"), *common]) == 1
+    assert "bad.pt: not a readable style statistics file" in capsys.readouterr().err
+    assert main(["stylize", str(folder / "a.png"), "--style", str(style), "-o", str(tmp_path / "d.png"),
+                 "--encoder", str(tmp_path / "missing.pt"), "--decoder", str(dec)]) == 1
+    assert "missing.pt: encoder weights not found" in capsys.readouterr().err
+
+
+def _video(path: Path, frames: int, audio: bool, video: bool = True) -> Path:
+    with av.open(str(path), mode="w") as out:
+        vs = out.add_stream("libx264", rate=8) if video else None
+        if vs is not None:
+            vs.width, vs.height, vs.pix_fmt = 36, 24, "yuv420p"
+        aus = out.add_stream("aac", rate=16000) if audio else None
+        for i in range(frames if video else 0):
+            arr = np.full((24, 36, 3), 30 * i % 255, np.uint8)
+            for packet in vs.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")):
+                out.mux(packet)
+        for packet in vs.encode() if vs is not None else []:
+            out.mux(packet)
+        if aus is not None:
+            tone = np.sin(np.arange(16000 * frames // 8) / 10.0).astype(np.float32)[None]
+            frame = av.AudioFrame.from_ndarray(tone, format="fltp", layout="mono")
+            frame.sample_rate = 16000
+            for packet in [*aus.encode(frame), *aus.encode()]:
+                out.mux(packet)
+    return path
+
+
+def test_video_frames_are_stylised_and_audio_kept(tmp_path, model, two_styles):
+    src = _video(tmp_path / "clip.mp4", 6, audio=True)
+    stylizer = AdaINStylize(model, CPU, StylizeOptions(), stats=_one(two_styles, 0))
+    result = run_stylizer(src, tmp_path / "out.mp4", stylizer, progress=False)
+    info = probe_video(tmp_path / "out.mp4")
+    assert result["video"]["frames"] == 6 and info.has_audio
+    assert (info.width, info.height, info.fps) == (36, 24, Fraction(8))
+
+
+def test_empty_or_broken_video_is_a_clear_error(tmp_path, model, two_styles):
+    stylizer = AdaINStylize(model, CPU, StylizeOptions(), stats=_one(two_styles, 0))
+    empty = _video(tmp_path / "empty.mp4", 4, audio=True, video=False)
+    with pytest.raises(StylizeError, match=r"empty\.mp4: no video stream"):
+        run_stylizer(empty, tmp_path / "o.mp4", stylizer, progress=False)
+    (tmp_path / "junk.mp4").write_bytes(b"\x00" * 100)
+    with pytest.raises(StylizeError, match=r"junk\.mp4: not a readable video"):
+        run_stylizer(tmp_path / "junk.mp4", tmp_path / "o.mp4", stylizer, progress=False)
+    assert not (tmp_path / "o.mp4").exists()
