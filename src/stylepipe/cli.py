@@ -16,9 +16,10 @@ from stylepipe import paths
 from stylepipe.config import load_params
 
 STAGES = (
-    "download", "weights", "preprocess", "train_recon", "train_adain", "evaluate",
-    "export_onnx", "export_openvino", "compile_blob", "demo",
+    "download", "weights", "preprocess", "train_recon", "train_adain", "train_johnson", "evaluate",
+    "export_onnx", "export_openvino", "export_johnson", "compile_blob", "demo",
 )
+PER_STYLE = ("train_johnson", "export_johnson")  # one run per style: `stylepipe <stage> <style>`
 
 
 def _stage_download(params, args) -> Any:
@@ -49,6 +50,18 @@ def _stage_train_adain(params, args) -> Any:
     from stylepipe.train.stages import run_train_adain
 
     return run_train_adain(params)
+
+
+def _stage_train_johnson(params, args) -> Any:
+    from stylepipe.train.johnson import run_train_johnson
+
+    return run_train_johnson(params, args.style)
+
+
+def _stage_export_johnson(params, args) -> Any:
+    from stylepipe.export.johnson import run_export_johnson
+
+    return run_export_johnson(params, args.style)
 
 
 def _stage_evaluate(params, args) -> Any:
@@ -104,7 +117,7 @@ def _stylize(params, args) -> Any:
 
     return stylize_files(
         args.content, args.style, args.output, alpha=args.alpha, size=args.size,
-        encoder=args.encoder, decoder=args.decoder,
+        encoder=args.encoder, decoder=args.decoder, model=args.model,
     )
 
 
@@ -132,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, aliases=[name.replace("_", "-")] if "_" in name else [],
                            help=f"run the `{name}` pipeline stage")
         p.set_defaults(command=name)
+        if name in PER_STYLE:
+            p.add_argument("style", help="a style listed in params.yaml train_johnson.styles")
         if name == "demo":
             group = p.add_mutually_exclusive_group()
             group.add_argument("--live", action="store_true", help="run on a connected OAK-1")
@@ -139,12 +154,14 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--record", type=Path, help="also record the side-by-side view to this .mp4")
     st = sub.add_parser("stylize", help="stylise image(s) with the trained AdaIN model")
     st.add_argument("content", type=Path, help="content image or folder")
-    st.add_argument("style", type=Path, help="style image")
+    st.add_argument("style", type=Path, nargs="?", help="style image (AdaIN only)")
     st.add_argument("-o", "--output", type=Path, required=True, help="output file or folder")
     st.add_argument("--alpha", type=float, default=1.0, help="content/style trade-off in feature space, 0..1")
     st.add_argument("--size", type=int, default=0, help="resize the shorter side (0 = keep original)")
     st.add_argument("--encoder", type=Path, default=paths.ENCODER)
     st.add_argument("--decoder", type=Path, default=paths.DECODER)
+    st.add_argument("--model", default="adain",
+                    help="adain (default: any style image) or johnson:<style> (a trained per-style network)")
     # Options left out (None) take GatysOptions' defaults (stylepipe.gatys is imported lazily, with torch).
     g = sub.add_parser("gatys", help="Gatys et al. optimisation-based transfer (slow, needs no training)")
     g.add_argument("content", type=Path, help="content image")

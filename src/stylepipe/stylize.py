@@ -1,7 +1,9 @@
-"""`stylepipe stylize`: apply the trained AdaIN model to an image or a folder of images."""
+"""`stylepipe stylize`: apply the trained AdaIN model (or a Johnson per-style network, `--model
+johnson:<style>`) to an image or a folder of images."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -44,16 +46,31 @@ def _inputs(content: Path) -> list[Path]:
     return [content]
 
 
+def _stylizer(
+    model: str, style: Path | None, size: int, alpha: float, encoder: Path, decoder: Path
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """image batch -> stylised batch for `model` ('adain' or 'johnson:<style>')."""
+    from stylepipe.models.johnson import load_johnson_stylizer, parse_model_name
+
+    johnson_style = parse_model_name(model)
+    if johnson_style is not None:
+        return load_johnson_stylizer(johnson_style)
+    if style is None:
+        raise StylizeError("a style image is needed with the AdaIN model (or use --model johnson:<style>)")
+    adain_model = load_stylizer(encoder, decoder)
+    style_mean, style_std = adain_model.style_stats(read_image(style, size)[None])
+    return lambda x: adain_model(x, style_mean, style_std, alpha)
+
+
 @torch.no_grad()
 def stylize_files(
-    content: Path, style: Path, output: Path, alpha: float = 1.0, size: int = 0,
-    encoder: Path = paths.ENCODER, decoder: Path = paths.DECODER,
+    content: Path, style: Path | None, output: Path, alpha: float = 1.0, size: int = 0,
+    encoder: Path = paths.ENCODER, decoder: Path = paths.DECODER, model: str = "adain",
 ) -> dict:
     """Stylise one image (output is a file) or every image of a folder (output is a folder)."""
     if not 0.0 <= alpha <= 1.0:
         raise StylizeError(f"--alpha {alpha} is out of range: expected 0..1")
-    model = load_stylizer(encoder, decoder)
-    style_mean, style_std = model.style_stats(read_image(style, size)[None])
+    apply = _stylizer(model, style, size, alpha, encoder, decoder)
     files = _inputs(content)
     written, skipped = [], {}
     for path in files:
@@ -64,7 +81,7 @@ def stylize_files(
                 raise
             skipped[str(path)] = str(err)
             continue
-        out = model(img[None], style_mean, style_std, alpha)[0]
+        out = apply(img[None])[0]
         target = output / f"{path.stem}_stylized.png" if content.is_dir() else output
         target.parent.mkdir(parents=True, exist_ok=True)
         to_pil(out).save(target)
