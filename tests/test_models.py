@@ -54,13 +54,13 @@ def test_hed_weights_convert_to_torch_layout():
     state = hed_state_dict(h5, HED_SHA)
     with h5py.File(h5) as f:
         kernel = torch.from_numpy(f["block1/layers/conv2d/vars/0"][()])
-        last = torch.from_numpy(f["block4/layers/conv2d/vars/1"][()])
+        last = torch.from_numpy(f["block4/layers/conv2d_2/vars/1"][()])
     first_key = "layers.1.weight"
     assert torch.equal(state[first_key], kernel.permute(3, 2, 0, 1))
     assert state[first_key].shape == (64, 3, 3, 3)
     biases = [k for k in state if k.endswith("bias")]
     assert torch.equal(state[biases[-1]], last)
-    assert len(biases) == 8  # VGG16 convs up to relu4_1
+    assert len(biases) == 10  # VGG16 convs up to relu4_3 (all of block 4)
 
 
 def test_hed_checksum_mismatch_is_refused():

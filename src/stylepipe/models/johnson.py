@@ -4,10 +4,12 @@ The architecture is the PyTorch example's (`pytorch/examples` fast_neural_style)
 64, 3x3/2 conv 128, 5 residual blocks, two nearest-upsample + 3x3 conv stages (no transposed convs), a
 9x9 conv to RGB; reflection padding everywhere and InstanceNorm2d(affine=True) after every conv but the last.
 
-Scaling: images go in and come out in [0, 1] RGB (the example feeds 0-255 pixels). The first conv is
-followed by an InstanceNorm, which removes the input scale, so only the output scale differs: the net
-learns it directly in [0, 1]. `TransformerNet.forward` is unclamped (the losses see the raw output, as in
-the example); `JohnsonStylizer` clamps to [0, 1] for inference and export.
+Scaling: images go in and come out in [0, 1] RGB. Inside, the network works on the example's 0-255
+scale (input x 255, output / 255), so its weights, initialisation and the reference's Adam lr 1e-3 mean
+what they mean there: learning the output directly in [0, 1] makes every step 255x larger relative to
+the image, and measured on the sample (40 steps, same seed) the style loss then blew up 900x before
+recovering, while the 0-255 form fell steadily (887 -> 169). `TransformerNet.forward` is unclamped (the
+losses see the raw output, as in the example); `JohnsonStylizer` clamps to [0, 1] for inference/export.
 
 The seed's border refinement: `pad` > 0 reflect-pads the input by `pad` pixels and crops them off the
 output, so the borders the network sees are not the image's borders. H + 2*pad and W + 2*pad must be
@@ -35,6 +37,7 @@ from stylepipe.models.adain import mean_std
 from stylepipe.models.encoders import WeightsError, load_state_checked, read_weights_file
 
 ARCH = "TransformerNet"
+PIXEL_SCALE = 255.0  # the reference network's pixel scale (see the module docstring)
 MODEL_PREFIX = "johnson:"
 FILE_KEYS = ("arch", "pad", "style", "encoder", "state_dict")
 
@@ -98,13 +101,13 @@ class TransformerNet(nn.Module):
         p = self.pad
         if p:
             x = F.pad(x, (p, p, p, p), mode="reflect")
-        y = self.relu(self.in1(self.conv1(x)))
+        y = self.relu(self.in1(self.conv1(x * PIXEL_SCALE)))
         y = self.relu(self.in2(self.conv2(y)))
         y = self.relu(self.in3(self.conv3(y)))
         y = self.res(y)
         y = self.relu(self.in4(self.up1(y)))
         y = self.relu(self.in5(self.up2(y)))
-        y = self.conv_out(y)
+        y = self.conv_out(y) / PIXEL_SCALE
         return y[:, :, p:-p, p:-p] if p else y
 
 
