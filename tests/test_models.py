@@ -13,7 +13,7 @@ from stylepipe.config import parse_params
 from stylepipe.data.aria2 import free_port
 from stylepipe.io import file_digest
 from stylepipe.models.adain import AdaINStylizer, Decoder, adain, load_decoder, load_stylizer, mean_std, save_decoder
-from stylepipe.models.encoders import TAP_CHANNELS, WeightsError, build_encoder, load_encoder
+from stylepipe.models.encoders import TAP_CHANNELS, WeightsError, build_encoder, full_depth, load_encoder
 from stylepipe.models.weights import (
     download_checkpoint,
     hed_h5_path,
@@ -118,8 +118,8 @@ def test_torchvision_download_and_mapping(tmp_path: Path, name: str):
     state = torchvision_state_dict(got, name)
     theirs = torch.load(ckpt, weights_only=True)
     assert torch.equal(state["layers.1.weight"], theirs["features.0.weight"])
-    enc = build_encoder(name)
-    enc.load_state_dict(state)  # every key and shape fits
+    enc = build_encoder(name, full_depth(name))
+    enc.load_state_dict(state)  # every key and shape fits, all of block 4
 
 
 def test_torchvision_download_rejects_wrong_hash(tmp_path: Path):
