@@ -12,6 +12,7 @@ configfile: "params.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/johnson.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/export.smk"
 include: "workflow/rules/demo.smk"
@@ -22,3 +23,4 @@ rule all:
     input:
         rules.evaluate.output,
         rules.demo.output,
+        expand("models/export/johnson/{style}", style=JOHNSON_STYLES),

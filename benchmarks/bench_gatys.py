@@ -33,7 +33,7 @@ HED_SHA = "4502df9d0a88873911ea191cb2be5147d190f6a7f4c21731a418960f6bdb8e8f"
 
 
 def encoder() -> tuple[torch.nn.Module, str]:
-    enc = build_encoder("vgg16_hed")
+    enc = build_encoder("vgg16_hed", "relu4_3")  # the .h5 gives all of block 4
     try:
         from stylepipe.models.weights import hed_h5_path, hed_state_dict
 

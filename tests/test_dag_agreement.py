@@ -1,7 +1,14 @@
-"""dvc.yaml and the Snakemake workflow declare the same DAG: names, commands, deps, outs and params."""
+"""dvc.yaml and the Snakemake workflow declare the same DAG: names, commands, deps, outs and params.
+
+Per-style stages (DVC `foreach` over train_johnson.styles, `${item}`) match Snakemake wildcard rules
+(`{style}`, `{wildcards.style}` in the command): both are compared as templates with `{style}`; a DVC
+dependency on the parent folder of a per-style output (evaluate on models/johnson) matches Snakemake's
+expanded list of the per-style folders.
+"""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -12,9 +19,26 @@ from stylepipe.cli import STAGES
 from .conftest import ROOT, run
 
 DESIGN_STAGES = {
-    "download", "weights", "preprocess", "train_recon", "train_adain", "evaluate",
-    "export_onnx", "export_openvino", "compile_blob", "demo",
+    "download", "weights", "preprocess", "train_recon", "train_adain", "train_johnson", "evaluate",
+    "export_onnx", "export_openvino", "export_johnson", "compile_blob", "demo",
 }
+PER_STYLE = {"train_johnson", "export_johnson"}
+STYLES = yaml.safe_load((ROOT / "params.yaml").read_text())["train_johnson"]["styles"]
+
+
+def _template(text: str) -> str:
+    """DVC's foreach item and Snakemake's wildcard (with its constraint dropped), written the same way."""
+    text = re.sub(r"\{style,[^}]+\}", "{style}", text)
+    return text.replace("${item}", "{style}").replace("{wildcards.style}", "{style}")
+
+
+def _expand_parent_deps(deps: set[str], templates: set[str]) -> set[str]:
+    """A dep that is the parent folder of a per-style output template -> one dep per style."""
+    out = set()
+    for dep in deps:
+        children = [t for t in templates if t.startswith(f"{dep}/") and t.count("/") == dep.count("/") + 1]
+        out |= {t.format(style=s) for t in children for s in STYLES} if children else {dep}
+    return out
 
 
 def _out_path(entry) -> str:
@@ -26,13 +50,19 @@ def dvc_stages() -> dict[str, dict]:
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     out = {}
     for name, st in stages.items():
-        outs = [_out_path(o) for key in ("outs", "metrics", "plots") for o in st.get(key, [])]
+        if "foreach" in st:
+            assert st["foreach"] == "${train_johnson.styles}", name
+            st = st["do"]
+        outs = [_template(_out_path(o)) for key in ("outs", "metrics", "plots") for o in st.get(key, [])]
         out[name] = {
-            "cmd": st["cmd"],
-            "deps": set(st.get("deps", [])),
+            "cmd": _template(st["cmd"]),
+            "deps": {_template(d) for d in st.get("deps", [])},
             "outs": set(outs),
             "params": set(st.get("params", [])),
         }
+    templates = {o for st in out.values() for o in st["outs"] if "{style}" in o}
+    for st in out.values():
+        st["deps"] = _expand_parent_deps(st["deps"], templates)
     return out
 
 
@@ -58,9 +88,9 @@ def snakemake_rules() -> dict[str, dict]:
             if rule.name == "all":
                 continue
             rules[rule.name] = {
-                "cmd": rule.shellcmd,
-                "deps": {str(f) for f in rule.input},
-                "outs": {str(f) for f in rule.output},
+                "cmd": _template(rule.shellcmd),
+                "deps": {_template(str(f)) for f in rule.input},
+                "outs": {_template(str(f)) for f in rule.output},
                 "params": dict(rule.params.items()),
             }
         return rules
@@ -77,7 +107,7 @@ def test_stage_agrees(stage, dvc_stages, snakemake_rules):
     d, s = dvc_stages[stage], snakemake_rules[stage]
     # Snakemake additionally captures stderr in logs/<stage>.log; the command itself is identical.
     assert s["cmd"].strip() == f"{d['cmd']} 2> {{log}}"
-    assert d["cmd"] == f"stylepipe {stage}"
+    assert d["cmd"] == f"stylepipe {stage}" + (" {style}" if stage in PER_STYLE else "")
     assert s["deps"] == d["deps"]
     assert s["outs"] == d["outs"]
     assert set(s["params"]) == d["params"]
@@ -94,7 +124,9 @@ def test_snakemake_params_hold_params_yaml_values(snakemake_rules):
 
 
 def test_every_dependency_is_a_file_or_an_upstream_output(dvc_stages):
-    produced = {o for st in dvc_stages.values() for o in st["outs"]}
+    produced = {o.format(style=s) if "{style}" in o else o for st in dvc_stages.values() for o in st["outs"]
+                for s in STYLES}
+    produced |= {o for st in dvc_stages.values() for o in st["outs"]}
     for name, st in dvc_stages.items():
         for dep in st["deps"]:
             assert dep in produced or (ROOT / dep).is_file(), f"{name}: dependency {dep} has no producer"
@@ -105,5 +137,7 @@ def test_snakemake_lint_and_dry_run_and_slurm_profile(tmp_path: Path):
     dry = run(["snakemake", "-n", "--forceall", "-c", "1"], ROOT)
     for stage in DESIGN_STAGES:
         assert stage in dry.stdout
+    for style in STYLES:
+        assert f"models/johnson/{style}" in dry.stdout and f"models/export/johnson/{style}" in dry.stdout
     slurm = run(["snakemake", "-n", "--forceall", "--profile", "workflow/profiles/slurm"], ROOT)
     assert "train_adain" in slurm.stdout

@@ -13,7 +13,7 @@ from stylepipe.config import parse_params
 from stylepipe.data.aria2 import free_port
 from stylepipe.io import file_digest
 from stylepipe.models.adain import AdaINStylizer, Decoder, adain, load_decoder, load_stylizer, mean_std, save_decoder
-from stylepipe.models.encoders import TAP_CHANNELS, WeightsError, build_encoder, load_encoder
+from stylepipe.models.encoders import TAP_CHANNELS, WeightsError, build_encoder, full_depth, load_encoder
 from stylepipe.models.weights import (
     download_checkpoint,
     hed_h5_path,
@@ -54,13 +54,13 @@ def test_hed_weights_convert_to_torch_layout():
     state = hed_state_dict(h5, HED_SHA)
     with h5py.File(h5) as f:
         kernel = torch.from_numpy(f["block1/layers/conv2d/vars/0"][()])
-        last = torch.from_numpy(f["block4/layers/conv2d/vars/1"][()])
+        last = torch.from_numpy(f["block4/layers/conv2d_2/vars/1"][()])
     first_key = "layers.1.weight"
     assert torch.equal(state[first_key], kernel.permute(3, 2, 0, 1))
     assert state[first_key].shape == (64, 3, 3, 3)
     biases = [k for k in state if k.endswith("bias")]
     assert torch.equal(state[biases[-1]], last)
-    assert len(biases) == 8  # VGG16 convs up to relu4_1
+    assert len(biases) == 10  # VGG16 convs up to relu4_3 (all of block 4)
 
 
 def test_hed_checksum_mismatch_is_refused():
@@ -118,8 +118,8 @@ def test_torchvision_download_and_mapping(tmp_path: Path, name: str):
     state = torchvision_state_dict(got, name)
     theirs = torch.load(ckpt, weights_only=True)
     assert torch.equal(state["layers.1.weight"], theirs["features.0.weight"])
-    enc = build_encoder(name)
-    enc.load_state_dict(state)  # every key and shape fits
+    enc = build_encoder(name, full_depth(name))
+    enc.load_state_dict(state)  # every key and shape fits, all of block 4
 
 
 def test_torchvision_download_rejects_wrong_hash(tmp_path: Path):

@@ -27,12 +27,13 @@ from .conftest import make_project_copy, run, tool_env
 pytestmark = pytest.mark.integration
 
 ALL_STAGES = {
-    "download", "weights", "preprocess", "train_recon", "train_adain", "evaluate",
-    "export_onnx", "export_openvino", "compile_blob", "demo",
+    "download", "weights", "preprocess", "train_recon", "train_adain", "train_johnson", "evaluate",
+    "export_onnx", "export_openvino", "export_johnson", "compile_blob", "demo",
 }
 TRAINED = ("models/encoder/encoder.pt", "models/recon/decoder.pt", "models/adain/decoder.pt",
            "models/adain/style_bank.pt", "models/export/onnx/adain_stats.onnx",
-           "models/export/onnx/adain_baked.onnx")
+           "models/export/onnx/adain_baked.onnx", "models/johnson/Cubism/transformer_net.pt",
+           "models/export/johnson/Cubism/johnson_Cubism.onnx")
 
 
 def ran_stages(output: str) -> set[str]:

@@ -16,9 +16,10 @@ from stylepipe import paths
 from stylepipe.config import load_params
 
 STAGES = (
-    "download", "weights", "preprocess", "train_recon", "train_adain", "evaluate",
-    "export_onnx", "export_openvino", "compile_blob", "demo",
+    "download", "weights", "preprocess", "train_recon", "train_adain", "train_johnson", "evaluate",
+    "export_onnx", "export_openvino", "export_johnson", "compile_blob", "demo",
 )
+PER_STYLE = ("train_johnson", "export_johnson")  # one run per style: `stylepipe <stage> <style>`
 
 
 def _stage_download(params, args) -> Any:
@@ -65,6 +66,18 @@ def _stage_train_adain(params, args) -> Any:
     from stylepipe.train.stages import run_train_adain
 
     return None if _under_torchrun(params, args, "train_adain") else run_train_adain(params)
+
+
+def _stage_train_johnson(params, args) -> Any:
+    from stylepipe.train.johnson import run_train_johnson
+
+    return run_train_johnson(params, args.style)
+
+
+def _stage_export_johnson(params, args) -> Any:
+    from stylepipe.export.johnson import run_export_johnson
+
+    return run_export_johnson(params, args.style)
 
 
 def _stage_evaluate(params, args) -> Any:
@@ -128,8 +141,12 @@ def _checksum(args) -> None:
 
 
 def _stylize(params, args) -> Any:
+    from stylepipe.models.johnson import parse_model_name
     from stylepipe.stylize import StylizeOptions, stylize
 
+    johnson_style = parse_model_name(args.model)
+    if johnson_style is not None:
+        return _stylize_johnson(johnson_style, args)
     options = StylizeOptions(
         alpha=args.alpha, weights=args.weights, preserve_color=args.preserve_color, mask=args.mask,
         tile=None if args.tile == "auto" else int(args.tile),
@@ -141,6 +158,21 @@ def _stylize(params, args) -> Any:
         content_size=args.content_size, style_size=args.style_size, save_style_stats=args.save_style_stats,
         encoder=args.encoder, decoder=args.decoder, common=common, progress=not args.no_progress,
     )
+
+
+def _stylize_johnson(style: str, args) -> Any:
+    """`--model johnson:<style>`: the per-style network has its style built in."""
+    from stylepipe.models.johnson import load_johnson_stylizer
+    from stylepipe.stylize import StylizeError, run_stylizer
+
+    adain_only = {"--style": args.style, "--style-stats": args.style_stats, "--weights": args.weights,
+                  "--mask": args.mask, "--preserve-color": args.preserve_color,
+                  "--alpha": None if args.alpha == 1.0 else args.alpha}
+    given = [flag for flag, value in adain_only.items() if value is not None]
+    if given:
+        raise StylizeError(f"{', '.join(given)}: AdaIN options; johnson:{style} has its style built in")
+    return run_stylizer(args.content, args.output, load_johnson_stylizer(style), content_size=args.content_size,
+                        progress=not args.no_progress)
 
 
 def _tile_arg(value: str) -> str:
@@ -173,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, aliases=[name.replace("_", "-")] if "_" in name else [],
                            help=f"run the `{name}` pipeline stage")
         p.set_defaults(command=name)
+        if name in PER_STYLE:
+            p.add_argument("style", help="a style listed in params.yaml train_johnson.styles")
         if name == "demo":
             group = p.add_mutually_exclusive_group()
             group.add_argument("--live", action="store_true", help="run on a connected OAK-1")
@@ -200,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--no-progress", action="store_true", help="no progress bar")
     st.add_argument("--encoder", type=Path, default=paths.ENCODER)
     st.add_argument("--decoder", type=Path, default=paths.DECODER)
+    st.add_argument("--model", default="adain",
+                    help="adain (default: any style image) or johnson:<style> (a trained per-style network)")
     # Options left out (None) take GatysOptions' defaults (stylepipe.gatys is imported lazily, with torch).
     g = sub.add_parser("gatys", help="Gatys et al. optimisation-based transfer (slow, needs no training)")
     g.add_argument("content", type=Path, help="content image")

@@ -180,6 +180,30 @@ class TrainAdain(TrainBase):
         return self
 
 
+STYLE_NAME = r"^[A-Za-z0-9_-]+$"  # a folder name under models/johnson/ and a DVC foreach key
+
+
+class TrainJohnson(TrainBase):
+    """Johnson et al.: one TransformerNet per style in `styles` (DVC foreach / Snakemake wildcard)."""
+
+    styles: list[Annotated[str, Field(pattern=STYLE_NAME)]] = Field(min_length=1)
+    style_size: Annotated[int, Field(ge=32, le=2048, multiple_of=8)] = 256  # the style image's size
+    content_layer: str = "relu2_2"
+    style_layers: list[str] = ["relu1_2", "relu2_2", "relu3_3", "relu4_3"]
+    content_weight: NonNegFloat = 1e5
+    style_weight: NonNegFloat = 1e10
+    tv_weight: NonNegFloat = 0.0
+    normalise_losses: bool = False  # divide each term by its value measured before training
+    pad: Annotated[int, Field(ge=0, le=256, multiple_of=2)] = 0  # reflect-pad the input (px), crop the output
+
+    @field_validator("styles", "style_layers")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        if not v or len(set(v)) != len(v):
+            raise ValueError("must be a non-empty list without repeats")
+        return v
+
+
 class Evaluate(Section):
     image_size: Annotated[int, Field(ge=32, le=2048, multiple_of=8)] = 256
     num_pairs: Annotated[int, Field(ge=1, le=1000)] = 6
@@ -228,6 +252,7 @@ class Params(Section):
     preprocess: Preprocess = Preprocess()
     train_recon: TrainRecon
     train_adain: TrainAdain
+    train_johnson: TrainJohnson
     evaluate: Evaluate = Evaluate()
     export: Export = Export()
     blob: Blob = Blob()

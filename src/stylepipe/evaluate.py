@@ -172,6 +172,9 @@ def run_evaluate(params: Params, out_dir: Path = paths.REPORTS / "evaluate") -> 
     metrics = assemble_metrics(sweep, floor, gatys, speed, style_separation(cross), len(pairs), cfg.image_size,
                                str(rt.device))
     out_dir.mkdir(parents=True, exist_ok=True)
+    from stylepipe.evaluate_johnson import evaluate_johnson
+
+    metrics.update(evaluate_johnson(params, model, pairs, rt.device, out_dir))
     write_json(out_dir / "metrics.json", metrics)
     _write_sweep(out_dir / "alpha_sweep.csv", sweep)
     _write_grid(pairs, cross, outputs, cfg.alphas, gatys_images, out_dir / "grid.png")

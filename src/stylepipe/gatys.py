@@ -6,7 +6,8 @@ Loss = content_weight * content_loss(F_c(x), F_c(content))            (MSE, mean
 using `stylepipe.losses` (the style term is `losses.gram_loss` with the style Grams computed once).
 
 Features are read with forward hooks on the encoder's ReLU modules, named `reluB_K` (block B, conv K of
-the block) from `encoder.layers`; the forward stops right after the deepest requested layer.
+the block) from `encoder.layers` (`stylepipe.models.encoders.FeatureExtractor`); the forward stops right
+after the deepest requested layer.
 
 * Pixels: x is optimised directly and clamped to [0, 1] in place (under no_grad) at the start of every
   loss evaluation and once at the end, so every evaluated image (and the result) is a valid image.
@@ -19,7 +20,6 @@ the block) from `encoder.layers`; the forward stops right after the deepest requ
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import math
 import time
@@ -34,6 +34,8 @@ from tqdm import tqdm
 
 from stylepipe import paths
 from stylepipe.losses import content_loss, gram, total_variation
+from stylepipe.models import encoders
+from stylepipe.models.encoders import relu_names  # noqa: F401  (re-exported: the layer naming)
 
 DEFAULT_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
 OPTIMIZERS = ("lbfgs", "adam")
@@ -81,78 +83,14 @@ class GatysResult:
         return len(self.history)
 
 
-def relu_names(encoder: nn.Module) -> dict[str, nn.Module]:
-    """Every ReLU of `encoder.layers` named reluB_K, in order (a MaxPool starts a new block)."""
-    names: dict[str, nn.Module] = {}
-    block, conv = 1, 0
-    for layer in encoder.layers:
-        if isinstance(layer, nn.MaxPool2d):
-            block, conv = block + 1, 0
-        elif isinstance(layer, nn.Conv2d):
-            conv += 1
-        elif isinstance(layer, nn.ReLU):
-            names[f"relu{block}_{conv}"] = layer
-    return names
+class FeatureExtractor(encoders.FeatureExtractor):
+    """The encoders' hook-based feature tap, raising GatysError for an unknown layer."""
+
+    error = GatysError
 
 
 def check_layers(encoder: nn.Module, layers: Sequence[str]) -> list[str]:
-    available = list(relu_names(encoder))
-    unknown = [name for name in layers if name not in available]
-    if unknown:
-        spec = getattr(getattr(encoder, "spec", None), "name", type(encoder).__name__)
-        raise GatysError(
-            f"unknown layer {unknown[0]!r} for encoder {spec} (it ends at relu4_1); "
-            f"available: {', '.join(available)}"
-        )
-    return list(layers)
-
-
-class _StopForward(Exception):
-    """Raised by the hook on the deepest requested layer: the rest of the encoder is not needed."""
-
-
-class FeatureExtractor:
-    """Reads named ReLU outputs with forward hooks; stops the forward after the deepest one.
-
-    Use as a context manager (or call `close()`) so the hooks are removed from the shared encoder.
-    """
-
-    def __init__(self, encoder: nn.Module, layers: Sequence[str]) -> None:
-        self.encoder = encoder
-        self.layers = list(dict.fromkeys(check_layers(encoder, layers)))
-        if not self.layers:
-            raise GatysError("no feature layers requested")
-        modules = relu_names(encoder)
-        order = list(modules)
-        self.deepest = max(self.layers, key=order.index)
-        self._feats: dict[str, torch.Tensor] = {}
-        self._handles = [modules[name].register_forward_hook(self._hook(name)) for name in self.layers]
-
-    def _hook(self, name: str):
-        def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
-            self._feats[name] = output
-            if name == self.deepest:
-                raise _StopForward
-
-        return hook
-
-    def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        self._feats = {}
-        with contextlib.suppress(_StopForward):
-            self.encoder(x)
-        feats, self._feats = self._feats, {}
-        return feats
-
-    def close(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
-
-    def __enter__(self) -> FeatureExtractor:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+    return encoders.check_layers(encoder, layers, GatysError)
 
 
 def _check_options(opts: GatysOptions) -> None:

@@ -88,7 +88,23 @@ def gram_loss(
     layers: Iterable[str],
 ) -> torch.Tensor:
     """Sum over layers of MSE between Gram matrices (mean-reduced)."""
-    return _sum_over_layers(lambda o, s: F.mse_loss(gram(o), gram(s)), output_feats, style_feats, layers)
+    layers = list(layers)
+    return gram_target_loss(output_feats, {k: gram(style_feats[k]) for k in layers}, layers)
+
+
+def gram_target_loss(
+    output_feats: Mapping[str, torch.Tensor],
+    target_grams: Mapping[str, torch.Tensor],
+    layers: Iterable[str],
+    weights: Sequence[float] | None = None,
+) -> torch.Tensor:
+    """`gram_loss` against Gram matrices computed once ([N or 1, C, C]: one style image for a batch)."""
+
+    def term(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        g = gram(out)
+        return F.mse_loss(g, target.expand_as(g))
+
+    return _sum_over_layers(term, output_feats, target_grams, layers, weights)
 
 
 def total_variation(img: torch.Tensor) -> torch.Tensor:

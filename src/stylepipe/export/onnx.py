@@ -129,6 +129,7 @@ def export_graph(
     path: Path,
     opset: int,
     metadata: dict[str, str],
+    doc: str = "AdaIN style transfer (stylepipe): RGB float [0,1] NCHW in, RGB float [0,1] out",
 ) -> onnx.ModelProto:
     """TorchScript export, constant folding, metadata, onnx.checker; returns the saved model."""
     with warnings.catch_warnings():
@@ -144,7 +145,7 @@ def export_graph(
             dynamo=False,
         )
     model = fold_constants(onnx.load(str(path)))
-    model.doc_string = "AdaIN style transfer (stylepipe): RGB float [0,1] NCHW in, RGB float [0,1] out"
+    model.doc_string = doc
     del model.metadata_props[:]
     for key, value in sorted(metadata.items()):
         model.metadata_props.add(key=key, value=value)

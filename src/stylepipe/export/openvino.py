@@ -125,16 +125,17 @@ def check_fp16_range(
     return rng
 
 
-def range_inputs(height: int, width: int, bank: dict[str, Any], seed: int) -> list[tuple[torch.Tensor, ...]]:
-    """Deterministic probe inputs: gradient+noise, pure noise, a hard checkerboard; every bank style."""
+def probe_images(height: int, width: int, seed: int) -> list[torch.Tensor]:
+    """Deterministic probe images [1, 3, H, W]: gradient+noise, pure noise, a hard checkerboard."""
     gen = torch.Generator().manual_seed(seed)
     yy, xx = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
     board = (((yy // 8) + (xx // 8)) % 2).float().expand(1, 3, height, width)
-    images = [
-        deterministic_content(height, width, seed),
-        torch.rand(1, 3, height, width, generator=gen),
-        board,
-    ]
+    return [deterministic_content(height, width, seed), torch.rand(1, 3, height, width, generator=gen), board]
+
+
+def range_inputs(height: int, width: int, bank: dict[str, Any], seed: int) -> list[tuple[torch.Tensor, ...]]:
+    """The probe images, each with every bank style's statistics."""
+    images = probe_images(height, width, seed)
     return [
         (img, bank["mean"][i : i + 1], bank["std"][i : i + 1])
         for img in images

