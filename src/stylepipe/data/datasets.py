@@ -18,9 +18,9 @@ from stylepipe.data.shards import ShardStore
 
 
 def image_to_tensor(img: Image.Image) -> torch.Tensor:
-    """PIL RGB image -> float tensor [3, H, W] in [0, 1]."""
+    """PIL RGB image -> contiguous float tensor [3, H, W] in [0, 1]."""
     arr = np.asarray(img.convert("RGB"), dtype=np.uint8)
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
+    return torch.from_numpy(arr.transpose(2, 0, 1).copy()).float().div_(255.0)
 
 
 def resize_short(img: Image.Image, size: int) -> Image.Image:
