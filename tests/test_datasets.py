@@ -124,3 +124,12 @@ def test_crop_box_from_manifest(stores: tuple[ShardStore, ShardStore]) -> None:
     out = apply_crop_tensor(img, boxes[0])
     expect = img[:, boxes[0].y : boxes[0].y + CROP, boxes[0].x : boxes[0].x + CROP]
     assert torch.equal(out, expect.flip(-1) if boxes[0].flip else expect)
+
+
+def test_worker_split_keeps_whole_batches(stores: tuple[ShardStore, ShardStore]) -> None:
+    """More workers than batches, and shares that are not multiples of the batch: every batch is full
+    and the loader yields exactly length / batch batches (the training loop relies on the count)."""
+    ds = RandomPairs(*stores, crop=CROP, seed=1, length=20, batch=4)
+    batches = list(DataLoader(ds, batch_size=4, num_workers=3, drop_last=True))
+    assert [c.shape[0] for c, _ in batches] == [4] * 5
+    assert worker_share(20, 0, 3, unit=4) == 8 and worker_share(22, 2, 3, unit=4) == 4 + 2

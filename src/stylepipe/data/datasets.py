@@ -90,9 +90,12 @@ def _split_indices(store: ShardStore, split: str) -> list[int]:
     return idx
 
 
-def worker_share(length: int, worker: int, num_workers: int) -> int:
-    """How many of `length` items worker `worker` of `num_workers` yields (shares sum to length)."""
-    return length // num_workers + (1 if worker < length % num_workers else 0)
+def worker_share(length: int, worker: int, num_workers: int, unit: int = 1) -> int:
+    """How many of `length` items worker `worker` of `num_workers` yields (shares sum to length), in
+    whole `unit`s (a batch: DataLoader batches each worker's items separately) but the last remainder."""
+    units, rest = divmod(length, unit)
+    share = (units // num_workers + (1 if worker < units % num_workers else 0)) * unit
+    return share + (rest if worker == units % num_workers else 0)
 
 
 class RandomPairs(IterableDataset):
@@ -100,17 +103,18 @@ class RandomPairs(IterableDataset):
 
     The random stream depends on (seed, epoch, worker id) and, under torchrun, on the process rank;
     call `set_epoch` before each epoch (with non-persistent DataLoader workers, the default). The
-    length (this process's share) is split across workers exactly.
+    length (this process's share) is split across workers exactly, in whole batches of `batch` pairs
+    (each DataLoader worker batches its own pairs: a split mid-batch would leave short batches).
     """
 
     def __init__(self, content: ShardStore, style: ShardStore, crop: int, split: str = "train",
-                 seed: int = 0, length: int = 1000, rank: int = 0, world_size: int = 1) -> None:
+                 seed: int = 0, length: int = 1000, rank: int = 0, world_size: int = 1, batch: int = 1) -> None:
         super().__init__()
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is outside 0..{world_size - 1}")
         self.content, self.style = content, style
         self.crop, self.split, self.seed, self.length = crop, split, seed, length
-        self.rank, self.world_size = rank, world_size
+        self.rank, self.world_size, self.batch = rank, world_size, batch
         self.content_idx = _split_indices(content, split)
         self.style_idx = _split_indices(style, split)
         self.epoch = 0
@@ -126,7 +130,7 @@ class RandomPairs(IterableDataset):
         key = [self.seed, self.epoch, worker, num_workers]
         rng = np.random.default_rng(key if self.world_size == 1 else [*key, self.rank, self.world_size])
         crc, crs = self.content.records, self.style.records
-        for _ in range(worker_share(self.length, worker, num_workers)):
+        for _ in range(worker_share(self.length, worker, num_workers, self.batch)):
             ci = self.content_idx[int(rng.integers(len(self.content_idx)))]
             si = self.style_idx[int(rng.integers(len(self.style_idx)))]
             c_box = draw_crop(crc[ci]["width"], crc[ci]["height"], self.crop, rng)

@@ -110,7 +110,7 @@ def chunk_loader(
     batch = per_rank_batch(cfg.batch_size, dist_env, key)
     dataset = RandomPairs(
         *stores, crop=cfg.crop, split="train", seed=seed, length=cfg.checkpoint_every * batch,
-        rank=dist_env.rank, world_size=dist_env.world_size,
+        rank=dist_env.rank, world_size=dist_env.world_size, batch=batch,
     )
 
     def batches(chunk: int) -> Iterator[Batch]:
