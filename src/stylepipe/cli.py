@@ -150,6 +150,7 @@ def _stylize(params, args) -> Any:
     options = StylizeOptions(
         alpha=args.alpha, weights=args.weights, preserve_color=args.preserve_color, mask=args.mask,
         tile=None if args.tile == "auto" else int(args.tile),
+        compile_mode=args.compile_mode or params.common.compile_mode,
     )
     common = params.common if args.device is None else params.common.model_copy(update={"device": args.device})
     return stylize(
@@ -232,6 +233,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="auto (tile only when memory requires), 0 (never) or a tile size in px")
     st.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default: params common.device")
     st.add_argument("--no-progress", action="store_true", help="no progress bar")
+    st.add_argument("--compile-mode", choices=("default", "reduce-overhead", "max-autotune",
+                                               "max-autotune-no-cudagraphs"),
+                    help="torch.compile mode when compiling (CUDA); reduce-overhead = CUDA graphs, best for "
+                         "video at a fixed size (default: params common.compile_mode)")
     st.add_argument("--encoder", type=Path, default=paths.ENCODER)
     st.add_argument("--decoder", type=Path, default=paths.DECODER)
     st.add_argument("--model", default="adain",
