@@ -201,7 +201,7 @@ def write_synthetic_shards(root: Path, n: int, short_side: int = 512) -> Path:
 
 
 def end_to_end(base: Runtime, encoder: str, batch: int, crop: int, steps: int, workers: int,
-               prepared: Path | None) -> float:
+               prepared: Path | None, decode_on: str = "workers") -> float:
     """it/s of the real loop (`fit`: loader, steps, checkpoint) on shards, after a warm-up run."""
     from stylepipe.train.loop import fit
     from stylepipe.train.stages import chunk_loader, open_stores
@@ -213,9 +213,10 @@ def end_to_end(base: Runtime, encoder: str, batch: int, crop: int, steps: int, w
         rates = []
         for run, iters in (("warm", 10), ("timed", steps)):
             cfg = TrainAdain(iterations=iters, batch_size=batch, crop=crop, lr=1e-4, checkpoint_every=iters,
-                             log_every=max(1, iters // 5), image_every=10**9, num_workers=workers)
+                             log_every=max(1, iters // 5), image_every=10**9, num_workers=workers,
+                             decode_on=decode_on)
             task = make_task(base, encoder)
-            loader = chunk_loader(stores, cfg, seed=0, pin=base.device.type == "cuda")
+            loader = chunk_loader(stores, cfg, seed=0, device=base.device)
             result = fit(task, cfg, base, loader, Path(tmp) / f"ckpt-{run}", run)
             rates.append(iters / result.seconds)
     return rates[-1]
@@ -233,6 +234,8 @@ def main() -> None:
     ap.add_argument("--end-to-end", type=int, metavar="WORKERS", default=None,
                     help="also time the real loop with this many loader workers")
     ap.add_argument("--profile", action="store_true", help="print the top CUDA kernels of the fastest variant")
+    ap.add_argument("--decode-on", choices=("workers", "device"), default="workers",
+                    help="end to end: JPEG decoding in the loader workers (PIL) or batched on the device (nvJPEG)")
     ap.add_argument("--data", type=Path, default=None, help="prepared shards (default: generated ones)")
     args = ap.parse_args()
     encoder = "vgg16_hed" if args.encoder == "file" and not ENCODER.is_file() else args.encoder
@@ -259,8 +262,10 @@ def main() -> None:
     if args.end_to_end is not None:
         best = max(results, key=lambda v: results[v]["rate"])
         rt = runtime_for(base, best)
-        rate = end_to_end(rt, encoder, args.batch, args.crop, args.steps, args.end_to_end, args.data)
-        print(f"end to end ({best}, fit() + shard loader, {args.end_to_end} workers): {rate:8.2f} it/s = "
+        rate = end_to_end(rt, encoder, args.batch, args.crop, args.steps, args.end_to_end, args.data,
+                          args.decode_on)
+        print(f"end to end ({best}, fit() + shard loader, {args.end_to_end} workers, decoding on "
+              f"{args.decode_on}): {rate:8.2f} it/s = "
               f"{100 * rate / results[best]['rate']:.0f}% of the GPU-only rate")
 
 

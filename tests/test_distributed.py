@@ -79,3 +79,22 @@ def test_stage_relaunches_itself_through_torchrun():
     assert cmd[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     assert cmd[-4:] == ["stylepipe.cli", "--params", "params.yaml", "train_adain"]
     assert not SINGLE.enabled and SINGLE.is_main
+
+
+def test_decoding_on_the_device_yields_the_same_batches(tmp_path: Path):
+    """`decode_on: device` (JPEG bytes from the workers, batch-decoded where the model runs) gives the
+    pairs of the PIL path: same images, same crops, up to the JPEG decoders' rounding."""
+    from stylepipe.config import TrainAdain
+    from stylepipe.train.stages import chunk_loader
+
+    content = _store(tmp_path / "content", [("train", None, (80, 60)), ("train", None, (64, 96))])
+    style = _store(tmp_path / "style", [("train", "A", (70, 70)), ("train", "B", (90, 50))])
+    base = dict(iterations=4, batch_size=2, crop=32, lr=1e-3, checkpoint_every=3, log_every=1, image_every=9,
+                num_workers=2)
+    cpu = torch.device("cpu")
+    pil = list(chunk_loader((content, style), TrainAdain(**base), 5, cpu)(1))
+    dev = list(chunk_loader((content, style), TrainAdain(**base, decode_on="device"), 5, cpu)(1))
+    assert len(pil) == len(dev) == 3
+    for (pc, ps), (dc, ds) in zip(pil, dev, strict=True):
+        assert dc.shape == pc.shape == (2, 3, 32, 32) and dc.device == cpu
+        assert (dc - pc).abs().mean() < 0.01 and (ds - ps).abs().mean() < 0.01

@@ -147,6 +147,9 @@ class TrainBase(Section):
     log_every: PositiveInt
     image_every: PositiveInt
     num_workers: NonNegInt = 0
+    # workers: PIL decodes in the DataLoader workers; device: workers slice JPEG bytes, the training
+    # process batch-decodes them on its device (nvJPEG on CUDA), sparing the CPU cores
+    decode_on: Literal["workers", "device"] = "workers"
 
 
 class TrainRecon(TrainBase):

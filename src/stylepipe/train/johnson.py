@@ -173,7 +173,7 @@ def _fit(
         render_preview(task.net, rt, p_content, style_img, path)
         tracker.artifact(path, "previews")
 
-    batches = chunk_loader(stores, cfg, seed, rt.device.type == "cuda")
+    batches = chunk_loader(stores, cfg, seed, rt.device)
     ckpt_dir = Path(".cache/checkpoints") / STAGE / out_dir.name
     return fit(task, cfg, rt, batches, ckpt_dir, phash, on_log, on_preview)
 

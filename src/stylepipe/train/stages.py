@@ -13,7 +13,14 @@ from torch.utils.data import DataLoader
 
 from stylepipe import paths
 from stylepipe.config import Params, TrainAdain, TrainBase
-from stylepipe.data.datasets import RandomPairs, center_resize_crop, fixed_pairs, image_to_tensor
+from stylepipe.data.datasets import (
+    EncodedPairs,
+    RandomPairs,
+    center_resize_crop,
+    decode_batch,
+    fixed_pairs,
+    image_to_tensor,
+)
 from stylepipe.data.shards import ShardStore
 from stylepipe.io import atomic_path, file_digest, write_json
 from stylepipe.losses import content_loss, style_loss, total_variation
@@ -102,13 +109,15 @@ def open_stores(prepared: Path = paths.PREPARED) -> tuple[ShardStore, ShardStore
 
 
 def chunk_loader(
-    stores: tuple[ShardStore, ShardStore], cfg: TrainBase, seed: int, pin: bool, dist_env: DistEnv = SINGLE,
-    key: str = "train",
+    stores: tuple[ShardStore, ShardStore], cfg: TrainBase, seed: int, device: torch.device,
+    dist_env: DistEnv = SINGLE, key: str = "train",
 ) -> Callable[[int], Iterator[Batch]]:
     """chunk index -> iterator over `checkpoint_every` batches drawn with seed (seed, chunk); under
-    torchrun, this process's share of each global batch from its own random stream."""
+    torchrun, this process's share of each global batch from its own random stream. With
+    `decode_on: device` the same pairs arrive JPEG-encoded and are decoded as a batch on `device`."""
     batch = per_rank_batch(cfg.batch_size, dist_env, key)
-    dataset = RandomPairs(
+    on_device = cfg.decode_on == "device"
+    dataset = (EncodedPairs if on_device else RandomPairs)(
         *stores, crop=cfg.crop, split="train", seed=seed, length=cfg.checkpoint_every * batch,
         rank=dist_env.rank, world_size=dist_env.world_size, batch=batch,
     )
@@ -116,10 +125,10 @@ def chunk_loader(
     def batches(chunk: int) -> Iterator[Batch]:
         dataset.set_epoch(chunk)
         loader = DataLoader(
-            dataset, batch_size=batch, num_workers=cfg.num_workers, pin_memory=pin, drop_last=True,
-            persistent_workers=False,
+            dataset, batch_size=batch, num_workers=cfg.num_workers, drop_last=True, persistent_workers=False,
+            pin_memory=device.type == "cuda" and not on_device, collate_fn=list if on_device else None,
         )
-        return iter(loader)
+        return (decode_batch(b, device) for b in loader) if on_device else iter(loader)
 
     return batches
 
@@ -187,7 +196,7 @@ def _train_process(
     )
     ckpt_dir = Path(".cache/checkpoints") / stage
     previews = out_dir / "previews"
-    batches = chunk_loader(stores, cfg, params.common.seed, rt.device.type == "cuda", dist_env, stage)
+    batches = chunk_loader(stores, cfg, params.common.seed, rt.device, dist_env, stage)
     if not dist_env.is_main:
         fit(task, cfg, rt, batches, ckpt_dir, phash, dist_env=dist_env)
         return None
