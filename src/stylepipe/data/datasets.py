@@ -4,7 +4,6 @@ fixed, pre-drawn list of pairs for evaluation and debugging."""
 from __future__ import annotations
 
 import warnings
-
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any

@@ -19,11 +19,11 @@ import numpy as np
 from PIL import Image, ImageCms, ImageOps
 from tqdm import tqdm
 
+from stylepipe import paths
 from stylepipe.config import Params
 from stylepipe.data.archives import extract_to_cache, is_archive
 from stylepipe.data.shards import ShardWriter
 from stylepipe.io import atomic_dir, remove_stale_tmp, write_json
-from stylepipe import paths
 
 EXTRACT_DIR = Path(".cache/extract")
 JPEG_QUALITY = 90

