@@ -74,10 +74,12 @@ def run_export_johnson(
     metadata = {
         "input_color_order": "RGB", "input_scale": "float32 in [0, 1]", "input_layout": "NCHW",
         "output": "stylized: RGB float32 in [0, 1], NCHW", "input_size": f"{cfg.height}x{cfg.width}",
-        "method": "johnson", "style": style, "pad": str(meta["pad"]), "loss_encoder": meta["encoder"],
+        "method": "johnson", "style": style, "pad": str(meta["pad"]), "width_multiplier": str(meta["width"]),
+        "loss_encoder": meta["encoder"],
     }
     report: dict[str, Any] = {
-        "style": style, "pad": meta["pad"], "height": cfg.height, "width": cfg.width, "opset": cfg.opset,
+        "style": style, "pad": meta["pad"], "width_multiplier": meta["width"], "height": cfg.height,
+        "width": cfg.width, "opset": cfg.opset,
         "atol": cfg.atol, "openvino_atol": cfg.openvino_atol, "mvn_vs_instancenorm_max_diff": mvn_diff,
         "fp16_range": check_fp16_range(exported, [(x,) for x in probe_images(cfg.height, cfg.width, 0)]),
         "fp16_compute_error": fp16_compute_error(exported, (content,)),
