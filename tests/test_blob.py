@@ -28,23 +28,41 @@ def make_params(**blob: Any) -> Params:
     return parse_params(deep_merge(raw, {"export": {"height": 32, "width": 32}, "blob": blob}))
 
 
-@pytest.fixture
-def onnx_dir(tmp_path: Path) -> Path:
-    """A tiny stand-in for adain_baked.onnx: content [1,3,32,32] -> stylized (Relu)."""
-    d = tmp_path / "onnx"
-    d.mkdir()
+STYLES = yaml.safe_load((ROOT / "params.yaml").read_text())["train_johnson"]["styles"]
+STAT = [1, 512, 1, 1]
+
+
+def tiny_onnx(path: Path, extra_inputs: tuple[str, ...] = ()) -> None:
+    """content [1,3,32,32] (+ extra [1,512,1,1] inputs, unused) -> stylized (Relu)."""
+    inputs = [helper.make_tensor_value_info("content", TensorProto.FLOAT, [1, 3, 32, 32])]
+    inputs += [helper.make_tensor_value_info(n, TensorProto.FLOAT, STAT) for n in extra_inputs]
     graph = helper.make_graph(
         [helper.make_node("Relu", ["content"], ["stylized"])],
         "tiny",
-        [helper.make_tensor_value_info("content", TensorProto.FLOAT, [1, 3, 32, 32])],
+        inputs,
         [helper.make_tensor_value_info("stylized", TensorProto.FLOAT, [1, 3, 32, 32])],
     )
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), d / "adain_baked.onnx")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+
+
+@pytest.fixture
+def onnx_dir(tmp_path: Path) -> Path:
+    """Tiny stand-ins for adain_baked.onnx, adain_stats.onnx (+ style inputs) and ../johnson/<style>/."""
+    d = tmp_path / "onnx"
+    tiny_onnx(d / "adain_baked.onnx")
+    tiny_onnx(d / "adain_stats.onnx", ("style_mean", "style_std"))
+    for style in STYLES:
+        tiny_onnx(tmp_path / "johnson" / style / f"johnson_{style}.onnx")
     return d
 
 
+def compile_blob(params: Params, onnx_dir: Path, out: Path) -> dict[str, Any]:
+    return run_compile_blob(params, onnx_dir, out, onnx_dir.parent / "johnson")
+
+
 def test_disabled_records_no_blob(tmp_path: Path, onnx_dir: Path) -> None:
-    rec = run_compile_blob(make_params(enabled=False, path=None), onnx_dir, tmp_path / "blob")
+    rec = compile_blob(make_params(enabled=False, path=None), onnx_dir, tmp_path / "blob")
     saved = json.loads((tmp_path / "blob" / "blob.json").read_text())
     assert saved == rec
     assert rec["compiled"] is False and rec["blob"] is None and "offline" in rec["reason"]
@@ -55,10 +73,10 @@ def test_invalid_blob_file_rejected(tmp_path: Path, onnx_dir: Path) -> None:
     bad = tmp_path / "bad.blob"
     bad.write_bytes(b"\x00not a blob" * 64)
     with pytest.raises(BlobError, match=r"bad\.blob.*not a readable Myriad X blob"):
-        run_compile_blob(make_params(path=str(bad)), onnx_dir, tmp_path / "blob")
+        compile_blob(make_params(path=str(bad)), onnx_dir, tmp_path / "blob")
     assert not (tmp_path / "blob").exists()
     with pytest.raises(BlobError, match="missing or empty"):
-        run_compile_blob(make_params(path=str(tmp_path / "nope.blob")), onnx_dir, tmp_path / "blob")
+        compile_blob(make_params(path=str(tmp_path / "nope.blob")), onnx_dir, tmp_path / "blob")
 
 
 class Recorder(BaseHTTPRequestHandler):
@@ -103,7 +121,7 @@ def test_online_request_carries_model_and_explicit_preprocessing(
     params = make_params(enabled=True, shaves=5, openvino_version="2021.4", url=url, retries=0, timeout_s=5)
     # The server's answer is not a blob: the compiled file must be validated, not trusted.
     with pytest.raises(BlobError, match="not a readable Myriad X blob"):
-        run_compile_blob(params, onnx_dir, tmp_path / "blob")
+        compile_blob(params, onnx_dir, tmp_path / "blob")
     assert len(server.requests) == 1  # type: ignore[attr-defined]
     req = server.requests[0]  # type: ignore[attr-defined]
     query = parse_qs(urlparse(req["path"]).query)
@@ -133,7 +151,7 @@ def test_online_server_error_is_clear(
     url = f"http://127.0.0.1:{server.server_address[1]}"
     params = make_params(enabled=True, url=url, retries=1, timeout_s=5)
     with pytest.raises(BlobError, match=r"after 2 attempt\(s\).*500.*go online.*blob\.path"):
-        run_compile_blob(params, onnx_dir, tmp_path / "blob")
+        compile_blob(params, onnx_dir, tmp_path / "blob")
     assert len(server.requests) == 2  # type: ignore[attr-defined]
 
 
@@ -141,4 +159,47 @@ def test_online_connection_refused_is_clear(tmp_path: Path, onnx_dir: Path) -> N
     port = free_port()  # nothing listens there once the probe socket is closed
     params = make_params(enabled=True, url=f"http://127.0.0.1:{port}", retries=0, timeout_s=5)
     with pytest.raises(BlobError, match=r"go online, or set blob\.path"):
-        run_compile_blob(params, onnx_dir, tmp_path / "blob")
+        compile_blob(params, onnx_dir, tmp_path / "blob")
+
+
+def test_every_model_is_requested_with_its_own_preprocessing(
+    tmp_path: Path, onnx_dir: Path, server: ThreadingHTTPServer
+) -> None:
+    """Stats-input and Johnson models go through the same request code; the image input alone is U8."""
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    params = make_params(enabled=True, url=url, retries=0, timeout_s=5)
+    sources = blob_mod.blob_sources(params, onnx_dir, onnx_dir.parent / "johnson")
+    assert [p.name for p in sources] == ["adain_baked.onnx", "adain_stats.onnx"] + [
+        f"johnson_{s}.onnx" for s in STYLES
+    ]
+    for src in sources[1:]:
+        blob_mod.compile_online(src, tmp_path / "work", params)
+    stats_req, *johnson_reqs = server.requests  # type: ignore[attr-defined]
+    assert stats_req["parts"]["adain_stats.onnx"] == (onnx_dir / "adain_stats.onnx").read_bytes()
+    assert stats_req["parts"]["myriad_params_advanced"] == b"-ip FP16 -iop content:U8"
+    mo_args = yaml.safe_load(stats_req["parts"]["config"])["model_optimizer_args"]
+    for flag in (
+        "--input=content,style_mean,style_std",
+        "--scale_values=content[255,255,255]",
+        "--mean_values=content[0,0,0]",
+        "--input_shape=[1,3,32,32],[1,512,1,1],[1,512,1,1]",
+        "--reverse_input_channels",
+    ):
+        assert flag in mo_args
+    for style, req in zip(STYLES, johnson_reqs, strict=True):
+        assert f"johnson_{style}.onnx" in req["parts"] and req["parts"]["myriad_params_advanced"] == b"-ip U8"
+        assert "--scale_values=[255,255,255]" in yaml.safe_load(req["parts"]["config"])["model_optimizer_args"]
+
+
+def test_missing_exports_are_named(tmp_path: Path, onnx_dir: Path) -> None:
+    (onnx_dir / "adain_stats.onnx").unlink()
+    with pytest.raises(BlobError, match=r"not found: .*adain_stats\.onnx \(run export_onnx and export_johnson"):
+        compile_blob(make_params(enabled=True, retries=0), onnx_dir, tmp_path / "blob")
+
+
+def test_validation_matches_inputs_by_name() -> None:
+    want = {"content": [1, 3, 32, 32], "style_mean": STAT, "style_std": STAT}
+    assert blob_mod._io_fits({"content": [32, 32, 3, 1], "style_mean": STAT, "style_std": STAT}, want)
+    assert not blob_mod._io_fits({"content": [1, 3, 32, 32], "style_mean": STAT}, want)
+    assert not blob_mod._io_fits({"content": [1, 3, 64, 64], "style_mean": STAT, "style_std": STAT}, want)
+    assert blob_mod._io_fits({"input.1": [1, 3, 32, 32]}, {"content": [1, 3, 32, 32]})

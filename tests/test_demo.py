@@ -14,7 +14,15 @@ import yaml
 
 from stylepipe.config import Params, deep_merge, parse_params
 from stylepipe.demo.clip import ken_burns, load_source_image
-from stylepipe.demo.host import DisplayError, render_video, run_demo, run_host
+from stylepipe.demo.host import (
+    DisplayError,
+    StyleCycler,
+    make_style_runner,
+    render_video,
+    run_demo,
+    run_host,
+    stream,
+)
 from stylepipe.demo.oak import build_pipeline, run_live, save_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,16 +97,17 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     torch.save({"name": "vgg16_hed", "state_dict": build_encoder("vgg16_hed").state_dict()}, d / "enc.pt")
     save_decoder(Decoder("vgg16_hed"), d / "dec.pt")
     torch.save(
-        {"names": ["a"], "mean": torch.rand(1, 512, 1, 1), "std": torch.rand(1, 512, 1, 1) + 0.5},
+        {"names": ["a", "b"], "mean": torch.rand(2, 512, 1, 1), "std": torch.rand(2, 512, 1, 1) + 0.5},
         d / "bank.pt",
     )
     paths = {"encoder_path": d / "enc.pt", "decoder_path": d / "dec.pt", "bank_path": d / "bank.pt"}
     run_export_onnx(make_params(), out_dir=d / "onnx", **paths)
     run_export_openvino(make_params(), d / "onnx", d / "openvino", **paths)
-    return {"onnx_dir": d / "onnx", "openvino_dir": d / "openvino", "bank_path": d / "bank.pt"}
+    return {"onnx_dir": d / "onnx", "openvino_dir": d / "openvino", "bank_path": d / "bank.pt",
+            "encoder_path": d / "enc.pt", "decoder_path": d / "dec.pt"}  # fmt: skip
 
 
-@pytest.mark.parametrize("backend", ["openvino", "onnxruntime"])
+@pytest.mark.parametrize("backend", ["openvino", "onnxruntime", "torch"])
 def test_run_demo(exported: dict[str, Path], tmp_path: Path, backend: str) -> None:
     params = make_params(frames=5, fps=10, backend=backend)
     rec = run_demo(params, blob_dir=tmp_path / "no-blob", out_dir=tmp_path / "demo", **exported)
@@ -109,3 +118,44 @@ def test_run_demo(exported: dict[str, Path], tmp_path: Path, backend: str) -> No
     pipe = json.loads((out / "oak_pipeline.json").read_text())
     assert "NeuralNetwork" in node_names(pipe) and pipe["stylepipe"]["blob"] is None
     assert (out / "oak_pipeline_styles.json").is_file()
+
+
+def test_style_keys_cycle_and_quit() -> None:
+    cycler = StyleCycler(["a", "b", "c"])
+    assert cycler.on_key("n") == "switch" and cycler.name == "b"
+    assert cycler.on_key("right") == "switch" and cycler.on_key("right") == "switch" and cycler.name == "a"
+    assert cycler.on_key("p") == "switch" and cycler.name == "c"
+    assert cycler.on_key("x") is None and cycler.on_key(None) is None and cycler.name == "c"
+    assert cycler.on_key("q") == "quit"
+    assert StyleCycler(["only"]).on_key("n") is None
+    with pytest.raises(ValueError, match="out of range"):
+        StyleCycler(["a"], 3)
+
+
+class FakeDisplay:
+    """Display stand-in: plays back keys, one per shown frame, and keeps the labels' frames."""
+
+    def __init__(self, keys: list[str | None]) -> None:
+        self.keys, self.shown, self.open = list(keys), [], True
+
+    def show(self, frame: np.ndarray) -> None:
+        self.shown.append(frame)
+
+    def key(self) -> str | None:
+        return self.keys.pop(0) if self.keys else None
+
+
+@pytest.mark.parametrize("backend", ["openvino", "onnxruntime", "torch"])
+def test_host_style_runner_switches_styles_on_keys(exported: dict[str, Path], backend: str) -> None:
+    runner = make_style_runner(backend, **exported)
+    frame = next(ken_burns(load_source_image(), 1, SIZE))
+    first = runner(frame)
+    assert first.shape == (SIZE[1], SIZE[0], 3) and first.dtype == np.uint8
+    assert runner.label() == f"a ({'CUDA' if backend == 'torch' and torch.cuda.is_available() else 'CPU'})"
+    display = FakeDisplay([None, "n", None, "q", None])
+    info = stream(iter([frame] * 8), runner, None, 10, display)  # type: ignore[arg-type]
+    assert info["frames"] == 4 and runner.cycler.name == "b"  # q on the 4th frame stops the stream
+    right = [f[SIZE[1] // 2 :, SIZE[0] :] for f in display.shown]  # below the overlay text
+    assert np.array_equal(right[0], right[1]) and not np.array_equal(right[1], right[2])
+    with pytest.raises(ValueError, match="unknown demo backend 'tflite'"):
+        make_style_runner("tflite", **exported)

@@ -57,6 +57,9 @@ def test_onnx_export_parity_inputs_metadata(exported: tuple[Path, dict]) -> None
         assert entry["max_abs_diff"] <= report["atol"]
         assert entry["opcheck"]["ok"] and entry["opcheck"]["violations"] == []
         assert entry["gmac"] > 0 and entry["params"] > 0
+        proj = entry["oak1_projection"]
+        assert proj["fps"] == pytest.approx(108.3 / entry["gmac"], rel=0.01)
+        assert proj["fps_optimistic"] > proj["fps"] and "docs.luxonis.com" in proj["source"]
         onnx.checker.check_model(str(out / name))
     baked = onnx.load(str(out / BAKED_ONNX))
     assert [i.name for i in baked.graph.input] == ["content"]
@@ -131,6 +134,8 @@ def test_openvino_ir_fp16_matches_ort(
         assert entry["constant_types"].get("f16", 0) > 0
         assert entry["cpu_fps"]["f32"] > 0
         assert (tmp_path / "ov" / entry["xml"]).is_file()
+    fp16 = report["fp16_compute_error"]
+    assert 0 < fp16["mean_abs_diff"] <= fp16["max_abs_diff"] < 0.1
 
 
 class Loud(nn.Module):
@@ -165,3 +170,23 @@ def test_fp16_check_sees_adain_squared_deviation(weights: dict[str, Path]) -> No
         check_fp16_range(model, [args])
     rng = check_fp16_range(model, [args], stats_scale=64.0)
     assert rng["max_abs_activation"] < 65504 and np.isfinite(rng["headroom"])
+
+
+def test_projection_constants_are_the_reference_networks_macs() -> None:
+    """The cited FPS x GMAC: recount torchvision's ResNets' convolution MACs at 224x224."""
+    import torchvision
+
+    from stylepipe.export.onnx import count_macs
+    from stylepipe.export.projection import RESNET18, RESNET50, oak_projection, projected_oak_fps
+
+    x = torch.zeros(1, 3, 224, 224)
+    for ref, build in ((RESNET50, torchvision.models.resnet50), (RESNET18, torchvision.models.resnet18)):
+        macs, _ = count_macs(build().eval(), (x,))
+        assert macs / 1e9 == pytest.approx(ref.gmac, abs=1e-3)
+    assert projected_oak_fps(RESNET50.gmac) == pytest.approx(RESNET50.fps)
+    assert projected_oak_fps(RESNET18.gmac, RESNET18) == pytest.approx(RESNET18.fps)
+    johnson_256 = oak_projection(11.378)  # TransformerNet, pad 8, 256x256
+    assert 9 < johnson_256["fps"] < 10 and not johnson_256["meets_target"]
+    assert oak_projection(2.9)["meets_target"]
+    with pytest.raises(ValueError, match="positive"):
+        projected_oak_fps(0.0)

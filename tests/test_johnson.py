@@ -182,7 +182,7 @@ def test_resume_after_kill_gives_identical_curve(real_encoder, tmp_path: Path):
 def test_save_load_and_clear_errors(tmp_path: Path):
     path = _saved_model(tmp_path)
     net, meta = load_johnson(path)
-    assert meta == {"arch": "TransformerNet", "pad": 2, "style": STYLE, "encoder": "vgg16_hed"}
+    assert meta == {"arch": "TransformerNet", "pad": 2, "style": STYLE, "encoder": "vgg16_hed", "width": 1.0}
     assert not net.training
     with pytest.raises(WeightsError, match="Johnson model not found"):
         load_johnson(tmp_path / "nope.pt")
@@ -197,6 +197,25 @@ def test_save_load_and_clear_errors(tmp_path: Path):
     for bad in ("johnson:", "johnson:../x", "gatys"):
         with pytest.raises(ValueError, match="expected 'adain' or 'johnson:<style>'"):
             parse_model_name(bad)
+
+
+def test_width_multiplier_slims_the_net_and_round_trips(tmp_path: Path):
+    from stylepipe.export.onnx import count_macs
+    from stylepipe.models.johnson import TransformerNet, save_johnson
+
+    x = torch.rand(1, 3, 32, 32)
+    full, half = TransformerNet(0), TransformerNet(0, 0.5)
+    assert half(x).shape == x.shape and half.conv1.conv.out_channels == 16
+    macs_full, params_full = count_macs(full, (x,))
+    macs_half, params_half = count_macs(half, (x,))
+    assert 0.2 < macs_half / macs_full < 0.3 and params_half < params_full / 3
+    save_johnson(half, tmp_path / "half.pt", STYLE, "vgg16_hed")
+    net, meta = load_johnson(tmp_path / "half.pt")
+    assert meta["width"] == 0.5
+    torch.testing.assert_close(net(x), half.eval()(x))
+    for bad in (0.3, 0.125, 1.5):
+        with pytest.raises(ValueError, match=r"width must be one of 0\.25"):
+            TransformerNet(0, bad)
 
 
 def test_params_validate_styles_and_pad():
@@ -234,6 +253,8 @@ def test_onnx_and_openvino_export_parity(tmp_path: Path):
     assert ov["max_abs_diff_vs_ort"] <= report["openvino_atol"] and ov["constant_types"].get("f16", 0) > 0
     assert (out / "johnson_Cubism.xml").is_file() and (out / "johnson_Cubism.bin").is_file()
     assert report["fp16_range"]["ok"]
+    assert report["fp16_compute_error"]["max_abs_diff"] < 0.1 and report["width_multiplier"] == 1.0
+    assert report["onnx"]["oak1_projection"]["fps"] > 0
     assert all(v > 0 for v in report["cpu_fps"].values())
     with pytest.raises(Exception, match="not listed"):
         run_export_johnson(_params(), "Abstract", tmp_path / "models", tmp_path / "export")

@@ -109,13 +109,15 @@ def _stage_demo(params, args) -> Any:
     if args.live:
         from stylepipe.demo.oak import run_live
 
-        blob = paths.BLOB
+        stats_blob = paths.BLOB_DIR / "adain_stats.blob"  # styles switch on the device when it is there
+        blob = stats_blob if stats_blob.is_file() else paths.BLOB
         return run_live(blob if blob.is_file() else None, size, bank_path=paths.STYLE_BANK,
-                        record=args.record)
+                        with_style_input=blob == stats_blob, record=args.record)
     if args.host is not None:
-        from stylepipe.demo.host import make_runner, run_host
+        from stylepipe.demo.host import make_style_runner, run_host
 
-        runner = make_runner(params.demo.backend, paths.OPENVINO_DIR, paths.ONNX_DIR)
+        runner = make_style_runner(params.demo.backend, stats_scale=params.export.stats_scale,
+                                   index=params.export.style_index)
         return run_host(args.host, runner, args.record, size, fps=params.demo.fps, show=args.record is None)
     from stylepipe.demo.host import run_demo
 

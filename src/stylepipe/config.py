@@ -244,7 +244,7 @@ class Blob(Section):
 class Demo(Section):
     frames: Annotated[int, Field(ge=1, le=10_000)] = 36
     fps: Annotated[int, Field(ge=1, le=120)] = 12
-    backend: Literal["openvino", "onnxruntime"] = "openvino"
+    backend: Literal["openvino", "onnxruntime", "torch"] = "openvino"  # torch: CUDA when present
 
 
 class Params(Section):

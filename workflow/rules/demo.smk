@@ -1,5 +1,6 @@
 rule demo:
     input:
+        "models/encoder",
         "models/adain",
         "models/export/onnx",
         "models/export/openvino",

@@ -37,11 +37,12 @@ rule export_openvino:
 rule compile_blob:
     input:
         "models/export/onnx",
+        expand("models/export/johnson/{style}", style=JOHNSON_STYLES),
         "src/stylepipe/export/blob.py",
     output:
         directory("models/export/blob"),
     params:
-        **P("export", "blob"),
+        **P("export", "blob", "train_johnson.styles"),
     log:
         "logs/compile_blob.log",
     conda:

@@ -1,5 +1,8 @@
-"""Host-side demo: stylise frames on the CPU (OpenVINO IR or ONNX Runtime), write H.264 side-by-side video.
+"""Host-side demo: stylise frames with OpenVINO IR or ONNX Runtime (CPU), or PyTorch (CUDA when present);
+write H.264 side-by-side video and/or show a live window.
 
+`stylepipe demo --host` runs the style-statistics model, so keys switch the style at runtime (n / right:
+next, p / left: previous, q: quit), as on the OAK. The `demo` stage renders the baked single-style model.
 No OpenCV: frames are numpy RGB uint8 arrays, text is drawn with PIL, video is written with PyAV, and
 the optional live window is a matplotlib figure (which needs a display).
 """
@@ -24,6 +27,9 @@ from stylepipe.media import VideoWriter
 
 Runner = Callable[[np.ndarray], np.ndarray]  # RGB uint8 (H, W, 3) -> RGB uint8 (H, W, 3)
 BAKED = "adain_baked"
+STATS = "adain_stats"
+BACKENDS = ("openvino", "onnxruntime", "torch")
+StatsInfer = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]  # (content, mean, std) -> output
 
 
 class DisplayError(RuntimeError):
@@ -44,25 +50,126 @@ def to_frame(output: np.ndarray) -> np.ndarray:
     )
 
 
+def _require(path: Path, stage: str) -> Path:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found (run the {stage} stage first)")
+    return path
+
+
 def make_runner(backend: str, openvino_dir: Path, onnx_dir: Path) -> Runner:
     """The baked single-style model as a frame -> frame function on the CPU."""
     if backend == "openvino":
         from stylepipe.export.openvino import F32_CONFIG, compile_cpu
 
-        xml = openvino_dir / f"{BAKED}.xml"
-        if not xml.is_file():
-            raise FileNotFoundError(f"{xml}: not found (run the export_openvino stage first)")
-        compiled = compile_cpu(xml, F32_CONFIG)
+        compiled = compile_cpu(_require(openvino_dir / f"{BAKED}.xml", "export_openvino"), F32_CONFIG)
         return lambda frame: to_frame(compiled({0: to_tensor(frame)})[compiled.output(0)])
     if backend == "onnxruntime":
         import onnxruntime as ort
 
-        path = onnx_dir / f"{BAKED}.onnx"
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: not found (run the export_onnx stage first)")
+        path = _require(onnx_dir / f"{BAKED}.onnx", "export_onnx")
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         return lambda frame: to_frame(sess.run(None, {"content": to_tensor(frame)})[0])
-    raise ValueError(f"unknown demo backend {backend!r}: expected 'openvino' or 'onnxruntime'")
+    raise ValueError(f"unknown baked-model backend {backend!r}: expected 'openvino' or 'onnxruntime'")
+
+
+class StyleCycler:
+    """Which of `names` is showing; `on_key` steps through them (n/right, p/left) or asks to quit (q)."""
+
+    NEXT, PREVIOUS, QUIT = ("n", "right"), ("p", "left"), ("q", "escape")
+
+    def __init__(self, names: list[str], index: int = 0) -> None:
+        if not names:
+            raise ValueError("no styles to cycle through (the style bank is empty)")
+        if not 0 <= index < len(names):
+            raise ValueError(f"style index {index} is out of range for {len(names)} styles")
+        self.names, self.index = list(names), index
+
+    @property
+    def name(self) -> str:
+        return self.names[self.index]
+
+    def on_key(self, key: str | None) -> str | None:
+        """'quit', 'switch' (index changed) or None for any other key."""
+        if key in self.QUIT:
+            return "quit"
+        step = 1 if key in self.NEXT else -1 if key in self.PREVIOUS else 0
+        if not step or len(self.names) == 1:
+            return None
+        self.index = (self.index + step) % len(self.names)
+        return "switch"
+
+
+class StyleRunner:
+    """The style-statistics model as frame -> frame with the cycler's current style from the bank."""
+
+    def __init__(self, infer: StatsInfer, bank: dict[str, Any], device: str, index: int = 0) -> None:
+        self.infer, self.mean, self.std, self.device = infer, bank["mean"], bank["std"], device
+        self.cycler = StyleCycler(bank["names"], index)
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        i = self.cycler.index
+        return to_frame(self.infer(to_tensor(frame), self.mean[i : i + 1], self.std[i : i + 1]))
+
+    def label(self) -> str:
+        return f"{self.cycler.name} ({self.device})"
+
+
+def load_bank(bank_path: Path) -> dict[str, Any]:
+    """The style bank as numpy: names, mean and std [S, 512, 1, 1] float32."""
+    from stylepipe.export.onnx import load_style_bank
+
+    bank = load_style_bank(bank_path)
+    return {"names": list(bank["names"]), "mean": bank["mean"].float().numpy(), "std": bank["std"].float().numpy()}
+
+
+def _torch_infer(encoder_path: Path, decoder_path: Path, stats_scale: float) -> tuple[StatsInfer, str]:
+    """The PyTorch stats model on CUDA when present (else the CPU); returns (infer, device label)."""
+    import torch
+
+    from stylepipe.export.onnx import StatsModel
+    from stylepipe.models.adain import load_stylizer
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = StatsModel(load_stylizer(encoder_path, decoder_path), stats_scale).eval().to(device)
+
+    def infer(content: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            args = (torch.from_numpy(a).to(device) for a in (content, mean, std))
+            return model(*args).cpu().numpy()
+
+    return infer, device.type.upper()
+
+
+def make_style_runner(
+    backend: str,
+    bank_path: Path = paths.STYLE_BANK,
+    openvino_dir: Path = paths.OPENVINO_DIR,
+    onnx_dir: Path = paths.ONNX_DIR,
+    encoder_path: Path = paths.ENCODER,
+    decoder_path: Path = paths.DECODER,
+    stats_scale: float = 1.0,
+    index: int = 0,
+) -> StyleRunner:
+    """The stats-input model on `backend`: OpenVINO IR / ONNX Runtime on the CPU, or PyTorch (CUDA if any)."""
+    bank = load_bank(bank_path)
+    if backend == "openvino":
+        from stylepipe.export.openvino import F32_CONFIG, compile_cpu
+
+        compiled = compile_cpu(_require(openvino_dir / f"{STATS}.xml", "export_openvino"), F32_CONFIG)
+        out = compiled.output(0)
+        infer: StatsInfer = lambda c, m, s: compiled({"content": c, "style_mean": m, "style_std": s})[out]  # noqa: E731
+        return StyleRunner(infer, bank, "CPU", index)
+    if backend == "onnxruntime":
+        import onnxruntime as ort
+
+        path = _require(onnx_dir / f"{STATS}.onnx", "export_onnx")
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        infer = lambda c, m, s: sess.run(None, {"content": c, "style_mean": m, "style_std": s})[0]  # noqa: E731
+        return StyleRunner(infer, bank, "CPU", index)
+    if backend == "torch":
+        infer, device = _torch_infer(encoder_path, decoder_path, stats_scale)
+        return StyleRunner(infer, bank, device, index)
+    raise ValueError(f"unknown demo backend {backend!r}: expected one of {', '.join(BACKENDS)}")
 
 
 def compose(original: np.ndarray, stylised: np.ndarray, text: str) -> np.ndarray:
@@ -112,6 +219,12 @@ class Display:
         return self.plt.fignum_exists(self.fig.number)
 
 
+def overlay_text(runner: Runner, fps: float) -> str:
+    """'12.3 FPS  <style> (<device>)' for a StyleRunner, '12.3 FPS (CPU)' for the baked model."""
+    label = runner.label() if isinstance(runner, StyleRunner) else "(CPU)"
+    return f"{fps:5.1f} FPS  {label}"
+
+
 def stream(
     frames: Iterable[np.ndarray],
     runner: Runner,
@@ -119,8 +232,10 @@ def stream(
     fps: int,
     display: Display | None = None,
 ) -> dict[str, Any]:
-    """Stylise frames; write original | stylised with an FPS overlay to out_path and/or a live window."""
+    """Stylise frames; write original | stylised with an FPS overlay to out_path and/or a live window
+    (where q quits and, with a StyleRunner, n/p switch styles)."""
     count, infer_s = 0, 0.0
+    cycler = runner.cycler if isinstance(runner, StyleRunner) else StyleCycler(["baked"])
     with contextlib.ExitStack() as stack:
         writer: VideoWriter | None = None
         for frame in frames:
@@ -128,7 +243,7 @@ def stream(
             stylised = runner(frame)
             infer_s += time.perf_counter() - start
             count += 1
-            canvas = compose(frame, stylised, f"{count / infer_s:5.1f} FPS (CPU)")
+            canvas = compose(frame, stylised, overlay_text(runner, count / infer_s))
             if out_path is not None and writer is None:
                 writer = stack.enter_context(
                     VideoWriter(Path(out_path), fps, canvas.shape[1], canvas.shape[0])
@@ -137,7 +252,7 @@ def stream(
                 writer.write(canvas)
             if display is not None:
                 display.show(canvas)
-                if not display.open or display.key() == "q":
+                if not display.open or cycler.on_key(display.key()) == "quit":
                     break
     if count == 0:
         raise ValueError("no frames to stylise")
@@ -198,6 +313,8 @@ def run_demo(
     bank_path: Path = paths.STYLE_BANK,
     out_dir: Path = paths.DEMO_DIR,
     source_image: Path | None = None,
+    encoder_path: Path = paths.ENCODER,
+    decoder_path: Path = paths.DECODER,
 ) -> dict[str, Any]:
     """The `demo` stage: OAK pipeline JSONs, demo.mp4 rendered on the host from the clip, demo.json."""
     import torch
@@ -209,7 +326,13 @@ def run_demo(
     blob = blob_dir / "adain_baked.blob"
     blob_path = blob if blob.is_file() else None
     names = list(torch.load(bank_path, map_location="cpu", weights_only=True)["names"])
-    runner = make_runner(params.demo.backend, openvino_dir, onnx_dir)
+    if params.demo.backend == "torch":
+        runner: Runner = make_style_runner(
+            "torch", bank_path, encoder_path=encoder_path, decoder_path=decoder_path,
+            stats_scale=params.export.stats_scale, index=params.export.style_index,
+        )  # fmt: skip
+    else:
+        runner = make_runner(params.demo.backend, openvino_dir, onnx_dir)
     with atomic_dir(out_dir) as tmp:
         save_pipeline(build_pipeline(blob_path, size, False), tmp / "oak_pipeline.json", blob_path)
         save_pipeline(build_pipeline(None, size, True), tmp / "oak_pipeline_styles.json", None)

@@ -127,18 +127,22 @@ def run_live(
     show: bool = True,
     max_frames: int | None = None,
 ) -> dict[str, Any]:
-    """Run on a connected OAK: side-by-side original | stylised with FPS; 'n' cycles styles, 'q' quits."""
+    """Run on a connected OAK: side-by-side original | stylised with FPS; with the stats-input blob n/right and
+    p/left switch styles (new statistics sent to the device, the blob stays loaded), q quits."""
     device_info = find_device()
     if blob_path is None or not Path(blob_path).is_file():
         raise NoDeviceError(
             f"no blob at {blob_path}: set blob.enabled (online) or blob.path, then compile_blob"
         )
-    from stylepipe.demo.host import Display, VideoWriter, compose
+    from stylepipe.demo.host import Display, StyleCycler, VideoWriter, compose, load_bank
 
     display = Display("stylepipe OAK-1") if show else None
-    bank = _load_bank(bank_path) if with_style_input else None
+    if with_style_input and bank_path is None:
+        raise ValueError("the style-switching demo needs the style bank (models/adain/style_bank.pt)")
+    bank = load_bank(bank_path) if with_style_input else None
     width, height = size
-    frames, style_i, start = 0, 0, time.perf_counter()
+    cycler = StyleCycler(bank["names"] if bank else ["baked"])
+    frames, start = 0, time.perf_counter()
     writer = VideoWriter(Path(record), 10, 2 * width, height) if record else None
     try:
         with dai.Device(build_pipeline(Path(blob_path), size, with_style_input), device_info) as device:
@@ -151,18 +155,17 @@ def run_live(
                 stylised = _nn_to_rgb(q_nn.get(), width, height)
                 frames += 1
                 fps = frames / (time.perf_counter() - start)
-                label = f"{fps:4.1f} FPS" + (f"  {bank['names'][style_i]}" if bank else "")
+                label = f"{fps:4.1f} FPS" + (f"  {cycler.name} (OAK-1)" if bank else "")
                 canvas = compose(original, stylised, label)
                 if writer is not None:
                     writer.write(canvas)
                 if display is not None:
                     display.show(canvas)
-                    key = display.key()
-                    if key == "q" or not display.open:
+                    action = cycler.on_key(display.key())
+                    if action == "quit" or not display.open:
                         break
-                    if key in ("n", "right") and q_style is not None:
-                        style_i = (style_i + 1) % len(bank["names"])
-                        q_style.send(style_message(bank["mean"][style_i], bank["std"][style_i]))
+                    if action == "switch" and q_style is not None:
+                        q_style.send(style_message(bank["mean"][cycler.index], bank["std"][cycler.index]))
     finally:
         if writer is not None:
             writer.close()
@@ -172,11 +175,3 @@ def run_live(
         "record": str(record) if record else None,
     }
 
-
-def _load_bank(bank_path: Path | None) -> dict[str, Any]:
-    import torch
-
-    if bank_path is None:
-        raise ValueError("the style-switching demo needs the style bank (models/adain/style_bank.pt)")
-    bank = torch.load(bank_path, map_location="cpu", weights_only=True)
-    return {"names": list(bank["names"]), "mean": bank["mean"].numpy(), "std": bank["std"].numpy()}

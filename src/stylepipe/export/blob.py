@@ -1,11 +1,14 @@
-"""The `compile_blob` stage: a Myriad X blob for the OAK-1, compiled online or given pre-compiled.
+"""The `compile_blob` stage: Myriad X blobs for the OAK-1, compiled online or given pre-compiled.
 
-* blob.path set    -> validate that blob (inputs/outputs must fit the baked ONNX model) and use it.
-* blob.enabled     -> compile adain_baked.onnx through Luxonis' blobconverter service, then validate.
+* blob.path set    -> validate that blob (inputs/outputs must fit adain_baked.onnx) and use it.
+* blob.enabled     -> compile every exported model through Luxonis' blobconverter service, then validate
+                      each: adain_baked (one style), adain_stats (styles switched on the device through its
+                      style_mean/style_std inputs) and each johnson_<style> (train_johnson.styles).
 * neither          -> record in blob.json that no blob was compiled and why (the offline default).
 
-Camera frames reach the network as BGR U8 planar, so the compile request carries explicit Model
-Optimizer preprocessing: reverse the channels (BGR -> RGB) and divide by 255, mean 0.
+Camera frames reach the network as BGR U8 planar, so each compile request carries explicit Model
+Optimizer preprocessing of the image input `content`: reverse the channels (BGR -> RGB) and divide by 255,
+mean 0. The style statistics inputs stay FP16, unscaled.
 """
 
 from __future__ import annotations
@@ -24,10 +27,12 @@ import requests
 
 from stylepipe import paths
 from stylepipe.config import Params
-from stylepipe.export.onnx import BAKED_ONNX
+from stylepipe.export.johnson import onnx_name
+from stylepipe.export.onnx import BAKED_ONNX, STATS_ONNX
 from stylepipe.io import atomic_dir, file_digest, write_json
 
 BLOB_NAME = "adain_baked.blob"
+IMAGE_INPUT = "content"
 RETRY_DELAY_S = 2.0
 OFFLINE_HINT = "go online, or set blob.path to a pre-compiled blob (and blob.enabled: false) to work offline"
 
@@ -36,14 +41,34 @@ class BlobError(RuntimeError):
     """The blob could not be compiled, read, or does not fit the exported model."""
 
 
-def optimizer_params(height: int, width: int) -> list[str]:
-    """Model Optimizer flags turning camera BGR U8 [0, 255] frames into the model's RGB [0, 1] input."""
+def optimizer_params(height: int, width: int, inputs: dict[str, list[int]] | None = None) -> list[str]:
+    """Model Optimizer flags turning camera BGR U8 [0, 255] frames into the model's RGB [0, 1] `content`;
+    `inputs` (name -> dims, from onnx_io_shapes) with more than the image names each input's shape."""
+    image = f"[1,3,{height},{width}]"
+    if inputs is None or list(inputs) == [IMAGE_INPUT]:
+        return ["--reverse_input_channels", "--mean_values=[0,0,0]", "--scale_values=[255,255,255]",
+                f"--input_shape={image}"]  # fmt: skip
+    shapes = [image if n == IMAGE_INPUT else "[" + ",".join(map(str, d)) + "]" for n, d in inputs.items()]
     return [
-        "--reverse_input_channels",
-        "--mean_values=[0,0,0]",
-        "--scale_values=[255,255,255]",
-        f"--input_shape=[1,3,{height},{width}]",
+        "--reverse_input_channels",  # applies to 3-channel inputs only: the statistics are left alone
+        f"--input={','.join(inputs)}",
+        f"--mean_values={IMAGE_INPUT}[0,0,0]",
+        f"--scale_values={IMAGE_INPUT}[255,255,255]",
+        f"--input_shape={','.join(shapes)}",
     ]
+
+
+def compile_params(inputs: dict[str, list[int]]) -> list[str]:
+    """compile_tool flags: the camera image arrives as U8; other inputs (style statistics) as FP16."""
+    if list(inputs) == [IMAGE_INPUT]:
+        return ["-ip U8"]
+    return [f"-ip FP16 -iop {IMAGE_INPUT}:U8"]
+
+
+def blob_sources(params: Params, onnx_dir: Path, johnson_dir: Path) -> list[Path]:
+    """The ONNX models compiled online: AdaIN baked and stats-input, and each listed Johnson style."""
+    styles = params.train_johnson.styles
+    return [onnx_dir / BAKED_ONNX, onnx_dir / STATS_ONNX, *(johnson_dir / s / onnx_name(s) for s in styles)]
 
 
 def onnx_io_shapes(onnx_path: Path) -> dict[str, dict[str, list[int]]]:
@@ -65,8 +90,17 @@ def _fits(blob_dims: list[int], want: list[int]) -> bool:
     return list(blob_dims) in (list(want), list(reversed(want)))
 
 
+def _io_fits(got: dict[str, list[int]], want: dict[str, list[int]]) -> bool:
+    """Same count; by name where the names agree, else (one tensor each side) by position."""
+    if len(got) != len(want):
+        return False
+    if set(got) == set(want):
+        return all(_fits(got[n], want[n]) for n in want)
+    return len(want) == 1 and _fits(next(iter(got.values())), next(iter(want.values())))
+
+
 def validate_blob(blob_path: Path, onnx_path: Path) -> dict[str, Any]:
-    """Read a blob with depthai and check its single input and its output against the ONNX model."""
+    """Read a blob with depthai and check its inputs and outputs against the ONNX model's."""
     import depthai as dai
 
     if not blob_path.is_file() or blob_path.stat().st_size == 0:
@@ -78,11 +112,9 @@ def validate_blob(blob_path: Path, onnx_path: Path) -> dict[str, Any]:
     want = onnx_io_shapes(onnx_path)
     ins = {k: list(v.dims) for k, v in blob.networkInputs.items()}
     outs = {k: list(v.dims) for k, v in blob.networkOutputs.items()}
-    want_in, want_out = next(iter(want["inputs"].values())), next(iter(want["outputs"].values()))
-    if len(ins) != 1 or not _fits(next(iter(ins.values())), want_in):
-        raise BlobError(f"{blob_path}: blob inputs {ins} do not match {onnx_path.name} input {want_in}")
-    if len(outs) != 1 or not _fits(next(iter(outs.values())), want_out):
-        raise BlobError(f"{blob_path}: blob outputs {outs} do not match {onnx_path.name} output {want_out}")
+    for kind, got in (("inputs", ins), ("outputs", outs)):
+        if not _io_fits(got, want[kind]):
+            raise BlobError(f"{blob_path}: blob {kind} {got} do not match {onnx_path.name} {kind} {want[kind]}")
     return {
         "inputs": ins,
         "outputs": outs,
@@ -138,11 +170,12 @@ def _retryable(err: Exception) -> bool:
 def compile_online(onnx_path: Path, work_dir: Path, params: Params) -> Path:
     """blobconverter.from_onnx with explicit preprocessing, retries and a clear BlobError on failure."""
     cfg, exp = params.blob, params.export
+    inputs = onnx_io_shapes(onnx_path)["inputs"]
     out = work_dir / f"compile-{file_digest(onnx_path)[:16]}"
     kwargs: dict[str, Any] = {
         "data_type": "FP16",
-        "optimizer_params": optimizer_params(exp.height, exp.width),
-        "compile_params": ["-ip U8"],
+        "optimizer_params": optimizer_params(exp.height, exp.width, inputs),
+        "compile_params": compile_params(inputs),
         "shaves": cfg.shaves,
         "version": cfg.openvino_version,
         "output_dir": str(out),
@@ -165,12 +198,34 @@ def compile_online(onnx_path: Path, work_dir: Path, params: Params) -> Path:
     )
 
 
+def _compile_all(params: Params, sources: list[Path], tmp: Path) -> dict[str, Any]:
+    """Compile and validate each source into tmp/<stem>.blob; {blob file name: its record}."""
+    missing = [str(p) for p in sources if not p.is_file()]
+    if missing:
+        raise BlobError(f"not found: {', '.join(missing)} (run export_onnx and export_johnson first)")
+    return {f"{src.stem}.blob": _adopt(compile_online(src, tmp, params), src, tmp / f"{src.stem}.blob", params)
+            for src in sources}  # fmt: skip
+
+
+def _adopt(blob: Path, onnx_path: Path, dest: Path, params: Params) -> dict[str, Any]:
+    """Validate `blob` against its ONNX model, copy it to dest; the record of that blob."""
+    inputs = onnx_io_shapes(onnx_path)["inputs"]
+    entry = {
+        "onnx": str(onnx_path),
+        "optimizer_params": optimizer_params(params.export.height, params.export.width, inputs),
+        "validation": validate_blob(blob, onnx_path),
+    }
+    shutil.copyfile(blob, dest)
+    return entry
+
+
 def run_compile_blob(
     params: Params,
     onnx_dir: Path = paths.ONNX_DIR,
     out_dir: Path = paths.BLOB_DIR,
+    johnson_dir: Path = paths.JOHNSON_EXPORT_DIR,
 ) -> dict[str, Any]:
-    """Produce out_dir/adain_baked.blob (+ blob.json), or a blob.json saying why there is none."""
+    """Produce out_dir/<model>.blob files (+ blob.json), or a blob.json saying why there are none."""
     cfg = params.blob
     onnx_path = onnx_dir / BAKED_ONNX
     record: dict[str, Any] = {
@@ -178,6 +233,7 @@ def run_compile_blob(
         "openvino_version": cfg.openvino_version,
         "onnx": str(onnx_path),
         "blob": None,
+        "models": {},
     }
     with atomic_dir(out_dir) as tmp:
         if cfg.path is None and not cfg.enabled:
@@ -187,21 +243,15 @@ def run_compile_blob(
                 reason="blob.enabled is false and no blob.path is set (offline default): "
                 "the OAK pipeline is packaged without a blob",
             )
-        else:
+        elif cfg.path is not None:
             if not onnx_path.is_file():
                 raise BlobError(f"{onnx_path}: not found (run the export_onnx stage first)")
-            if cfg.path is not None:
-                src, record["source"] = Path(cfg.path), "path"
-            else:
-                src, record["source"] = compile_online(onnx_path, tmp, params), "blobconverter"
-            record["validation"] = validate_blob(src, onnx_path)
-            shutil.copyfile(src, tmp / BLOB_NAME)
-            for leftover in tmp.glob("compile-*"):
-                shutil.rmtree(leftover, ignore_errors=True)
-            record.update(
-                compiled=record["source"] == "blobconverter",
-                blob=BLOB_NAME,
-                optimizer_params=optimizer_params(params.export.height, params.export.width),
-            )
+            entry = _adopt(Path(cfg.path), onnx_path, tmp / BLOB_NAME, params)
+            record.update(compiled=False, source="path", blob=BLOB_NAME, models={BLOB_NAME: entry})
+        else:
+            models = _compile_all(params, blob_sources(params, onnx_dir, johnson_dir), tmp)
+            record.update(compiled=True, source="blobconverter", blob=BLOB_NAME, models=models)
+        for leftover in tmp.glob("compile-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
         write_json(tmp / "blob.json", record)
     return record

@@ -25,7 +25,7 @@ import torch
 from stylepipe import paths
 from stylepipe.config import Params
 from stylepipe.export.onnx import ExportError, _check_one, deterministic_content, export_graph
-from stylepipe.export.openvino import _model_entry, check_fp16_range, probe_images
+from stylepipe.export.openvino import _model_entry, check_fp16_range, fp16_compute_error, probe_images
 from stylepipe.io import atomic_dir, write_json
 from stylepipe.models.johnson import JohnsonStylizer, load_johnson, model_path, mvn_form
 
@@ -74,12 +74,15 @@ def run_export_johnson(
     metadata = {
         "input_color_order": "RGB", "input_scale": "float32 in [0, 1]", "input_layout": "NCHW",
         "output": "stylized: RGB float32 in [0, 1], NCHW", "input_size": f"{cfg.height}x{cfg.width}",
-        "method": "johnson", "style": style, "pad": str(meta["pad"]), "loss_encoder": meta["encoder"],
+        "method": "johnson", "style": style, "pad": str(meta["pad"]), "width_multiplier": str(meta["width"]),
+        "loss_encoder": meta["encoder"],
     }
     report: dict[str, Any] = {
-        "style": style, "pad": meta["pad"], "height": cfg.height, "width": cfg.width, "opset": cfg.opset,
+        "style": style, "pad": meta["pad"], "width_multiplier": meta["width"], "height": cfg.height,
+        "width": cfg.width, "opset": cfg.opset,
         "atol": cfg.atol, "openvino_atol": cfg.openvino_atol, "mvn_vs_instancenorm_max_diff": mvn_diff,
         "fp16_range": check_fp16_range(exported, [(x,) for x in probe_images(cfg.height, cfg.width, 0)]),
+        "fp16_compute_error": fp16_compute_error(exported, (content,)),
     }
     feeds = {"content": content.numpy()}
     with atomic_dir(out_root / style) as tmp:

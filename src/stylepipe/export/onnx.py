@@ -24,6 +24,7 @@ from torch import nn
 from stylepipe import paths
 from stylepipe.config import Params
 from stylepipe.export.opcheck import check_graph
+from stylepipe.export.projection import oak_projection
 from stylepipe.io import atomic_dir, file_digest, write_json
 from stylepipe.models.adain import AdaINStylizer, adain, load_stylizer
 
@@ -184,7 +185,7 @@ def ort_run(path: Path, feeds: dict[str, np.ndarray]) -> np.ndarray:
 def _check_one(
     module: nn.Module, args: tuple[torch.Tensor, ...], names: list[str], path: Path, atol: float
 ) -> dict[str, Any]:
-    """Parity vs PyTorch, operator check, size and compute figures for one exported model."""
+    """Parity vs PyTorch, operator check, size, compute figures and projected OAK-1 FPS for one model."""
     with torch.no_grad():
         ref = module(*args).numpy()
     got = ort_run(path, {n: a.numpy() for n, a in zip(names, args, strict=True)})
@@ -205,6 +206,7 @@ def _check_one(
         "max_abs_diff": diff,
         "gmac": round(macs / 1e9, 3),
         "params": n_params,
+        "oak1_projection": oak_projection(macs / 1e9),
         "opcheck": ops.to_dict(),
     }
 

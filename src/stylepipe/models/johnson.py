@@ -3,6 +3,8 @@
 The architecture is the PyTorch example's (`pytorch/examples` fast_neural_style): 9x9 conv 32, 3x3/2 conv
 64, 3x3/2 conv 128, 5 residual blocks, two nearest-upsample + 3x3 conv stages (no transposed convs), a
 9x9 conv to RGB; reflection padding everywhere and InstanceNorm2d(affine=True) after every conv but the last.
+`width` < 1 scales every stage's channels (e.g. 0.5: 16/32/64) for the OAK-1: about width^2 of the compute;
+a saved file's width is read back from its weights' shapes.
 
 Scaling: images go in and come out in [0, 1] RGB. Inside, the network works on the example's 0-255
 scale (input x 255, output / 255), so its weights, initialisation and the reference's Adam lr 1e-3 mean
@@ -40,6 +42,7 @@ ARCH = "TransformerNet"
 PIXEL_SCALE = 255.0  # the reference network's pixel scale (see the module docstring)
 MODEL_PREFIX = "johnson:"
 FILE_KEYS = ("arch", "pad", "style", "encoder", "state_dict")
+BASE_CHANNELS = (32, 64, 128)  # the reference widths; `width` < 1 gives the slimmer on-device variant
 
 
 class ConvLayer(nn.Module):
@@ -80,21 +83,35 @@ class ResidualBlock(nn.Module):
         return x + self.in2(self.conv2(self.relu(self.in1(self.conv1(x)))))
 
 
+def channel_widths(width: float) -> tuple[int, int, int]:
+    """The three stages' channels (32, 64, 128) x width; width in [0.25, 1] in steps of 1/8."""
+    if not 0.25 <= width <= 1.0 or abs(width * 8 - round(width * 8)) > 1e-9:
+        raise ValueError(f"width must be one of 0.25, 0.375, ..., 1.0 (steps of 1/8), got {width!r}")
+    return tuple(round(c * width) for c in BASE_CHANNELS)  # type: ignore[return-value]
+
+
+def width_of(state_dict: dict[str, torch.Tensor]) -> float:
+    """A saved net's width multiplier, read from its first convolution's output channels."""
+    weight = state_dict.get("conv1.conv.weight")
+    return 1.0 if weight is None else weight.shape[0] / BASE_CHANNELS[0]
+
+
 class TransformerNet(nn.Module):
     """[N, 3, H, W] in [0, 1] -> [N, 3, H, W] (unclamped; see the module docstring for sizes and pad)."""
 
-    def __init__(self, pad: int = 0) -> None:
+    def __init__(self, pad: int = 0, width: float = 1.0) -> None:
         super().__init__()
         if pad < 0 or pad % 2:
             raise ValueError(f"pad must be an even number >= 0, got {pad}")
-        self.pad = int(pad)
-        self.conv1, self.in1 = ConvLayer(3, 32, 9), nn.InstanceNorm2d(32, affine=True)
-        self.conv2, self.in2 = ConvLayer(32, 64, 3, 2), nn.InstanceNorm2d(64, affine=True)
-        self.conv3, self.in3 = ConvLayer(64, 128, 3, 2), nn.InstanceNorm2d(128, affine=True)
-        self.res = nn.Sequential(*(ResidualBlock(128) for _ in range(5)))
-        self.up1, self.in4 = UpsampleConvLayer(128, 64, 3), nn.InstanceNorm2d(64, affine=True)
-        self.up2, self.in5 = UpsampleConvLayer(64, 32, 3), nn.InstanceNorm2d(32, affine=True)
-        self.conv_out = ConvLayer(32, 3, 9)
+        c1, c2, c3 = channel_widths(width)
+        self.pad, self.width = int(pad), width
+        self.conv1, self.in1 = ConvLayer(3, c1, 9), nn.InstanceNorm2d(c1, affine=True)
+        self.conv2, self.in2 = ConvLayer(c1, c2, 3, 2), nn.InstanceNorm2d(c2, affine=True)
+        self.conv3, self.in3 = ConvLayer(c2, c3, 3, 2), nn.InstanceNorm2d(c3, affine=True)
+        self.res = nn.Sequential(*(ResidualBlock(c3) for _ in range(5)))
+        self.up1, self.in4 = UpsampleConvLayer(c3, c2, 3), nn.InstanceNorm2d(c2, affine=True)
+        self.up2, self.in5 = UpsampleConvLayer(c2, c1, 3), nn.InstanceNorm2d(c1, affine=True)
+        self.conv_out = ConvLayer(c1, 3, 9)
         self.relu = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -160,9 +177,12 @@ def load_johnson(path: str | Path, map_location: str | torch.device = "cpu") -> 
     blob = read_weights_file(path, FILE_KEYS, hint, map_location)
     if blob["arch"] != ARCH or not isinstance(blob["pad"], int):
         raise WeightsError(f"{path}: not a {ARCH} file (arch {blob['arch']!r}, pad {blob['pad']!r})")
-    net = TransformerNet(blob["pad"])
+    try:
+        net = TransformerNet(blob["pad"], width_of(blob["state_dict"]))
+    except ValueError as err:
+        raise WeightsError(f"{path}: {err}") from None
     load_state_checked(net, blob["state_dict"], path)
-    return net.eval(), {k: blob[k] for k in FILE_KEYS if k != "state_dict"}
+    return net.eval(), {**{k: blob[k] for k in FILE_KEYS if k != "state_dict"}, "width": net.width}
 
 
 def model_path(style: str, root: Path = paths.JOHNSON_DIR) -> Path:

@@ -1,0 +1,136 @@
+"""OAK-1 figures per exported model: GMAC/frame, parameters, OpenVINO CPU FPS, FP16 error, projected OAK-1 FPS.
+
+Trained models come from the export stages' outputs (models/export/onnx, openvino, johnson/<style>): their
+GMAC, parameters and FP16 errors are read from the stages' report.json files, and OpenVINO CPU FPS is
+measured afresh on their IR at the export size. Johnson width variants (`--widths`) are built untrained
+(speed and compute do not depend on the weights), exported through the same code and measured the same
+way. Projected OAK-1 FPS: stylepipe.export.projection (cited RVC2 figures; see README, The OAK-1 demo).
+
+    python benchmarks/bench_oak.py                      # table for the models in models/export
+    python benchmarks/bench_oak.py --widths 1 0.75 0.5 --pad 8 --repeats 5 --json figures.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from stylepipe import paths
+from stylepipe.config import parse_params
+from stylepipe.export.johnson import onnx_name
+from stylepipe.export.onnx import count_macs, deterministic_content, export_graph
+from stylepipe.export.openvino import compile_cpu, convert_onnx, fp16_compute_error, measure_fps
+from stylepipe.export.projection import oak_projection
+from stylepipe.models.johnson import JohnsonStylizer, TransformerNet, mvn_form
+
+COLUMNS = ("model", "gmac", "params_m", "ov_cpu_fps_f32", "ov_cpu_fps_default", "ir_fp16_weights_max_err",
+           "fp16_arith_max_err", "oak1_fps", "oak1_fps_optimistic")  # fmt: skip
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def ov_fps(xml: Path, feeds: dict[str, Any], repeats: int) -> tuple[float, float]:
+    """OpenVINO CPU FPS of one IR: f32 inference precision, then the CPU's default (bf16 where it can)."""
+    return (measure_fps(compile_cpu(xml, {"INFERENCE_PRECISION_HINT": "f32"}), feeds, repeats),
+            measure_fps(compile_cpu(xml), feeds, repeats))  # fmt: skip
+
+
+def row(name: str, gmac: float, n_params: int, fps: tuple[float, float], ir_err: float | None,
+        arith_err: float | None) -> dict[str, Any]:  # fmt: skip
+    proj = oak_projection(gmac)
+    return {"model": name, "gmac": round(gmac, 2), "params_m": round(n_params / 1e6, 3),
+            "ov_cpu_fps_f32": round(fps[0], 2), "ov_cpu_fps_default": round(fps[1], 2),
+            "ir_fp16_weights_max_err": ir_err, "fp16_arith_max_err": arith_err,
+            "oak1_fps": proj["fps"], "oak1_fps_optimistic": proj["fps_optimistic"]}  # fmt: skip
+
+
+def adain_rows(h: int, w: int, repeats: int) -> list[dict[str, Any]]:
+    onnx_rep, ov_rep = _read(paths.ONNX_DIR / "report.json"), _read(paths.OPENVINO_DIR / "report.json")
+    if onnx_rep is None or ov_rep is None:
+        print("AdaIN: no export reports (run `dvc repro export_openvino`); skipped")
+        return []
+    content = deterministic_content(h, w).numpy()
+    stats = {"style_mean": torch.ones(1, 512, 1, 1).numpy(), "style_std": torch.ones(1, 512, 1, 1).numpy()}
+    arith = ov_rep.get("fp16_compute_error", {}).get("max_abs_diff")
+    rows = []
+    for name, entry in onnx_rep["models"].items():
+        feeds = {"content": content, **(stats if "stats" in name else {})}
+        ov = ov_rep["models"][name]
+        fps = ov_fps(paths.OPENVINO_DIR / ov["xml"], feeds, repeats)
+        rows.append(row(name.removesuffix(".onnx"), entry["gmac"], entry["params"], fps,
+                        round(ov["max_abs_diff_vs_ort"], 4), arith))  # fmt: skip
+    return rows
+
+
+def johnson_rows(styles: list[str], h: int, w: int, repeats: int) -> list[dict[str, Any]]:
+    rows = []
+    feeds = {"content": deterministic_content(h, w).numpy()}
+    for style in styles:
+        rep = _read(paths.JOHNSON_EXPORT_DIR / style / "report.json")
+        if rep is None:
+            print(f"johnson {style}: no export report (run `dvc repro export_johnson@{style}`); skipped")
+            continue
+        xml = paths.JOHNSON_EXPORT_DIR / style / rep["openvino"]["xml"]
+        rows.append(row(f"johnson_{style} (pad {rep['pad']})", rep["onnx"]["gmac"], rep["onnx"]["params"],
+                        ov_fps(xml, feeds, repeats), round(rep["openvino"]["max_abs_diff_vs_ort"], 4),
+                        rep.get("fp16_compute_error", {}).get("max_abs_diff")))  # fmt: skip
+    return rows
+
+
+def width_rows(widths: list[float], pad: int, h: int, w: int, opset: int, repeats: int) -> list[dict[str, Any]]:
+    """Untrained TransformerNet(pad, width) exported and measured like the trained ones."""
+    rows = []
+    content = deterministic_content(h, w)
+    with tempfile.TemporaryDirectory() as tmp:
+        for width in widths:
+            torch.manual_seed(0)
+            net = JohnsonStylizer(mvn_form(TransformerNet(pad, width))).eval()
+            path = Path(tmp) / onnx_name(f"w{int(width * 1000)}")
+            export_graph(net, (content,), ["content"], path, opset, {"width": str(width)})
+            xml = path.with_suffix(".xml")
+            convert_onnx(path, xml)
+            macs, n_params = count_macs(net, (content,))
+            fps = ov_fps(xml, {"content": content.numpy()}, repeats)
+            arith = round(fp16_compute_error(net, (content,))["max_abs_diff"], 5)
+            rows.append(row(f"johnson width {width:g} (pad {pad}, untrained)", macs / 1e9, n_params, fps, None,
+                            arith))  # fmt: skip
+    return rows
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join("-" if r[c] is None else str(r[c]) for c in COLUMNS) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--params", type=Path, default=Path("params.yaml"))
+    ap.add_argument("--repeats", type=int, default=5, help="timed OpenVINO runs per model and precision")
+    ap.add_argument("--widths", type=float, nargs="*", default=[1.0, 0.75, 0.5],
+                    help="Johnson width multipliers to build untrained and measure (none: skip)")  # fmt: skip
+    ap.add_argument("--pad", type=int, default=8, help="the width variants' reflect pad (train_johnson.pad)")
+    ap.add_argument("--json", type=Path, help="also write the rows here")
+    args = ap.parse_args()
+    params = parse_params(yaml.safe_load(args.params.read_text()))
+    h, w = params.export.height, params.export.width
+    print(f"export size {h}x{w}; OpenVINO CPU threads: torch sees {torch.get_num_threads()}")
+    rows = adain_rows(h, w, args.repeats) + johnson_rows(params.train_johnson.styles, h, w, args.repeats)
+    rows += width_rows(args.widths, args.pad, h, w, params.export.opset, args.repeats)
+    print(markdown(rows))
+    print(f"\nprojection: {oak_projection(1.0)['basis']} -> {oak_projection(1.0)['effective_gmac_per_s']} GMAC/s;"
+          f" {oak_projection(1.0)['source']}")  # fmt: skip
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
