@@ -29,7 +29,7 @@ TINY_OVERLAY: dict[str, Any] = {
                     "image_every": 4},
     "train_adain": {"iterations": 4, "batch_size": 2, "crop": 32, "checkpoint_every": 2, "log_every": 1,
                     "image_every": 4, "style_size": 64},
-    "train_johnson": {"styles": ["Cubism"], "iterations": 4, "batch_size": 2, "crop": 32, "pad": 2,
+    "train_johnson": {"styles": ["Cubism"], "iterations": 4, "batch_size": 2, "crop": 32, "pad": 2, "width": 0.5,
                       "style_size": 64, "checkpoint_every": 2, "log_every": 1, "image_every": 4},
     "evaluate": {"image_size": 64, "num_pairs": 2, "alphas": [0.5, 1.0], "speed_repeats": 1, "gatys_pairs": 1,
                  "gatys_iterations": 3},

@@ -59,6 +59,8 @@ def test_repro_writes_every_output(project: Path):
     status = run(["dvc", "status"], project)
     assert "up to date" in status.stdout, status.stdout
     assert not list((project / "data").rglob("*.tmp"))
+    johnson = json.loads((project / "models/export/johnson/Cubism/report.json").read_text())
+    assert johnson["width_multiplier"] == 0.5  # train_johnson.width reaches the trained network
 
 
 def test_second_repro_runs_nothing(project: Path):

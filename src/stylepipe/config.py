@@ -198,6 +198,7 @@ class TrainJohnson(TrainBase):
     tv_weight: NonNegFloat = 0.0
     normalise_losses: bool = False  # divide each term by its value measured before training
     pad: Annotated[int, Field(ge=0, le=256, multiple_of=2)] = 0  # reflect-pad the input (px), crop the output
+    width: Annotated[float, Field(ge=0.25, le=1.0, multiple_of=0.125)] = 1.0  # channel width multiplier
 
     @field_validator("styles", "style_layers")
     @classmethod

@@ -127,7 +127,7 @@ def run_train_johnson(
     seed_everything(params.common.seed)
     rt = resolve_runtime(params.common)
     encoder = rt.prepare(load_encoder(paths.ENCODER, last=deepest_layer([cfg.content_layer, *cfg.style_layers])))
-    net = rt.prepare(TransformerNet(cfg.pad))
+    net = rt.prepare(TransformerNet(cfg.pad, cfg.width))
     style_img = style_image(stores[1], style, cfg.style_size)[None]
     p_content, _ = preview_pairs(stores, cfg.crop, params.common.seed)
     task = build_task(net, encoder, rt.to_device(style_img), cfg)
