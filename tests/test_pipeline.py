@@ -37,7 +37,7 @@ TRAINED = ("models/encoder/encoder.pt", "models/recon/decoder.pt", "models/adain
 
 
 def ran_stages(output: str) -> set[str]:
-    return set(re.findall(r"Running stage '([a-z_]+)'", output))
+    return set(re.findall(r"Running stage '([a-z_]+)(?:@[^']*)?'", output))
 
 
 @pytest.fixture(scope="module")

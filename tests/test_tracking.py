@@ -28,3 +28,21 @@ def test_disabled_tracking_logs_nothing(tmp_path: Path):
         tracker.artifact(tmp_path / "missing.png")
         assert tracker.run_id is None
     assert not (tmp_path / "runs.db").exists() and not (tmp_path / "mlartifacts").exists()
+
+
+def _log_one_run(root: str) -> str:
+    from stylepipe.config import load_params
+
+    params = load_params(Path(__file__).parents[1] / "params.yaml")
+    with stage_run(params, "train_recon", ["common"], root=Path(root)) as tracker:
+        tracker.metrics({"loss": 1.0}, step=1)
+        return tracker.run_id
+
+
+def test_two_stages_starting_at_once_share_a_fresh_store(tmp_path: Path):
+    """Snakemake -c 2 starts two stages together: MLflow's first-connect schema creation must not race."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        run_ids = pool.map(_log_one_run, [str(tmp_path)] * 2)
+    assert len(set(run_ids)) == 2 and (tmp_path / "mlflow.db").is_file()

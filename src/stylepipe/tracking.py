@@ -7,6 +7,7 @@ The default store is a SQLite file at the repo root (git-ignored, not a DVC outp
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import subprocess
 from collections.abc import Iterator, Mapping
@@ -97,6 +98,24 @@ class NullTracker:
 
 
 @contextlib.contextmanager
+def store_init_lock(uri: str) -> Iterator[None]:
+    """Serialise the first use of a SQLite store across processes: MLflow creates and migrates the schema
+    on first connect, and two stages starting at once (Snakemake -c 2) race on it ("table already
+    exists"). Other stores (a tracking server) need no lock."""
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix):
+        yield
+        return
+    lock_path = Path(uri[len(prefix):] + ".lock")
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
 def stage_run(
     params: Params, stage: str, sections: list[str], root: Path = Path(".")
 ) -> Iterator[Tracker | NullTracker]:
@@ -108,12 +127,14 @@ def stage_run(
     import mlflow
 
     root = root.resolve()
-    mlflow.set_tracking_uri(resolve_uri(params.tracking.uri, root))
-    experiment = mlflow.get_experiment_by_name(params.tracking.experiment)
-    if experiment is None:
-        artifacts = (root / ARTIFACT_DIR).as_uri()
-        mlflow.create_experiment(params.tracking.experiment, artifact_location=artifacts)
-    mlflow.set_experiment(params.tracking.experiment)
+    uri = resolve_uri(params.tracking.uri, root)
+    mlflow.set_tracking_uri(uri)
+    with store_init_lock(uri):
+        experiment = mlflow.get_experiment_by_name(params.tracking.experiment)
+        if experiment is None:
+            artifacts = (root / ARTIFACT_DIR).as_uri()
+            mlflow.create_experiment(params.tracking.experiment, artifact_location=artifacts)
+        mlflow.set_experiment(params.tracking.experiment)
     dumped = params.model_dump(mode="json")
     logged = flatten({s: dumped[s] for s in sections})
     tags = {
