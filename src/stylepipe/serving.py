@@ -30,6 +30,7 @@ from PIL import Image
 
 import stylepipe
 from stylepipe.data.datasets import image_to_tensor
+from stylepipe.viz import to_pil
 
 MODEL_NAME = "model"
 DEFAULT_MAX_PIXELS = 3840 * 2160
@@ -46,9 +47,8 @@ def _bad_request(message: str) -> Exception:
 
 def encode_png(img: torch.Tensor) -> str:
     """[3, H, W] in [0, 1] -> base64 PNG."""
-    arr = (img.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8)
     buf = io.BytesIO()
-    Image.fromarray(arr, "RGB").save(buf, format="PNG")
+    to_pil(img).save(buf, format="PNG")
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
@@ -112,7 +112,6 @@ class AdaINPyfunc(mlflow.pyfunc.PythonModel):
         if given[0] == "style":
             image = decode_image(row["style"], "style", self.max_pixels)
             from stylepipe.data.datasets import resize_short
-            from stylepipe.viz import to_pil
 
             image = image_to_tensor(resize_short(to_pil(image), STYLE_SIZE))
             m, s = self.model.style_stats(image[None].to(self.device))

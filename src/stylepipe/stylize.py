@@ -48,6 +48,7 @@ from stylepipe.models.fast import FastAdaIN
 from stylepipe.models.fast import fast_network as build_fast_network
 from stylepipe.runtime import Runtime, resolve_runtime
 from stylepipe.tiling import GRID, available_bytes, choose_tile, feather, pad_to_grid, plan_windows
+from stylepipe.viz import to_pil
 
 Stylizer = Callable[[torch.Tensor], torch.Tensor]
 PreserveColor = Literal["luminance", "coral"] | None
@@ -97,9 +98,8 @@ def save_image(img: torch.Tensor, path: Path) -> None:
     fmt = Image.registered_extensions().get(path.suffix.lower())
     if fmt is None:
         raise StylizeError(f"{path}: unknown image suffix {path.suffix!r} (use .png or .jpg)")
-    arr = (img.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255.0 + 0.5).astype(np.uint8)
     with atomic_path(path) as tmp:
-        Image.fromarray(arr, "RGB").save(tmp, format=fmt)
+        to_pil(img).save(tmp, format=fmt)
 
 
 # ------------------------------------------------------------------------------------------ colour ops
@@ -468,7 +468,7 @@ def _stylise_video(stylizer: Stylizer, source: Path, target: Path, size: int, pr
                 if writer is None:
                     writer = VideoWriter(tmp, info.fps, out.shape[2], out.shape[1],
                                          audio_from=source if info.has_audio else None)
-                writer.write((out.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8))
+                writer.write(np.asarray(to_pil(out)))
                 bar.update()
         except MediaError as err:
             raise StylizeError(str(err)) from None

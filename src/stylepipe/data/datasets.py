@@ -77,11 +77,6 @@ def apply_crop_tensor(img: torch.Tensor, box: CropBox) -> torch.Tensor:
     return out.flip(-1) if box.flip else out
 
 
-def random_crop(img: Image.Image, crop: int, rng: np.random.Generator) -> Image.Image:
-    """Random crop x crop (upscaling images smaller than the crop first) with a random h-flip."""
-    return apply_crop(img, draw_crop(img.width, img.height, crop, rng))
-
-
 def _split_indices(store: ShardStore, split: str) -> list[int]:
     idx = store.indices(split)
     if not idx:

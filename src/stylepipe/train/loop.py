@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -121,24 +121,12 @@ def fit(
             if on_preview and dist_env.is_main and (step % cfg.image_every == 0 or step == cfg.iterations):
                 on_preview(step)
         if dist_env.is_main:
-            _save(ckpt_dir, module, optimiser, scheduler, step, phash, history)
+            save_checkpoint(ckpt_dir, {
+                "model": module.state_dict(), "optimizer": optimiser.state_dict(),
+                "scheduler": scheduler.state_dict(), "step": step, "params_hash": phash, "history": history,
+            })
         barrier(dist_env)
     return LoopResult(steps=step, resumed_from=start, seconds=time.perf_counter() - t0, history=history)
-
-
-def _save(ckpt_dir: Path, module: nn.Module, optimiser: torch.optim.Optimizer, scheduler: Any, step: int,
-          phash: str, history: list[dict[str, float]]) -> None:
-    save_checkpoint(
-        ckpt_dir,
-        {
-            "model": module.state_dict(),
-            "optimizer": optimiser.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "step": step,
-            "params_hash": phash,
-            "history": history,
-        },
-    )
 
 
 def make_step(task: TrainTask, rt: Runtime) -> Callable[..., dict[str, torch.Tensor]]:
