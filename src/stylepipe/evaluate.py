@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ from stylepipe.report import write_report
 from stylepipe.runtime import resolve_runtime, seed_everything
 from stylepipe.tracking import stage_run
 from stylepipe.train.stages import open_stores
-from stylepipe.viz import grid_image
+from stylepipe.viz import save_grid
 
 HIST_BINS = 32
 GRID_MAX = 4
@@ -93,25 +94,26 @@ def _mean_rows(rows: list[dict[str, float]]) -> dict[str, float]:
 
 
 @torch.no_grad()
+def calls_per_second(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
+    """fn() calls per second over `repeats` calls (warm up first), synchronised on CUDA."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return repeats / (time.perf_counter() - t0)
+
+
 def measure_speed(model: AdaINStylizer, size: int, device: torch.device, repeats: int) -> dict[str, float]:
     """Images per second at `size`, with the style's statistics cached and with the style encoded too."""
     x = torch.rand(1, 3, size, size, device=device)
     m, s = model.style_stats(x)
     model(x, m, s)  # warm-up
-
-    def timed(fn) -> float:
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        for _ in range(repeats):
-            fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return repeats / (time.perf_counter() - t0)
-
     return {
-        "fps_cached_style": timed(lambda: model(x, m, s)),
-        "fps_encode_style": timed(lambda: model.stylize(x, x)),
+        "fps_cached_style": calls_per_second(lambda: model(x, m, s), repeats, device),
+        "fps_encode_style": calls_per_second(lambda: model.stylize(x, x), repeats, device),
     }
 
 
@@ -280,5 +282,4 @@ def _write_grid(pairs, cross, outputs, alphas, gatys_images, path: Path) -> None
     for i, image in enumerate(gatys_images):
         c, s, _ = pairs[i]
         rows.append([c, s, outputs[max(alphas)][i], image])
-    with atomic_path(path) as tmp:
-        grid_image(rows).save(tmp, format="PNG")
+    save_grid(rows, path)

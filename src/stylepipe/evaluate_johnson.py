@@ -10,18 +10,16 @@ reports/evaluate/johnson_grid.png shows content | style | AdaIN | Johnson rows.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
 
 from stylepipe import paths
 from stylepipe.config import Params
-from stylepipe.io import atomic_path
 from stylepipe.models.adain import AdaINStylizer
 from stylepipe.models.johnson import load_johnson_stylizer
-from stylepipe.viz import grid_image
+from stylepipe.viz import save_grid
 
 GRID = "johnson_grid.png"
 
@@ -38,26 +36,12 @@ def style_pairs(pairs: list, style: str, params: Params) -> list:
 
 
 @torch.no_grad()
-def fps(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, repeats: int) -> float:
-    """Images per second of fn(x) after one warm-up call (as evaluate's AdaIN speed figures)."""
-    fn(x)
-    if x.device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        fn(x)
-    if x.device.type == "cuda":
-        torch.cuda.synchronize()
-    return repeats / (time.perf_counter() - start)
-
-
-@torch.no_grad()
 def evaluate_johnson(
     params: Params, adain: AdaINStylizer, pairs: list, device: torch.device, out_dir: Path,
     model_root: Path = paths.JOHNSON_DIR,
 ) -> dict[str, float]:
     """Metrics of every Johnson style beside AdaIN on the same pairs; writes out_dir/johnson_grid.png."""
-    from stylepipe.evaluate import _mean_rows, image_metrics
+    from stylepipe.evaluate import _mean_rows, calls_per_second, image_metrics
 
     metrics: dict[str, float] = {}
     rows: list[list[torch.Tensor]] = []
@@ -74,8 +58,8 @@ def evaluate_johnson(
         x = torch.rand(1, 3, size, size, device=device)
         metrics.update({f"johnson.{style}.{k}": v for k, v in _mean_rows(scored["johnson"]).items()})
         metrics.update({f"johnson.{style}.adain.{k}": v for k, v in _mean_rows(scored["adain"]).items()})
-        metrics[f"johnson.{style}.fps"] = fps(net, x, params.evaluate.speed_repeats)
+        net(x)  # warm-up
+        metrics[f"johnson.{style}.fps"] = calls_per_second(partial(net, x), params.evaluate.speed_repeats, device)
         metrics[f"johnson.{style}.pairs"] = len(scored["johnson"])
-    with atomic_path(out_dir / GRID) as tmp:
-        grid_image(rows).save(tmp, format="PNG")
+    save_grid(rows, out_dir / GRID)
     return metrics
