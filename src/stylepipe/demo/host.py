@@ -56,20 +56,27 @@ def _require(path: Path, stage: str) -> Path:
     return path
 
 
-def make_runner(backend: str, openvino_dir: Path, onnx_dir: Path) -> Runner:
-    """The baked single-style model as a frame -> frame function on the CPU."""
+def _cpu_model(backend: str, stem: str, openvino_dir: Path, onnx_dir: Path) -> Callable[[dict], np.ndarray]:
+    """The exported model `stem` on the CPU (OpenVINO IR in f32, or ONNX Runtime): named inputs -> output."""
     if backend == "openvino":
         from stylepipe.export.openvino import F32_CONFIG, compile_cpu
 
-        compiled = compile_cpu(_require(openvino_dir / f"{BAKED}.xml", "export_openvino"), F32_CONFIG)
-        return lambda frame: to_frame(compiled({0: to_tensor(frame)})[compiled.output(0)])
+        compiled = compile_cpu(_require(openvino_dir / f"{stem}.xml", "export_openvino"), F32_CONFIG)
+        output = compiled.output(0)
+        return lambda feeds: compiled(feeds)[output]
     if backend == "onnxruntime":
         import onnxruntime as ort
 
-        path = _require(onnx_dir / f"{BAKED}.onnx", "export_onnx")
+        path = _require(onnx_dir / f"{stem}.onnx", "export_onnx")
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        return lambda frame: to_frame(sess.run(None, {"content": to_tensor(frame)})[0])
-    raise ValueError(f"unknown baked-model backend {backend!r}: expected 'openvino' or 'onnxruntime'")
+        return lambda feeds: sess.run(None, feeds)[0]
+    raise ValueError(f"unknown demo backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+
+
+def make_runner(backend: str, openvino_dir: Path, onnx_dir: Path) -> Runner:
+    """The baked single-style model as a frame -> frame function on the CPU."""
+    model = _cpu_model(backend, BAKED, openvino_dir, onnx_dir)
+    return lambda frame: to_frame(model({"content": to_tensor(frame)}))
 
 
 class StyleCycler:
@@ -152,24 +159,11 @@ def make_style_runner(
 ) -> StyleRunner:
     """The stats-input model on `backend`: OpenVINO IR / ONNX Runtime on the CPU, or PyTorch (CUDA if any)."""
     bank = load_bank(bank_path)
-    if backend == "openvino":
-        from stylepipe.export.openvino import F32_CONFIG, compile_cpu
-
-        compiled = compile_cpu(_require(openvino_dir / f"{STATS}.xml", "export_openvino"), F32_CONFIG)
-        out = compiled.output(0)
-        infer: StatsInfer = lambda c, m, s: compiled({"content": c, "style_mean": m, "style_std": s})[out]  # noqa: E731
-        return StyleRunner(infer, bank, "CPU", index)
-    if backend == "onnxruntime":
-        import onnxruntime as ort
-
-        path = _require(onnx_dir / f"{STATS}.onnx", "export_onnx")
-        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        infer = lambda c, m, s: sess.run(None, {"content": c, "style_mean": m, "style_std": s})[0]  # noqa: E731
-        return StyleRunner(infer, bank, "CPU", index)
     if backend == "torch":
         infer, device = _torch_infer(encoder_path, decoder_path, stats_scale)
         return StyleRunner(infer, bank, device, index)
-    raise ValueError(f"unknown demo backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+    model = _cpu_model(backend, STATS, openvino_dir, onnx_dir)
+    return StyleRunner(lambda c, m, s: model({"content": c, "style_mean": m, "style_std": s}), bank, "CPU", index)
 
 
 def compose(original: np.ndarray, stylised: np.ndarray, text: str) -> np.ndarray:
