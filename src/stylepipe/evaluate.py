@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import csv
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +17,7 @@ from stylepipe.losses import content_loss, gram_loss, style_loss
 from stylepipe.models.adain import AdaINStylizer, adain, load_stylizer, mean_std
 from stylepipe.models.encoders import TAPS
 from stylepipe.report import write_report
-from stylepipe.runtime import resolve_runtime, seed_everything
+from stylepipe.runtime import calls_per_second, resolve_runtime, seed_everything
 from stylepipe.tracking import stage_run
 from stylepipe.train.stages import open_stores
 from stylepipe.viz import save_grid
@@ -94,23 +92,10 @@ def _mean_rows(rows: list[dict[str, float]]) -> dict[str, float]:
 
 
 @torch.no_grad()
-def calls_per_second(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
-    """fn() calls per second over `repeats` calls (warm up first), synchronised on CUDA."""
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return repeats / (time.perf_counter() - t0)
-
-
 def measure_speed(model: AdaINStylizer, size: int, device: torch.device, repeats: int) -> dict[str, float]:
     """Images per second at `size`, with the style's statistics cached and with the style encoded too."""
     x = torch.rand(1, 3, size, size, device=device)
     m, s = model.style_stats(x)
-    model(x, m, s)  # warm-up
     return {
         "fps_cached_style": calls_per_second(lambda: model(x, m, s), repeats, device),
         "fps_encode_style": calls_per_second(lambda: model.stylize(x, x), repeats, device),

@@ -19,6 +19,7 @@ from stylepipe import paths
 from stylepipe.config import Params
 from stylepipe.models.adain import AdaINStylizer
 from stylepipe.models.johnson import load_johnson_stylizer
+from stylepipe.runtime import calls_per_second
 from stylepipe.viz import save_grid
 
 GRID = "johnson_grid.png"
@@ -41,7 +42,7 @@ def evaluate_johnson(
     model_root: Path = paths.JOHNSON_DIR,
 ) -> dict[str, float]:
     """Metrics of every Johnson style beside AdaIN on the same pairs; writes out_dir/johnson_grid.png."""
-    from stylepipe.evaluate import _mean_rows, calls_per_second, image_metrics
+    from stylepipe.evaluate import _mean_rows, image_metrics
 
     metrics: dict[str, float] = {}
     rows: list[list[torch.Tensor]] = []
@@ -58,7 +59,6 @@ def evaluate_johnson(
         x = torch.rand(1, 3, size, size, device=device)
         metrics.update({f"johnson.{style}.{k}": v for k, v in _mean_rows(scored["johnson"]).items()})
         metrics.update({f"johnson.{style}.adain.{k}": v for k, v in _mean_rows(scored["adain"]).items()})
-        net(x)  # warm-up
         metrics[f"johnson.{style}.fps"] = calls_per_second(partial(net, x), params.evaluate.speed_repeats, device)
         metrics[f"johnson.{style}.pairs"] = len(scored["johnson"])
     save_grid(rows, out_dir / GRID)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -67,6 +68,21 @@ def resolve_runtime(common: Common) -> Runtime:
         compile=_switch(common.compile, use_cuda),
         compile_mode=common.compile_mode,
     )
+
+
+def calls_per_second(fn: Callable[[], object], repeats: int, device: torch.device | None = None) -> float:
+    """fn() calls per second over `repeats` timed calls after one warm-up call; on a CUDA `device` the
+    clock stops only when the GPU has finished."""
+    cuda = device is not None and device.type == "cuda"
+    fn()
+    if cuda:
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    if cuda:
+        torch.cuda.synchronize()
+    return repeats / (time.perf_counter() - t0)
 
 
 def seed_everything(seed: int) -> None:

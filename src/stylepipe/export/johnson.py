@@ -14,7 +14,7 @@ A separate stage from train_johnson, so export parameters (size, opset, toleranc
 
 from __future__ import annotations
 
-import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from stylepipe.export.onnx import ExportError, _check_one, deterministic_content
 from stylepipe.export.openvino import _model_entry, check_fp16_range, fp16_compute_error, probe_images
 from stylepipe.io import atomic_dir, write_json
 from stylepipe.models.johnson import JohnsonStylizer, load_johnson, model_path, mvn_form
+from stylepipe.runtime import calls_per_second
 
 DOC = "Johnson fast style transfer (stylepipe): RGB float [0,1] NCHW in, RGB float [0,1] out"
 
@@ -39,22 +40,14 @@ def onnx_name(style: str) -> str:
 
 def eager_fps(model: torch.nn.Module, x: torch.Tensor, repeats: int) -> float:
     with torch.inference_mode():
-        model(x)
-        start = time.perf_counter()
-        for _ in range(repeats):
-            model(x)
-    return repeats / (time.perf_counter() - start)
+        return calls_per_second(partial(model, x), repeats)
 
 
 def ort_fps(path: Path, feeds: dict[str, np.ndarray], repeats: int) -> float:
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    sess.run(None, feeds)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        sess.run(None, feeds)
-    return repeats / (time.perf_counter() - start)
+    return calls_per_second(partial(sess.run, None, feeds), repeats)
 
 
 def run_export_johnson(

@@ -11,7 +11,7 @@ arithmetic (a float16 PyTorch forward vs float32, on the first probe image).
 from __future__ import annotations
 
 import copy
-import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from stylepipe.export.onnx import (
 )
 from stylepipe.io import atomic_dir, file_digest, write_json
 from stylepipe.models.adain import load_stylizer
+from stylepipe.runtime import calls_per_second
 
 FP16_MAX = 65504.0
 F32_CONFIG = {"INFERENCE_PRECISION_HINT": "f32"}
@@ -65,11 +66,7 @@ def ov_run(compiled: ov.CompiledModel, feeds: dict[str, np.ndarray]) -> np.ndarr
 
 def measure_fps(compiled: ov.CompiledModel, feeds: dict[str, np.ndarray], repeats: int) -> float:
     """Frames per second of synchronous single-frame inference (one warm-up, then `repeats` runs)."""
-    ov_run(compiled, feeds)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        ov_run(compiled, feeds)
-    return repeats / (time.perf_counter() - start)
+    return calls_per_second(partial(ov_run, compiled, feeds), repeats)
 
 
 def fp16_range(
