@@ -33,7 +33,7 @@ from torch import nn
 from tqdm import tqdm
 
 from stylepipe import paths
-from stylepipe.losses import content_loss, gram, total_variation
+from stylepipe.losses import content_loss, gram, gram_target_loss, total_variation
 from stylepipe.models import encoders
 from stylepipe.models.encoders import relu_names  # noqa: F401  (re-exported: the layer naming)
 
@@ -156,11 +156,7 @@ def run_gatys(
                 image.clamp_(0, 1)
             feats = extract(image)
             c = opts.content_weight * content_loss(feats[opts.content_layer], content_target)
-            s = torch.zeros((), device=device)
-            for name, w in zip(style_layers, layer_weights, strict=True):
-                # losses.gram_loss for one layer, with the style's Gram computed once above
-                s = s + w * F.mse_loss(gram(feats[name]), style_grams[name])
-            s = opts.style_weight * s
+            s = opts.style_weight * gram_target_loss(feats, style_grams, style_layers, layer_weights)
             tv = opts.tv_weight * total_variation(image) if opts.tv_weight else torch.zeros((), device=device)
             loss = c + s + tv
             if not torch.isfinite(loss):
