@@ -238,18 +238,10 @@ def load_state_checked(module: nn.Module, state: dict[str, torch.Tensor], source
     module.load_state_dict(state)
 
 
-def relu_names(encoder: nn.Module) -> dict[str, nn.Module]:
-    """Every ReLU of `encoder.layers` named reluB_K, in order (a MaxPool starts a new block)."""
-    names: dict[str, nn.Module] = {}
-    block, conv = 1, 0
-    for layer in encoder.layers:
-        if isinstance(layer, nn.MaxPool2d):
-            block, conv = block + 1, 0
-        elif isinstance(layer, nn.Conv2d):
-            conv += 1
-        elif isinstance(layer, nn.ReLU):
-            names[f"relu{block}_{conv}"] = layer
-    return names
+def relu_names(encoder: VGGEncoder) -> dict[str, nn.Module]:
+    """Every ReLU of a VGGEncoder named reluB_K, in order (the names of its layer plan)."""
+    relus = [layer for layer in encoder.layers if isinstance(layer, nn.ReLU)]
+    return dict(zip(plan_relu_names(encoder.spec.plan), relus, strict=False))  # the encoder may stop early
 
 
 def check_layers(encoder: nn.Module, layers: Sequence[str], error: type[Exception] = LayerError) -> list[str]:
