@@ -7,6 +7,8 @@ Videos: PyAV decode/encode; the first audio stream is remuxed unchanged when the
 
 from __future__ import annotations
 
+import contextlib
+import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -14,37 +16,41 @@ from pathlib import Path
 
 import av
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v"}
+ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 
 
 class MediaError(ValueError):
     """An input file cannot be read as the image/video it should be."""
 
 
-def _high_bit_depth_to_rgb(img: Image.Image) -> Image.Image:
-    """16-bit integer or float single-channel images -> 8-bit RGB, scaled by the value range of the mode."""
-    arr = np.asarray(img, dtype=np.float64)
+def _int_to_l(img: Image.Image) -> Image.Image:
+    """16/32-bit greyscale -> 8-bit L (16-bit data scaled by 1/257)."""
+    a = np.asarray(img).astype(np.float64)
     if img.mode == "F":
-        top = 1.0 if arr.max(initial=0.0) <= 1.0 else 255.0
-    else:
-        top = 65535.0 if arr.max(initial=0.0) > 255 or img.mode.startswith("I;16") else 255.0
-    grey = (np.clip(arr / top, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    return Image.fromarray(grey, "L").convert("RGB")
+        a = a * 255.0 if a.max(initial=0) <= 1.0 else a
+    elif img.mode.startswith("I;16") or a.max(initial=0) > 255:
+        a = a / 257.0
+    return Image.fromarray(np.clip(np.round(a), 0, 255).astype(np.uint8), "L")
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
-    """Any PIL mode -> 8-bit RGB; transparency is composited over white."""
-    if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
-        return _high_bit_depth_to_rgb(img)
-    if img.mode == "P" and "transparency" in img.info:
-        img = img.convert("RGBA")
-    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+    """Convert any PIL mode to 8-bit RGB: alpha composited on white, CMYK via its ICC profile."""
+    if img.mode.startswith("I") or img.mode == "F":
+        img = _int_to_l(img)
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ALPHA_MODES:
         rgba = img.convert("RGBA")
-        canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(canvas, rgba).convert("RGB")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    if img.mode == "CMYK" and img.info.get("icc_profile"):
+        with contextlib.suppress(Exception):
+            src = ImageCms.ImageCmsProfile(io.BytesIO(img.info["icc_profile"]))
+            return ImageCms.profileToProfile(img, src, ImageCms.createProfile("sRGB"), outputMode="RGB")
     return img.convert("RGB")
 
 

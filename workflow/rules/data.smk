@@ -38,6 +38,7 @@ rule preprocess:
         "src/stylepipe/data/preprocess.py",
         "src/stylepipe/data/archives.py",
         "src/stylepipe/data/shards.py",
+        "src/stylepipe/media.py",
     output:
         directory("data/prepared"),
     params:

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from PIL import Image, ImageCms, ImageOps
+from PIL import Image, ImageOps
 from tqdm import tqdm
 
 from stylepipe import paths
@@ -24,10 +23,10 @@ from stylepipe.config import Params
 from stylepipe.data.archives import extract_to_cache, is_archive
 from stylepipe.data.shards import ShardWriter
 from stylepipe.io import atomic_dir, remove_stale_tmp, write_json
+from stylepipe.media import to_rgb
 
 EXTRACT_DIR = Path(".cache/extract")
 JPEG_QUALITY = 90
-ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 DOMAINS = ("content", "style")
 
 
@@ -107,33 +106,6 @@ def locate_inputs(
 
 
 # ----------------------------------------------------------------------------- one image
-
-
-def _int_to_l(img: Image.Image) -> Image.Image:
-    """16/32-bit greyscale -> 8-bit L (16-bit data scaled by 1/257)."""
-    a = np.asarray(img).astype(np.float64)
-    if img.mode == "F":
-        a = a * 255.0 if a.max(initial=0) <= 1.0 else a
-    elif img.mode.startswith("I;16") or a.max(initial=0) > 255:
-        a = a / 257.0
-    return Image.fromarray(np.clip(np.round(a), 0, 255).astype(np.uint8), "L")
-
-
-def to_rgb(img: Image.Image) -> Image.Image:
-    """Convert any PIL mode to 8-bit RGB: alpha composited on white, CMYK via its ICC profile."""
-    if img.mode.startswith("I") or img.mode == "F":
-        img = _int_to_l(img)
-    if img.mode == "P":
-        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-    if img.mode in ALPHA_MODES:
-        rgba = img.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
-    if img.mode == "CMYK" and img.info.get("icc_profile"):
-        with contextlib.suppress(Exception):
-            src = ImageCms.ImageCmsProfile(io.BytesIO(img.info["icc_profile"]))
-            return ImageCms.profileToProfile(img, src, ImageCms.createProfile("sRGB"), outputMode="RGB")
-    return img.convert("RGB")
 
 
 def resized_size(w: int, h: int, short_side: int) -> tuple[int, int]:
