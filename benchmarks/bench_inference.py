@@ -24,8 +24,6 @@ import argparse
 import os
 import platform
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +34,7 @@ from stylepipe.models.adain import AdaINStylizer, Decoder, load_stylizer
 from stylepipe.models.encoders import build_encoder
 from stylepipe.models.fast import fast_network
 from stylepipe.paths import DECODER, ENCODER
+from stylepipe.runtime import calls_per_second
 from stylepipe.tiling import pad_to_grid
 
 GPU_SIZES = ((512, 512), (1080, 1920))
@@ -46,20 +45,6 @@ VARIANTS = {  # name: (channels_last, compile, compile mode)
     "cudagraphs": (False, True, "reduce-overhead"),
     "autotune": (False, True, "max-autotune-no-cudagraphs"),
 }
-
-
-def timed(fn: Callable[[], object], repeats: int, warmup: int = 1, cuda: bool = False) -> float:
-    """Frames per second over `repeats` calls after `warmup` calls."""
-    for _ in range(warmup):
-        fn()
-    if cuda:
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    if cuda:
-        torch.cuda.synchronize()
-    return repeats / (time.perf_counter() - t0)
 
 
 def load_model() -> tuple[AdaINStylizer, str]:
@@ -92,10 +77,9 @@ def gpu_rows(model: AdaINStylizer, variants: list[str], repeats: int, warmup: in
 def _size_rows(model: AdaINStylizer, style: torch.Tensor, h: int, w: int, variants: list[str], repeats: int,
                warmup: int) -> list[tuple]:
     device = style.device
-    cuda = device.type == "cuda"
     padded, _ = pad_to_grid(test_image(h, w, 0).to(device))  # 1080 -> 1088 (reflect), cropped after
     with torch.inference_mode():
-        ref_fps = timed(lambda: model.stylize(padded, style)[..., :h, :w], repeats, warmup, cuda=cuda)
+        ref_fps = calls_per_second(lambda: model.stylize(padded, style)[..., :h, :w], repeats, device, warmup)
         reference = model.stylize(padded, style)[..., :h, :w].float()
         mean, std = model.style_stats(style)
     rows = [(f"{w}x{h}", "reference: fp32 eager, style encoded per frame", ref_fps, 1.0, 0.0, 0.0)]
@@ -108,7 +92,7 @@ def _size_rows(model: AdaINStylizer, style: torch.Tensor, h: int, w: int, varian
             return net(x, mean, std)[..., :h, :w]
 
         with torch.inference_mode():
-            fps = timed(step, repeats, warmup + (3 if comp else 0), cuda=cuda)
+            fps = calls_per_second(step, repeats, device, warmup + (3 if comp else 0))
             err = (step().float().clone() - reference).abs()
         label = f"fast: cached stats, bf16, {'channels_last' if cl else 'NCHW'}" + (
             f", torch.compile({mode or 'default'})" if comp else ", eager")
@@ -143,8 +127,9 @@ def cpu_rows(model: AdaINStylizer, size: int, repeats: int) -> list[tuple[str, f
     rows: list[tuple[str, float]] = []
     with torch.inference_mode():
         rows.append(("baseline: PyTorch eager fp32, style encoded per frame",
-                     timed(lambda: model.stylize(x, style), repeats)))
-        rows.append(("PyTorch eager fp32, style statistics cached", timed(lambda: model(x, mean, std), repeats)))
+                     calls_per_second(lambda: model.stylize(x, style), repeats)))
+        rows.append(("PyTorch eager fp32, style statistics cached",
+                     calls_per_second(lambda: model(x, mean, std), repeats)))
     import onnxruntime as ort
     import openvino as ov
 
@@ -153,14 +138,14 @@ def cpu_rows(model: AdaINStylizer, size: int, repeats: int) -> list[tuple[str, f
         export_onnx(model, size, onnx_path)
         feeds = {"content": x.numpy(), "style_mean": mean.numpy(), "style_std": std.numpy()}
         sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-        rows.append(("ONNX Runtime (CPU EP)", timed(lambda: sess.run(None, feeds), repeats)))
+        rows.append(("ONNX Runtime (CPU EP)", calls_per_second(lambda: sess.run(None, feeds), repeats)))
         core = ov.Core()
         xml = Path(tmp) / "adain.xml"
         ov.save_model(ov.convert_model(str(onnx_path)), str(xml), compress_to_fp16=True)
         ov_feeds = {k: np.ascontiguousarray(v) for k, v in feeds.items()}
         for label, config in (("f32", {"INFERENCE_PRECISION_HINT": "f32"}), ("default precision", {})):
             req = core.compile_model(str(xml), "CPU", config).create_infer_request()
-            rows.append((f"OpenVINO FP16 IR, {label}", timed(lambda r=req: r.infer(ov_feeds), repeats)))
+            rows.append((f"OpenVINO FP16 IR, {label}", calls_per_second(lambda r=req: r.infer(ov_feeds), repeats)))
     return rows
 
 

@@ -70,11 +70,14 @@ def resolve_runtime(common: Common) -> Runtime:
     )
 
 
-def calls_per_second(fn: Callable[[], object], repeats: int, device: torch.device | None = None) -> float:
-    """fn() calls per second over `repeats` timed calls after one warm-up call; on a CUDA `device` the
-    clock stops only when the GPU has finished."""
+def calls_per_second(
+    fn: Callable[[], object], repeats: int, device: torch.device | None = None, warmup: int = 1
+) -> float:
+    """fn() calls per second over `repeats` timed calls after `warmup` untimed ones; on a CUDA `device`
+    the clock stops only when the GPU has finished."""
     cuda = device is not None and device.type == "cuda"
-    fn()
+    for _ in range(warmup):
+        fn()
     if cuda:
         torch.cuda.synchronize()
     t0 = time.perf_counter()
