@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import threading
@@ -167,6 +168,33 @@ def _partial_size(path: Path) -> int:
     return path.stat().st_size if path.is_file() else 0
 
 
+def _control_records_progress(control: Path) -> bool:
+    """Whether aria2's .aria2 control file (format version 1, big-endian) marks any finished piece or block.
+
+    aria2 writes the file when the download starts and refreshes it every auto-save interval; a daemon
+    killed before the first refresh leaves a file that records nothing, and the next run starts afresh.
+    """
+    try:
+        raw = control.read_bytes()
+        pos = 6  # version (2) + extension flags (4)
+        (hash_len,) = struct.unpack_from(">I", raw, pos)
+        pos += 4 + hash_len + 4 + 8 + 8  # info hash, piece length, total length, upload length
+        (bits_len,) = struct.unpack_from(">I", raw, pos)
+        if any(raw[pos + 4 : pos + 4 + bits_len]):
+            return True
+        pos += 4 + bits_len
+        (in_flight,) = struct.unpack_from(">I", raw, pos)
+        pos += 4
+        for _ in range(in_flight):
+            _index, _length, block_bits_len = struct.unpack_from(">III", raw, pos)
+            if any(raw[pos + 12 : pos + 12 + block_bits_len]):
+                return True
+            pos += 12 + block_bits_len
+    except (OSError, struct.error):  # not written yet, or caught mid-rewrite
+        return False
+    return False
+
+
 def test_resume_after_daemon_killed(tmp_path: Path) -> None:
     state = ServerState(files={"/a.bin": PAYLOAD}, bytes_per_s=250_000)
     params = remote(tmp_path, split=2, max_connection_per_server=2)
@@ -184,7 +212,7 @@ def test_resume_after_daemon_killed(tmp_path: Path) -> None:
         with Aria2Daemon(tmp_path / "staging") as daemon:
             worker = threading.Thread(target=download, args=(f, daemon))
             worker.start()
-            _wait_for(lambda: control.is_file() and _partial_size(staged) > 0)
+            _wait_for(lambda: _partial_size(staged) > 0 and _control_records_progress(control))
             assert daemon.pid is not None
             os.kill(daemon.pid, signal.SIGKILL)
             worker.join(20)
