@@ -155,7 +155,8 @@ def test_host_style_runner_switches_styles_on_keys(exported: dict[str, Path], ba
     display = FakeDisplay([None, "n", None, "q", None])
     info = stream(iter([frame] * 8), runner, None, 10, display)  # type: ignore[arg-type]
     assert info["frames"] == 4 and runner.cycler.name == "b"  # q on the 4th frame stops the stream
-    right = [f[SIZE[1] // 2 :, SIZE[0] :] for f in display.shown]  # below the overlay text
+    below_text = SIZE[1] * 3 // 4  # the FPS text box (rows 3-17 here) is as wide as the FPS figure
+    right = [f[below_text:, SIZE[0] :] for f in display.shown]
     assert np.array_equal(right[0], right[1]) and not np.array_equal(right[1], right[2])
     with pytest.raises(ValueError, match="unknown demo backend 'tflite'"):
         make_style_runner("tflite", **exported)
