@@ -18,7 +18,7 @@ from stylepipe.models.adain import AdaINStylizer, adain, load_stylizer, mean_std
 from stylepipe.models.encoders import TAPS
 from stylepipe.report import write_report
 from stylepipe.runtime import calls_per_second, resolve_runtime, seed_everything
-from stylepipe.tracking import stage_run
+from stylepipe.tracking import flatten, stage_run
 from stylepipe.train.stages import open_stores
 from stylepipe.viz import save_grid
 
@@ -217,15 +217,9 @@ def assemble_metrics(sweep: list[dict[str, float]], floor: dict[str, float], gat
     }
 
 
-def numeric_metrics(metrics: dict, prefix: str = "") -> dict[str, float]:
+def numeric_metrics(metrics: dict) -> dict[str, float]:
     """Numeric leaves of nested metrics, keys joined with dots (what MLflow logs)."""
-    out: dict[str, float] = {}
-    for key, value in metrics.items():
-        if isinstance(value, dict):
-            out.update(numeric_metrics(value, f"{prefix}{key}."))
-        elif isinstance(value, int | float) and not isinstance(value, bool):
-            out[f"{prefix}{key}"] = value
-    return out
+    return {k: v for k, v in flatten(metrics).items() if isinstance(v, int | float) and not isinstance(v, bool)}
 
 
 def _write_sweep(path: Path, sweep: list[dict[str, float]]) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from stylepipe.io import atomic_path
+from stylepipe.tracking import flatten
 
 SWEEP_PLOTS = (("content_loss", "content loss (relu4_1)"), ("style_loss", "style loss (mean/std)"),
                ("gram_loss", "Gram style loss"), ("ssim_content", "SSIM of luminance vs content"),
@@ -58,16 +59,6 @@ def _table(rows: Sequence[Mapping[str, Any]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def _flat(metrics: Mapping[str, Any], prefix: str = "") -> list[dict[str, Any]]:
-    rows = []
-    for key, value in metrics.items():
-        if isinstance(value, Mapping):
-            rows += _flat(value, f"{prefix}{key}.")
-        else:
-            rows.append({"metric": f"{prefix}{key}", "value": value})
-    return rows
-
-
 def write_report(path: Path, metrics: Mapping[str, Any], sweep: Sequence[Mapping[str, float]],
                  images: Mapping[str, Path], notes: Mapping[str, str], title: str = "stylepipe evaluation") -> Path:
     """The HTML report: notes (e.g. skipped metrics), the alpha sweep (table and curves), all metrics, and
@@ -79,7 +70,7 @@ def write_report(path: Path, metrics: Mapping[str, Any], sweep: Sequence[Mapping
     if sweep:
         parts += ["<h2>Alpha sweep</h2>", _table(sweep),
                   f"<img alt='alpha sweep' src='{png_data_uri(sweep_figure(sweep))}'>"]
-    parts += ["<h2>Metrics</h2>", _table(_flat(metrics))]
+    parts += ["<h2>Metrics</h2>", _table([{"metric": k, "value": v} for k, v in flatten(metrics).items()])]
     for caption, image in images.items():
         if Path(image).is_file():
             parts.append(f"<h2>{html.escape(caption)}</h2><img alt='{html.escape(caption)}' "
