@@ -311,15 +311,13 @@ def run_demo(
     decoder_path: Path = paths.DECODER,
 ) -> dict[str, Any]:
     """The `demo` stage: OAK pipeline JSONs, demo.mp4 rendered on the host from the clip, demo.json."""
-    import torch
-
     from stylepipe.demo.clip import ken_burns, load_source_image
     from stylepipe.demo.oak import build_pipeline, save_pipeline
 
     size = (params.export.width, params.export.height)
     blob = blob_dir / "adain_baked.blob"
     blob_path = blob if blob.is_file() else None
-    names = list(torch.load(bank_path, map_location="cpu", weights_only=True)["names"])
+    names = load_bank(bank_path)["names"]
     if params.demo.backend == "torch":
         runner: Runner = make_style_runner(
             "torch", bank_path, encoder_path=encoder_path, decoder_path=decoder_path,
