@@ -79,8 +79,6 @@ def decode_image(value: Any, what: str, max_pixels: int) -> torch.Tensor:
             img.load()
             rgb = to_rgb(img)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        if type(err).__name__ == "MlflowException":
-            raise
         raise _bad_request(f"{what}: not a readable image ({err})") from None
     if min(rgb.size) < 16:
         raise _bad_request(f"{what}: image {rgb.width}x{rgb.height} is too small (need at least 16 px)")
@@ -120,18 +118,13 @@ class AdaINPyfunc(mlflow.pyfunc.PythonModel):
             if self.bank is None or row["style_name"] not in self.bank.names:
                 names = self.bank.names if self.bank is not None else []
                 raise _bad_request(f"style_name {row['style_name']!r} is not in the model's style bank {names}")
-            i = self.bank.names.index(row["style_name"])
-            return StyleStats([row["style_name"]], self.bank.mean[i : i + 1], self.bank.std[i : i + 1])
+            return self.bank.select([row["style_name"]], "style_name")
         data = _b64(row["style_stats"], "style_stats", max_chars=16 << 20)
         try:
-            tmp = io.BytesIO(data)
-            blob = torch.load(tmp, map_location="cpu", weights_only=True)
-            stats = StyleStats(list(blob["names"]), blob["mean"].float(), blob["std"].float(), blob.get("encoder"))
+            stats = StyleStats.read(io.BytesIO(data), "style_stats")
             stats.check_encoder(self.model.encoder.spec.name, "style_stats")
         except StylizeError as err:
             raise _bad_request(str(err)) from None
-        except Exception as err:  # a foreign or truncated file: many possible pickle/zip errors
-            raise _bad_request(f"style_stats: not a readable style statistics file ({err})") from None
         if len(stats) != 1:
             raise _bad_request(f"style_stats: expected one style, the file has {len(stats)}")
         return stats

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 import numpy as np
 import torch
@@ -166,15 +166,20 @@ class StyleStats:
         path = Path(path)
         if not path.is_file():
             raise StylizeError(f"{path}: style statistics file not found")
+        return cls.read(path, str(path))
+
+    @classmethod
+    def read(cls, file: Path | BinaryIO, source: str) -> StyleStats:
+        """Load and check a style statistics file (a path or a binary stream); errors name `source`."""
         try:
-            blob = torch.load(path, map_location="cpu", weights_only=True)
+            blob = torch.load(file, map_location="cpu", weights_only=True)
         except Exception as err:  # a truncated or foreign file: pickle/zip errors of many kinds
-            raise StylizeError(f"{path}: not a readable style statistics file ({err})") from None
+            raise StylizeError(f"{source}: not a readable style statistics file ({err})") from None
         if not isinstance(blob, dict) or not {"names", "mean", "std"} <= set(blob):
-            raise StylizeError(f"{path}: expected a style statistics file with keys names, mean, std")
+            raise StylizeError(f"{source}: expected a style statistics file with keys names, mean, std")
         mean, std = blob["mean"], blob["std"]
         if mean.ndim != 4 or mean.shape != std.shape or mean.shape[0] != len(blob["names"]):
-            raise StylizeError(f"{path}: mean/std must be [S, C, 1, 1] for S names, got {tuple(mean.shape)}")
+            raise StylizeError(f"{source}: mean/std must be [S, C, 1, 1] for S names, got {tuple(mean.shape)}")
         return cls(list(blob["names"]), mean.float(), std.float(), blob.get("encoder"))
 
     def mixed(self, weights: Sequence[float] | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -211,27 +216,19 @@ def normalise_weights(weights: Sequence[float] | None, n: int) -> torch.Tensor:
     return w / w.sum()
 
 
-_STATS_CACHE: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
-
-
 @torch.no_grad()
-def style_stats_of_files(model: AdaINStylizer, styles: Sequence[Path], size: int) -> StyleStats:
-    """Statistics of each style image at shorter side `size` (0 = as is), cached per file for the process
-    (a folder or video run encodes each style once)."""
+def style_stats_of_images(model: AdaINStylizer, names: Sequence[str], images: Sequence[torch.Tensor]) -> StyleStats:
+    """Statistics of each style image ([3, H, W] in [0, 1]), named by `names`."""
     device = next(model.parameters()).device
-    means, stds = [], []
-    for path in styles:
-        path = Path(path)
-        stat = path.stat() if path.is_file() else None
-        key = (str(path.resolve()), stat and stat.st_mtime_ns, stat and stat.st_size, size, id(model.encoder))
-        if key not in _STATS_CACHE:
-            image = read_image(path, size, upscale=True)
-            _STATS_CACHE[key] = tuple(t.cpu() for t in model.style_stats(image[None].to(device)))
-        m, s = _STATS_CACHE[key]
-        means.append(m[0])
-        stds.append(s[0])
-    return StyleStats([Path(p).stem for p in styles], torch.stack(means), torch.stack(stds),
+    pairs = [model.style_stats(image[None].to(device)) for image in images]
+    return StyleStats(list(names), torch.cat([m for m, _ in pairs]).cpu(), torch.cat([s for _, s in pairs]).cpu(),
                       model.encoder.spec.name)
+
+
+def style_stats_of_files(model: AdaINStylizer, styles: Sequence[Path], size: int) -> StyleStats:
+    """Statistics of each style image file at shorter side `size` (0 = as is)."""
+    images = [read_image(Path(p), size, upscale=True) for p in styles]
+    return style_stats_of_images(model, [Path(p).stem for p in styles], images)
 
 
 # ---------------------------------------------------------------------------------------- the networks
@@ -311,7 +308,6 @@ class AdaINStylize:
                                "have: use --preserve-color luminance with --style-stats")
         self.model, self.rt, self.opts = model, rt, options
         self.net = fast_network(model, rt, options.compile_mode)
-        self.stats = stats
         self.style_images = list(style_images or [])
         self.n_styles = len(stats) if stats is not None else len(self.style_images)
         if options.mask is None:
@@ -323,23 +319,21 @@ class AdaINStylize:
             except MediaError as err:
                 raise StylizeError(f"--mask: {err}") from None
         self.element_bytes = 2 if rt.bf16 else 4
+        # without coral the target statistics are the same for every frame: mixed and moved once
+        self.fixed_style = None if stats is None or options.preserve_color == "coral" else self._region_style(stats)
 
-    # -- style statistics for one content frame
-    def _style_stats(self, content: torch.Tensor) -> StyleStats:
-        if self.opts.preserve_color != "coral":
-            assert self.stats is not None
-            return self.stats
-        with torch.no_grad():
-            pairs = [self.model.style_stats(coral(s, content[0].cpu())[None].to(self.rt.device))
-                     for s in self.style_images]
-        return StyleStats([str(i) for i in range(len(pairs))], torch.cat([p[0] for p in pairs]).cpu(),
-                          torch.cat([p[1] for p in pairs]).cpu())
+    # -- target statistics for one content frame
+    def _style_for(self, content: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.fixed_style is not None:
+            return self.fixed_style
+        recoloured = [coral(s, content[0].cpu()) for s in self.style_images]
+        names = [str(i) for i in range(len(recoloured))]
+        return self._region_style(style_stats_of_images(self.model, names, recoloured))
 
     def _region_style(self, stats: StyleStats) -> tuple[torch.Tensor, torch.Tensor]:
-        """[R, C, 1, 1] target statistics per region: one mixed style, or one style per mask region."""
-        if self.regions is not None:
-            return stats.mean, stats.std
-        return stats.mixed(self.opts.weights)
+        """[R, C, 1, 1] target statistics per region on the device: one mixed style, or one per mask region."""
+        mean, std = (stats.mean, stats.std) if self.regions is not None else stats.mixed(self.opts.weights)
+        return mean.to(self.rt.device), std.to(self.rt.device)
 
     def tile_size(self, height: int, width: int) -> int:
         if self.opts.tile is not None:
@@ -352,7 +346,7 @@ class AdaINStylize:
         h, w = content.shape[-2:]
         if h % GRID or w % GRID:
             raise StylizeError(f"content {w}x{h}: stylizers take multiples of {GRID} (use apply_padded)")
-        s_mean, s_std = (t.to(self.rt.device) for t in self._region_style(self._style_stats(content)))
+        s_mean, s_std = self._style_for(content)
         tile = self.tile_size(h, w)
         if tile == 0 and self.regions is None:
             out = self.net(self.rt.to_device(content), s_mean, s_std, self.opts.alpha).float().cpu()
@@ -536,9 +530,10 @@ def stylize(
         if style_names:
             stats = stats.select(style_names, str(style_stats))
     else:
-        stats = style_stats_of_files(model, style, style_size)
-        if options.preserve_color == "coral":
-            images = [read_image(p, style_size, upscale=True) for p in style]
+        images = [read_image(Path(p), style_size, upscale=True) for p in style]
+        stats = style_stats_of_images(model, [Path(p).stem for p in style], images)
+        if options.preserve_color != "coral":
+            images = None
     result: dict[str, Any] = {}
     if save_style_stats is not None:
         result["style_stats"] = str(stats.save(save_style_stats))
