@@ -35,7 +35,7 @@ from torch import nn
 from stylepipe import paths
 from stylepipe.config import STYLE_NAME
 from stylepipe.io import atomic_path
-from stylepipe.models.adain import mean_std
+from stylepipe.models.adain import NearestUp2x, mean_std
 from stylepipe.models.encoders import WeightsError, load_state_checked, read_weights_file
 
 ARCH = "TransformerNet"
@@ -62,10 +62,11 @@ class UpsampleConvLayer(nn.Module):
 
     def __init__(self, cin: int, cout: int, kernel: int) -> None:
         super().__init__()
+        self.up = NearestUp2x()
         self.conv = ConvLayer(cin, cout, kernel)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+        return self.conv(self.up(x))
 
 
 class ResidualBlock(nn.Module):
