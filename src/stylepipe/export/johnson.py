@@ -19,12 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 import torch
 
 from stylepipe import paths
 from stylepipe.config import Params
-from stylepipe.export.onnx import ExportError, _check_one, deterministic_content, export_graph
+from stylepipe.export.onnx import ExportError, _check_one, deterministic_content, export_graph, ort_session
 from stylepipe.export.openvino import _model_entry, check_fp16_range, fp16_compute_error, probe_images
 from stylepipe.io import atomic_dir, write_json
 from stylepipe.models.johnson import JohnsonStylizer, load_johnson, model_path, mvn_form
@@ -44,10 +43,7 @@ def eager_fps(model: torch.nn.Module, x: torch.Tensor, repeats: int) -> float:
 
 
 def ort_fps(path: Path, feeds: dict[str, np.ndarray], repeats: int) -> float:
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    return calls_per_second(partial(sess.run, None, feeds), repeats)
+    return calls_per_second(partial(ort_session(path).run, None, feeds), repeats)
 
 
 def run_export_johnson(

@@ -174,12 +174,16 @@ def count_macs(module: nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[int, 
     return macs, sum(p.numel() for p in module.parameters())
 
 
-def ort_run(path: Path, feeds: dict[str, np.ndarray]) -> np.ndarray:
-    """Run an ONNX model on the CPU with ONNX Runtime; returns the first output."""
+def ort_session(path: Path) -> ort.InferenceSession:
+    """An ONNX Runtime session on the CPU, warnings silenced."""
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    return sess.run(None, feeds)[0]
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def ort_run(path: Path, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    """Run an ONNX model on the CPU with ONNX Runtime; returns the first output."""
+    return ort_session(path).run(None, feeds)[0]
 
 
 def _check_one(
