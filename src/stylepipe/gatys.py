@@ -33,7 +33,7 @@ from torch import nn
 from tqdm import tqdm
 
 from stylepipe import paths
-from stylepipe.losses import content_loss, gram, gram_target_loss, total_variation
+from stylepipe.losses import content_loss, gram_target_loss, target_grams, total_variation
 from stylepipe.models import encoders
 from stylepipe.models.encoders import relu_names  # noqa: F401  (re-exported: the layer naming)
 
@@ -142,9 +142,7 @@ def run_gatys(
     with FeatureExtractor(encoder, [opts.content_layer, *style_layers]) as extract:
         with torch.no_grad():
             content_target = extract(content[None])[opts.content_layer].detach()
-            style_feats = extract(style[None])
-            style_grams = {name: gram(style_feats[name]).detach() for name in style_layers}
-            del style_feats
+        style_grams = target_grams(extract, style[None], style_layers)
         image = content.clone() if opts.init == "content" else noise_init(content, opts.seed)
         image = image[None].contiguous().requires_grad_(True)
 

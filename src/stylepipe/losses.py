@@ -111,3 +111,12 @@ def total_variation(img: torch.Tensor) -> torch.Tensor:
     dh = (img[:, :, 1:, :] - img[:, :, :-1, :]).abs().mean()
     dw = (img[:, :, :, 1:] - img[:, :, :, :-1]).abs().mean()
     return dh + dw
+
+
+def target_grams(
+    extract: Callable[[torch.Tensor], Mapping[str, torch.Tensor]], style: torch.Tensor, layers: Sequence[str]
+) -> dict[str, torch.Tensor]:
+    """Gram matrices [1, C, C] of one style image [1, 3, H, W] at `layers` (fp32, no graph)."""
+    with torch.no_grad():
+        feats = extract(style)
+    return {k: gram(feats[k].float()) for k in layers}

@@ -28,7 +28,7 @@ from torch import nn
 from stylepipe import paths
 from stylepipe.config import Params, TrainJohnson
 from stylepipe.io import write_json
-from stylepipe.losses import content_loss, gram, gram_target_loss, total_variation
+from stylepipe.losses import content_loss, gram_target_loss, target_grams, total_variation
 from stylepipe.models.encoders import FeatureExtractor, deepest_layer, load_encoder
 from stylepipe.models.johnson import TransformerNet, model_path, save_johnson
 from stylepipe.runtime import Runtime, resolve_runtime, seed_everything
@@ -91,13 +91,6 @@ class JohnsonTask:
         return measured
 
 
-def style_grams(extract: FeatureExtractor, style: torch.Tensor, layers: tuple[str, ...]) -> dict[str, torch.Tensor]:
-    """Gram matrices [1, C, C] of one style image [1, 3, H, W] at `layers`."""
-    with torch.no_grad():
-        feats = extract(style)
-    return {k: gram(feats[k].float()).detach() for k in layers}
-
-
 def build_task(
     net: TransformerNet, encoder: nn.Module, style: torch.Tensor, cfg: TrainJohnson
 ) -> JohnsonTask:
@@ -105,7 +98,7 @@ def build_task(
     extract = FeatureExtractor(encoder, [cfg.content_layer, *cfg.style_layers])
     layers = tuple(cfg.style_layers)
     weights = {"content": cfg.content_weight, "style": cfg.style_weight, "tv": cfg.tv_weight}
-    return JohnsonTask(net, extract, style_grams(extract, style, layers), cfg.content_layer, layers, weights)
+    return JohnsonTask(net, extract, target_grams(extract, style, layers), cfg.content_layer, layers, weights)
 
 
 def check_style(params: Params, style: str, labels: list[str]) -> None:
