@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from stylepipe import paths
 from stylepipe.config import Common
-from stylepipe.data.datasets import image_to_tensor, resize_short
+from stylepipe.data.datasets import image_to_tensor, resize_short, short_side_size
 from stylepipe.io import atomic_path
 from stylepipe.media import (
     MediaError,
@@ -77,14 +77,9 @@ def read_image(path: Path, size: int = 0, upscale: bool = False) -> torch.Tensor
 
 def _resize(img: Image.Image, size: int, upscale: bool = False) -> Image.Image:
     if size and (upscale or min(img.size) > size):
-        return resize_short(img, size) if upscale else img.resize(_short_side_size(img.size, size),
+        return resize_short(img, size) if upscale else img.resize(short_side_size(*img.size, size),
                                                                   Image.Resampling.LANCZOS)
     return img
-
-
-def _short_side_size(wh: tuple[int, int], size: int) -> tuple[int, int]:
-    scale = size / min(wh)
-    return max(1, round(wh[0] * scale)), max(1, round(wh[1] * scale))
 
 
 def apply_padded(stylizer: Stylizer, image: torch.Tensor) -> torch.Tensor:
@@ -434,7 +429,7 @@ def _fit(image: torch.Tensor, size: int) -> torch.Tensor:
     h, w = image.shape[-2:]
     if not size or min(h, w) <= size:
         return image
-    nw, nh = _short_side_size((w, h), size)
+    nw, nh = short_side_size(w, h, size)
     return F.interpolate(image[None], size=(nh, nw), mode="bicubic", antialias=True, align_corners=False)[0].clamp(0, 1)
 
 

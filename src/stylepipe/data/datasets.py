@@ -22,12 +22,16 @@ def image_to_tensor(img: Image.Image) -> torch.Tensor:
     return torch.from_numpy(arr.transpose(2, 0, 1).copy()).float().div_(255.0)
 
 
+def short_side_size(width: int, height: int, size: int) -> tuple[int, int]:
+    """(width, height) scaled so that the shorter side is `size`, aspect ratio kept."""
+    s = size / min(width, height)
+    return max(size, round(width * s)), max(size, round(height * s))
+
+
 def resize_short(img: Image.Image, size: int) -> Image.Image:
     """Resize so the shorter side equals `size` (up or down), keeping the aspect ratio."""
-    w, h = img.size
-    s = size / min(w, h)
-    new = (max(size, round(w * s)), max(size, round(h * s)))
-    return img if new == (w, h) else img.resize(new, Image.Resampling.BICUBIC)
+    new = short_side_size(*img.size, size)
+    return img if new == img.size else img.resize(new, Image.Resampling.BICUBIC)
 
 
 def center_resize_crop(img: Image.Image, size: int) -> Image.Image:
@@ -52,8 +56,7 @@ class CropBox:
 def draw_crop(width: int, height: int, crop: int, rng: np.random.Generator) -> CropBox:
     """A random crop of a stored width x height image, drawn without decoding it (from the manifest)."""
     if min(width, height) < crop:
-        s = crop / min(width, height)
-        width, height = max(crop, round(width * s)), max(crop, round(height * s))
+        width, height = short_side_size(width, height, crop)
     x = int(rng.integers(0, width - crop + 1))
     y = int(rng.integers(0, height - crop + 1))
     return CropBox((width, height), x, y, crop, bool(rng.random() < 0.5))
