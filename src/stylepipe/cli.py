@@ -10,10 +10,10 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from stylepipe import paths
-from stylepipe.config import load_params
+from stylepipe.config import CompileMode, Device, load_params
 
 STAGES = (
     "download", "weights", "preprocess", "train_recon", "train_adain", "train_johnson", "evaluate",
@@ -233,10 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--style-size", type=int, default=512, help="style images' shorter side (0 = as is)")
     st.add_argument("--tile", type=_tile_arg, default="auto",
                     help="auto (tile only when memory requires), 0 (never) or a tile size in px")
-    st.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default: params common.device")
+    st.add_argument("--device", choices=get_args(Device), help="default: params common.device")
     st.add_argument("--no-progress", action="store_true", help="no progress bar")
-    st.add_argument("--compile-mode", choices=("default", "reduce-overhead", "max-autotune",
-                                               "max-autotune-no-cudagraphs"),
+    st.add_argument("--compile-mode", choices=get_args(CompileMode),
                     help="torch.compile mode when compiling (CUDA); reduce-overhead = CUDA graphs, best for "
                          "video at a fixed size (default: params common.compile_mode)")
     st.add_argument("--encoder", type=Path, default=paths.ENCODER)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 PARAMS_FILE = "params.yaml"
 Auto = Literal["auto"] | bool
@@ -22,17 +22,31 @@ class ConfigError(ValueError):
     """params.yaml is missing, malformed or has an unknown key / out-of-range value."""
 
 
+def _non_empty_distinct(v: list[str]) -> list[str]:
+    if not v or len(set(v)) != len(v):
+        raise ValueError("must be a non-empty list without repeats")
+    return v
+
+
+Names = TypeVar("Names", bound=list)
+Distinct = Annotated[Names, AfterValidator(_non_empty_distinct)]  # a non-empty list without repeats
+
+
+Device = Literal["auto", "cpu", "cuda"]
+CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Common(Section):
     seed: NonNegInt = 0
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Device = "auto"
     bf16: Auto = "auto"
     channels_last: Auto = "auto"
     compile: Auto = "auto"
-    compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"
+    compile_mode: CompileMode = "default"
     num_threads: NonNegInt = 0
     nproc_per_node: PositiveInt = 1
 
@@ -159,19 +173,12 @@ class TrainRecon(TrainBase):
 class TrainAdain(TrainBase):
     content_weight: NonNegFloat = 1.0
     style_weight: NonNegFloat = 10.0
-    style_layers: list[Literal["relu1_1", "relu2_1", "relu3_1", "relu4_1"]] = list(LAYERS)
+    style_layers: Distinct[list[Literal["relu1_1", "relu2_1", "relu3_1", "relu4_1"]]] = list(LAYERS)
     style_size: Annotated[int, Field(ge=32, le=2048, multiple_of=8)] = 256  # style bank image size
     style_reduction: Literal["mean", "sum"] = "mean"  # sum: over channels / batch (the Lua original)
     style_sqrt: bool = False  # square root of each layer's distance (the seed's variant)
     style_layer_weights: list[NonNegFloat] | None = None  # one per style layer; None = all 1
     tv_weight: NonNegFloat = 0.0
-
-    @field_validator("style_layers")
-    @classmethod
-    def _non_empty(cls, v: list[str]) -> list[str]:
-        if not v or len(set(v)) != len(v):
-            raise ValueError("style_layers must be a non-empty list without repeats")
-        return v
 
     @model_validator(mode="after")
     def _weights_match_layers(self) -> TrainAdain:
@@ -189,10 +196,10 @@ STYLE_NAME = r"^[A-Za-z0-9_-]+$"  # a folder name under models/johnson/ and a DV
 class TrainJohnson(TrainBase):
     """Johnson et al.: one TransformerNet per style in `styles` (DVC foreach / Snakemake wildcard)."""
 
-    styles: list[Annotated[str, Field(pattern=STYLE_NAME)]] = Field(min_length=1)
+    styles: Distinct[list[Annotated[str, Field(pattern=STYLE_NAME)]]]
     style_size: Annotated[int, Field(ge=32, le=2048, multiple_of=8)] = 256  # the style image's size
     content_layer: str = "relu2_2"
-    style_layers: list[str] = ["relu1_2", "relu2_2", "relu3_3", "relu4_3"]
+    style_layers: Distinct[list[str]] = ["relu1_2", "relu2_2", "relu3_3", "relu4_3"]
     content_weight: NonNegFloat = 1e5
     style_weight: NonNegFloat = 1e10
     tv_weight: NonNegFloat = 0.0
@@ -200,12 +207,6 @@ class TrainJohnson(TrainBase):
     pad: Annotated[int, Field(ge=0, le=256, multiple_of=2)] = 0  # reflect-pad the input (px), crop the output
     width: Annotated[float, Field(ge=0.25, le=1.0, multiple_of=0.125)] = 1.0  # channel width multiplier
 
-    @field_validator("styles", "style_layers")
-    @classmethod
-    def _unique(cls, v: list[str]) -> list[str]:
-        if not v or len(set(v)) != len(v):
-            raise ValueError("must be a non-empty list without repeats")
-        return v
 
 
 class Evaluate(Section):
