@@ -189,7 +189,6 @@ def _train_process(
     adain_stage = stage == "train_adain"
     task = AdainTask.from_params(encoder, decoder, cfg) if adain_stage else ReconTask(encoder, decoder)
     stores = open_stores()
-    p_content, p_style = preview_pairs(stores, cfg.crop * 2, params.common.seed)
     phash = params_hash(
         stage, cfg.model_dump(mode="json"), params.common.seed, dist_env.world_size,
         _inputs_digest(paths.ENCODER, paths.PREPARED, *([decoder_init] if decoder_init else [])),
@@ -200,6 +199,7 @@ def _train_process(
     if not dist_env.is_main:
         fit(task, cfg, rt, batches, ckpt_dir, phash, dist_env=dist_env)
         return None
+    p_content, p_style = preview_pairs(stores, cfg.crop * 2, params.common.seed)  # rank 0 alone renders them
     with stage_run(params, stage, ["common", stage]) as tracker:
         def on_log(step: int, row: dict[str, float]) -> None:
             tracker.metrics({k: v for k, v in row.items() if k != "step"}, step=step)
