@@ -130,7 +130,8 @@ def convert_image(path: str, short_side: int, min_side: int) -> tuple[bytes, int
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            data = Path(path).read_bytes()  # once: decoded below, and stored as is when reusable
+            with Image.open(io.BytesIO(data)) as img:
                 w, h = img.size
                 if min(w, h) < min_side:
                     raise ImageRejected(f"too small: {w}x{h} (shorter side < {min_side})")
@@ -140,7 +141,7 @@ def convert_image(path: str, short_side: int, min_side: int) -> tuple[bytes, int
                     img.draft(img.mode, (math.ceil(w * f), math.ceil(h * f)))
                 img.load()  # a full decode: truncated and corrupt files fail here
                 if reusable and resized_size(w, h, short_side) == (w, h):
-                    return Path(path).read_bytes(), w, h
+                    return data, w, h
                 img = ImageOps.exif_transpose(to_rgb(img))
     except ImageRejected:
         raise
