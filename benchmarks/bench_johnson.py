@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -23,7 +22,7 @@ from stylepipe.config import Common, TrainJohnson
 from stylepipe.models.encoders import build_encoder, load_encoder
 from stylepipe.models.johnson import JohnsonStylizer, TransformerNet
 from stylepipe.paths import ENCODER
-from stylepipe.runtime import Runtime, resolve_runtime
+from stylepipe.runtime import Runtime, calls_per_second, resolve_runtime
 from stylepipe.train.johnson import build_task
 from stylepipe.train.loop import make_step
 
@@ -33,11 +32,6 @@ VARIANTS = {  # name: (bf16, channels_last, compile)
     "bf16_channels_last": (True, True, False),
     "bf16_channels_last_compile": (True, True, True),
 }
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def loss_encoder() -> torch.nn.Module:
@@ -56,34 +50,17 @@ def train_its(rt: Runtime, args: argparse.Namespace) -> float:
     step = make_step(task, rt)
     content = rt.to_device(torch.rand(args.batch, 3, args.crop, args.crop))
     try:
-        for _ in range(args.warmup):
-            step(content, content, optimiser)
-        sync(rt.device)
-        start = time.perf_counter()
-        for _ in range(args.steps):
-            terms = step(content, content, optimiser)
-        float(terms["loss"])  # one host sync at the end, as the loop does per log step
-        sync(rt.device)
-        return args.steps / (time.perf_counter() - start)
+        return calls_per_second(lambda: step(content, content, optimiser), args.steps, rt.device, args.warmup)
     finally:
         task.extract.close()
 
 
 @torch.inference_mode()
 def infer_fps(rt: Runtime, args: argparse.Namespace) -> float:
-    model = rt.prepare(JohnsonStylizer(TransformerNet(args.pad)).eval())
-    if rt.compile:
-        model = torch.compile(model)
+    model = rt.compiled(rt.prepare(JohnsonStylizer(TransformerNet(args.pad)).eval()))
     x = rt.to_device(torch.rand(1, 3, args.size, args.size))
     with rt.autocast():
-        for _ in range(args.warmup):
-            model(x)
-        sync(rt.device)
-        start = time.perf_counter()
-        for _ in range(args.frames):
-            model(x)
-        sync(rt.device)
-    return args.frames / (time.perf_counter() - start)
+        return calls_per_second(lambda: model(x), args.frames, rt.device, args.warmup)
 
 
 def exported_fps(args: argparse.Namespace) -> dict[str, float]:
