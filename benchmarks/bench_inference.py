@@ -24,9 +24,9 @@ import argparse
 import os
 import platform
 import tempfile
+from functools import partial
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -111,17 +111,11 @@ def print_gpu(rows: list[tuple], atol: float, mean_atol: float) -> None:
     print(f"tolerance vs the fp32 reference on [0, 1] outputs: max {atol}, mean {mean_atol}")
 
 
-def export_onnx(model: AdaINStylizer, size: int, path: Path) -> None:
-    from stylepipe.export.onnx import StatsModel
-
-    x = torch.rand(1, 3, size, size)
-    m, s = model.style_stats(x)
-    torch.onnx.export(StatsModel(model).eval(), (x, m, s), str(path),
-                      input_names=["content", "style_mean", "style_std"], output_names=["stylized"],
-                      opset_version=13, dynamo=False)
-
-
 def cpu_rows(model: AdaINStylizer, size: int, repeats: int) -> list[tuple[str, float]]:
+    """Eager PyTorch, then the stats-input model through the export code: ONNX Runtime and the FP16 IR."""
+    from stylepipe.export.onnx import StatsModel, export_graph, ort_session
+    from stylepipe.export.openvino import F32_CONFIG, compile_cpu, convert_onnx, measure_fps
+
     x, style = test_image(size, size, 0), test_image(size, size, 1)
     mean, std = model.style_stats(style)
     rows: list[tuple[str, float]] = []
@@ -130,22 +124,16 @@ def cpu_rows(model: AdaINStylizer, size: int, repeats: int) -> list[tuple[str, f
                      calls_per_second(lambda: model.stylize(x, style), repeats)))
         rows.append(("PyTorch eager fp32, style statistics cached",
                      calls_per_second(lambda: model(x, mean, std), repeats)))
-    import onnxruntime as ort
-    import openvino as ov
-
     with tempfile.TemporaryDirectory() as tmp:
-        onnx_path = Path(tmp) / "adain.onnx"
-        export_onnx(model, size, onnx_path)
+        onnx_path, xml = Path(tmp) / "adain.onnx", Path(tmp) / "adain.xml"
+        export_graph(StatsModel(model).eval(), (x, mean, std), ["content", "style_mean", "style_std"], onnx_path,
+                     13, {})
         feeds = {"content": x.numpy(), "style_mean": mean.numpy(), "style_std": std.numpy()}
-        sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-        rows.append(("ONNX Runtime (CPU EP)", calls_per_second(lambda: sess.run(None, feeds), repeats)))
-        core = ov.Core()
-        xml = Path(tmp) / "adain.xml"
-        ov.save_model(ov.convert_model(str(onnx_path)), str(xml), compress_to_fp16=True)
-        ov_feeds = {k: np.ascontiguousarray(v) for k, v in feeds.items()}
-        for label, config in (("f32", {"INFERENCE_PRECISION_HINT": "f32"}), ("default precision", {})):
-            req = core.compile_model(str(xml), "CPU", config).create_infer_request()
-            rows.append((f"OpenVINO FP16 IR, {label}", calls_per_second(lambda r=req: r.infer(ov_feeds), repeats)))
+        rows.append(("ONNX Runtime (CPU EP)", calls_per_second(partial(ort_session(onnx_path).run, None, feeds),
+                                                                repeats)))
+        convert_onnx(onnx_path, xml)
+        for label, config in (("f32", F32_CONFIG), ("default precision", None)):
+            rows.append((f"OpenVINO FP16 IR, {label}", measure_fps(compile_cpu(xml, config), feeds, repeats)))
     return rows
 
 

@@ -25,7 +25,7 @@ from stylepipe import paths
 from stylepipe.config import parse_params
 from stylepipe.export.johnson import onnx_name
 from stylepipe.export.onnx import count_macs, deterministic_content, export_graph
-from stylepipe.export.openvino import compile_cpu, convert_onnx, fp16_compute_error, measure_fps
+from stylepipe.export.openvino import F32_CONFIG, compile_cpu, convert_onnx, fp16_compute_error, measure_fps
 from stylepipe.export.projection import oak_projection
 from stylepipe.models.johnson import JohnsonStylizer, TransformerNet, mvn_form
 
@@ -39,7 +39,7 @@ def _read(path: Path) -> dict[str, Any] | None:
 
 def ov_fps(xml: Path, feeds: dict[str, Any], repeats: int) -> tuple[float, float]:
     """OpenVINO CPU FPS of one IR: f32 inference precision, then the CPU's default (bf16 where it can)."""
-    return (measure_fps(compile_cpu(xml, {"INFERENCE_PRECISION_HINT": "f32"}), feeds, repeats),
+    return (measure_fps(compile_cpu(xml, F32_CONFIG), feeds, repeats),
             measure_fps(compile_cpu(xml), feeds, repeats))  # fmt: skip
 
 
