@@ -30,6 +30,7 @@ from torchvision import transforms
 
 from stylepipe.data.datasets import EncodedPairs, RandomPairs, decode_batch
 from stylepipe.data.shards import ShardStore
+from stylepipe.train.stages import open_stores
 
 # AdaIN training at the FIELD_NOTES H100 speed: 83.2 it/s x batch 8 (compiled, bf16, fused Adam)
 STEP_PAIRS_PER_S = 83.2 * 8
@@ -64,7 +65,7 @@ def prepared_stores(raw: Path) -> tuple[ShardStore, ShardStore]:
         params = make_params(preprocess=Preprocess(short_side=512, val_fraction=0.01))
         with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
             run_preprocess(params, raw, out, Path(tmp), progress=False)
-    return ShardStore(out / "content"), ShardStore(out / "style")
+    return open_stores(out)
 
 
 def rate(batches: Iterable, n_batches: int, batch: int, device: torch.device,
