@@ -131,6 +131,14 @@ class Weights(Section):
     torchvision: TorchvisionWeights
 
 
+class Adain(Section):
+    """The AdaIN model both training stages build: the encoder layer where AdaIN re-normalises (the
+    decoder mirrors the encoder from there) and the decoder's hidden channel width."""
+
+    layer: Literal["relu3_1", "relu4_1"] = "relu4_1"
+    decoder_width: Annotated[float, Field(ge=0.25, le=1.0, multiple_of=0.125)] = 1.0
+
+
 class Preprocess(Section):
     short_side: Annotated[int, Field(ge=32, le=4096)] = 512
     min_side: Annotated[int, Field(ge=1, le=4096)] = 64
@@ -164,6 +172,8 @@ class TrainBase(Section):
     # workers: PIL decodes in the DataLoader workers; device: workers slice JPEG bytes, the training
     # process batch-decodes them on its device (nvJPEG on CUDA), sparing the CPU cores
     decode_on: Literal["workers", "device"] = "workers"
+    # random hue/saturation/contrast per image (0 = off, 1 = hue +-180 degrees): palettes beyond the data's
+    colour_jitter: Annotated[float, Field(ge=0, le=1)] = 0.0
 
 
 class TrainRecon(TrainBase):
@@ -255,6 +265,7 @@ class Params(Section):
     download: Download = Download()
     weights: Weights
     preprocess: Preprocess = Preprocess()
+    adain: Adain = Adain()
     train_recon: TrainRecon
     train_adain: TrainAdain
     train_johnson: TrainJohnson
@@ -263,12 +274,25 @@ class Params(Section):
     blob: Blob = Blob()
     demo: Demo = Demo()
 
+    @model_validator(mode="after")
+    def _style_layers_within_adain_layer(self) -> Params:
+        deepest = LAYERS.index(self.adain.layer)
+        beyond = [name for name in self.train_adain.style_layers if LAYERS.index(name) > deepest]
+        if beyond:
+            raise ValueError(
+                f"train_adain.style_layers {beyond} lie deeper than adain.layer {self.adain.layer}: the encoder "
+                f"stops there (use layers up to {self.adain.layer})"
+            )
+        return self
+
 
 def _format_errors(path: Path, err: ValidationError) -> str:
     lines = [f"{path}: invalid parameters"]
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"])
-        if e["type"] == "extra_forbidden":
+        if not key:  # a check across sections: its message names the keys
+            lines.append(f"  {e['msg'].removeprefix('Value error, ')}")
+        elif e["type"] == "extra_forbidden":
             lines.append(f"  {key}: unknown key (check the spelling; see params.yaml in the repo)")
         elif e["type"] == "missing":
             lines.append(f"  {key}: required key is missing")

@@ -15,7 +15,7 @@ from stylepipe.data.datasets import fixed_pairs
 from stylepipe.io import atomic_path, write_json
 from stylepipe.losses import content_loss, gram_loss, style_loss
 from stylepipe.models.adain import AdaINStylizer, adain, load_stylizer, mean_std
-from stylepipe.models.encoders import TAPS
+from stylepipe.models.encoders import TAPS, VGGEncoder, load_encoder
 from stylepipe.report import write_report
 from stylepipe.runtime import calls_per_second, resolve_runtime, seed_everything
 from stylepipe.tracking import flatten, stage_run
@@ -52,18 +52,26 @@ def colour_transfer(content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
     return ((content[None] - c_mean) / c_std * s_std + s_mean).clamp(0, 1)[0]
 
 
+METRIC_LAYER = "relu4_1"  # the metrics' encoder depth, whatever the model's AdaIN layer: one scale for all
+
+
+def metric_encoder(device: torch.device, path: Path = paths.ENCODER) -> VGGEncoder:
+    """The encoder every method is scored with: the weights stage's encoder cut at relu4_1."""
+    return load_encoder(path, last=METRIC_LAYER).to(device)
+
+
 @torch.no_grad()
 def image_metrics(
-    model: AdaINStylizer, out: torch.Tensor, content: torch.Tensor, style: torch.Tensor, alpha: float
+    enc: VGGEncoder, out: torch.Tensor, content: torch.Tensor, style: torch.Tensor, alpha: float
 ) -> dict[str, float]:
-    """Content loss (relu4_1 vs the alpha-blended AdaIN target), mean/std and Gram style loss, SSIM, histogram."""
-    enc = model.encoder
+    """Content loss (relu4_1 vs the alpha-blended AdaIN target), mean/std and Gram style loss over
+    relu1_1..relu4_1, SSIM, histogram: the same measure for every method and every AdaIN depth."""
     out_f, sty_f = enc(out[None]), enc(style[None])
     c_feat = enc.encode(content[None])
-    target = adain(c_feat, *mean_std(sty_f["relu4_1"]))
+    target = adain(c_feat, *mean_std(sty_f[METRIC_LAYER]))
     target = alpha * target + (1 - alpha) * c_feat
     return {
-        "content_loss": float(content_loss(out_f["relu4_1"], target)),
+        "content_loss": float(content_loss(out_f[METRIC_LAYER], target)),
         "style_loss": float(style_loss(out_f, sty_f, TAPS)),
         "gram_loss": float(gram_loss(out_f, sty_f, TAPS)),
         "ssim_content": ssim_luminance(out, content),
@@ -72,7 +80,7 @@ def image_metrics(
 
 
 def gatys_reference(
-    model: AdaINStylizer, pairs: list, cfg: Evaluate, seed: int, device: torch.device
+    enc: VGGEncoder, pairs: list, cfg: Evaluate, seed: int, device: torch.device
 ) -> tuple[dict[str, float], list[torch.Tensor]]:
     """Gatys' optimisation on the given pairs, scored with the same metrics as AdaIN at alpha 1."""
     from stylepipe.gatys import GatysOptions, run_gatys
@@ -81,8 +89,8 @@ def gatys_reference(
     rows, images = [], []
     for content, style, _ in pairs:
         c, s = content.to(device), style.to(device)
-        image = run_gatys(model.encoder, c, s, opts, progress=False).image.to(device)
-        rows.append(image_metrics(model, image, c, s, 1.0))
+        image = run_gatys(enc, c, s, opts, progress=False).image.to(device)
+        rows.append(image_metrics(enc, image, c, s, 1.0))
         images.append(image.cpu())
     return _mean_rows(rows), images
 
@@ -136,6 +144,7 @@ def run_evaluate(params: Params, out_dir: Path = paths.REPORTS / "evaluate") -> 
     seed_everything(params.common.seed)
     rt = resolve_runtime(params.common)
     model = load_stylizer().to(rt.device)
+    enc = metric_encoder(rt.device)
     pairs = fixed_pairs(*open_stores(), n=cfg.num_pairs, seed=params.common.seed + 1, size=cfg.image_size, split="val")
     sweep: list[dict[str, float]] = []
     outputs: dict[float, list[torch.Tensor]] = {}
@@ -145,23 +154,23 @@ def run_evaluate(params: Params, out_dir: Path = paths.REPORTS / "evaluate") -> 
             c, s = content.to(rt.device), style.to(rt.device)
             out = model.stylize(c[None], s[None], alpha)[0]
             outputs.setdefault(alpha, []).append(out.cpu())
-            rows.append(image_metrics(model, out, c, s, alpha))
+            rows.append(image_metrics(enc, out, c, s, alpha))
         sweep.append({"alpha": alpha, **_mean_rows(rows)})
     floor = _mean_rows(
-        [image_metrics(model, colour_transfer(c, s).to(rt.device), c.to(rt.device), s.to(rt.device), 1.0)
+        [image_metrics(enc, colour_transfer(c, s).to(rt.device), c.to(rt.device), s.to(rt.device), 1.0)
          for c, s, _ in pairs]
     )
     speed = measure_speed(model, cfg.image_size, rt.device, cfg.speed_repeats)
     cross = cross_stylise(model, pairs, rt.device)
     gatys, gatys_images = ({}, [])
     if cfg.gatys_pairs:
-        gatys, gatys_images = gatys_reference(model, pairs[: cfg.gatys_pairs], cfg, params.common.seed, rt.device)
+        gatys, gatys_images = gatys_reference(enc, pairs[: cfg.gatys_pairs], cfg, params.common.seed, rt.device)
     metrics = assemble_metrics(sweep, floor, gatys, speed, style_separation(cross), len(pairs), cfg.image_size,
                                str(rt.device))
     out_dir.mkdir(parents=True, exist_ok=True)
     from stylepipe.evaluate_johnson import evaluate_johnson
 
-    metrics.update(evaluate_johnson(params, model, pairs, rt.device, out_dir))
+    metrics.update(evaluate_johnson(params, model, enc, pairs, rt.device, out_dir))
     write_json(out_dir / "metrics.json", metrics)
     _write_sweep(out_dir / "alpha_sweep.csv", sweep)
     _write_grid(pairs, cross, outputs, cfg.alphas, gatys_images, out_dir / "grid.png")

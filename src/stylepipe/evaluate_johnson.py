@@ -18,6 +18,7 @@ import torch
 from stylepipe import paths
 from stylepipe.config import Params
 from stylepipe.models.adain import AdaINStylizer
+from stylepipe.models.encoders import VGGEncoder
 from stylepipe.models.johnson import load_johnson_stylizer
 from stylepipe.runtime import calls_per_second
 from stylepipe.viz import save_grid
@@ -38,7 +39,7 @@ def style_pairs(pairs: list, style: str, params: Params) -> list:
 
 @torch.no_grad()
 def evaluate_johnson(
-    params: Params, adain: AdaINStylizer, pairs: list, device: torch.device, out_dir: Path,
+    params: Params, adain: AdaINStylizer, enc: VGGEncoder, pairs: list, device: torch.device, out_dir: Path,
     model_root: Path = paths.JOHNSON_DIR,
 ) -> dict[str, float]:
     """Metrics of every Johnson style beside AdaIN on the same pairs; writes out_dir/johnson_grid.png."""
@@ -54,7 +55,7 @@ def evaluate_johnson(
             c, s = content.to(device)[None], painting.to(device)[None]
             outs = {"johnson": net(c)[0], "adain": adain.stylize(c, s)[0]}
             for method, out in outs.items():
-                scored[method].append(image_metrics(adain, out, c[0], s[0], 1.0))
+                scored[method].append(image_metrics(enc, out, c[0], s[0], 1.0))
             rows.append([content, painting, outs["adain"].cpu(), outs["johnson"].cpu()])
         x = torch.rand(1, 3, size, size, device=device)
         metrics.update({f"johnson.{style}.{k}": v for k, v in _mean_rows(scored["johnson"]).items()})

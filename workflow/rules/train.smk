@@ -11,7 +11,7 @@ rule train_recon:
         directory("models/recon"),
         "reports/train_recon/losses.csv",
     params:
-        **P("common", "train_recon"),
+        **P("common", "adain", "train_recon"),
     resources:
         gpu=1,
     log:
@@ -37,7 +37,7 @@ rule train_adain:
         directory("models/adain"),
         "reports/train_adain/losses.csv",
     params:
-        **P("common", "train_adain"),
+        **P("common", "adain", "train_adain"),
     resources:
         gpu=1,
     log:

@@ -14,11 +14,13 @@ from torch import nn
 from stylepipe import paths
 from stylepipe.io import atomic_path
 from stylepipe.models.encoders import (
+    SPECS,
     VGGEncoder,
     WeightsError,
     load_encoder,
     load_state_checked,
     read_weights_file,
+    truncated_plan,
 )
 
 EPS = 1e-5
@@ -70,16 +72,41 @@ class NearestUp2x(nn.Module):
         return upsample_nearest2x(x)
 
 
-class Decoder(nn.Module):
-    """Mirror of the VGG encoder from relu4_1: reflection-padded convs, nearest upsampling, no norm."""
+ADAIN_LAYERS = ("relu3_1", "relu4_1")  # where AdaIN can re-normalise: the decoder mirrors the encoder from here
 
-    def __init__(self, encoder_name: str = "vgg16_hed") -> None:
+
+def decoder_plan(encoder_name: str, layer: str, width: float = 1.0) -> list[tuple[int, int] | str]:
+    """The encoder's convs up to `layer`, reversed with in/out swapped ('U' = nearest x2 where the encoder
+    pools). `width` scales the hidden channels; the input (the features) and the output (RGB) stay."""
+    convs, plan, in_ch = [], [], 3
+    for item in truncated_plan(SPECS[encoder_name], layer):
+        if item == "M":
+            convs.append("U")
+        else:
+            convs.append((in_ch, int(item)))
+            in_ch = int(item)
+    for i, item in enumerate(reversed(convs)):
+        if item == "U":
+            plan.append("U")
+            continue
+        cout, cin = item
+        scaled_in = cin if i == 0 else max(8, round(cin * width))
+        scaled_out = cout if cout == 3 else max(8, round(cout * width))
+        plan.append((scaled_in, scaled_out))
+    return plan
+
+
+class Decoder(nn.Module):
+    """Mirror of the VGG encoder from `layer` (relu3_1 or relu4_1): reflection-padded convs, nearest
+    upsampling, no normalisation; `width` < 1 thins the hidden channels (a lighter model for the OAK-1)."""
+
+    def __init__(self, encoder_name: str = "vgg16_hed", layer: str = "relu4_1", width: float = 1.0) -> None:
         super().__init__()
-        deep = encoder_name.startswith("vgg19")
-        plan: list[tuple[int, int] | str] = [(512, 256), "U", (256, 256), (256, 256)]
-        if deep:
-            plan.append((256, 256))
-        plan += [(256, 128), "U", (128, 128), (128, 64), "U", (64, 64), (64, 3)]
+        if layer not in ADAIN_LAYERS:
+            raise WeightsError(f"AdaIN layer {layer!r} is not supported: expected one of {list(ADAIN_LAYERS)}")
+        if encoder_name not in SPECS:
+            raise WeightsError(f"unknown encoder {encoder_name!r}: expected one of {sorted(SPECS)}")
+        plan = decoder_plan(encoder_name, layer, width)
         layers: list[nn.Module] = []
         for i, item in enumerate(plan):
             if item == "U":
@@ -90,29 +117,49 @@ class Decoder(nn.Module):
             if i != len(plan) - 1:
                 layers.append(nn.ReLU())
         self.net = nn.Sequential(*layers)
-        self.encoder_name = encoder_name
+        self.encoder_name, self.layer, self.width = encoder_name, layer, width
+        self.register_buffer("input_scale", torch.ones(()))
+        self.in_channels = plan[0][0]
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
                 nn.init.zeros_(m.bias)
         # The output layer starts near a mid-grey image instead of Kaiming-scaled noise: encoder features
-        # are large (Caffe scale), and a Kaiming output layer begins with losses ~1e2-1e6 that cost
-        # the first hundreds of steps (measured: recon MSE 0.080 -> 0.052 after 200 steps on the sample).
+        # are large (Caffe scale), and a Kaiming output layer begins with losses ~1e2-1e6.
         last = self.net[-1]
         nn.init.normal_(last.weight, std=1e-3)
         nn.init.constant_(last.bias, 0.5)
 
     def forward(self, feat: torch.Tensor) -> torch.Tensor:
-        return self.net(feat)
+        return self.net(feat * self.input_scale)
+
+    @torch.no_grad()
+    def calibrate(self, feat: torch.Tensor) -> None:
+        """Scale the input to unit RMS: encoder features on the Caffe 0-255 scale (RMS ~30 at relu3_1)
+        otherwise start the decoder far from its grey output and leave Adam's bias steps negligible."""
+        self.input_scale.fill_(1.0 / feat.float().pow(2).mean().sqrt().clamp_min(1e-6).item())
+
+    def describe(self) -> str:
+        return f"encoder {self.encoder_name!r} at {self.layer} (width {self.width:g})"
 
 
 class AdaINStylizer(nn.Module):
-    """content [N,3,H,W] in [0,1] + style statistics [N,512,1,1] x2 -> stylised image in [0,1]."""
+    """content [N,3,H,W] in [0,1] + style statistics [N,C,1,1] x2 -> stylised image in [0,1], where C is
+    the channel count of the AdaIN layer (256 at relu3_1, 512 at relu4_1)."""
 
     def __init__(self, encoder: VGGEncoder, decoder: Decoder) -> None:
         super().__init__()
+        check_pair(encoder, decoder)
         self.encoder = encoder
         self.decoder = decoder
+
+    @property
+    def layer(self) -> str:
+        return self.decoder.layer
+
+    @property
+    def channels(self) -> int:
+        return self.decoder.in_channels
 
     def style_stats(self, style: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return mean_std(self.encoder.encode(style))
@@ -136,17 +183,43 @@ class AdaINStylizer(nn.Module):
         return self.forward(content, s_mean, s_std, alpha)
 
 
+def check_pair(encoder: VGGEncoder, decoder: Decoder, source: str = "AdaIN model") -> None:
+    """The decoder must have been built for this encoder, cut at its layer: an error names both."""
+    if decoder.encoder_name != encoder.spec.name or decoder.layer != encoder.last:
+        raise WeightsError(
+            f"{source}: the decoder was trained for encoder {decoder.encoder_name!r} at {decoder.layer}, "
+            f"but the encoder is {encoder.spec.name!r} at {encoder.last}"
+        )
+
+
 def save_decoder(decoder: Decoder, path: str | Path) -> None:
-    """Atomically save a decoder with the name of the encoder it was trained against."""
+    """Atomically save a decoder with what it was trained against: encoder name, AdaIN layer, width."""
+    blob = {"encoder": decoder.encoder_name, "layer": decoder.layer, "width": decoder.width,
+            "state_dict": decoder.state_dict()}
     with atomic_path(path) as tmp:
-        torch.save({"encoder": decoder.encoder_name, "state_dict": decoder.state_dict()}, tmp)
+        torch.save(blob, tmp)
 
 
 def load_decoder(path: str | Path, map_location: str | torch.device = "cpu") -> Decoder:
+    """A saved decoder; files written before the layer was recorded hold relu4_1 decoders of width 1."""
     hint = "decoder weights not found (train it: `dvc repro train_adain`)"
     blob = read_weights_file(path, ("encoder", "state_dict"), hint, map_location)
-    decoder = Decoder(blob["encoder"])
-    load_state_checked(decoder, blob["state_dict"], path)
+    try:
+        decoder = Decoder(blob["encoder"], blob.get("layer", "relu4_1"), float(blob.get("width", 1.0)))
+    except WeightsError as err:
+        raise WeightsError(f"{path}: {err}") from None
+    state = {"input_scale": torch.ones(()), **blob["state_dict"]}  # decoders without one read unscaled input
+    load_state_checked(decoder, state, path)
+    return decoder
+
+
+def expect_decoder(decoder: Decoder, encoder_name: str, layer: str, source: str | Path) -> Decoder:
+    """`decoder` if it was built for `encoder_name` at `layer`, else an error naming both."""
+    if (decoder.encoder_name, decoder.layer) != (encoder_name, layer):
+        raise WeightsError(
+            f"{source}: holds a decoder for encoder {decoder.encoder_name!r} at {decoder.layer}, "
+            f"but {encoder_name!r} at {layer} is configured"
+        )
     return decoder
 
 
@@ -155,12 +228,9 @@ def load_stylizer(
     decoder_path: str | Path = paths.DECODER,
     map_location: str | torch.device = "cpu",
 ) -> AdaINStylizer:
-    """The trained inference network, in eval mode; the decoder must match the encoder."""
-    encoder = load_encoder(encoder_path, map_location)
+    """The trained inference network, in eval mode: the encoder cut at the decoder's layer; the decoder
+    must have been trained for that encoder."""
     decoder = load_decoder(decoder_path, map_location)
-    if decoder.encoder_name != encoder.spec.name:
-        raise WeightsError(
-            f"{decoder_path}: decoder was trained for encoder {decoder.encoder_name!r}, "
-            f"but {encoder_path} holds {encoder.spec.name!r}"
-        )
+    encoder = load_encoder(encoder_path, map_location, last=decoder.layer)
+    check_pair(encoder, decoder, f"{decoder_path} with {encoder_path}")
     return AdaINStylizer(encoder, decoder).eval()

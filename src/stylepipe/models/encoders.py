@@ -134,8 +134,16 @@ class VGGEncoder(nn.Module):
         return feats
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """relu4_1 features only."""
-        return self.forward(x)["relu4_1"]
+        """The features of the last layer (`self.last`) only: what AdaIN re-normalises."""
+        h = self.normalise(x)
+        for layer in self.layers:
+            h = layer(h)
+        return h
+
+    @property
+    def out_channels(self) -> int:
+        """Channels of `encode`'s output (the width of AdaIN's style statistics)."""
+        return self.conv_layers()[-1].out_channels
 
     def conv_layers(self) -> list[nn.Conv2d]:
         return [m for m in self.layers if isinstance(m, nn.Conv2d)]

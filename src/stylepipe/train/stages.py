@@ -12,7 +12,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from stylepipe import paths
-from stylepipe.config import Params, TrainAdain, TrainBase
+from stylepipe.config import Adain, Params, TrainAdain, TrainBase
 from stylepipe.data.datasets import (
     EncodedPairs,
     RandomPairs,
@@ -21,11 +21,20 @@ from stylepipe.data.datasets import (
     fixed_pairs,
     image_to_tensor,
 )
+from stylepipe.data.augment import jitter_colours
 from stylepipe.data.shards import ShardStore
 from stylepipe.io import atomic_path, file_digest, write_json
 from stylepipe.losses import content_loss, style_loss, total_variation
-from stylepipe.models.adain import AdaINStylizer, Decoder, adain, load_decoder, mean_std, save_decoder
-from stylepipe.models.encoders import VGGEncoder, load_encoder
+from stylepipe.models.adain import (
+    AdaINStylizer,
+    Decoder,
+    adain,
+    expect_decoder,
+    load_decoder,
+    mean_std,
+    save_decoder,
+)
+from stylepipe.models.encoders import VGGEncoder, WeightsError, load_encoder
 from stylepipe.runtime import Runtime, resolve_runtime, seed_everything
 from stylepipe.tracking import stage_run
 from stylepipe.train.checkpoint import params_hash
@@ -59,7 +68,8 @@ class ReconTask:
 
 @dataclass
 class AdainTask:
-    """Huang & Belongie: content loss at relu4_1 against the AdaIN target, mean/std style loss."""
+    """Huang & Belongie: content loss at the AdaIN layer (the encoder's last) against the AdaIN target,
+    mean/std style loss at `style_layers`."""
 
     encoder: VGGEncoder
     decoder: Decoder
@@ -88,10 +98,11 @@ class AdainTask:
             both = self.encoder(torch.cat([content, style]))
             n = content.shape[0]
             s_feats = {k: v[n:] for k, v in both.items()}
-            target = adain(both["relu4_1"][:n], *mean_std(s_feats["relu4_1"]))
+            layer = self.encoder.last
+            target = adain(both[layer][:n], *mean_std(s_feats[layer]))
         output = self.decoder(target)
         out_feats = self.encoder(output)
-        loss_c = content_loss(out_feats["relu4_1"].float(), target.float())
+        loss_c = content_loss(out_feats[layer].float(), target.float())
         loss_s = style_loss(
             {k: v.float() for k, v in out_feats.items()}, {k: v.float() for k, v in s_feats.items()},
             self.style_layers, self.style_reduction, self.style_sqrt, self.style_layer_weights,
@@ -114,7 +125,8 @@ def chunk_loader(
 ) -> Callable[[int], Iterator[Batch]]:
     """chunk index -> iterator over `checkpoint_every` batches drawn with seed (seed, chunk); under
     torchrun, this process's share of each global batch from its own random stream. With
-    `decode_on: device` the same pairs arrive JPEG-encoded and are decoded as a batch on `device`."""
+    `decode_on: device` the same pairs arrive JPEG-encoded and are decoded as a batch on `device`.
+    `colour_jitter` > 0 re-colours every image (a generator seeded by seed, chunk and rank: resumable)."""
     batch = per_rank_batch(cfg.batch_size, dist_env, key)
     on_device = cfg.decode_on == "device"
     dataset = (EncodedPairs if on_device else RandomPairs)(
@@ -128,16 +140,22 @@ def chunk_loader(
             dataset, batch_size=batch, num_workers=cfg.num_workers, drop_last=True, persistent_workers=False,
             pin_memory=device.type == "cuda" and not on_device, collate_fn=list if on_device else None,
         )
-        return (decode_batch(b, device) for b in loader) if on_device else iter(loader)
+        pairs = (decode_batch(b, device) for b in loader) if on_device else iter(loader)
+        if not cfg.colour_jitter:
+            return pairs
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + chunk * 1009 + dist_env.rank)
+        return ((jitter_colours(c, cfg.colour_jitter, generator), jitter_colours(s, cfg.colour_jitter, generator))
+                for c, s in pairs)
 
     return batches
 
 
 def preview_pairs(
-    stores: tuple[ShardStore, ShardStore], size: int, seed: int
+    stores: tuple[ShardStore, ShardStore], size: int, seed: int, split: str = "val"
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The fixed validation pairs rendered during training (same every run)."""
-    pairs = fixed_pairs(*stores, n=PREVIEW_PAIRS, seed=seed, size=size, split="val")
+    """Fixed pairs (the same every run): of the validation split, rendered during training; of the
+    training split, what a new decoder calibrates its input scale on (the same on every rank)."""
+    pairs = fixed_pairs(*stores, n=PREVIEW_PAIRS, seed=seed, size=size, split=split)
     return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
 
 
@@ -166,6 +184,17 @@ def run_train_adain(
     return _train(params, "train_adain", params.train_adain, out_dir, reports, decoder_init=recon)
 
 
+def initial_decoder(encoder_name: str, model_cfg: Adain, init: Path | None) -> Decoder:
+    """A fresh decoder for `model_cfg`, or the one saved at `init`, which must match it."""
+    if init is None:
+        return Decoder(encoder_name, model_cfg.layer, model_cfg.decoder_width)
+    decoder = expect_decoder(load_decoder(init), encoder_name, model_cfg.layer, init)
+    if decoder.width != model_cfg.decoder_width:
+        raise WeightsError(f"{init}: holds a decoder of width {decoder.width:g}, but adain.decoder_width is "
+                           f"{model_cfg.decoder_width:g} (re-run train_recon)")
+    return decoder
+
+
 def _train(
     params: Params, stage: str, cfg: TrainBase, out_dir: Path, reports: Path, decoder_init: Path | None
 ) -> dict | None:
@@ -183,14 +212,19 @@ def _train_process(
     rt: Runtime, dist_env: DistEnv,
 ) -> dict | None:
     """One process's share of a training stage; rank 0 writes the outputs and the MLflow run."""
-    encoder = rt.prepare(load_encoder(paths.ENCODER))
-    decoder = load_decoder(decoder_init) if decoder_init else Decoder(encoder.spec.name)
+    model_cfg = params.adain
+    encoder = rt.prepare(load_encoder(paths.ENCODER, last=model_cfg.layer))
+    decoder = initial_decoder(encoder.spec.name, model_cfg, decoder_init)
+    stores = open_stores()
+    if decoder_init is None:
+        calibration = torch.cat(preview_pairs(stores, cfg.crop, params.common.seed, "train"))
+        decoder.calibrate(encoder.encode(rt.to_device(calibration)))
     decoder = rt.prepare(decoder)
     adain_stage = stage == "train_adain"
     task = AdainTask.from_params(encoder, decoder, cfg) if adain_stage else ReconTask(encoder, decoder)
-    stores = open_stores()
     phash = params_hash(
-        stage, cfg.model_dump(mode="json"), params.common.seed, dist_env.world_size,
+        stage, {**cfg.model_dump(mode="json"), "adain": model_cfg.model_dump(mode="json")},
+        params.common.seed, dist_env.world_size,
         _inputs_digest(paths.ENCODER, paths.PREPARED, *([decoder_init] if decoder_init else [])),
     )
     ckpt_dir = Path(".cache/checkpoints") / stage
@@ -200,7 +234,7 @@ def _train_process(
         fit(task, cfg, rt, batches, ckpt_dir, phash, dist_env=dist_env)
         return None
     p_content, p_style = preview_pairs(stores, cfg.crop * 2, params.common.seed)  # rank 0 alone renders them
-    with stage_run(params, stage, ["common", stage]) as tracker:
+    with stage_run(params, stage, ["common", "adain", stage]) as tracker:
         def on_log(step: int, row: dict[str, float]) -> None:
             tracker.metrics({k: v for k, v in row.items() if k != "step"}, step=step)
 
@@ -267,12 +301,13 @@ def style_image(styles: ShardStore, label: str, size: int) -> torch.Tensor:
 
 @torch.no_grad()
 def build_style_bank(model: AdaINStylizer, styles: ShardStore, size: int) -> dict:
-    """Cached relu4_1 mean/std of one painting per style label (validation split first), for export
-    and the demo: {"names": [S], "mean": [S,512,1,1], "std": [S,512,1,1]}."""
+    """Cached mean/std at the AdaIN layer of one painting per style label (validation split first), for
+    export and the demo: {"names": [S], "mean": [S,C,1,1], "std": [S,C,1,1], "encoder", "layer"}."""
     names, means, stds = [], [], []
     for label in styles.labels:
         m, s = model.style_stats(style_image(styles, label, size)[None])
         names.append(label)
         means.append(m[0])
         stds.append(s[0])
-    return {"names": names, "mean": torch.stack(means), "std": torch.stack(stds)}
+    return {"names": names, "mean": torch.stack(means), "std": torch.stack(stds),
+            "encoder": model.encoder.spec.name, "layer": model.layer}

@@ -1,0 +1,111 @@
+"""Quality of the trained AdaIN model on images it never saw, against the colour-transfer floor.
+
+Every content x style pair of a folder (default ../shared/data/eval, with content/ and style/ inside) is
+centre-cropped to --size, stylised at alpha 1 and scored with the evaluate stage's metrics (relu4_1
+encoder, whatever the model's AdaIN layer). The floor (per-channel RGB mean/std transfer) is scored on the
+same pairs in the same run. Criteria (README, Results): mean style loss below the floor's, mean luminance
+SSIM against the content >= 0.45, and every style's outputs closer in colour histogram to their own style
+than to any other style. Exit status 1 when a criterion fails.
+
+    python benchmarks/bench_quality.py                                   # models/adain/decoder.pt
+    python benchmarks/bench_quality.py --decoder other.pt --grid grid.png --json figures.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from stylepipe import paths
+from stylepipe.data.datasets import center_resize_crop, image_to_tensor
+from stylepipe.evaluate import colour_histogram_distance, colour_transfer, image_metrics, metric_encoder
+from stylepipe.media import list_images, open_image
+from stylepipe.models.adain import load_stylizer
+from stylepipe.viz import save_grid
+
+SSIM_MIN = 0.45
+DEFAULT_EVAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "eval"
+
+
+def load_folder(folder: Path, size: int) -> dict[str, torch.Tensor]:
+    images = list_images(folder)
+    if not images:
+        raise SystemExit(f"{folder}: no images (expected content/ and style/ folders of JPEG/PNG files)")
+    return {p.stem: image_to_tensor(center_resize_crop(open_image(p), size)) for p in images}
+
+
+def own_style_closest(outputs: dict[tuple[str, str], torch.Tensor], styles: dict[str, torch.Tensor]) -> dict:
+    """Per style: the mean histogram distance of its outputs to each style; True when its own is the least."""
+    verdict = {}
+    for s_name in styles:
+        outs = [img for (_, s), img in outputs.items() if s == s_name]
+        dists = {o: float(np.mean([colour_histogram_distance(img, styles[o]) for img in outs])) for o in styles}
+        verdict[s_name] = {"own": dists[s_name], "nearest_other": min(v for k, v in dists.items() if k != s_name),
+                           "closest_is_own": min(dists, key=dists.get) == s_name}
+    return verdict
+
+
+@torch.no_grad()
+def score(model, enc, contents: dict, styles: dict) -> tuple[dict, dict, dict]:
+    rows, floor_rows, outputs = [], [], {}
+    for c_name, c in contents.items():
+        for s_name, s in styles.items():
+            out = model.stylize(c[None], s[None])[0]
+            outputs[(c_name, s_name)] = out
+            rows.append(image_metrics(enc, out, c, s, 1.0))
+            floor_rows.append(image_metrics(enc, colour_transfer(c, s), c, s, 1.0))
+
+    def mean(rs: list[dict]) -> dict:
+        return {k: float(np.mean([r[k] for r in rs])) for k in rs[0]}
+
+    return mean(rows), mean(floor_rows), outputs
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--eval-dir", type=Path, default=DEFAULT_EVAL)
+    ap.add_argument("--encoder", type=Path, default=paths.ENCODER)
+    ap.add_argument("--decoder", type=Path, default=paths.DECODER)
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--grid", type=Path, help="write content x style outputs here (PNG)")
+    ap.add_argument("--json", type=Path, help="write the figures here")
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    model = load_stylizer(args.encoder, args.decoder)
+    enc = metric_encoder(torch.device("cpu"), args.encoder)
+    contents = load_folder(args.eval_dir / "content", args.size)
+    styles = load_folder(args.eval_dir / "style", args.size)
+    model_m, floor_m, outputs = score(model, enc, contents, styles)
+    separation = own_style_closest(outputs, styles)
+    checks = {
+        "style_loss_below_floor": model_m["style_loss"] < floor_m["style_loss"],
+        f"ssim_at_least_{SSIM_MIN}": model_m["ssim_content"] >= SSIM_MIN,
+        "every_style_closest_to_own": all(v["closest_is_own"] for v in separation.values()),
+    }
+    print(f"{len(contents)} contents x {len(styles)} styles at {args.size} px, alpha 1, "
+          f"model {args.decoder} ({model.decoder.describe()})")
+    print(f"{'metric':<22}{'model':>12}{'floor':>12}")
+    for key in model_m:
+        print(f"{key:<22}{model_m[key]:>12.4g}{floor_m[key]:>12.4g}")
+    own = sum(v["closest_is_own"] for v in separation.values())
+    print(f"styles whose outputs are closest in histogram to their own style: {own}/{len(styles)}")
+    for name, ok in checks.items():
+        print(f"  {'PASS' if ok else 'FAIL'}  {name}")
+    if args.grid:
+        names = list(styles)
+        rows = [[torch.ones_like(styles[names[0]]), *styles.values()]]
+        rows += [[c, *(outputs[(cn, sn)] for sn in names)] for cn, c in contents.items()]
+        save_grid(rows, args.grid)
+    if args.json:
+        args.json.write_text(json.dumps({"model": model_m, "floor": floor_m, "styles": separation,
+                                         "checks": checks}, indent=2))
+    return 0 if all(checks.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
