@@ -23,12 +23,17 @@ import torch
 
 from stylepipe import paths
 from stylepipe.data.datasets import center_resize_crop, image_to_tensor
-from stylepipe.evaluate import colour_histogram_distance, colour_transfer, image_metrics, metric_encoder
+from stylepipe.evaluate import (
+    colour_histogram_distance,
+    colour_transfer,
+    image_metrics,
+    metric_encoder,
+    quality_checks,
+)
 from stylepipe.media import list_images, open_image
 from stylepipe.models.adain import load_stylizer
 from stylepipe.viz import save_grid
 
-SSIM_MIN = 0.45
 DEFAULT_EVAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "eval"
 
 
@@ -82,11 +87,8 @@ def main() -> int:
     styles = load_folder(args.eval_dir / "style", args.size)
     model_m, floor_m, outputs = score(model, enc, contents, styles)
     separation = own_style_closest(outputs, styles)
-    checks = {
-        "style_loss_below_floor": model_m["style_loss"] < floor_m["style_loss"],
-        f"ssim_at_least_{SSIM_MIN}": model_m["ssim_content"] >= SSIM_MIN,
-        "every_style_closest_to_own": all(v["closest_is_own"] for v in separation.values()),
-    }
+    checks = {**quality_checks(model_m, floor_m),
+              "every_style_closest_to_own": all(v["closest_is_own"] for v in separation.values())}
     print(f"{len(contents)} contents x {len(styles)} styles at {args.size} px, alpha 1, "
           f"model {args.decoder} ({model.decoder.describe()})")
     print(f"{'metric':<22}{'model':>12}{'floor':>12}")

@@ -13,9 +13,11 @@ from stylepipe.evaluate import (
     assemble_metrics,
     colour_histogram_distance,
     colour_transfer,
+    headline,
     numeric_metrics,
     ssim_luminance,
     style_separation,
+    verdict,
 )
 from stylepipe.io import write_json
 from stylepipe.models.adain import mean_std
@@ -72,6 +74,31 @@ def test_metrics_hold_every_alpha_and_say_what_was_skipped():
     flat = numeric_metrics(metrics)
     assert flat["alpha_sweep.alpha_050.hist_distance_style"] == 0.4
     assert "skipped.artfid" not in flat and "device" not in flat
+
+
+def test_verdict_states_better_or_worse_by_how_much_against_each_reference():
+    metrics = {"style_loss": 50.0, "ssim_content": 0.4, "hist_distance_style": 0.6,
+               "baseline_colour_transfer.style_loss": 100.0, "baseline_colour_transfer.ssim_content": 0.8,
+               "baseline_colour_transfer.hist_distance_style": 0.5, "reference_gatys.style_loss": 40.0}
+    rows = {row["metric"]: row for row in verdict(metrics)}
+    assert rows["style_loss"]["vs_floor"] == "better by 50%"  # lower is better
+    assert rows["style_loss"]["vs_gatys"] == "worse by 25%"
+    assert rows["ssim_content"]["vs_floor"] == "worse by 50%"  # higher is better
+    assert rows["hist_distance_style"]["vs_floor"] == "worse by 20%"
+    assert "vs_gatys" not in rows["ssim_content"]  # not computed: not invented
+    small = headline(metrics)
+    assert small["style_loss/floor"] == 0.5 and small["ssim/floor"] == 0.5 and small["ssim"] == 0.4
+    assert "ssim/gatys" not in small and len(small) <= 9
+
+
+def test_report_leads_with_the_verdict_then_the_grid(tmp_path: Path):
+    png = tmp_path / "grid.png"
+    Image.new("RGB", (8, 8), "red").save(png)
+    metrics = _metrics(0.0)
+    rows = [{"metric": "style_loss", "model": 1.0, "floor": 2.0, "vs_floor": "better by 50%"}]
+    text = write_report(tmp_path / "r.html", metrics, _sweep(0.0), {"Grid": png}, metrics["skipped"],
+                        verdict_rows=rows).read_text()
+    assert text.index("better by 50%") < text.index("<h2>Grid") < text.index("Alpha sweep") < text.index("Every metric")
 
 
 def test_html_report_is_self_contained(tmp_path: Path):

@@ -304,12 +304,15 @@ def test_evaluate_scores_johnson_beside_adain_on_the_same_pairs(tmp_path: Path):
     pairs = [(torch.rand(3, 32, 32, generator=g), torch.rand(3, 32, 32, generator=g), {"style_label": lab})
              for lab in (STYLE, "Abstract", STYLE)]
     params = _params(evaluate={"image_size": 32, "speed_repeats": 1})
-    metrics = evaluate_johnson(params, adain, pairs, torch.device("cpu"), tmp_path, tmp_path / "models")
+    metrics = evaluate_johnson(params, adain, adain.encoder, pairs, torch.device("cpu"), tmp_path, tmp_path / "models")
     assert metrics[f"johnson.{STYLE}.pairs"] == 2  # the two evaluation pairs of that style
     for prefix in (f"johnson.{STYLE}.", f"johnson.{STYLE}.adain."):
         assert {"content_loss", "style_loss", "gram_loss", "ssim_content"} <= {
             k.removeprefix(prefix) for k in metrics if k.startswith(prefix)
         }
     assert metrics[f"johnson.{STYLE}.fps"] > 0
+    floor = metrics[f"johnson.{STYLE}.floor.style_loss"]  # the colour-transfer floor on the same two pairs
+    assert floor > 0 and metrics[f"johnson.{STYLE}.checks.style_loss_below_floor"] == (
+        metrics[f"johnson.{STYLE}.style_loss"] < floor)
     with Image.open(tmp_path / "johnson_grid.png") as grid:
         assert grid.size == (4 * 36 + 4, 2 * 36 + 4)  # two rows: content | style | AdaIN | Johnson

@@ -70,10 +70,16 @@ def test_second_repro_runs_nothing(project: Path):
 
 def test_metrics_and_plots(project: Path):
     metrics = json.loads(run(["dvc", "metrics", "show", "--json"], project).stdout)
-    flat = json.dumps(metrics)
-    for key in ("content_loss", "style_loss", "ssim_content", "hist_distance_style", "fps_cached_style",
+    headline = next(iter(metrics.values()))["data"]["reports/evaluate/metrics.json"]["data"]
+    assert {"style_loss", "ssim", "hist_dist", "style_loss/floor", "ssim/gatys"} <= set(headline)
+    table = run(["dvc", "metrics", "show"], project, ).stdout
+    assert max(len(line) for line in table.splitlines()) <= 120, table  # readable in a 120-column terminal
+    detail = json.loads((project / "reports/evaluate/metrics_detail.json").read_text())
+    for key in ("content_loss", "style_loss", "ssim_content", "hist_distance_style", "speed.fps_cached_style",
                 "style_separation", "reference_gatys.style_loss", "baseline_colour_transfer.ssim_content"):
-        assert key in flat
+        assert key in detail, key
+    assert [row["metric"] for row in detail["verdict"]] == ["style_loss", "ssim_content", "hist_distance_style"]
+    assert detail["verdict"][0]["vs_floor"].startswith(("better by", "worse by", "equal"))
     run(["dvc", "plots", "show", "-o", "plots_out"], project)
     html = (project / "plots_out" / "index.html").read_text()
     assert "AdaIN losses" in html and "Alpha sweep" in html

@@ -189,6 +189,7 @@ class TrainAdain(TrainBase):
     style_sqrt: bool = False  # square root of each layer's distance (the seed's variant)
     style_layer_weights: list[NonNegFloat] | None = None  # one per style layer; None = all 1
     tv_weight: NonNegFloat = 0.0
+    colour_weight: NonNegFloat = 0.0  # RGB mean/std of the output against the style image's (losses.colour_loss)
 
     @model_validator(mode="after")
     def _weights_match_layers(self) -> TrainAdain:

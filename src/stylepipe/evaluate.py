@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,7 +24,14 @@ from stylepipe.train.stages import open_stores
 from stylepipe.viz import save_grid
 
 HIST_BINS = 32
+SSIM_MIN = 0.45  # below this, faces and buildings stop being recognisable at a glance
 GRID_MAX = 4
+HEADLINE_FILE = "metrics.json"  # what `dvc metrics show` prints: a few numbers that fit a terminal
+DETAIL_FILE = "metrics_detail.json"  # every number of the stage
+# The headline measures and which way is better: (metric, short name, lower is better)
+HEADLINE = (("style_loss", "style_loss", True), ("ssim_content", "ssim", False),
+            ("hist_distance_style", "hist_dist", True))
+REFERENCES = (("floor", "baseline_colour_transfer"), ("gatys", "reference_gatys"))
 
 
 def luminance(img: torch.Tensor) -> np.ndarray:
@@ -95,6 +103,26 @@ def gatys_reference(
     return _mean_rows(rows), images
 
 
+def held_out_pairs(params: Params, prepared: Path = paths.PREPARED) -> list:
+    """The evaluation pairs: validation photos x validation paintings, every style label in turn."""
+    cfg = params.evaluate
+    return fixed_pairs(*open_stores(prepared), n=cfg.num_pairs, seed=params.common.seed + 1,
+                       size=cfg.image_size, split="val")
+
+
+def floor_metrics(enc: VGGEncoder, pairs: list, device: torch.device) -> dict[str, float]:
+    """The colour-transfer floor's mean metrics on `pairs`: what a network must beat to be worth running."""
+    return _mean_rows([image_metrics(enc, colour_transfer(c, s).to(device), c.to(device), s.to(device), 1.0)
+                       for c, s, _ in pairs])
+
+
+def quality_checks(model: dict[str, float], floor: dict[str, float]) -> dict[str, bool]:
+    """The project's quality bar at alpha 1: more style than the colour-transfer floor (lower mean/std
+    style loss) while the content stays readable (luminance SSIM against the content >= SSIM_MIN)."""
+    return {"style_loss_below_floor": model["style_loss"] < floor["style_loss"],
+            f"ssim_at_least_{SSIM_MIN}": model["ssim_content"] >= SSIM_MIN}
+
+
 def _mean_rows(rows: list[dict[str, float]]) -> dict[str, float]:
     return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
 
@@ -145,7 +173,7 @@ def run_evaluate(params: Params, out_dir: Path = paths.REPORTS / "evaluate") -> 
     rt = resolve_runtime(params.common)
     model = load_stylizer().to(rt.device)
     enc = metric_encoder(rt.device)
-    pairs = fixed_pairs(*open_stores(), n=cfg.num_pairs, seed=params.common.seed + 1, size=cfg.image_size, split="val")
+    pairs = held_out_pairs(params)
     sweep: list[dict[str, float]] = []
     outputs: dict[float, list[torch.Tensor]] = {}
     for alpha in cfg.alphas:
@@ -156,10 +184,7 @@ def run_evaluate(params: Params, out_dir: Path = paths.REPORTS / "evaluate") -> 
             outputs.setdefault(alpha, []).append(out.cpu())
             rows.append(image_metrics(enc, out, c, s, alpha))
         sweep.append({"alpha": alpha, **_mean_rows(rows)})
-    floor = _mean_rows(
-        [image_metrics(enc, colour_transfer(c, s).to(rt.device), c.to(rt.device), s.to(rt.device), 1.0)
-         for c, s, _ in pairs]
-    )
+    floor = floor_metrics(enc, pairs, rt.device)
     speed = measure_speed(model, cfg.image_size, rt.device, cfg.speed_repeats)
     cross = cross_stylise(model, pairs, rt.device)
     gatys, gatys_images = ({}, [])
@@ -171,7 +196,10 @@ def run_evaluate(params: Params, out_dir: Path = paths.REPORTS / "evaluate") -> 
     from stylepipe.evaluate_johnson import evaluate_johnson
 
     metrics.update(evaluate_johnson(params, model, enc, pairs, rt.device, out_dir))
-    write_json(out_dir / "metrics.json", metrics)
+    metrics["verdict"] = verdict(metrics)
+    metrics["checks"] = quality_checks(metrics, floor)
+    write_json(out_dir / DETAIL_FILE, metrics)
+    write_json(out_dir / HEADLINE_FILE, headline(metrics))
     _write_sweep(out_dir / "alpha_sweep.csv", sweep)
     _write_grid(pairs, cross, outputs, cfg.alphas, gatys_images, out_dir / "grid.png")
     loss_curves(
@@ -189,9 +217,47 @@ def run_evaluate(params: Params, out_dir: Path = paths.REPORTS / "evaluate") -> 
             notes["serving model"] = f"{uri} (mlflow models serve -m {uri} --env-manager local)"
         write_report(out_dir / "report.html", metrics, sweep,
                      {"Content x style grid, alpha sweep, Gatys reference": out_dir / "grid.png",
-                      "Training curves": out_dir / "curves.png"}, notes)
+                      "Training curves": out_dir / "curves.png"}, notes, verdict_rows=metrics["verdict"])
         tracker.artifacts(out_dir)
     return metrics
+
+
+def compare(model: float, reference: float, lower_is_better: bool) -> str:
+    """'better by 41%' / 'worse by 12%' / 'equal': the model against a reference, relative to it."""
+    if reference == 0 or model == reference:
+        return "equal" if model == reference else ("better" if (model < 0) == lower_is_better else "worse")
+    change = (model - reference) / abs(reference)
+    better = change < 0 if lower_is_better else change > 0
+    return f"{'better' if better else 'worse'} by {abs(change):.0%}"
+
+
+def verdict(metrics: dict) -> list[dict[str, Any]]:
+    """Per headline metric at alpha 1: the model, the colour-transfer floor, the Gatys reference, and how
+    the model compares with each (references that were not computed are left out)."""
+    rows = []
+    for key, _, lower in HEADLINE:
+        row: dict[str, Any] = {"metric": key, "better": "lower" if lower else "higher", "model": metrics[key]}
+        for name, prefix in REFERENCES:
+            ref = metrics.get(f"{prefix}.{key}")
+            if ref is not None:
+                row[name] = ref
+                row[f"vs_{name}"] = compare(metrics[key], ref, lower)
+        rows.append(row)
+    return rows
+
+
+def headline(metrics: dict) -> dict[str, float]:
+    """The small metrics file: the model's headline numbers and their ratios to the floor and to Gatys
+    (for a lower-is-better metric a ratio below 1 is better; for SSIM above 1)."""
+    out: dict[str, float] = {}
+    for key, short, _ in HEADLINE:
+        out[short] = round(metrics[key], 4)
+    for key, short, _ in HEADLINE:
+        for name, prefix in REFERENCES:
+            ref = metrics.get(f"{prefix}.{key}")
+            if ref:
+                out[f"{short}/{name}"] = round(metrics[key] / ref, 3)
+    return out
 
 
 def skipped_metrics() -> dict[str, str]:

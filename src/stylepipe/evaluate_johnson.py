@@ -4,7 +4,8 @@ For every style in train_johnson.styles: the evaluation pairs whose painting is 
 `evaluate.num_pairs` is too small to reach it, every pair's content with that style's representative
 painting), scored with the evaluate stage's own metrics for both methods at alpha 1 (content loss at
 relu4_1 against the AdaIN target, mean/std and Gram style losses, SSIM, colour histogram) and timed at
-evaluate.image_size. Metrics are `johnson.<style>.<metric>` and `johnson.<style>.adain.<metric>`;
+evaluate.image_size. Metrics are `johnson.<style>.<metric>`, `johnson.<style>.adain.<metric>`, the
+colour-transfer floor on the same pairs `johnson.<style>.floor.<metric>` and the quality bar's checks;
 reports/evaluate/johnson_grid.png shows content | style | AdaIN | Johnson rows.
 """
 
@@ -43,7 +44,7 @@ def evaluate_johnson(
     model_root: Path = paths.JOHNSON_DIR,
 ) -> dict[str, float]:
     """Metrics of every Johnson style beside AdaIN on the same pairs; writes out_dir/johnson_grid.png."""
-    from stylepipe.evaluate import _mean_rows, image_metrics
+    from stylepipe.evaluate import _mean_rows, floor_metrics, image_metrics, quality_checks
 
     metrics: dict[str, float] = {}
     rows: list[list[torch.Tensor]] = []
@@ -51,7 +52,8 @@ def evaluate_johnson(
     for style in params.train_johnson.styles:
         net = load_johnson_stylizer(style, model_root).to(device)
         scored = {"johnson": [], "adain": []}
-        for content, painting, _ in style_pairs(pairs, style, params):
+        chosen = style_pairs(pairs, style, params)
+        for content, painting, _ in chosen:
             c, s = content.to(device)[None], painting.to(device)[None]
             outs = {"johnson": net(c)[0], "adain": adain.stylize(c, s)[0]}
             for method, out in outs.items():
@@ -60,6 +62,10 @@ def evaluate_johnson(
         x = torch.rand(1, 3, size, size, device=device)
         metrics.update({f"johnson.{style}.{k}": v for k, v in _mean_rows(scored["johnson"]).items()})
         metrics.update({f"johnson.{style}.adain.{k}": v for k, v in _mean_rows(scored["adain"]).items()})
+        floor = floor_metrics(enc, chosen, device)
+        metrics.update({f"johnson.{style}.floor.{k}": v for k, v in floor.items()})
+        checks = quality_checks(_mean_rows(scored["johnson"]), floor)
+        metrics.update({f"johnson.{style}.checks.{k}": v for k, v in checks.items()})
         metrics[f"johnson.{style}.fps"] = calls_per_second(partial(net, x), params.evaluate.speed_repeats, device)
         metrics[f"johnson.{style}.pairs"] = len(scored["johnson"])
     save_grid(rows, out_dir / GRID)

@@ -4,6 +4,7 @@
 * style (mean/std): MSE between per-channel means plus MSE between per-channel stds, summed over layers
   (options: reduction "sum" over channels as in the Lua original, a square root per layer, layer weights).
 * Gram: MSE between Gram matrices normalised by C*H*W (Johnson / Gatys).
+* colour: MSE between per-channel RGB means plus between RGB stds of output and style image.
 * total variation: mean absolute difference between neighbouring pixels.
 """
 
@@ -105,6 +106,14 @@ def gram_target_loss(
         return F.mse_loss(g, target.expand_as(g))
 
     return _sum_over_layers(term, output_feats, target_grams, layers, weights)
+
+
+def colour_loss(output: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+    """MSE between the per-channel RGB mean and std of the output and of the style image: the palette
+    term, which the feature statistics of an edge-tuned encoder (vgg16_hed) carry only weakly."""
+    o_mean, o_std = feature_stats(output)
+    s_mean, s_std = feature_stats(style)
+    return F.mse_loss(o_mean, s_mean) + F.mse_loss(o_std, s_std)
 
 
 def total_variation(img: torch.Tensor) -> torch.Tensor:

@@ -59,22 +59,32 @@ def _table(rows: Sequence[Mapping[str, Any]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def _image(caption: str, image: Path) -> str:
+    return (f"<h2>{html.escape(caption)}</h2><img alt='{html.escape(caption)}' "
+            f"src='{png_data_uri(Path(image).read_bytes())}'>")
+
+
 def write_report(path: Path, metrics: Mapping[str, Any], sweep: Sequence[Mapping[str, float]],
-                 images: Mapping[str, Path], notes: Mapping[str, str], title: str = "stylepipe evaluation") -> Path:
-    """The HTML report: notes (e.g. skipped metrics), the alpha sweep (table and curves), all metrics, and
-    the given PNG files (grids, training curves) embedded, each under its caption."""
+                 images: Mapping[str, Path], notes: Mapping[str, str], title: str = "stylepipe evaluation",
+                 verdict_rows: Sequence[Mapping[str, Any]] = ()) -> Path:
+    """The HTML report: the verdict against the references, the first image (the grid), notes (e.g.
+    skipped metrics), the alpha sweep (table and curves), the other images, and every metric."""
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
              f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>"]
+    if verdict_rows:
+        parts += ["<h2>Verdict (alpha 1): the model against the colour-transfer floor and Gatys</h2>",
+                  _table(verdict_rows)]
+    present = [(caption, image) for caption, image in images.items() if Path(image).is_file()]
+    if present:
+        parts.append(_image(*present[0]))
     for key, text in notes.items():
         parts.append(f"<p class='note'><b>{html.escape(key)}</b>: {html.escape(text)}</p>")
     if sweep:
         parts += ["<h2>Alpha sweep</h2>", _table(sweep),
                   f"<img alt='alpha sweep' src='{png_data_uri(sweep_figure(sweep))}'>"]
-    parts += ["<h2>Metrics</h2>", _table([{"metric": k, "value": v} for k, v in flatten(metrics).items()])]
-    for caption, image in images.items():
-        if Path(image).is_file():
-            parts.append(f"<h2>{html.escape(caption)}</h2><img alt='{html.escape(caption)}' "
-                         f"src='{png_data_uri(Path(image).read_bytes())}'>")
+    parts += [_image(caption, image) for caption, image in present[1:]]
+    scalars = {k: v for k, v in flatten(metrics).items() if k != "verdict"}
+    parts += ["<h2>Every metric</h2>", _table([{"metric": k, "value": v} for k, v in scalars.items()])]
     parts.append("</body></html>\n")
     with atomic_path(path) as tmp:
         tmp.write_text("\n".join(parts))

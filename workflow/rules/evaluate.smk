@@ -17,6 +17,7 @@ rule evaluate:
         "reports/evaluate/curves.png",
         "reports/evaluate/report.html",
         "reports/evaluate/metrics.json",
+        "reports/evaluate/metrics_detail.json",
         "reports/evaluate/alpha_sweep.csv",
     params:
         **P("common", "evaluate", "train_johnson.styles"),

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 
 from stylepipe import paths
 from stylepipe.config import Adain, Params, TrainAdain, TrainBase
+from stylepipe.data.augment import jitter_colours
 from stylepipe.data.datasets import (
     EncodedPairs,
     RandomPairs,
@@ -21,10 +22,9 @@ from stylepipe.data.datasets import (
     fixed_pairs,
     image_to_tensor,
 )
-from stylepipe.data.augment import jitter_colours
 from stylepipe.data.shards import ShardStore
 from stylepipe.io import atomic_path, file_digest, write_json
-from stylepipe.losses import content_loss, style_loss, total_variation
+from stylepipe.losses import colour_loss, content_loss, style_loss, total_variation
 from stylepipe.models.adain import (
     AdaINStylizer,
     Decoder,
@@ -80,12 +80,13 @@ class AdainTask:
     style_sqrt: bool = False
     style_layer_weights: tuple[float, ...] | None = None
     tv_weight: float = 0.0
+    colour_weight: float = 0.0
 
     @classmethod
     def from_params(cls, encoder: VGGEncoder, decoder: Decoder, cfg: TrainAdain) -> AdainTask:
         weights = tuple(cfg.style_layer_weights) if cfg.style_layer_weights is not None else None
         return cls(encoder, decoder, cfg.content_weight, cfg.style_weight, tuple(cfg.style_layers),
-                   cfg.style_reduction, cfg.style_sqrt, weights, cfg.tv_weight)
+                   cfg.style_reduction, cfg.style_sqrt, weights, cfg.tv_weight, cfg.colour_weight)
 
     def trainable(self) -> nn.Module:
         return self.decoder
@@ -112,6 +113,9 @@ class AdainTask:
         if self.tv_weight:
             terms["tv"] = total_variation(output.float())
             total = total + self.tv_weight * terms["tv"]
+        if self.colour_weight:
+            terms["colour"] = colour_loss(output.float(), style.float())
+            total = total + self.colour_weight * terms["colour"]
         return {"loss": total, **terms}
 
 
