@@ -93,14 +93,35 @@ def make_project_copy(dest: Path, overlay: dict[str, Any] | None = None) -> Path
     return dest
 
 
-@pytest.fixture
-def tiny_models(tmp_path: Path) -> tuple[Path, Path]:
-    """A randomly initialised vgg16_hed encoder + decoder saved as the weights stages write them."""
+# The AdaIN depths every entry point is tested at: (adain.layer, adain.decoder_width). The shallow one is
+# also thinned, so one parameter set covers a decoder whose width is not 1.
+ADAIN_DEPTHS = [("relu3_1", 0.5), ("relu4_1", 1.0)]
+
+
+def depth_id(depth: tuple[str, float]) -> str:
+    return f"{depth[0]}-w{depth[1]:g}"
+
+
+def save_tiny_models(directory: Path, layer: str = "relu4_1", width: float = 1.0) -> tuple[Path, Path]:
+    """A randomly initialised vgg16_hed encoder (to relu4_1, as deep as either AdaIN layer needs) and a
+    decoder for `layer` of `width`, saved as the weights and training stages write them."""
     from stylepipe.models.adain import Decoder, save_decoder
     from stylepipe.models.encoders import build_encoder
 
     torch.manual_seed(0)
-    enc, dec = tmp_path / "encoder.pt", tmp_path / "decoder.pt"
+    enc, dec = directory / "encoder.pt", directory / "decoder.pt"
     torch.save({"name": "vgg16_hed", "state_dict": build_encoder("vgg16_hed").state_dict()}, enc)
-    save_decoder(Decoder("vgg16_hed"), dec)
+    save_decoder(Decoder("vgg16_hed", layer, width), dec)
     return enc, dec
+
+
+@pytest.fixture
+def tiny_models(tmp_path: Path) -> tuple[Path, Path]:
+    """A randomly initialised vgg16_hed encoder + relu4_1 decoder saved as the weights stages write them."""
+    return save_tiny_models(tmp_path)
+
+
+@pytest.fixture(params=ADAIN_DEPTHS, ids=depth_id)
+def tiny_models_at(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path, Path]:
+    """tiny_models at each of ADAIN_DEPTHS."""
+    return save_tiny_models(tmp_path, *request.param)

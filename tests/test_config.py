@@ -105,7 +105,8 @@ def test_bad_profile_leaves_params_untouched(tmp_path: Path):
 def test_style_layer_weights_must_match_layers():
     raw = load_default_params()
     raw["train_adain"]["style_layer_weights"] = [1.0, 2.0]
-    with pytest.raises(ConfigError, match=r"style_layer_weights has 2 values for 4 style_layers"):
+    n = len(raw["train_adain"]["style_layers"])  # up to adain.layer: 3 at relu3_1, 4 at relu4_1
+    with pytest.raises(ConfigError, match=rf"style_layer_weights has 2 values for {n} style_layers"):
         parse_params(raw)
     raw["train_adain"]["lr_schedule"] = "linear-ish"
     with pytest.raises(ConfigError, match=r"train_adain\.lr_schedule"):

@@ -12,7 +12,16 @@ from torchvision.models.vgg import cfgs, make_layers
 from stylepipe.config import parse_params
 from stylepipe.data.aria2 import free_port
 from stylepipe.io import file_digest
-from stylepipe.models.adain import AdaINStylizer, Decoder, adain, load_decoder, load_stylizer, mean_std, save_decoder
+from stylepipe.models.adain import (
+    AdaINStylizer,
+    Decoder,
+    adain,
+    decoder_plan,
+    load_decoder,
+    load_stylizer,
+    mean_std,
+    save_decoder,
+)
 from stylepipe.models.encoders import TAP_CHANNELS, WeightsError, build_encoder, full_depth, load_encoder
 from stylepipe.models.weights import (
     download_checkpoint,
@@ -22,7 +31,7 @@ from stylepipe.models.weights import (
     torchvision_state_dict,
 )
 
-from .conftest import tiny_params_dict
+from .conftest import ADAIN_DEPTHS, depth_id, tiny_params_dict
 from .data_fixtures import ServerState, http_server
 
 HED_SHA = "4502df9d0a88873911ea191cb2be5147d190f6a7f4c21731a418960f6bdb8e8f"
@@ -151,16 +160,83 @@ def test_adain_matches_style_statistics():
     assert torch.allclose(o_std, s_std, atol=1e-3)
 
 
+@pytest.mark.parametrize("layer", ["relu3_1", "relu4_1"])
 @pytest.mark.parametrize("name", ["vgg16_hed", "vgg19"])
-def test_decoder_inverts_encoder_shape(name):
-    enc, dec = build_encoder(name), Decoder(name)
+def test_decoder_inverts_encoder_shape(name, layer):
+    enc, dec = build_encoder(name, layer), Decoder(name, layer)
     x = torch.rand(1, 3, 64, 40)
-    assert dec(enc.encode(x)).shape == x.shape
+    feat = enc.encode(x)
+    assert feat.shape == (1, TAP_CHANNELS[layer], 64 // enc.stride, 40 // enc.stride)
+    assert enc.out_channels == dec.in_channels == TAP_CHANNELS[layer]
+    assert dec(feat).shape == x.shape
 
 
-def test_stylizer_alpha_zero_is_reconstruction_path():
+def test_decoder_plan_mirrors_the_encoder():
+    assert decoder_plan("vgg16_hed", "relu3_1") == [(256, 128), "U", (128, 128), (128, 64), "U", (64, 64), (64, 3)]
+    assert decoder_plan("vgg16_hed", "relu4_1") == [
+        (512, 256), "U", (256, 256), (256, 256), (256, 128), "U", (128, 128), (128, 64), "U", (64, 64), (64, 3)
+    ]
+    assert decoder_plan("vgg19", "relu3_1") == decoder_plan("vgg16_hed", "relu3_1")  # the same up to relu3_1
+    assert len(decoder_plan("vgg19", "relu4_1")) == len(decoder_plan("vgg16_hed", "relu4_1")) + 1  # conv3_4
+
+
+def _conv_shapes(module: torch.nn.Module) -> list[tuple[int, int]]:
+    return [(m.in_channels, m.out_channels) for m in module.modules() if isinstance(m, torch.nn.Conv2d)]
+
+
+def test_decoder_width_halves_the_hidden_channels():
+    assert decoder_plan("vgg16_hed", "relu3_1", 0.5) == [(256, 64), "U", (64, 64), (64, 32), "U", (32, 32), (32, 3)]
+    full, half = Decoder("vgg16_hed", "relu3_1"), Decoder("vgg16_hed", "relu3_1", 0.5)
+    assert _conv_shapes(half) == [p for p in decoder_plan("vgg16_hed", "relu3_1", 0.5) if p != "U"]
+    assert half.in_channels == full.in_channels == 256
+    assert [o for _, o in _conv_shapes(half)][:-1] == [o // 2 for _, o in _conv_shapes(full)][:-1]
+    assert sum(p.numel() for p in half.parameters()) < sum(p.numel() for p in full.parameters()) / 2
+
+
+@pytest.mark.parametrize("depth", ADAIN_DEPTHS, ids=depth_id)
+def test_saved_decoder_round_trips_layer_and_width(tmp_path: Path, depth):
+    layer, width = depth
+    dec = Decoder("vgg16_hed", layer, width)
+    dec.input_scale.fill_(0.25)
+    save_decoder(dec, tmp_path / "decoder.pt")
+    back = load_decoder(tmp_path / "decoder.pt")
+    assert (back.encoder_name, back.layer, back.width, back.in_channels) == ("vgg16_hed", layer, width, dec.in_channels)
+    assert float(back.input_scale) == 0.25
+    assert all(torch.equal(a, b) for a, b in zip(dec.state_dict().values(), back.state_dict().values(), strict=True))
+
+
+def test_decoder_file_of_the_older_format_loads_as_relu4_1_width_1(tmp_path: Path):
+    dec = Decoder("vgg16_hed")
+    state = {k: v for k, v in dec.state_dict().items() if k != "input_scale"}
+    torch.save({"encoder": "vgg16_hed", "state_dict": state}, tmp_path / "old.pt")  # no layer, width, input_scale
+    back = load_decoder(tmp_path / "old.pt")
+    assert (back.layer, back.width, back.in_channels, float(back.input_scale)) == ("relu4_1", 1.0, 512, 1.0)
+    x = torch.rand(1, 512, 4, 4)
+    assert torch.equal(back(x), dec(x))
+
+
+def test_decoder_of_another_layer_or_encoder_is_named(tmp_path: Path):
+    save_decoder(Decoder("vgg16_hed", "relu3_1"), tmp_path / "decoder.pt")
+    with pytest.raises(WeightsError, match=r"decoder was trained for encoder 'vgg16_hed' at relu3_1, but the "
+                                           r"encoder is 'vgg16_hed' at relu4_1"):
+        AdaINStylizer(build_encoder("vgg16_hed", "relu4_1"), load_decoder(tmp_path / "decoder.pt"))
+    torch.save({"name": "vgg19", "state_dict": build_encoder("vgg19").state_dict()}, tmp_path / "enc19.pt")
+    with pytest.raises(WeightsError, match=r"decoder\.pt with .*enc19\.pt: .*'vgg16_hed' at relu3_1, but the "
+                                           r"encoder is 'vgg19' at relu3_1"):
+        load_stylizer(tmp_path / "enc19.pt", tmp_path / "decoder.pt")
+
+
+def test_load_stylizer_cuts_the_encoder_at_the_decoders_layer(tiny_models_at):
+    enc, dec = tiny_models_at
+    model = load_stylizer(enc, dec)
+    assert model.encoder.last == model.layer == model.decoder.layer
+    assert model.channels == model.encoder.out_channels == TAP_CHANNELS[model.layer]
+
+
+@pytest.mark.parametrize("depth", ADAIN_DEPTHS, ids=depth_id)
+def test_stylizer_alpha_zero_is_reconstruction_path(depth):
     torch.manual_seed(0)
-    model = AdaINStylizer(build_encoder("vgg16_hed"), Decoder("vgg16_hed")).eval()
+    model = AdaINStylizer(build_encoder("vgg16_hed", depth[0]), Decoder("vgg16_hed", *depth)).eval()
     c, s = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
     recon = model.decoder(model.encoder.encode(c)).clamp(0, 1)
     assert torch.allclose(model.stylize(c, s, alpha=0.0), recon, atol=1e-5)

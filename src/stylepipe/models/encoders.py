@@ -145,6 +145,12 @@ class VGGEncoder(nn.Module):
         """Channels of `encode`'s output (the width of AdaIN's style statistics)."""
         return self.conv_layers()[-1].out_channels
 
+    @property
+    def stride(self) -> int:
+        """Input pixels per feature cell of `encode`'s output along each side (2 per max-pool): 4 at
+        relu3_1, 8 at relu4_1."""
+        return 2 ** sum(isinstance(m, nn.MaxPool2d) for m in self.layers)
+
     def conv_layers(self) -> list[nn.Conv2d]:
         return [m for m in self.layers if isinstance(m, nn.Conv2d)]
 
