@@ -15,11 +15,14 @@ from onnx import TensorProto, helper
 from torch import nn
 
 from stylepipe.config import Params, deep_merge, parse_params
-from stylepipe.export.onnx import BAKED_ONNX, STATS_ONNX, ExportError, run_export_onnx
+from stylepipe.export.onnx import BAKED_ONNX, STATS_ONNX, ExportError, exported_origin, load_style_bank, run_export_onnx
 from stylepipe.export.opcheck import check_graph
 from stylepipe.export.openvino import check_fp16_range, run_export_openvino
-from stylepipe.models.adain import Decoder, adain, save_decoder
-from stylepipe.models.encoders import build_encoder
+from stylepipe.models.adain import adain
+from stylepipe.models.encoders import TAP_CHANNELS
+from stylepipe.models.statistics import StatsOrigin
+
+from .conftest import ADAIN_DEPTHS, depth_id, save_tiny_models
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 32
@@ -31,16 +34,28 @@ def make_params(**export: Any) -> Params:
     return parse_params(deep_merge(raw, over))
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def save_bank(path: Path, channels: int, **recorded: str) -> Path:
+    """Two random styles' statistics of `channels` channels; `recorded`: encoder and/or layer keys."""
+    g = torch.Generator().manual_seed(0)
+    mean, std = torch.rand(2, channels, 1, 1, generator=g), torch.rand(2, channels, 1, 1, generator=g) + 0.5
+    torch.save({"names": ["ink", "oil"], "mean": mean, "std": std, **recorded}, path)
+    return path
+
+
+@pytest.fixture(scope="module", params=ADAIN_DEPTHS, ids=depth_id)
+def weights(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Untrained models at one AdaIN depth and a style bank of that layer, as train_adain writes it."""
+    layer, width = request.param
     d = tmp_path_factory.mktemp("weights")
-    torch.manual_seed(0)
-    encoder = build_encoder("vgg16_hed")
-    torch.save({"name": "vgg16_hed", "state_dict": encoder.state_dict()}, d / "encoder.pt")
-    save_decoder(Decoder("vgg16_hed"), d / "decoder.pt")
-    bank = {"names": ["ink", "oil"], "mean": torch.rand(2, 512, 1, 1), "std": torch.rand(2, 512, 1, 1) + 0.5}
-    torch.save(bank, d / "bank.pt")
-    return {"encoder_path": d / "encoder.pt", "decoder_path": d / "decoder.pt", "bank_path": d / "bank.pt"}
+    encoder, decoder = save_tiny_models(d, layer, width)
+    bank = save_bank(d / "bank.pt", TAP_CHANNELS[layer], encoder="vgg16_hed", layer=layer)
+    return {"encoder_path": encoder, "decoder_path": decoder, "bank_path": bank}
+
+
+def depth_of(weights: dict[str, Any]) -> tuple[str, float, int]:
+    """(layer, width, channels) of the weights fixture's decoder."""
+    blob = torch.load(weights["decoder_path"], weights_only=True)
+    return blob["layer"], blob["width"], TAP_CHANNELS[blob["layer"]]
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +64,12 @@ def exported(weights: dict[str, Path], tmp_path_factory: pytest.TempPathFactory)
     return out, run_export_onnx(make_params(), out_dir=out, **weights)
 
 
-def test_onnx_export_parity_inputs_metadata(exported: tuple[Path, dict]) -> None:
+def test_onnx_export_parity_inputs_metadata(weights: dict[str, Path], exported: tuple[Path, dict]) -> None:
     out, report = exported
+    layer, width, channels = depth_of(weights)
     assert json.loads((out / "report.json").read_text()) == report
+    assert (report["adain_layer"], report["decoder_width"], report["style_channels"]) == (layer, width, channels)
+    assert report["encoder"] == "vgg16_hed"
     for name in (STATS_ONNX, BAKED_ONNX):
         entry = report["models"][name]
         assert entry["max_abs_diff"] <= report["atol"]
@@ -69,8 +87,38 @@ def test_onnx_export_parity_inputs_metadata(exported: tuple[Path, dict]) -> None
     assert meta["input_color_order"] == "RGB" and meta["input_layout"] == "NCHW"
     assert "[0, 1]" in meta["input_scale"] and json.loads(meta["style_names"]) == ["ink", "oil"]
     assert meta["baked_style"] == "oil"
+    assert (meta["adain_layer"], meta["decoder_width"], meta["style_channels"]) == (layer, str(width), str(channels))
     stats = onnx.load(str(out / STATS_ONNX))
     assert [i.name for i in stats.graph.input] == ["content", "style_mean", "style_std"]
+    for inp in stats.graph.input[1:]:
+        assert [d.dim_value for d in inp.type.tensor_type.shape.dim] == [1, channels, 1, 1]
+    assert exported_origin(out / STATS_ONNX) == StatsOrigin(channels, "vgg16_hed", layer)
+
+
+def test_a_style_bank_must_fit_the_model(weights: dict[str, Path], tmp_path: Path) -> None:
+    """Statistics of the other layer (recorded, or only told by their channel count), of another encoder,
+    or recorded at a layer their shape contradicts, are refused naming the file and both sides."""
+    layer, _, channels = depth_of(weights)
+    other = next(name for name, _ in ADAIN_DEPTHS if name != layer)
+    model = StatsOrigin(channels, "vgg16_hed", layer)
+    cases = [
+        (save_bank(tmp_path / "deeper.pt", TAP_CHANNELS[other], encoder="vgg16_hed", layer=other),
+         rf"deeper\.pt: style statistics of encoder 'vgg16_hed' at {other}, {TAP_CHANNELS[other]} channels, "
+         rf"but the model takes encoder 'vgg16_hed' at {layer}, {channels} channels"),
+        (save_bank(tmp_path / "old.pt", TAP_CHANNELS[other]),
+         rf"old\.pt: style statistics of {TAP_CHANNELS[other]} channels, but the model takes .* at {layer}"),
+        (save_bank(tmp_path / "vgg19.pt", channels, encoder="vgg19", layer=layer),
+         rf"vgg19\.pt: style statistics of encoder 'vgg19' at {layer}, .* the model takes encoder 'vgg16_hed'"),
+        (save_bank(tmp_path / "mislabelled.pt", channels, layer=other), rf"at {other}, .* at {layer}"),
+    ]  # fmt: skip
+    for path, message in cases:
+        with pytest.raises(ExportError, match=message):
+            load_style_bank(path, model)
+    assert load_style_bank(save_bank(tmp_path / "legacy.pt", channels), model)["names"] == ["ink", "oil"]
+    with pytest.raises(ExportError, match=r"deeper\.pt: .* at " + layer):
+        run_export_onnx(make_params(), weights["encoder_path"], weights["decoder_path"], tmp_path / "deeper.pt",
+                        tmp_path / "onnx")
+    assert not (tmp_path / "onnx").exists()
 
 
 def test_parity_failure_is_clear(weights: dict[str, Path], tmp_path: Path) -> None:
@@ -127,6 +175,7 @@ def test_openvino_ir_fp16_matches_ort(
     onnx_dir, _ = exported
     report = run_export_openvino(make_params(), onnx_dir, tmp_path / "ov", **weights)
     assert json.loads((tmp_path / "ov" / "report.json").read_text()) == report
+    assert (report["adain_layer"], report["decoder_width"], report["style_channels"]) == depth_of(weights)
     assert report["fp16_range"]["ok"]
     for name in (STATS_ONNX, BAKED_ONNX):
         entry = report["models"][name]
@@ -164,8 +213,9 @@ def test_fp16_check_sees_adain_squared_deviation(weights: dict[str, Path]) -> No
     model = StatsModel(load_stylizer(weights["encoder_path"], weights["decoder_path"])).eval()
     with torch.no_grad():
         conv = model.encoder.conv_layers()[-1]
-        conv.weight.mul_(5000.0)  # relu4_1 large: squared deviations overflow although activations fit
-    args = (torch.rand(1, 3, SIZE, SIZE), torch.zeros(1, 512, 1, 1), torch.ones(1, 512, 1, 1))
+        conv.weight.mul_(5000.0)  # the AdaIN layer large: squared deviations overflow although activations fit
+    channels = model.origin.channels
+    args = (torch.rand(1, 3, SIZE, SIZE), torch.zeros(1, channels, 1, 1), torch.ones(1, channels, 1, 1))
     with pytest.raises(ExportError, match="squared deviation"):
         check_fp16_range(model, [args])
     rng = check_fp16_range(model, [args], stats_scale=64.0)

@@ -27,10 +27,11 @@ from stylepipe.export.opcheck import check_graph
 from stylepipe.export.projection import oak_projection
 from stylepipe.io import atomic_dir, file_digest, write_json
 from stylepipe.models.adain import AdaINStylizer, adain, load_stylizer
+from stylepipe.models.statistics import StatsOrigin
 
 STATS_ONNX = "adain_stats.onnx"
 BAKED_ONNX = "adain_baked.onnx"
-STAT_SHAPE = (1, 512, 1, 1)
+STYLE_INPUT = "style_mean"  # the stats model's input whose shape [1, C, 1, 1] gives the statistics' channels
 
 
 class ExportError(RuntimeError):
@@ -38,11 +39,13 @@ class ExportError(RuntimeError):
 
 
 class StatsModel(nn.Module):
-    """Export wrapper: (content, style_mean, style_std) -> stylized, alpha = 1."""
+    """Export wrapper: (content, style_mean [1,C,1,1], style_std [1,C,1,1]) -> stylized, alpha = 1, where C
+    is the channel count of the AdaIN layer (`origin`)."""
 
     def __init__(self, stylizer: AdaINStylizer, stats_scale: float = 1.0) -> None:
         super().__init__()
         self.encoder, self.decoder, self.stats_scale = stylizer.encoder, stylizer.decoder, stats_scale
+        self.origin = StatsOrigin.of(stylizer)
 
     def forward(
         self, content: torch.Tensor, style_mean: torch.Tensor, style_std: torch.Tensor
@@ -57,25 +60,47 @@ class BakedModel(nn.Module):
     def __init__(self, stats: StatsModel, style_mean: torch.Tensor, style_std: torch.Tensor) -> None:
         super().__init__()
         self.stats = stats
-        self.register_buffer("style_mean", style_mean.reshape(STAT_SHAPE).clone())
-        self.register_buffer("style_std", style_std.reshape(STAT_SHAPE).clone())
+        shape = (1, stats.origin.channels, 1, 1)
+        self.register_buffer("style_mean", style_mean.reshape(shape).clone())
+        self.register_buffer("style_std", style_std.reshape(shape).clone())
 
     def forward(self, content: torch.Tensor) -> torch.Tensor:
         return self.stats(content, self.style_mean, self.style_std)
 
 
-def load_style_bank(path: Path) -> dict[str, Any]:
-    """Read models/adain/style_bank.pt: {'names', 'mean' [S,512,1,1], 'std' [S,512,1,1]}."""
+def load_style_bank(path: Path, model: StatsOrigin | None = None) -> dict[str, Any]:
+    """Read models/adain/style_bank.pt: {'names', 'mean' [S,C,1,1], 'std' [S,C,1,1], 'encoder', 'layer'}
+    (banks written before the layer was recorded lack the last two); with `model`, the bank must fit it."""
     if not Path(path).is_file():
         raise ExportError(f"{path}: style bank not found (run `dvc repro train_adain`)")
     bank = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(bank, dict) or not {"names", "mean", "std"} <= set(bank):
         raise ExportError(f"{path}: expected a dict with 'names', 'mean' and 'std'")
-    n = len(bank["names"])
+    n, shape = len(bank["names"]), tuple(bank["mean"].shape)
     for key in ("mean", "std"):
-        if tuple(bank[key].shape) != (n, 512, 1, 1):
-            raise ExportError(f"{path}: {key} has shape {tuple(bank[key].shape)}, expected ({n}, 512, 1, 1)")
+        got = tuple(bank[key].shape)
+        if len(got) != 4 or got[0] != n or got[2:] != (1, 1) or got != shape:
+            raise ExportError(f"{path}: {key} has shape {got}, expected ({n}, C, 1, 1) for {n} names, "
+                              f"mean and std alike")
+    if model is not None and (msg := bank_origin(bank).mismatch(model, str(path))):
+        raise ExportError(f"{msg} (re-run train_adain to rebuild the style bank)")
     return bank
+
+
+def bank_origin(bank: dict[str, Any]) -> StatsOrigin:
+    """The encoder, layer (where recorded) and channel count of a loaded style bank's statistics."""
+    return StatsOrigin(int(bank["mean"].shape[1]), bank.get("encoder"), bank.get("layer"))
+
+
+def exported_origin(path: Path) -> StatsOrigin:
+    """What an exported stats model takes: the channels of its style_mean input, the encoder and AdaIN
+    layer from its metadata (None in graphs exported before the layer was recorded)."""
+    model = onnx.load(str(path), load_external_data=False)
+    dims = {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input}
+    if STYLE_INPUT not in dims:
+        raise ExportError(f"{path}: no {STYLE_INPUT!r} input (not a style-statistics model)")
+    meta = {p.key: p.value for p in model.metadata_props}
+    return StatsOrigin(math.prod(dims[STYLE_INPUT]), meta.get("encoder"), meta.get("adain_layer"))
 
 
 def deterministic_content(height: int, width: int, seed: int = 0) -> torch.Tensor:
@@ -215,6 +240,14 @@ def _check_one(
     }
 
 
+def model_record(stats: StatsModel) -> dict[str, Any]:
+    """The exported AdaIN architecture, for the graphs' metadata and the reports: the encoder, the AdaIN
+    layer, the channels of the style statistics there, and the decoder's width."""
+    origin = stats.origin
+    return {"encoder": origin.encoder, "adain_layer": origin.layer, "style_channels": origin.channels,
+            "decoder_width": stats.decoder.width}
+
+
 def run_export_onnx(
     params: Params,
     encoder_path: Path = paths.ENCODER,
@@ -224,24 +257,25 @@ def run_export_onnx(
 ) -> dict[str, Any]:
     """Export adain_stats.onnx and adain_baked.onnx, check them, write out_dir/report.json."""
     cfg = params.export
-    bank = load_style_bank(bank_path)
+    stats = StatsModel(load_stylizer(encoder_path, decoder_path), cfg.stats_scale).eval()
+    bank = load_style_bank(bank_path, stats.origin)
     names = list(bank["names"])
     if cfg.style_index >= len(names):
         raise ExportError(f"export.style_index={cfg.style_index} but {bank_path} holds {len(names)} styles")
-    stats = StatsModel(load_stylizer(encoder_path, decoder_path), cfg.stats_scale).eval()
     mean, std = (
         bank["mean"][cfg.style_index : cfg.style_index + 1],
         bank["std"][cfg.style_index : cfg.style_index + 1],
     )
     baked = BakedModel(stats, mean, std).eval()
     content = deterministic_content(cfg.height, cfg.width, params.common.seed)
+    architecture = model_record(stats)
     meta = {
         "input_color_order": "RGB",
         "input_scale": "float32 in [0, 1]",
         "input_layout": "NCHW",
         "output": "stylized: RGB float32 in [0, 1], NCHW",
         "input_size": f"{cfg.height}x{cfg.width}",
-        "encoder": stats.encoder.spec.name,
+        **{k: str(v) for k, v in architecture.items()},
         "style_names": json.dumps(names),
         "stats_scale": str(cfg.stats_scale),
     }
@@ -262,6 +296,7 @@ def run_export_onnx(
         "width": cfg.width,
         "style_names": names,
         "style_index": cfg.style_index,
+        **architecture,
         "models": {},
     }
     with atomic_dir(out_dir) as tmp:

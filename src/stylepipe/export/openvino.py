@@ -29,6 +29,7 @@ from stylepipe.export.onnx import (
     StatsModel,
     deterministic_content,
     load_style_bank,
+    model_record,
     ort_run,
 )
 from stylepipe.io import atomic_dir, file_digest, write_json
@@ -73,7 +74,8 @@ def fp16_range(
     model: nn.Module, inputs: list[tuple[torch.Tensor, ...]], stats_scale: float = 1.0
 ) -> dict[str, Any]:
     """Largest |activation| over every submodule output and the largest squared deviation (feat-mean)^2
-    / stats_scale^2 of the encoder features, over a list of input tuples; compared with FP16's maximum."""
+    / stats_scale^2 of the features AdaIN re-normalises (the encoder's last layer, whichever the model's
+    AdaIN layer), over a list of input tuples; compared with FP16's maximum."""
     peak = {"activation": 0.0, "squared_deviation": 0.0}
     where = {"activation": ""}
 
@@ -198,8 +200,8 @@ def run_export_openvino(
     for name in (STATS_ONNX, BAKED_ONNX):
         if not (onnx_dir / name).is_file():
             raise ExportError(f"{onnx_dir / name}: not found (run the export_onnx stage first)")
-    bank = load_style_bank(bank_path)
     stats = StatsModel(load_stylizer(encoder_path, decoder_path), cfg.stats_scale).eval()
+    bank = load_style_bank(bank_path, stats.origin)
     probes = range_inputs(cfg.height, cfg.width, bank, params.common.seed)
     report: dict[str, Any] = {
         "openvino_version": ov.get_version(),
@@ -208,6 +210,7 @@ def run_export_openvino(
         "width": cfg.width,
         "speed_repeats": cfg.speed_repeats,
         "parity_precision": "f32",
+        **model_record(stats),
         "fp16_range": check_fp16_range(stats, probes, cfg.stats_scale),
         "fp16_compute_error": fp16_compute_error(stats, probes[0]),
         "models": {},
