@@ -1,4 +1,5 @@
-"""The pyfunc model logged to MLflow is served by the real `mlflow models serve` over REST."""
+"""The pyfunc model at each AdaIN depth, and logged to MLflow and served by the real `mlflow models serve`
+over REST."""
 
 from __future__ import annotations
 
@@ -11,22 +12,72 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
+from mlflow.exceptions import MlflowException
 from PIL import Image
 
 from stylepipe.data.aria2 import free_port
 from stylepipe.models.adain import AdaINStylizer, Decoder, save_decoder
 from stylepipe.models.encoders import build_encoder
-from stylepipe.serving import encode_file, encode_png, log_serving_model
-from stylepipe.stylize import StyleStats
+from stylepipe.serving import AdaINPyfunc, encode_file, encode_png, log_serving_model
+from stylepipe.stylize import StyleStats, StylizeError
 
-from .conftest import tool_env
+from .conftest import ADAIN_DEPTHS, depth_id, save_tiny_models, tool_env
 
-pytestmark = pytest.mark.integration
 MAX_PIXELS = 64 * 64
+
+
+def saved_stats(path: Path, layer: str, width: float = 1.0) -> Path:
+    """One style's statistics computed by an untrained model at `layer`, saved as a file."""
+    torch.manual_seed(1)
+    model = AdaINStylizer(build_encoder("vgg16_hed", layer), Decoder("vgg16_hed", layer, width)).eval()
+    with torch.no_grad():
+        m, s = model.style_stats(torch.rand(1, 3, 32, 32))
+    return StyleStats(["stripes"], m, s, "vgg16_hed", layer).save(path)
+
+
+def loaded_pyfunc(directory: Path, depth: tuple[str, float], bank_layer: str | None = None) -> AdaINPyfunc:
+    """The pyfunc model as `mlflow models serve` loads it, with models at `depth` and a style bank at
+    `bank_layer` (default: the model's)."""
+    enc, dec = save_tiny_models(directory, *depth)
+    bank = saved_stats(directory / "bank.pt", bank_layer or depth[0])
+    context = SimpleNamespace(artifacts={"encoder": str(enc), "decoder": str(dec), "style_bank": str(bank)},
+                              model_config={"max_pixels": MAX_PIXELS})
+    model = AdaINPyfunc()
+    model.load_context(context)
+    return model
+
+
+@pytest.mark.parametrize("depth", ADAIN_DEPTHS, ids=depth_id)
+def test_pyfunc_stylises_at_each_depth(tmp_path: Path, depth: tuple[str, float]) -> None:
+    model = loaded_pyfunc(tmp_path, depth)
+    assert model.model.layer == depth[0] and model.model.decoder.width == depth[1]
+    same = encode_file(saved_stats(tmp_path / "same.pt", depth[0]))
+    rows = pd.DataFrame([
+        {"content": _photo(50, 36), "style": encode_png(torch.rand(3, 32, 32)), "alpha": 0.7},
+        {"content": _photo(40, 40), "style_name": "stripes"},
+        {"content": _photo(24, 32), "style_stats": same},
+    ])
+    out = model.predict(None, rows)
+    assert list(zip(out["width"], out["height"], strict=True)) == [(50, 36), (40, 40), (24, 32)]
+    other = next(layer for layer, _ in ADAIN_DEPTHS if layer != depth[0])
+    other_stats = encode_file(saved_stats(tmp_path / "o.pt", other))
+    request = pd.DataFrame([{"content": _photo(40, 40), "style_stats": other_stats}])
+    with pytest.raises(MlflowException, match=rf"style_stats: style statistics of encoder 'vgg16_hed' at "
+                                              rf"{other}, .* but the model takes encoder 'vgg16_hed' at {depth[0]}"):
+        model.predict(None, request)
+
+
+def test_a_bank_of_another_layer_fails_at_load(tmp_path: Path) -> None:
+    with pytest.raises(StylizeError, match=r"bank\.pt: style statistics of encoder 'vgg16_hed' at relu4_1, 512 "
+                                           r"channels, but the model takes encoder 'vgg16_hed' at relu3_1, 256"):
+        loaded_pyfunc(tmp_path, ("relu3_1", 1.0), bank_layer="relu4_1")
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +147,7 @@ def _rows(**row) -> dict:
     return {"dataframe_records": [row]}
 
 
+@pytest.mark.integration
 def test_posts_a_real_image_and_gets_a_stylised_image(server, tmp_path):
     style = encode_png(torch.rand(3, 32, 32))
     status, body = _post(server, _rows(content=_photo(50, 36), style=style, alpha=0.7))
@@ -111,6 +163,7 @@ def test_posts_a_real_image_and_gets_a_stylised_image(server, tmp_path):
     assert status == 200, body
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("body", "message"),
     [

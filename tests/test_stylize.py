@@ -26,16 +26,24 @@ from stylepipe.stylize import (
     coral,
     keep_content_colour,
     run_stylizer,
+    stylize,
 )
 from stylepipe.tiling import InsufficientMemoryError, choose_tile, feather, plan_windows
 
+from .conftest import ADAIN_DEPTHS, depth_id, save_tiny_models
+
 CPU = Runtime(torch.device("cpu"), bf16=False, channels_last=False, compile=False)
+DEEP = [d for d in ADAIN_DEPTHS if d[0] == "relu4_1"]  # for the I/O tests, where the depth does not matter
 
 
-@pytest.fixture(scope="module")
-def model() -> AdaINStylizer:
+def build_model(layer: str, width: float) -> AdaINStylizer:
     torch.manual_seed(0)
-    return AdaINStylizer(build_encoder("vgg16_hed"), Decoder("vgg16_hed")).eval()
+    return AdaINStylizer(build_encoder("vgg16_hed", layer), Decoder("vgg16_hed", layer, width)).eval()
+
+
+@pytest.fixture(scope="module", params=ADAIN_DEPTHS, ids=depth_id)
+def model(request: pytest.FixtureRequest) -> AdaINStylizer:
+    return build_model(*request.param)
 
 
 def smooth(h: int, w: int, seed: int = 0) -> torch.Tensor:
@@ -46,11 +54,12 @@ def smooth(h: int, w: int, seed: int = 0) -> torch.Tensor:
 @pytest.fixture(scope="module")
 def two_styles(model) -> StyleStats:
     pairs = [model.style_stats(smooth(32, 32, seed)) for seed in (1, 2)]
-    return StyleStats(["a", "b"], torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs]), "vgg16_hed")
+    return StyleStats(["a", "b"], torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs]), "vgg16_hed",
+                      model.layer)
 
 
 def _one(stats: StyleStats, i: int) -> StyleStats:
-    return StyleStats([stats.names[i]], stats.mean[i : i + 1], stats.std[i : i + 1], stats.encoder)
+    return StyleStats([stats.names[i]], stats.mean[i : i + 1], stats.std[i : i + 1], stats.encoder, stats.layer)
 
 
 def test_windows_partition_and_feathers_sum_to_one():
@@ -205,6 +214,7 @@ def _video(path: Path, frames: int, audio: bool, video: bool = True) -> Path:
     return path
 
 
+@pytest.mark.parametrize("model", DEEP, indirect=True, ids=depth_id)
 def test_video_frames_are_stylised_and_audio_kept(tmp_path, model, two_styles):
     src = _video(tmp_path / "clip.mp4", 6, audio=True)
     stylizer = AdaINStylize(model, CPU, StylizeOptions(), stats=_one(two_styles, 0))
@@ -214,6 +224,7 @@ def test_video_frames_are_stylised_and_audio_kept(tmp_path, model, two_styles):
     assert (info.width, info.height, info.fps) == (36, 24, Fraction(8))
 
 
+@pytest.mark.parametrize("model", DEEP, indirect=True, ids=depth_id)
 def test_empty_or_broken_video_is_a_clear_error(tmp_path, model, two_styles):
     stylizer = AdaINStylize(model, CPU, StylizeOptions(), stats=_one(two_styles, 0))
     empty = _video(tmp_path / "empty.mp4", 4, audio=True, video=False)
@@ -223,3 +234,42 @@ def test_empty_or_broken_video_is_a_clear_error(tmp_path, model, two_styles):
     with pytest.raises(StylizeError, match=r"junk\.mp4: not a readable video"):
         run_stylizer(tmp_path / "junk.mp4", tmp_path / "o.mp4", stylizer, progress=False)
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_saved_statistics_record_the_layer_and_must_fit_the_model(tmp_path, model, two_styles):
+    saved = StyleStats.load(two_styles.save(tmp_path / "s.pt"))
+    assert (saved.encoder, saved.layer, saved.mean.shape[1]) == ("vgg16_hed", model.layer, model.channels)
+    saved.check_model(model, "s.pt")
+    other_layer = next(layer for layer, _ in ADAIN_DEPTHS if layer != model.layer)
+    other = build_model(other_layer, 1.0)
+    with pytest.raises(StylizeError, match=rf"s\.pt: style statistics of encoder 'vgg16_hed' at {model.layer}, "
+                                           rf"{model.channels} channels, but the model takes encoder 'vgg16_hed' at "
+                                           rf"{other_layer}, {other.channels} channels"):
+        saved.check_model(other, "s.pt")
+    with pytest.raises(StylizeError, match=rf"styles \['a'\]: .* at {model.layer}, .* at {other_layer}"):
+        AdaINStylize(other, CPU, StylizeOptions(), stats=_one(two_styles, 0))
+    vgg19 = StyleStats(saved.names, saved.mean, saved.std, "vgg19", model.layer)
+    with pytest.raises(StylizeError, match=r"x\.pt: style statistics of encoder 'vgg19' .* model takes encoder "
+                                           r"'vgg16_hed'"):
+        vgg19.check_model(model, "x.pt")
+    unrecorded = StyleStats(saved.names, saved.mean, saved.std)  # a file of the older format: channels only
+    unrecorded.check_model(model, "old.pt")
+    with pytest.raises(StylizeError, match=rf"old\.pt: style statistics of {model.channels} channels, but"):
+        unrecorded.check_model(other, "old.pt")
+
+
+def test_a_statistics_file_of_another_layer_is_refused_naming_both(tmp_path):
+    enc, dec = save_tiny_models(tmp_path, "relu3_1", 0.5)
+    deep = build_model("relu4_1", 1.0)
+    stats = StyleStats(["ink"], *deep.style_stats(smooth(32, 32)), "vgg16_hed", "relu4_1")
+    stats_file = stats.save(tmp_path / "ink.pt")
+    _img(tmp_path / "c.png")
+    with pytest.raises(StylizeError, match=r"ink\.pt: style statistics of encoder 'vgg16_hed' at relu4_1, 512 "
+                                           r"channels, but the model takes encoder 'vgg16_hed' at relu3_1, 256"):
+        stylize(tmp_path / "c.png", tmp_path / "out.png", style_stats=stats_file, encoder=enc, decoder=dec,
+                progress=False)
+    assert not (tmp_path / "out.png").exists()
+    result = stylize(tmp_path / "c.png", tmp_path / "out.png", style=[_img(tmp_path / "s.png", (32, 32))],
+                     save_style_stats=tmp_path / "s.pt", encoder=enc, decoder=dec, progress=False)
+    assert result["written"] == [str(tmp_path / "out.png")]
+    assert StyleStats.load(tmp_path / "s.pt").layer == "relu3_1"

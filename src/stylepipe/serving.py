@@ -97,6 +97,8 @@ class AdaINPyfunc(mlflow.pyfunc.PythonModel):
         self.model = load_stylizer(context.artifacts["encoder"], context.artifacts["decoder"]).to(self.device)
         bank = context.artifacts.get("style_bank")
         self.bank = StyleStats.load(Path(bank)) if bank else None
+        if self.bank is not None:
+            self.bank.check_model(self.model, bank)  # a bank of another AdaIN layer fails at load, not per request
         config = context.model_config or {}
         self.max_pixels = int(config.get("max_pixels", DEFAULT_MAX_PIXELS))
         self.runtime = Runtime(self.device, bf16=False, channels_last=False, compile=False)
@@ -113,7 +115,7 @@ class AdaINPyfunc(mlflow.pyfunc.PythonModel):
 
             image = image_to_tensor(resize_short(to_pil(image), STYLE_SIZE))
             m, s = self.model.style_stats(image[None].to(self.device))
-            return StyleStats(["request"], m.cpu(), s.cpu(), self.model.encoder.spec.name)
+            return StyleStats(["request"], m.cpu(), s.cpu(), self.model.encoder.spec.name, self.model.layer)
         if given[0] == "style_name":
             if self.bank is None or row["style_name"] not in self.bank.names:
                 names = self.bank.names if self.bank is not None else []
@@ -122,7 +124,7 @@ class AdaINPyfunc(mlflow.pyfunc.PythonModel):
         data = _b64(row["style_stats"], "style_stats", max_chars=16 << 20)
         try:
             stats = StyleStats.read(io.BytesIO(data), "style_stats")
-            stats.check_encoder(self.model.encoder.spec.name, "style_stats")
+            stats.check_model(self.model, "style_stats")
         except StylizeError as err:
             raise _bad_request(str(err)) from None
         if len(stats) != 1:

@@ -46,6 +46,7 @@ from stylepipe.media import (
 from stylepipe.models.adain import EPS, AdaINStylizer, load_stylizer
 from stylepipe.models.fast import FastAdaIN
 from stylepipe.models.fast import fast_network as build_fast_network
+from stylepipe.models.statistics import StatsOrigin
 from stylepipe.runtime import Runtime, resolve_runtime
 from stylepipe.tiling import GRID, available_bytes, choose_tile, feather, pad_to_grid, plan_windows
 from stylepipe.viz import to_pil
@@ -53,7 +54,7 @@ from stylepipe.viz import to_pil
 Stylizer = Callable[[torch.Tensor], torch.Tensor]
 PreserveColor = Literal["luminance", "coral"] | None
 STATS_FORMAT = "stylepipe.style_stats/1"
-MIN_SIDE = 16  # the encoder's relu4_1 map must be at least 2x2 for its reflection padding
+MIN_SIDE = 16  # at the deepest AdaIN layer (relu4_1, 1/8 scale) the map must be 2x2 for reflection padding
 
 
 class StylizeError(ValueError):
@@ -136,21 +137,24 @@ def coral(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class StyleStats:
-    """relu4_1 mean/std of S styles ([S, 512, 1, 1] each): what AdaIN needs of a style, computed once.
+    """Mean/std at the AdaIN layer of S styles ([S, C, 1, 1] each, C = 256 at relu3_1, 512 at relu4_1):
+    what AdaIN needs of a style, computed once, for one encoder at one layer.
 
-    The file format ({"format", "encoder", "names", "mean", "std"}) is a superset of the style bank
-    written by train_adain (models/adain/style_bank.pt), which loads as well."""
+    The file format ({"format", "encoder", "layer", "names", "mean", "std"}) is the style bank written by
+    train_adain (models/adain/style_bank.pt) plus "format", so the bank loads as well. Files that predate
+    the "layer" key (or the "encoder" key) are checked by their channel count alone."""
 
     names: list[str]
     mean: torch.Tensor
     std: torch.Tensor
     encoder: str | None = None
+    layer: str | None = None
 
     def __len__(self) -> int:
         return len(self.names)
 
     def save(self, path: Path) -> Path:
-        blob = {"format": STATS_FORMAT, "encoder": self.encoder, "names": list(self.names),
+        blob = {"format": STATS_FORMAT, "encoder": self.encoder, "layer": self.layer, "names": list(self.names),
                 "mean": self.mean.detach().float().cpu(), "std": self.std.detach().float().cpu()}
         with atomic_path(path) as tmp:
             torch.save(blob, tmp)
@@ -175,7 +179,7 @@ class StyleStats:
         mean, std = blob["mean"], blob["std"]
         if mean.ndim != 4 or mean.shape != std.shape or mean.shape[0] != len(blob["names"]):
             raise StylizeError(f"{source}: mean/std must be [S, C, 1, 1] for S names, got {tuple(mean.shape)}")
-        return cls(list(blob["names"]), mean.float(), std.float(), blob.get("encoder"))
+        return cls(list(blob["names"]), mean.float(), std.float(), blob.get("encoder"), blob.get("layer"))
 
     def mixed(self, weights: Sequence[float] | None) -> tuple[torch.Tensor, torch.Tensor]:
         """[1, C, 1, 1] mean/std interpolated with `weights` (normalised to sum 1). AdaIN is affine in the
@@ -190,12 +194,17 @@ class StyleStats:
         if missing:
             raise StylizeError(f"{source}: no style named {missing}; the file has {self.names}")
         idx = [self.names.index(n) for n in names]
-        return StyleStats(list(names), self.mean[idx], self.std[idx], self.encoder)
+        return StyleStats(list(names), self.mean[idx], self.std[idx], self.encoder, self.layer)
 
-    def check_encoder(self, encoder_name: str, source: str) -> None:
-        if self.encoder is not None and self.encoder != encoder_name:
-            raise StylizeError(f"{source}: style statistics were computed with encoder {self.encoder!r}, "
-                               f"the model uses {encoder_name!r}")
+    @property
+    def origin(self) -> StatsOrigin:
+        return StatsOrigin(int(self.mean.shape[1]), self.encoder, self.layer)
+
+    def check_model(self, model: AdaINStylizer, source: str) -> None:
+        """The statistics must come from the model's encoder at its AdaIN layer: an error names both."""
+        if msg := self.origin.mismatch(StatsOrigin.of(model), source):
+            raise StylizeError(f"{msg}: compute them with this model "
+                               "(`stylepipe stylize --style ... --save-style-stats`)")
 
 
 def normalise_weights(weights: Sequence[float] | None, n: int) -> torch.Tensor:
@@ -217,7 +226,7 @@ def style_stats_of_images(model: AdaINStylizer, names: Sequence[str], images: Se
     device = next(model.parameters()).device
     pairs = [model.style_stats(image[None].to(device)) for image in images]
     return StyleStats(list(names), torch.cat([m for m, _ in pairs]).cpu(), torch.cat([s for _, s in pairs]).cpu(),
-                      model.encoder.spec.name)
+                      model.encoder.spec.name, model.layer)
 
 
 def style_stats_of_files(model: AdaINStylizer, styles: Sequence[Path], size: int) -> StyleStats:
@@ -245,8 +254,9 @@ def mask_regions(mask: Image.Image, n_styles: int) -> Image.Image:
     return Image.fromarray(index.astype(np.uint8), "L")
 
 
-def region_onehot(regions: Image.Image, source: Path, size: tuple[int, int], n: int) -> torch.Tensor:
-    """[1, n, H/8, W/8] fractions of each region per feature cell for a content of size (H, W) padded to 8.
+def region_onehot(regions: Image.Image, source: Path, size: tuple[int, int], n: int, stride: int) -> torch.Tensor:
+    """[1, n, H/stride, W/stride] fractions of each region per feature cell (`stride` px a side) for a
+    content of size (H, W) padded to the grid of 8.
 
     The mask must have the content's aspect ratio (within 2%); it is resized (nearest) to the content."""
     h, w = size
@@ -257,7 +267,7 @@ def region_onehot(regions: Image.Image, source: Path, size: tuple[int, int], n: 
     index = torch.from_numpy(np.asarray(regions.resize((w, h), Image.Resampling.NEAREST), dtype=np.int64))
     onehot = F.one_hot(index, n).permute(2, 0, 1)[None].float()
     padded, _ = pad_to_grid(onehot)
-    return F.avg_pool2d(padded, GRID)
+    return F.avg_pool2d(padded, stride)
 
 
 # -------------------------------------------------------------------------------------- AdaIN stylizer
@@ -301,7 +311,10 @@ class AdaINStylize:
         if options.preserve_color == "coral" and style_images is None:
             raise StylizeError("--preserve-color coral recolours the style image, which cached statistics do not "
                                "have: use --preserve-color luminance with --style-stats")
+        if stats is not None:
+            stats.check_model(model, f"styles {stats.names}")
         self.model, self.rt, self.opts = model, rt, options
+        self.stride = model.encoder.stride  # pixels per feature cell: the grid of regions and tile cores
         self.net = fast_network(model, rt, options.compile_mode)
         self.style_images = list(style_images or [])
         self.n_styles = len(stats) if stats is not None else len(self.style_images)
@@ -358,8 +371,9 @@ class AdaINStylize:
         their cores and feather-blended over `tile_overlap` px."""
         h, w = content.shape[-2:]
         n_regions = s_mean.shape[0]
-        onehot = (region_onehot(self.regions, self.opts.mask, (h, w), n_regions) if self.regions is not None
-                  else torch.ones(1, 1, h // GRID, w // GRID))
+        f = self.stride
+        onehot = (region_onehot(self.regions, self.opts.mask, (h, w), n_regions, f) if self.regions is not None
+                  else torch.ones(1, 1, h // f, w // f))
         tiled = 0 < tile < max(h, w)
         tile = tile if tiled else max(h, w)
         context, overlap = (self.opts.tile_context, self.opts.tile_overlap) if tiled else (0, 0)
@@ -370,7 +384,7 @@ class AdaINStylize:
             fy0, fy1, fx0, fx1 = win.fetch
             feat = features.pop(win.fetch, None)
             feat = self._encode(content[..., fy0:fy1, fx0:fx1]) if feat is None else feat
-            regions = onehot[..., fy0 // GRID : fy1 // GRID, fx0 // GRID : fx1 // GRID].to(feat)
+            regions = onehot[..., fy0 // f : fy1 // f, fx0 // f : fx1 // f].to(feat)
             target = sum(regions[:, k : k + 1] * ((feat - c_mean[k]) / c_std[k] * s_std[k] + s_mean[k])
                          for k in range(n_regions))
             if self.opts.alpha != 1.0:
@@ -391,11 +405,11 @@ class AdaINStylize:
 
     def _content_stats(self, content: torch.Tensor, onehot: torch.Tensor, tile: int, context: int,
                        features: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-region mean/std (indexed [region] -> [1, C, 1, 1]) of the whole frame's relu4_1 features,
+        """Per-region mean/std (indexed [region] -> [1, C, 1, 1]) of the whole frame's AdaIN-layer features,
         accumulated in float64 over a partition of the frame, each feature cell counted once (matches
         `adain.mean_std`: biased variance, eps outside the sqrt). A single window's features are kept in
         `features` for the decoding pass."""
-        h, w = content.shape[-2:]
+        h, w, f = *content.shape[-2:], self.stride
         s1 = s2 = count = None
         windows = plan_windows(h, w, tile, 0, context)
         for win in windows:
@@ -404,8 +418,8 @@ class AdaINStylize:
             if len(windows) == 1:
                 features[win.fetch] = feat
             y0, y1, x0, x1 = win.core
-            core = feat[..., (y0 - fy0) // GRID : (y1 - fy0) // GRID, (x0 - fx0) // GRID : (x1 - fx0) // GRID].double()
-            r = onehot[..., y0 // GRID : y1 // GRID, x0 // GRID : x1 // GRID].to(core)
+            core = feat[..., (y0 - fy0) // f : (y1 - fy0) // f, (x0 - fx0) // f : (x1 - fx0) // f].double()
+            r = onehot[..., y0 // f : y1 // f, x0 // f : x1 // f].to(core)
             parts = (torch.einsum("nkhw,nchw->kc", r, core), torch.einsum("nkhw,nchw->kc", r, core * core),
                      r.sum(dim=(0, 2, 3)))
             s1, s2, count = parts if s1 is None else (s1 + parts[0], s2 + parts[1], count + parts[2])
@@ -521,7 +535,7 @@ def stylize(
     images = None
     if style_stats is not None:
         stats = StyleStats.load(style_stats)
-        stats.check_encoder(model.encoder.spec.name, str(style_stats))
+        stats.check_model(model, str(style_stats))
         if style_names:
             stats = stats.select(style_names, str(style_stats))
     else:
