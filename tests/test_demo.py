@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import av
+import depthai as dai
 import numpy as np
 import pytest
 import torch
@@ -23,10 +25,15 @@ from stylepipe.demo.host import (
     run_host,
     stream,
 )
-from stylepipe.demo.oak import build_pipeline, run_live, save_pipeline
+from stylepipe.demo.oak import build_pipeline, run_live, save_pipeline, style_message
+from stylepipe.export.onnx import ExportError
+from stylepipe.models.encoders import TAP_CHANNELS
+
+from .conftest import ADAIN_DEPTHS, depth_id, save_tiny_models
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = (48, 32)  # (width, height)
+SHALLOW, DEEP = ADAIN_DEPTHS
 
 
 def make_params(**demo: Any) -> Params:
@@ -39,18 +46,32 @@ def node_names(data: dict) -> list[str]:
     return sorted(n["name"] for _, n in data["pipeline"]["nodes"])
 
 
-def test_pipeline_json_without_device(tmp_path: Path) -> None:
+@pytest.mark.parametrize("channels", [TAP_CHANNELS[layer] for layer, _ in ADAIN_DEPTHS])
+def test_pipeline_json_without_device(tmp_path: Path, channels: int) -> None:
     baked = save_pipeline(build_pipeline(None, SIZE, False), tmp_path / "baked.json")
     assert json.loads((tmp_path / "baked.json").read_text()) == json.loads(json.dumps(baked))
     assert node_names(baked) == ["ColorCamera", "NeuralNetwork", "XLinkOut", "XLinkOut"]
     cam = next(n for _, n in baked["pipeline"]["nodes"] if n["name"] == "ColorCamera")["properties"]
     assert (cam["previewWidth"], cam["previewHeight"]) == SIZE and cam["interleaved"] is False
     assert baked["stylepipe"]["blob"] is None and "offline" in baked["stylepipe"]["blob_note"]
-    styles = save_pipeline(build_pipeline(None, SIZE, True), tmp_path / "styles.json")
+    styles = save_pipeline(build_pipeline(None, SIZE, True, channels), tmp_path / "styles.json", None, channels)
     assert node_names(styles) == ["ColorCamera", "NeuralNetwork", "XLinkIn", "XLinkOut", "XLinkOut"]
     targets = {c["node2Input"] for c in styles["pipeline"]["connections"]}
     assert {"content", "style_mean", "style_std"} <= targets
     assert styles["stylepipe"]["streams"] == {"out": ["nn", "preview"], "in": ["style"]}
+    assert styles["stylepipe"]["style_channels"] == channels and baked["stylepipe"]["style_channels"] is None
+    link = next(n for _, n in styles["pipeline"]["nodes"] if n["name"] == "XLinkIn")["properties"]
+    assert link["maxDataSize"] >= 2 * channels * 4  # mean and std, even as float32
+    with pytest.raises(ValueError, match="needs the channel count"):
+        build_pipeline(None, SIZE, True)
+
+
+@pytest.mark.parametrize("channels", [TAP_CHANNELS[layer] for layer, _ in ADAIN_DEPTHS])
+def test_style_message_takes_the_networks_channel_count(channels: int) -> None:
+    mean, std = np.zeros((1, channels, 1, 1)), np.ones((1, channels, 1, 1))
+    assert isinstance(style_message(mean, std, channels), dai.NNData)
+    with pytest.raises(ValueError, match=rf"statistics of {channels}/{channels} values, .* inputs take {2 * channels}"):
+        style_message(mean, std, 2 * channels)
 
 
 def test_run_live_without_device_is_clear() -> None:
@@ -85,30 +106,50 @@ def test_gui_without_display_is_clear(tmp_path: Path, monkeypatch: pytest.Monkey
         run_host(tmp_path / "missing.mp4", lambda f: f, None, SIZE, show=True)
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def save_bank(path: Path, layer: str, recorded: bool = True) -> Path:
+    """Two random styles' statistics at `layer`, with the keys train_adain records (or without them)."""
+    channels = TAP_CHANNELS[layer]
+    bank = {"names": ["a", "b"], "mean": torch.rand(2, channels, 1, 1), "std": torch.rand(2, channels, 1, 1) + 0.5}
+    torch.save({**bank, **({"encoder": "vgg16_hed", "layer": layer} if recorded else {})}, path)
+    return path
+
+
+def export_models(directory: Path, layer: str, width: float) -> dict[str, Path]:
+    """Untrained models at one AdaIN depth exported to ONNX and IR, with a style bank of that layer."""
     from stylepipe.export.onnx import run_export_onnx
     from stylepipe.export.openvino import run_export_openvino
-    from stylepipe.models.adain import Decoder, save_decoder
-    from stylepipe.models.encoders import build_encoder
 
-    d = tmp_path_factory.mktemp("models")
-    torch.manual_seed(0)
-    torch.save({"name": "vgg16_hed", "state_dict": build_encoder("vgg16_hed").state_dict()}, d / "enc.pt")
-    save_decoder(Decoder("vgg16_hed"), d / "dec.pt")
-    torch.save(
-        {"names": ["a", "b"], "mean": torch.rand(2, 512, 1, 1), "std": torch.rand(2, 512, 1, 1) + 0.5},
-        d / "bank.pt",
-    )
-    paths = {"encoder_path": d / "enc.pt", "decoder_path": d / "dec.pt", "bank_path": d / "bank.pt"}
-    run_export_onnx(make_params(), out_dir=d / "onnx", **paths)
-    run_export_openvino(make_params(), d / "onnx", d / "openvino", **paths)
-    return {"onnx_dir": d / "onnx", "openvino_dir": d / "openvino", "bank_path": d / "bank.pt",
-            "encoder_path": d / "enc.pt", "decoder_path": d / "dec.pt"}  # fmt: skip
+    enc, dec = save_tiny_models(directory, layer, width)
+    paths = {"encoder_path": enc, "decoder_path": dec, "bank_path": save_bank(directory / "bank.pt", layer)}
+    run_export_onnx(make_params(), out_dir=directory / "onnx", **paths)
+    run_export_openvino(make_params(), directory / "onnx", directory / "openvino", **paths)
+    return {"onnx_dir": directory / "onnx", "openvino_dir": directory / "openvino", **paths}
 
 
-@pytest.mark.parametrize("backend", ["openvino", "onnxruntime", "torch"])
-def test_run_demo(exported: dict[str, Path], tmp_path: Path, backend: str) -> None:
+@pytest.fixture(scope="module")
+def export_at(tmp_path_factory: pytest.TempPathFactory) -> Callable[[tuple[str, float]], dict[str, Path]]:
+    """depth -> export_models at that AdaIN depth, each exported once per module."""
+    cache: dict[tuple[str, float], dict[str, Path]] = {}
+
+    def get(depth: tuple[str, float]) -> dict[str, Path]:
+        if depth not in cache:
+            cache[depth] = export_models(tmp_path_factory.mktemp(f"models-{depth_id(depth)}"), *depth)
+        return cache[depth]
+
+    return get
+
+
+@pytest.fixture
+def exported(export_at: Callable[[tuple[str, float]], dict[str, Path]]) -> dict[str, Path]:
+    return export_at(DEEP)
+
+
+@pytest.mark.parametrize(
+    ("backend", "depth"), [("openvino", DEEP), ("onnxruntime", DEEP), ("torch", DEEP), ("torch", SHALLOW)],
+    ids=["openvino", "onnxruntime", "torch", "torch-relu3_1"],
+)
+def test_run_demo(export_at: Callable, tmp_path: Path, backend: str, depth: tuple[str, float]) -> None:
+    exported = export_at(depth)
     params = make_params(frames=5, fps=10, backend=backend)
     rec = run_demo(params, blob_dir=tmp_path / "no-blob", out_dir=tmp_path / "demo", **exported)
     out = tmp_path / "demo"
@@ -117,7 +158,9 @@ def test_run_demo(exported: dict[str, Path], tmp_path: Path, backend: str) -> No
     assert count_frames(out / "demo.mp4")[:3] == (5, 2 * SIZE[0], SIZE[1])
     pipe = json.loads((out / "oak_pipeline.json").read_text())
     assert "NeuralNetwork" in node_names(pipe) and pipe["stylepipe"]["blob"] is None
-    assert (out / "oak_pipeline_styles.json").is_file()
+    channels = json.loads((out / "oak_pipeline_styles.json").read_text())["stylepipe"]["style_channels"]
+    layer = torch.load(exported["bank_path"], weights_only=True)["layer"]
+    assert channels == rec["style_channels"] == TAP_CHANNELS[layer]
 
 
 def test_style_keys_cycle_and_quit() -> None:
@@ -145,8 +188,10 @@ class FakeDisplay:
         return self.keys.pop(0) if self.keys else None
 
 
+@pytest.mark.parametrize("depth", ADAIN_DEPTHS, ids=depth_id)
 @pytest.mark.parametrize("backend", ["openvino", "onnxruntime", "torch"])
-def test_host_style_runner_switches_styles_on_keys(exported: dict[str, Path], backend: str) -> None:
+def test_host_style_runner_switches_styles_on_keys(export_at: Callable, backend: str, depth: tuple[str, float]) -> None:
+    exported = export_at(depth)
     runner = make_style_runner(backend, **exported)
     frame = next(ken_burns(load_source_image(), 1, SIZE))
     first = runner(frame)
@@ -160,3 +205,20 @@ def test_host_style_runner_switches_styles_on_keys(exported: dict[str, Path], ba
     assert np.array_equal(right[0], right[1]) and not np.array_equal(right[1], right[2])
     with pytest.raises(ValueError, match="unknown demo backend 'tflite'"):
         make_style_runner("tflite", **exported)
+
+
+@pytest.mark.parametrize("backend", ["openvino", "onnxruntime", "torch"])
+def test_a_bank_of_another_layer_is_refused(exported: dict[str, Path], tmp_path: Path, backend: str) -> None:
+    """The exported models are relu4_1 ones: a relu3_1 bank is named with both sides, whether the model can
+    tell its layer (PyTorch, the ONNX metadata) or only its channel count (OpenVINO IR, ONNX Runtime)."""
+    paths = {**exported, "bank_path": save_bank(tmp_path / "shallow.pt", SHALLOW[0])}
+    model_side = "encoder 'vgg16_hed' at relu4_1, 512 channels" if backend == "torch" else "512 channels"
+    with pytest.raises(ExportError, match=rf"shallow\.pt: style statistics of encoder 'vgg16_hed' at relu3_1, "
+                                          rf"256 channels, but the model takes {model_side}"):
+        make_style_runner(backend, **paths)
+    paths["bank_path"] = save_bank(tmp_path / "unrecorded.pt", SHALLOW[0], recorded=False)
+    with pytest.raises(ExportError, match=r"unrecorded\.pt: style statistics of 256 channels, but the model takes "
+                                          r"encoder 'vgg16_hed' at relu4_1, 512 channels"):
+        run_demo(make_params(frames=2, backend=backend), blob_dir=tmp_path / "no-blob", out_dir=tmp_path / "demo",
+                 **paths)
+    assert not (tmp_path / "demo").exists()

@@ -13,6 +13,7 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from stylepipe import paths
 from stylepipe.config import Params
 from stylepipe.io import atomic_dir, write_json
 from stylepipe.media import VideoWriter
+from stylepipe.models.statistics import StatsOrigin
 
 Runner = Callable[[np.ndarray], np.ndarray]  # RGB uint8 (H, W, 3) -> RGB uint8 (H, W, 3)
 BAKED = "adain_baked"
@@ -56,27 +58,45 @@ def _require(path: Path, stage: str) -> Path:
     return path
 
 
-def _cpu_model(backend: str, stem: str, openvino_dir: Path, onnx_dir: Path) -> Callable[[dict], np.ndarray]:
-    """The exported model `stem` on the CPU (OpenVINO IR in f32, or ONNX Runtime): named inputs -> output."""
+@dataclass
+class CpuModel:
+    """An exported model on the CPU: named inputs -> output, and the shape of each input."""
+
+    run: Callable[[dict[str, np.ndarray]], np.ndarray]
+    input_shapes: dict[str, tuple[int, ...]]
+
+    def stats_origin(self, source: Path) -> StatsOrigin:
+        """The channel count of the style statistics the model takes (its style_mean input)."""
+        shape = self.input_shapes.get("style_mean")
+        if shape is None:
+            raise ValueError(f"{source}: no 'style_mean' input (inputs: {sorted(self.input_shapes)})")
+        return StatsOrigin(int(np.prod(shape)))
+
+
+def _cpu_model(backend: str, stem: str, openvino_dir: Path, onnx_dir: Path) -> tuple[CpuModel, Path]:
+    """The exported model `stem` on the CPU (OpenVINO IR in f32, or ONNX Runtime), and its file."""
     if backend == "openvino":
         from stylepipe.export.openvino import F32_CONFIG, compile_cpu
 
-        compiled = compile_cpu(_require(openvino_dir / f"{stem}.xml", "export_openvino"), F32_CONFIG)
+        path = _require(openvino_dir / f"{stem}.xml", "export_openvino")
+        compiled = compile_cpu(path, F32_CONFIG)
         output = compiled.output(0)
-        return lambda feeds: compiled(feeds)[output]
+        shapes = {i.get_any_name(): tuple(i.get_shape()) for i in compiled.inputs}
+        return CpuModel(lambda feeds: compiled(feeds)[output], shapes), path
     if backend == "onnxruntime":
         import onnxruntime as ort
 
         path = _require(onnx_dir / f"{stem}.onnx", "export_onnx")
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        return lambda feeds: sess.run(None, feeds)[0]
+        shapes = {i.name: tuple(i.shape) for i in sess.get_inputs()}
+        return CpuModel(lambda feeds: sess.run(None, feeds)[0], shapes), path
     raise ValueError(f"unknown demo backend {backend!r}: expected one of {', '.join(BACKENDS)}")
 
 
 def make_runner(backend: str, openvino_dir: Path, onnx_dir: Path) -> Runner:
     """The baked single-style model as a frame -> frame function on the CPU."""
-    model = _cpu_model(backend, BAKED, openvino_dir, onnx_dir)
-    return lambda frame: to_frame(model({"content": to_tensor(frame)}))
+    model, _ = _cpu_model(backend, BAKED, openvino_dir, onnx_dir)
+    return lambda frame: to_frame(model.run({"content": to_tensor(frame)}))
 
 
 class StyleCycler:
@@ -121,16 +141,20 @@ class StyleRunner:
         return f"{self.cycler.name} ({self.device})"
 
 
-def load_bank(bank_path: Path) -> dict[str, Any]:
-    """The style bank as numpy: names, mean and std [S, 512, 1, 1] float32."""
+def load_bank(bank_path: Path, model: StatsOrigin | None = None) -> dict[str, Any]:
+    """The style bank as numpy: names, mean and std [S, C, 1, 1] float32 and their channel count C;
+    with `model`, the bank must fit it (an error names the file and both sides)."""
     from stylepipe.export.onnx import load_style_bank
 
-    bank = load_style_bank(bank_path)
-    return {"names": list(bank["names"]), "mean": bank["mean"].float().numpy(), "std": bank["std"].float().numpy()}
+    bank = load_style_bank(bank_path, model)
+    return {"names": list(bank["names"]), "mean": bank["mean"].float().numpy(), "std": bank["std"].float().numpy(),
+            "channels": int(bank["mean"].shape[1])}
 
 
-def _torch_infer(encoder_path: Path, decoder_path: Path, stats_scale: float) -> tuple[StatsInfer, str]:
-    """The PyTorch stats model on CUDA when present (else the CPU); returns (infer, device label)."""
+def _torch_infer(
+    encoder_path: Path, decoder_path: Path, stats_scale: float
+) -> tuple[StatsInfer, str, StatsOrigin]:
+    """The PyTorch stats model on CUDA when present (else the CPU): (infer, device label, what it takes)."""
     import torch
 
     from stylepipe.export.onnx import StatsModel
@@ -144,7 +168,7 @@ def _torch_infer(encoder_path: Path, decoder_path: Path, stats_scale: float) -> 
             args = (torch.from_numpy(a).to(device) for a in (content, mean, std))
             return model(*args).cpu().numpy()
 
-    return infer, device.type.upper()
+    return infer, device.type.upper(), model.origin
 
 
 def make_style_runner(
@@ -157,13 +181,15 @@ def make_style_runner(
     stats_scale: float = 1.0,
     index: int = 0,
 ) -> StyleRunner:
-    """The stats-input model on `backend`: OpenVINO IR / ONNX Runtime on the CPU, or PyTorch (CUDA if any)."""
-    bank = load_bank(bank_path)
+    """The stats-input model on `backend`: OpenVINO IR / ONNX Runtime on the CPU, or PyTorch (CUDA if any);
+    the style bank must fit it."""
     if backend == "torch":
-        infer, device = _torch_infer(encoder_path, decoder_path, stats_scale)
-        return StyleRunner(infer, bank, device, index)
-    model = _cpu_model(backend, STATS, openvino_dir, onnx_dir)
-    return StyleRunner(lambda c, m, s: model({"content": c, "style_mean": m, "style_std": s}), bank, "CPU", index)
+        infer, device, origin = _torch_infer(encoder_path, decoder_path, stats_scale)
+        return StyleRunner(infer, load_bank(bank_path, origin), device, index)
+    model, path = _cpu_model(backend, STATS, openvino_dir, onnx_dir)
+    bank = load_bank(bank_path, model.stats_origin(path))
+    return StyleRunner(lambda c, m, s: model.run({"content": c, "style_mean": m, "style_std": s}), bank, "CPU",
+                       index)
 
 
 def compose(original: np.ndarray, stylised: np.ndarray, text: str) -> np.ndarray:
@@ -313,11 +339,14 @@ def run_demo(
     """The `demo` stage: OAK pipeline JSONs, demo.mp4 rendered on the host from the clip, demo.json."""
     from stylepipe.demo.clip import ken_burns, load_source_image
     from stylepipe.demo.oak import build_pipeline, save_pipeline
+    from stylepipe.export.onnx import exported_origin
 
     size = (params.export.width, params.export.height)
     blob = blob_dir / "adain_baked.blob"
     blob_path = blob if blob.is_file() else None
-    names = load_bank(bank_path)["names"]
+    stats_model = exported_origin(_require(onnx_dir / f"{STATS}.onnx", "export_onnx"))  # the styles blob's source
+    names = load_bank(bank_path, stats_model)["names"]
+    channels = stats_model.channels
     if params.demo.backend == "torch":
         runner: Runner = make_style_runner(
             "torch", bank_path, encoder_path=encoder_path, decoder_path=decoder_path,
@@ -327,11 +356,11 @@ def run_demo(
         runner = make_runner(params.demo.backend, openvino_dir, onnx_dir)
     with atomic_dir(out_dir) as tmp:
         save_pipeline(build_pipeline(blob_path, size, False), tmp / "oak_pipeline.json", blob_path)
-        save_pipeline(build_pipeline(None, size, True), tmp / "oak_pipeline_styles.json", None)
+        save_pipeline(build_pipeline(None, size, True, channels), tmp / "oak_pipeline_styles.json", None, channels)
         clip = ken_burns(load_source_image(source_image), params.demo.frames, size)
         video = render_video(clip, runner, tmp / "demo.mp4", params.demo.fps)
         record = {**video, "backend": params.demo.backend, "video": "demo.mp4", "size": list(size),
-                  "blob": str(blob_path) if blob_path else None, "style_names": names,
+                  "blob": str(blob_path) if blob_path else None, "style_names": names, "style_channels": channels,
                   "baked_style": names[params.export.style_index],
                   "source_image": str(source_image) if source_image else "skimage.data.astronaut",
                   "pipelines": ["oak_pipeline.json", "oak_pipeline_styles.json"]}  # fmt: skip

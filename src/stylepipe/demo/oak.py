@@ -8,6 +8,7 @@ without reloading the blob. depthai 2.x builds and serialises all this without a
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,13 @@ class NoDeviceError(SystemExit):
     """No OAK device is connected (exits the CLI with this message, no traceback)."""
 
 
-def build_pipeline(blob_path: Path | None, size: tuple[int, int], with_style_input: bool) -> dai.Pipeline:
-    """The OAK pipeline for a model of size=(width, height); blob_path None = offline, no blob set."""
+def build_pipeline(
+    blob_path: Path | None, size: tuple[int, int], with_style_input: bool, channels: int | None = None
+) -> dai.Pipeline:
+    """The OAK pipeline for a model of size=(width, height); blob_path None = offline, no blob set. The
+    style-input variant needs `channels`, the width of the model's statistics (its AdaIN layer's)."""
+    if with_style_input and not channels:
+        raise ValueError("the style-input pipeline needs the channel count of the model's style statistics")
     width, height = size
     pipeline = dai.Pipeline()
     cam = pipeline.create(dai.node.ColorCamera)
@@ -57,7 +63,7 @@ def build_pipeline(blob_path: Path | None, size: tuple[int, int], with_style_inp
     if with_style_input:
         style = pipeline.create(dai.node.XLinkIn)
         style.setStreamName("style")
-        style.setMaxDataSize(2 * 512 * 4 * 2)
+        style.setMaxDataSize(len(STYLE_INPUTS) * channels * 4 * 2)  # mean and std as float32, twice over
         for name in STYLE_INPUTS:
             inp = nn.inputs[name]
             inp.setReusePreviousMessage(True)  # keep the last style until a new one arrives
@@ -67,7 +73,9 @@ def build_pipeline(blob_path: Path | None, size: tuple[int, int], with_style_inp
     return pipeline
 
 
-def pipeline_info(blob_path: Path | None, size: tuple[int, int], with_style_input: bool) -> dict[str, Any]:
+def pipeline_info(
+    blob_path: Path | None, size: tuple[int, int], with_style_input: bool, channels: int | None = None
+) -> dict[str, Any]:
     """What the JSON package cannot say by itself: the blob (or its absence) and the stream contract."""
     return {
         "blob": str(blob_path) if blob_path else None,
@@ -76,27 +84,45 @@ def pipeline_info(blob_path: Path | None, size: tuple[int, int], with_style_inpu
         "camera_frames": "BGR U8 planar (the blob's preprocessing turns them into RGB [0, 1])",
         "streams": {"out": ["nn", "preview"], "in": ["style"] if with_style_input else []},
         "style_inputs": list(STYLE_INPUTS) if with_style_input else [],
+        "style_channels": channels if with_style_input else None,
         "depthai_version": dai.__version__,
     }
 
 
-def save_pipeline(pipeline: dai.Pipeline, path: Path, blob_path: Path | None = None) -> dict[str, Any]:
-    """Write pipeline.serializeToJson() plus a 'stylepipe' section describing blob and streams."""
+def save_pipeline(
+    pipeline: dai.Pipeline, path: Path, blob_path: Path | None = None, channels: int | None = None
+) -> dict[str, Any]:
+    """Write pipeline.serializeToJson() plus a 'stylepipe' section describing blob and streams
+    (`channels`: the style statistics' width, for the style-input variant)."""
     data = pipeline.serializeToJson()
     nodes = [n for _, n in data["pipeline"]["nodes"]]
     size = next((n["properties"]["previewWidth"], n["properties"]["previewHeight"]) for n in nodes
                 if n["name"] == "ColorCamera")  # fmt: skip
-    data["stylepipe"] = pipeline_info(blob_path, size, any(n["name"] == "XLinkIn" for n in nodes))
+    data["stylepipe"] = pipeline_info(blob_path, size, any(n["name"] == "XLinkIn" for n in nodes), channels)
     write_json(path, data)
     return data
 
 
-def style_message(mean: np.ndarray, std: np.ndarray) -> dai.NNData:
-    """NNData carrying one style's statistics as layers named after the network's style inputs."""
-    msg = dai.NNData(2 * 512 * 2)
-    msg.setLayer(STYLE_INPUTS[0], np.asarray(mean, dtype=np.float32).ravel().tolist())
-    msg.setLayer(STYLE_INPUTS[1], np.asarray(std, dtype=np.float32).ravel().tolist())
+def style_message(mean: np.ndarray, std: np.ndarray, channels: int) -> dai.NNData:
+    """NNData carrying one style's statistics as layers named after the network's style inputs; each must
+    hold `channels` values (the blob's style input width), which a style bank of another layer does not."""
+    values = [np.asarray(a, dtype=np.float32).ravel() for a in (mean, std)]
+    if any(v.size != channels for v in values):
+        raise ValueError(f"style statistics of {values[0].size}/{values[1].size} values, but the network's "
+                         f"{' and '.join(STYLE_INPUTS)} inputs take {channels}")
+    msg = dai.NNData()
+    for name, v in zip(STYLE_INPUTS, values, strict=True):
+        msg.setLayer(name, v.tolist())
     return msg
+
+
+def blob_stats_channels(blob_path: Path) -> int:
+    """The channel count of a stats-input blob's style_mean input ([1, C, 1, 1] in either dim order)."""
+    inputs = dai.OpenVINO.Blob(str(blob_path)).networkInputs
+    if STYLE_INPUTS[0] not in inputs:
+        raise ValueError(f"{blob_path}: no {STYLE_INPUTS[0]!r} input (inputs: {sorted(inputs)}): not the "
+                         "style-statistics blob (adain_stats.blob)")
+    return math.prod(inputs[STYLE_INPUTS[0]].dims)
 
 
 def _planar_bgr_to_rgb(frame: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -135,21 +161,23 @@ def run_live(
             f"no blob at {blob_path}: set blob.enabled (online) or blob.path, then compile_blob"
         )
     from stylepipe.demo.host import Display, StyleCycler, VideoWriter, compose, load_bank
+    from stylepipe.models.statistics import StatsOrigin
 
     display = Display("stylepipe OAK-1") if show else None
     if with_style_input and bank_path is None:
         raise ValueError("the style-switching demo needs the style bank (models/adain/style_bank.pt)")
-    bank = load_bank(bank_path) if with_style_input else None
+    bank = load_bank(bank_path, StatsOrigin(blob_stats_channels(blob_path))) if with_style_input else None
+    channels = bank["channels"] if bank else None
     width, height = size
     cycler = StyleCycler(bank["names"] if bank else ["baked"])
     frames, start = 0, time.perf_counter()
     writer = VideoWriter(Path(record), 10, 2 * width, height) if record else None
     try:
-        with dai.Device(build_pipeline(Path(blob_path), size, with_style_input), device_info) as device:
+        with dai.Device(build_pipeline(Path(blob_path), size, with_style_input, channels), device_info) as device:
             q_prev, q_nn = device.getOutputQueue("preview", 4, False), device.getOutputQueue("nn", 4, False)
             q_style = device.getInputQueue("style") if bank else None
             if q_style is not None:
-                q_style.send(style_message(bank["mean"][0], bank["std"][0]))
+                q_style.send(style_message(bank["mean"][0], bank["std"][0], channels))
             while max_frames is None or frames < max_frames:
                 original = _planar_bgr_to_rgb(q_prev.get().getFrame(), width, height)
                 stylised = _nn_to_rgb(q_nn.get(), width, height)
@@ -165,7 +193,8 @@ def run_live(
                     if action == "quit" or not display.open:
                         break
                     if action == "switch" and q_style is not None:
-                        q_style.send(style_message(bank["mean"][cycler.index], bank["std"][cycler.index]))
+                        i = cycler.index
+                        q_style.send(style_message(bank["mean"][i], bank["std"][i], channels))
     finally:
         if writer is not None:
             writer.close()
