@@ -56,19 +56,20 @@ def own_style_closest(outputs: dict[tuple[str, str], torch.Tensor], styles: dict
 
 
 @torch.no_grad()
-def score(model, enc, contents: dict, styles: dict) -> tuple[dict, dict, dict]:
-    rows, floor_rows, outputs = [], [], {}
+def score(model, enc, contents: dict, styles: dict) -> tuple[dict, dict, dict, dict]:
+    """Mean metrics of the model and of the floor, and both's outputs keyed by (content, style)."""
+    rows, floor_rows, outputs, floor_outputs = [], [], {}, {}
     for c_name, c in contents.items():
         for s_name, s in styles.items():
-            out = model.stylize(c[None], s[None])[0]
-            outputs[(c_name, s_name)] = out
+            out, floor = model.stylize(c[None], s[None])[0], colour_transfer(c, s)
+            outputs[(c_name, s_name)], floor_outputs[(c_name, s_name)] = out, floor
             rows.append(image_metrics(enc, out, c, s, 1.0))
-            floor_rows.append(image_metrics(enc, colour_transfer(c, s), c, s, 1.0))
+            floor_rows.append(image_metrics(enc, floor, c, s, 1.0))
 
     def mean(rs: list[dict]) -> dict:
         return {k: float(np.mean([r[k] for r in rs])) for k in rs[0]}
 
-    return mean(rows), mean(floor_rows), outputs
+    return mean(rows), mean(floor_rows), outputs, floor_outputs
 
 
 def main() -> int:
@@ -85,8 +86,9 @@ def main() -> int:
     enc = metric_encoder(torch.device("cpu"), args.encoder)
     contents = load_folder(args.eval_dir / "content", args.size)
     styles = load_folder(args.eval_dir / "style", args.size)
-    model_m, floor_m, outputs = score(model, enc, contents, styles)
+    model_m, floor_m, outputs, floor_outputs = score(model, enc, contents, styles)
     separation = own_style_closest(outputs, styles)
+    floor_separation = own_style_closest(floor_outputs, styles)
     checks = {**quality_checks(model_m, floor_m),
               "every_style_closest_to_own": all(v["closest_is_own"] for v in separation.values())}
     print(f"{len(contents)} contents x {len(styles)} styles at {args.size} px, alpha 1, "
@@ -95,7 +97,9 @@ def main() -> int:
     for key in model_m:
         print(f"{key:<22}{model_m[key]:>12.4g}{floor_m[key]:>12.4g}")
     own = sum(v["closest_is_own"] for v in separation.values())
-    print(f"styles whose outputs are closest in histogram to their own style: {own}/{len(styles)}")
+    floor_own = sum(v["closest_is_own"] for v in floor_separation.values())
+    print(f"styles whose outputs are closest in histogram to their own style: {own}/{len(styles)} "
+          f"(floor: {floor_own}/{len(styles)})")
     for name, ok in checks.items():
         print(f"  {'PASS' if ok else 'FAIL'}  {name}")
     if args.grid:
@@ -105,7 +109,7 @@ def main() -> int:
         save_grid(rows, args.grid)
     if args.json:
         args.json.write_text(json.dumps({"model": model_m, "floor": floor_m, "styles": separation,
-                                         "checks": checks}, indent=2))
+                                         "floor_styles": floor_separation, "checks": checks}, indent=2))
     return 0 if all(checks.values()) else 1
 
 

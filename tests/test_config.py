@@ -111,3 +111,23 @@ def test_style_layer_weights_must_match_layers():
     raw["train_adain"]["lr_schedule"] = "linear-ish"
     with pytest.raises(ConfigError, match=r"train_adain\.lr_schedule"):
         parse_params(raw)
+
+
+@pytest.mark.parametrize("key", ["style_layers", "structure_layers"])
+def test_loss_layers_deeper_than_the_adain_layer_are_named(key):
+    raw = load_default_params()
+    raw["adain"]["layer"] = "relu3_1"
+    raw["train_adain"]["style_layer_weights"] = None
+    raw["train_adain"][key] = ["relu1_1", "relu4_1"]
+    with pytest.raises(ConfigError, match=rf"train_adain\.{key} \['relu4_1'\] lie deeper than adain\.layer relu3_1"):
+        parse_params(raw)
+
+
+def test_full_profile_trains_the_papers_relu4_1_model(tmp_path: Path):
+    params_path = tmp_path / "params.yaml"
+    params_path.write_text((ROOT / "params.yaml").read_text())
+    apply_profile("full", params_path, ROOT / "profiles")
+    params = load_params(params_path)
+    assert (params.adain.layer, params.adain.decoder_width) == ("relu4_1", 1.0)
+    assert params.train_adain.style_layers == ["relu1_1", "relu2_1", "relu3_1", "relu4_1"]
+    assert params.train_adain.colour_weight == params.train_adain.structure_weight == 0

@@ -166,3 +166,56 @@ def test_adain_task_adds_total_variation_when_weighted():
     assert set(terms) == {"loss", "content", "style", "tv"}
     expected = terms["content"] + task.style_weight * terms["style"] + 0.5 * terms["tv"]
     assert terms["loss"] == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_adain_task_adds_colour_and_structure_terms_when_weighted():
+    task = _adain_task()
+    task.colour_weight, task.structure_weight, task.structure_layers = 100.0, 2.0, ("relu1_1", "relu2_1")
+    content, style = next(_batches(0))
+    with torch.no_grad():
+        terms = task.losses(content, style)
+    assert set(terms) == {"loss", "content", "style", "colour", "structure"}
+    expected = terms["content"] + terms["style"] + 100.0 * terms["colour"] + 2.0 * terms["structure"]
+    assert terms["loss"] == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_colour_loss_is_zero_only_for_the_same_palette():
+    from stylepipe.losses import colour_loss
+
+    g = torch.Generator().manual_seed(0)
+    style = torch.rand(1, 3, 16, 16, generator=g)
+    shuffled = style.flatten(2)[..., torch.randperm(256, generator=g)].view_as(style)  # same pixels, new layout
+    assert float(colour_loss(shuffled, style)) < 1e-10
+    assert float(colour_loss(style * 0.5, style)) > 1e-3
+
+
+def test_structure_loss_ignores_statistics_but_not_layout():
+    from stylepipe.losses import structure_loss
+
+    g = torch.Generator().manual_seed(0)
+    content = {"a": torch.rand(2, 8, 6, 6, generator=g)}
+    restyled = {"a": content["a"] * 5 + 3}  # per-channel affine change: what AdaIN does to statistics
+    moved = {"a": content["a"].flip(-1)}  # the same statistics, another layout
+    assert float(structure_loss(restyled, content, ["a"])) < 1e-6
+    assert float(structure_loss(moved, content, ["a"])) > 0.1
+
+
+def test_colour_jitter_makes_new_palettes_reproducibly_and_keeps_grey():
+    from stylepipe.data.augment import jitter_colours
+
+    images = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    first = jitter_colours(images, 1.0, torch.Generator().manual_seed(5))
+    again = jitter_colours(images, 1.0, torch.Generator().manual_seed(5))
+    assert torch.equal(first, again) and first.min() >= 0 and first.max() <= 1
+    assert (first - images).abs().mean() > 0.02
+    assert torch.equal(jitter_colours(images, 0.0, torch.Generator()), images)
+    grey = torch.full((2, 3, 4, 4), 0.4)
+    assert torch.allclose(jitter_colours(grey, 1.0, torch.Generator().manual_seed(1)), grey, atol=1e-5)
+
+
+def test_new_decoder_calibrates_its_input_to_unit_rms():
+    decoder = Decoder("vgg16_hed", "relu3_1", 0.5)
+    feats = torch.rand(2, 256, 4, 4) * 30
+    decoder.calibrate(feats)
+    assert float((feats * decoder.input_scale).pow(2).mean().sqrt()) == pytest.approx(1.0, rel=1e-4)
+    assert "input_scale" in decoder.state_dict()  # saved with the decoder, so inference scales the same

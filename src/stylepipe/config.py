@@ -190,6 +190,8 @@ class TrainAdain(TrainBase):
     style_layer_weights: list[NonNegFloat] | None = None  # one per style layer; None = all 1
     tv_weight: NonNegFloat = 0.0
     colour_weight: NonNegFloat = 0.0  # RGB mean/std of the output against the style image's (losses.colour_loss)
+    structure_weight: NonNegFloat = 0.0  # normalised features of output vs content (losses.structure_loss)
+    structure_layers: list[Literal["relu1_1", "relu2_1", "relu3_1", "relu4_1"]] = []
 
     @model_validator(mode="after")
     def _weights_match_layers(self) -> TrainAdain:
@@ -278,12 +280,13 @@ class Params(Section):
     @model_validator(mode="after")
     def _style_layers_within_adain_layer(self) -> Params:
         deepest = LAYERS.index(self.adain.layer)
-        beyond = [name for name in self.train_adain.style_layers if LAYERS.index(name) > deepest]
-        if beyond:
-            raise ValueError(
-                f"train_adain.style_layers {beyond} lie deeper than adain.layer {self.adain.layer}: the encoder "
-                f"stops there (use layers up to {self.adain.layer})"
-            )
+        for key in ("style_layers", "structure_layers"):
+            beyond = [name for name in getattr(self.train_adain, key) if LAYERS.index(name) > deepest]
+            if beyond:
+                raise ValueError(
+                    f"train_adain.{key} {beyond} lie deeper than adain.layer {self.adain.layer}: the encoder "
+                    f"stops there (use layers up to {self.adain.layer})"
+                )
         return self
 
 

@@ -4,6 +4,7 @@
 * style (mean/std): MSE between per-channel means plus MSE between per-channel stds, summed over layers
   (options: reduction "sum" over channels as in the Lua original, a square root per layer, layer weights).
 * Gram: MSE between Gram matrices normalised by C*H*W (Johnson / Gatys).
+* structure: MSE between mean/std-normalised features of output and content (layout without statistics).
 * colour: MSE between per-channel RGB means plus between RGB stds of output and style image.
 * total variation: mean absolute difference between neighbouring pixels.
 """
@@ -106,6 +107,22 @@ def gram_target_loss(
         return F.mse_loss(g, target.expand_as(g))
 
     return _sum_over_layers(term, output_feats, target_grams, layers, weights)
+
+
+def structure_loss(
+    output_feats: Mapping[str, torch.Tensor], content_feats: Mapping[str, torch.Tensor], layers: Iterable[str]
+) -> torch.Tensor:
+    """Sum over layers of the MSE between mean/std-normalised feature maps of output and content: the
+    content's layout and edges, with the per-channel statistics (the style's business) divided out."""
+
+    def term(out: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
+        def normalised(feat: torch.Tensor) -> torch.Tensor:
+            mean, std = feature_stats(feat)
+            return (feat - mean) / std
+
+        return F.mse_loss(normalised(out), normalised(content))
+
+    return _sum_over_layers(term, output_feats, content_feats, layers)
 
 
 def colour_loss(output: torch.Tensor, style: torch.Tensor) -> torch.Tensor:

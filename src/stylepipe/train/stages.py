@@ -24,7 +24,7 @@ from stylepipe.data.datasets import (
 )
 from stylepipe.data.shards import ShardStore
 from stylepipe.io import atomic_path, file_digest, write_json
-from stylepipe.losses import colour_loss, content_loss, style_loss, total_variation
+from stylepipe.losses import colour_loss, content_loss, structure_loss, style_loss, total_variation
 from stylepipe.models.adain import (
     AdaINStylizer,
     Decoder,
@@ -81,12 +81,15 @@ class AdainTask:
     style_layer_weights: tuple[float, ...] | None = None
     tv_weight: float = 0.0
     colour_weight: float = 0.0
+    structure_weight: float = 0.0
+    structure_layers: tuple[str, ...] = ()
 
     @classmethod
     def from_params(cls, encoder: VGGEncoder, decoder: Decoder, cfg: TrainAdain) -> AdainTask:
         weights = tuple(cfg.style_layer_weights) if cfg.style_layer_weights is not None else None
         return cls(encoder, decoder, cfg.content_weight, cfg.style_weight, tuple(cfg.style_layers),
-                   cfg.style_reduction, cfg.style_sqrt, weights, cfg.tv_weight, cfg.colour_weight)
+                   cfg.style_reduction, cfg.style_sqrt, weights, cfg.tv_weight, cfg.colour_weight,
+                   cfg.structure_weight, tuple(cfg.structure_layers))
 
     def trainable(self) -> nn.Module:
         return self.decoder
@@ -98,6 +101,7 @@ class AdainTask:
         with torch.no_grad():  # content and style through the frozen encoder in one batched pass
             both = self.encoder(torch.cat([content, style]))
             n = content.shape[0]
+            c_feats = {k: v[:n] for k, v in both.items()}
             s_feats = {k: v[n:] for k, v in both.items()}
             layer = self.encoder.last
             target = adain(both[layer][:n], *mean_std(s_feats[layer]))
@@ -116,6 +120,11 @@ class AdainTask:
         if self.colour_weight:
             terms["colour"] = colour_loss(output.float(), style.float())
             total = total + self.colour_weight * terms["colour"]
+        if self.structure_weight:
+            terms["structure"] = structure_loss({k: out_feats[k].float() for k in self.structure_layers},
+                                                {k: c_feats[k].float() for k in self.structure_layers},
+                                                self.structure_layers)
+            total = total + self.structure_weight * terms["structure"]
         return {"loss": total, **terms}
 
 
