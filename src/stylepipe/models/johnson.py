@@ -114,6 +114,9 @@ class TransformerNet(nn.Module):
         self.up2, self.in5 = UpsampleConvLayer(c2, c1, 3), nn.InstanceNorm2d(c1, affine=True)
         self.conv_out = ConvLayer(c1, 3, 9)
         self.relu = nn.ReLU()
+        # Start from a mid-grey image: a zero-bias output starts black, and a short run spends its steps
+        # climbing out of the dark instead of taking on the painting's palette.
+        nn.init.constant_(self.conv_out.conv.bias, 0.5 * PIXEL_SCALE)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         p = self.pad
