@@ -1,7 +1,7 @@
 """Run by tests/test_distributed.py under real torchrun: train a tiny AdaIN decoder with DDP on gloo.
 
 Every process takes its slice of the same global batches; rank 0 saves the history and the weights.
-    python -m torch.distributed.run --standalone --nproc_per_node N tests/ddp_worker.py OUT_DIR
+    python -m torch.distributed.run --standalone --nproc_per_node N tests/ddp_worker.py OUT_DIR [LAYER WIDTH]
 """
 
 from __future__ import annotations
@@ -25,10 +25,16 @@ CFG = TrainAdain(iterations=6, batch_size=GLOBAL_BATCH, crop=16, lr=1e-3, lr_dec
                  log_every=1, image_every=100, content_weight=1.0, style_weight=1.0)
 
 
-def make_task() -> AdainTask:
+LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
+
+
+def make_task(layer: str = "relu4_1", width: float = 1.0) -> AdainTask:
+    """The AdaIN task at `layer` with a decoder of `width` (style layers up to `layer`)."""
     seed_everything(0)
-    encoder = build_encoder("vgg16_hed")
-    return AdainTask(encoder, Decoder("vgg16_hed"), 1.0, 1.0, ("relu1_1", "relu2_1", "relu3_1", "relu4_1"))
+    encoder = build_encoder("vgg16_hed", layer)
+    decoder = Decoder("vgg16_hed", layer, width)
+    decoder.calibrate(encoder.encode(torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(7))))
+    return AdainTask(encoder, decoder, 1.0, 1.0, LAYERS[: LAYERS.index(layer) + 1])
 
 
 def global_batches(chunk: int):
@@ -54,11 +60,11 @@ def _env(rank: int, world: int):
     return DistEnv(rank, world, rank)
 
 
-def main(out: Path) -> None:
+def main(out: Path, layer: str, width: float) -> None:
     rt = resolve_runtime(Common(device="cpu"))
     env = init_distributed("cpu")
     try:
-        task = make_task()
+        task = make_task(layer, width)
         result = fit(task, CFG, rt, rank_slices(env.rank, env.world_size), out / "ckpt", "h", dist_env=env)
         if env.is_main:
             torch.save(task.decoder.state_dict(), out / "decoder.pt")
@@ -69,4 +75,4 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main(Path(sys.argv[1]), *(sys.argv[2:3] or ["relu4_1"]), float(sys.argv[3]) if len(sys.argv) > 3 else 1.0)

@@ -17,6 +17,7 @@ from stylepipe.data.datasets import RandomPairs
 from stylepipe.runtime import resolve_runtime
 from stylepipe.train.distributed import SINGLE, DistEnv, per_rank_batch, torchrun_argv
 from stylepipe.train.loop import fit
+from tests.conftest import ADAIN_DEPTHS, depth_id
 from tests.ddp_worker import CFG, global_batches, make_task
 from tests.test_datasets import _store
 
@@ -24,9 +25,9 @@ WORKER = Path(__file__).with_name("ddp_worker.py")
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _torchrun(nproc: int, out: Path) -> dict:
+def _torchrun(nproc: int, out: Path, layer: str = "relu4_1", width: float = 1.0) -> dict:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           str(WORKER), str(out)]
+           str(WORKER), str(out), layer, str(width)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
@@ -34,12 +35,13 @@ def _torchrun(nproc: int, out: Path) -> dict:
     return json.loads((out / "history.json").read_text())
 
 
-def test_two_processes_match_one_process_per_global_batch(tmp_path: Path):
-    reference_task = make_task()
+@pytest.mark.parametrize("depth", ADAIN_DEPTHS, ids=depth_id)
+def test_two_processes_match_one_process_per_global_batch(tmp_path: Path, depth: tuple[str, float]):
+    reference_task = make_task(*depth)
     initial = {k: v.clone() for k, v in reference_task.decoder.state_dict().items()}
     reference = fit(reference_task, CFG, resolve_runtime(Common(device="cpu")), global_batches,
                     tmp_path / "single", "h")
-    ddp = _torchrun(2, tmp_path / "ddp")
+    ddp = _torchrun(2, tmp_path / "ddp", *depth)
     for key in ("loss", "content", "style", "lr"):
         want = [row[key] for row in reference.history]
         assert [row[key] for row in ddp["history"]] == pytest.approx(want, rel=1e-3), key
@@ -51,7 +53,7 @@ def test_two_processes_match_one_process_per_global_batch(tmp_path: Path):
         assert torch.nn.functional.cosine_similarity(got, want, dim=0) > 0.99, name
         assert (got - want).abs().mean() < 0.01 * want.abs().mean(), name
     # rank 0 wrote the checkpoint: a second launch finds the run complete and resumes from step 6
-    again = _torchrun(2, tmp_path / "ddp")
+    again = _torchrun(2, tmp_path / "ddp", *depth)
     assert again["resumed_from"] == CFG.iterations
 
 

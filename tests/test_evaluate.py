@@ -87,8 +87,8 @@ def test_verdict_states_better_or_worse_by_how_much_against_each_reference():
     assert rows["hist_distance_style"]["vs_floor"] == "worse by 20%"
     assert "vs_gatys" not in rows["ssim_content"]  # not computed: not invented
     small = headline(metrics)
-    assert small["style_loss/floor"] == 0.5 and small["ssim/floor"] == 0.5 and small["ssim"] == 0.4
-    assert "ssim/gatys" not in small and len(small) <= 9
+    assert small["style/floor"] == 0.5 and small["ssim/floor"] == 0.5 and small["ssim"] == 0.4
+    assert small["style/gatys"] == 1.25 and small["hist/floor"] == 1.2 and len(small) == 7
 
 
 def test_report_leads_with_the_verdict_then_the_grid(tmp_path: Path):

@@ -32,12 +32,15 @@ def _batches(chunk: int):
         yield torch.rand(2, 3, 16, 16, generator=g), torch.rand(2, 3, 16, 16, generator=g)
 
 
-def _adain_task(decoder_seed: int = 0) -> AdainTask:
+LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
+
+
+def _adain_task(decoder_seed: int = 0, layer: str = "relu4_1", width: float = 1.0) -> AdainTask:
     """The frozen encoder is the same in every run (in the pipeline it comes from a file)."""
     seed_everything(0)
-    enc = build_encoder("vgg16_hed")
+    enc = build_encoder("vgg16_hed", layer)
     seed_everything(decoder_seed)
-    return AdainTask(enc, Decoder("vgg16_hed"), 1.0, 1.0, ("relu1_1", "relu2_1", "relu3_1", "relu4_1"))
+    return AdainTask(enc, Decoder("vgg16_hed", layer, width), 1.0, 1.0, LAYERS[: LAYERS.index(layer) + 1])
 
 
 class _Kill(Exception):
@@ -58,18 +61,20 @@ def test_recon_loss_decreases(tmp_path: Path):
     assert min(losses[-5:]) < losses[0] * 0.5, losses
 
 
-@pytest.mark.parametrize("schedule", ["inverse", "onecycle", "sgdr"])
-def test_resume_after_kill_gives_identical_curve(tmp_path: Path, schedule: str):
+@pytest.mark.parametrize(("schedule", "layer", "width"), [
+    ("inverse", "relu4_1", 1.0), ("onecycle", "relu4_1", 1.0), ("sgdr", "relu4_1", 1.0), ("inverse", "relu3_1", 0.5),
+])
+def test_resume_after_kill_gives_identical_curve(tmp_path: Path, schedule: str, layer: str, width: float):
     cfg = _cfg(lr_schedule=schedule, lr_restart_every=4)
-    uninterrupted = fit(_adain_task(), cfg, RT, _batches, tmp_path / "a", "hash")
+    uninterrupted = fit(_adain_task(layer=layer, width=width), cfg, RT, _batches, tmp_path / "a", "hash")
 
     def die_after_step_5(step, row):
         if step == 5:
             raise _Kill
 
     with pytest.raises(_Kill):
-        fit(_adain_task(), cfg, RT, _batches, tmp_path / "b", "hash", on_log=die_after_step_5)
-    resumed = fit(_adain_task(decoder_seed=123), cfg, RT, _batches, tmp_path / "b", "hash")
+        fit(_adain_task(layer=layer, width=width), cfg, RT, _batches, tmp_path / "b", "hash", on_log=die_after_step_5)
+    resumed = fit(_adain_task(decoder_seed=123, layer=layer, width=width), cfg, RT, _batches, tmp_path / "b", "hash")
     assert resumed.resumed_from == 4
     assert len(uninterrupted.history) == len(resumed.history) == 6
     for key in ("lr", "loss"):

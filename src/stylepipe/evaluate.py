@@ -30,7 +30,7 @@ HEADLINE_FILE = "metrics.json"  # what `dvc metrics show` prints: a few numbers 
 DETAIL_FILE = "metrics_detail.json"  # every number of the stage
 # The headline measures and which way is better: (metric, short name, lower is better)
 HEADLINE = (("style_loss", "style_loss", True), ("ssim_content", "ssim", False),
-            ("hist_distance_style", "hist_dist", True))
+            ("hist_distance_style", "hist", True))
 REFERENCES = (("floor", "baseline_colour_transfer"), ("gatys", "reference_gatys"))
 
 
@@ -247,16 +247,16 @@ def verdict(metrics: dict) -> list[dict[str, Any]]:
 
 
 def headline(metrics: dict) -> dict[str, float]:
-    """The small metrics file: the model's headline numbers and their ratios to the floor and to Gatys
-    (for a lower-is-better metric a ratio below 1 is better; for SSIM above 1)."""
-    out: dict[str, float] = {}
-    for key, short, _ in HEADLINE:
-        out[short] = round(metrics[key], 4)
-    for key, short, _ in HEADLINE:
-        for name, prefix in REFERENCES:
-            ref = metrics.get(f"{prefix}.{key}")
-            if ref:
-                out[f"{short}/{name}"] = round(metrics[key] / ref, 3)
+    """The small metrics file (one `dvc metrics show` row within 120 columns): the model's headline
+    numbers, their ratios to the floor, and the style loss's ratio to Gatys. For a lower-is-better metric
+    a ratio below 1 is better; for SSIM above 1."""
+    out: dict[str, float] = {short: round(metrics[key], 1 if key == "style_loss" else 3) for key, short, _ in HEADLINE}
+    references = [(key, short, name, prefix) for key, short, _ in HEADLINE for name, prefix in REFERENCES[:1]]
+    references.append(("style_loss", "style", *REFERENCES[1]))
+    for key, short, name, prefix in references:
+        ref = metrics.get(f"{prefix}.{key}")
+        if ref:
+            out[f"{short.split('_')[0]}/{name}"] = round(metrics[key] / ref, 3)
     return out
 
 
