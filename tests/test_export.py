@@ -173,7 +173,9 @@ def test_openvino_ir_fp16_matches_ort(
     weights: dict[str, Path], exported: tuple[Path, dict], tmp_path: Path
 ) -> None:
     onnx_dir, _ = exported
-    report = run_export_openvino(make_params(), onnx_dir, tmp_path / "ov", **weights)
+    # stats_scale 1: the tiny untrained models' feature deviations are small, and divided by the sample
+    # profile's 4 their squares fall below FP16's normal range, an error no trained model shows
+    report = run_export_openvino(make_params(stats_scale=1.0), onnx_dir, tmp_path / "ov", **weights)
     assert json.loads((tmp_path / "ov" / "report.json").read_text()) == report
     assert (report["adain_layer"], report["decoder_width"], report["style_channels"]) == depth_of(weights)
     assert report["fp16_range"]["ok"]

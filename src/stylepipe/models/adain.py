@@ -14,6 +14,7 @@ from torch import nn
 from stylepipe import paths
 from stylepipe.io import atomic_path
 from stylepipe.models.encoders import (
+    ENCODER_MISSING,
     SPECS,
     VGGEncoder,
     WeightsError,
@@ -229,7 +230,9 @@ def load_stylizer(
     map_location: str | torch.device = "cpu",
 ) -> AdaINStylizer:
     """The trained inference network, in eval mode: the encoder cut at the decoder's layer; the decoder
-    must have been trained for that encoder."""
+    must have been trained for that encoder. A missing encoder is reported first: its stage comes first."""
+    if not Path(encoder_path).is_file():
+        raise WeightsError(f"{encoder_path}: {ENCODER_MISSING}")
     decoder = load_decoder(decoder_path, map_location)
     encoder = load_encoder(encoder_path, map_location, last=decoder.layer)
     check_pair(encoder, decoder, f"{decoder_path} with {encoder_path}")

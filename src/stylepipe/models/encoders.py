@@ -50,6 +50,9 @@ SPECS = {
 }
 
 
+ENCODER_MISSING = "encoder weights not found (run `stylepipe weights` / `dvc repro weights`)"
+
+
 class WeightsError(RuntimeError):
     """Encoder weights are missing, corrupt, or do not fit the architecture."""
 
@@ -202,8 +205,7 @@ def load_encoder(
 ) -> VGGEncoder:
     """Load the uniform encoder file written by the `weights` stage ({'name', 'state_dict'}), cut
     after the ReLU `last` (the file's deeper layers are left out)."""
-    hint = "encoder weights not found (run `stylepipe weights` / `dvc repro weights`)"
-    blob = read_weights_file(path, ("name", "state_dict"), hint, map_location)
+    blob = read_weights_file(path, ("name", "state_dict"), ENCODER_MISSING, map_location)
     encoder = build_encoder(blob["name"], last)
     depth = len(encoder.layers)
     state = {k: v for k, v in blob["state_dict"].items() if _layer_index(k) < depth}
