@@ -224,3 +224,18 @@ def test_new_decoder_calibrates_its_input_to_unit_rms():
     decoder.calibrate(feats)
     assert float((feats * decoder.input_scale).pow(2).mean().sqrt()) == pytest.approx(1.0, rel=1e-4)
     assert "input_scale" in decoder.state_dict()  # saved with the decoder, so inference scales the same
+
+
+@pytest.mark.parametrize(("layer", "width"), [("relu4_1", 0.5), ("relu3_1", 1.0)])
+def test_train_adain_refuses_a_recon_decoder_of_another_layer_or_width(tmp_path: Path, layer: str, width: float):
+    from stylepipe.config import Adain
+    from stylepipe.models.adain import save_decoder
+    from stylepipe.models.encoders import WeightsError
+    from stylepipe.train.stages import initial_decoder
+
+    save_decoder(Decoder("vgg16_hed", "relu3_1", 0.5), tmp_path / "recon.pt")
+    assert initial_decoder("vgg16_hed", Adain(layer="relu3_1", decoder_width=0.5), tmp_path / "recon.pt").width == 0.5
+    expected = (rf"recon\.pt: holds a decoder for encoder 'vgg16_hed' at relu3_1 of width 0\.5, "
+                rf"but 'vgg16_hed' at {layer} of width {width:g} is configured")
+    with pytest.raises(WeightsError, match=expected):
+        initial_decoder("vgg16_hed", Adain(layer=layer, decoder_width=width), tmp_path / "recon.pt")

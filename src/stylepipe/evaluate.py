@@ -251,12 +251,13 @@ def headline(metrics: dict) -> dict[str, float]:
     numbers, their ratios to the floor, and the style loss's ratio to Gatys. For a lower-is-better metric
     a ratio below 1 is better; for SSIM above 1."""
     out: dict[str, float] = {short: round(metrics[key], 1 if key == "style_loss" else 3) for key, short, _ in HEADLINE}
-    references = [(key, short, name, prefix) for key, short, _ in HEADLINE for name, prefix in REFERENCES[:1]]
-    references.append(("style_loss", "style", *REFERENCES[1]))
-    for key, short, name, prefix in references:
-        ref = metrics.get(f"{prefix}.{key}")
+    ratios = [(key, short.removesuffix("_loss"), "floor") for key, short, _ in HEADLINE]
+    ratios.append(("style_loss", "style", "gatys"))
+    prefixes = dict(REFERENCES)
+    for key, short, name in ratios:
+        ref = metrics.get(f"{prefixes[name]}.{key}")
         if ref:
-            out[f"{short.split('_')[0]}/{name}"] = round(metrics[key] / ref, 3)
+            out[f"{short}/{name}"] = round(metrics[key] / ref, 3)
     return out
 
 

@@ -148,9 +148,9 @@ class AdaINStylizer(nn.Module):
     """content [N,3,H,W] in [0,1] + style statistics [N,C,1,1] x2 -> stylised image in [0,1], where C is
     the channel count of the AdaIN layer (256 at relu3_1, 512 at relu4_1)."""
 
-    def __init__(self, encoder: VGGEncoder, decoder: Decoder) -> None:
+    def __init__(self, encoder: VGGEncoder, decoder: Decoder, source: str = "AdaIN model") -> None:
         super().__init__()
-        check_pair(encoder, decoder)
+        check_pair(encoder, decoder, source)
         self.encoder = encoder
         self.decoder = decoder
 
@@ -214,12 +214,12 @@ def load_decoder(path: str | Path, map_location: str | torch.device = "cpu") -> 
     return decoder
 
 
-def expect_decoder(decoder: Decoder, encoder_name: str, layer: str, source: str | Path) -> Decoder:
-    """`decoder` if it was built for `encoder_name` at `layer`, else an error naming both."""
-    if (decoder.encoder_name, decoder.layer) != (encoder_name, layer):
+def expect_decoder(decoder: Decoder, encoder_name: str, layer: str, width: float, source: str | Path) -> Decoder:
+    """`decoder` if it was built for `encoder_name` at `layer` with `width`, else an error naming both."""
+    if (decoder.encoder_name, decoder.layer, decoder.width) != (encoder_name, layer, width):
         raise WeightsError(
-            f"{source}: holds a decoder for encoder {decoder.encoder_name!r} at {decoder.layer}, "
-            f"but {encoder_name!r} at {layer} is configured"
+            f"{source}: holds a decoder for encoder {decoder.encoder_name!r} at {decoder.layer} of width "
+            f"{decoder.width:g}, but {encoder_name!r} at {layer} of width {width:g} is configured (re-run train_recon)"
         )
     return decoder
 
@@ -235,5 +235,4 @@ def load_stylizer(
         raise WeightsError(f"{encoder_path}: {ENCODER_MISSING}")
     decoder = load_decoder(decoder_path, map_location)
     encoder = load_encoder(encoder_path, map_location, last=decoder.layer)
-    check_pair(encoder, decoder, f"{decoder_path} with {encoder_path}")
-    return AdaINStylizer(encoder, decoder).eval()
+    return AdaINStylizer(encoder, decoder, f"{decoder_path} with {encoder_path}").eval()

@@ -34,7 +34,7 @@ from stylepipe.models.adain import (
     mean_std,
     save_decoder,
 )
-from stylepipe.models.encoders import VGGEncoder, WeightsError, load_encoder
+from stylepipe.models.encoders import VGGEncoder, load_encoder
 from stylepipe.runtime import Runtime, resolve_runtime, seed_everything
 from stylepipe.tracking import stage_run
 from stylepipe.train.checkpoint import params_hash
@@ -201,11 +201,7 @@ def initial_decoder(encoder_name: str, model_cfg: Adain, init: Path | None) -> D
     """A fresh decoder for `model_cfg`, or the one saved at `init`, which must match it."""
     if init is None:
         return Decoder(encoder_name, model_cfg.layer, model_cfg.decoder_width)
-    decoder = expect_decoder(load_decoder(init), encoder_name, model_cfg.layer, init)
-    if decoder.width != model_cfg.decoder_width:
-        raise WeightsError(f"{init}: holds a decoder of width {decoder.width:g}, but adain.decoder_width is "
-                           f"{model_cfg.decoder_width:g} (re-run train_recon)")
-    return decoder
+    return expect_decoder(load_decoder(init), encoder_name, model_cfg.layer, model_cfg.decoder_width, init)
 
 
 def _train(
