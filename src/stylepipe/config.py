@@ -9,6 +9,8 @@ from typing import Annotated, Any, Literal, TypeVar
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from stylepipe.errors import StylepipeError
+
 PARAMS_FILE = "params.yaml"
 Auto = Literal["auto"] | bool
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -18,7 +20,7 @@ NonNegFloat = Annotated[float, Field(ge=0)]
 LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
 
 
-class ConfigError(ValueError):
+class ConfigError(StylepipeError, ValueError):
     """params.yaml is missing, malformed or has an unknown key / out-of-range value."""
 
 

@@ -33,6 +33,7 @@ from torch import nn
 from tqdm import tqdm
 
 from stylepipe import paths
+from stylepipe.errors import InputError
 from stylepipe.losses import content_loss, gram_target_loss, target_grams, total_variation
 from stylepipe.models import encoders
 from stylepipe.models.encoders import relu_names  # noqa: F401  (re-exported: the layer naming)
@@ -44,7 +45,7 @@ DEFAULT_LR = {"lbfgs": 1.0, "adam": 0.02}
 LBFGS_EVALS_PER_STEP = 20  # closure calls per optimizer.step (then a fresh step; history is kept)
 
 
-class GatysError(ValueError):
+class GatysError(InputError):
     """Bad Gatys options (unknown layer, optimiser...) or a diverged optimisation."""
 
 

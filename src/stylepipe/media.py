@@ -18,12 +18,14 @@ import av
 import numpy as np
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
+from stylepipe.errors import InputError
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v"}
 ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 
 
-class MediaError(ValueError):
+class MediaError(InputError):
     """An input file cannot be read as the image/video it should be."""
 
 

@@ -33,6 +33,7 @@ from tqdm import tqdm
 from stylepipe import paths
 from stylepipe.config import Common
 from stylepipe.data.datasets import image_to_tensor, resize_short, short_side_size
+from stylepipe.errors import InputError
 from stylepipe.io import atomic_path
 from stylepipe.media import (
     MediaError,
@@ -57,7 +58,7 @@ STATS_FORMAT = "stylepipe.style_stats/1"
 MIN_SIDE = 16  # at the deepest AdaIN layer (relu4_1, 1/8 scale) the map must be 2x2 for reflection padding
 
 
-class StylizeError(ValueError):
+class StylizeError(InputError):
     """An input cannot be used or an option is out of range; the message names the file or option."""
 
 

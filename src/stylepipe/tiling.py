@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from stylepipe.errors import StylepipeError
+
 GRID = 8
 TILE_CANDIDATES = (4096, 2048, 1536, 1024, 768, 512, 384, 256)
 # Peak bytes per pixel per byte of element size for the encoder+decoder at full resolution: a few live
@@ -21,7 +23,7 @@ FIXED_BYTES = 256 << 20  # weights, features and allocator slack
 HOST_BYTES_PER_PIXEL = 48  # full-size float32 buffers kept on the host: input, output sum, weights
 
 
-class InsufficientMemoryError(RuntimeError):
+class InsufficientMemoryError(StylepipeError, RuntimeError):
     """The frame cannot be processed within the memory available, even tiled."""
 
 

@@ -12,10 +12,12 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import IO
 
+from stylepipe.errors import InputError
+
 CHUNK = 1 << 20
 
 
-class UnsafeArchiveError(ValueError):
+class UnsafeArchiveError(InputError):
     """The archive contains a member that must not be extracted, or is too large."""
 
 

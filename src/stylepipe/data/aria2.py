@@ -22,6 +22,7 @@ import aria2p
 from tqdm import tqdm
 
 from stylepipe.config import RemoteFile, RemoteParams
+from stylepipe.errors import StylepipeError
 from stylepipe.io import atomic_path, file_digest
 
 ARIA2_ERRORS = {
@@ -36,7 +37,7 @@ POLL_S = 0.1
 AUTO_SAVE_S = 2  # aria2 rewrites its .aria2 control files this often, so even a SIGKILL loses little
 
 
-class DownloadError(RuntimeError):
+class DownloadError(StylepipeError, RuntimeError):
     """A file could not be downloaded and verified."""
 
 

@@ -22,6 +22,7 @@ from stylepipe import paths
 from stylepipe.config import Params
 from stylepipe.data.archives import extract_to_cache, is_archive
 from stylepipe.data.shards import ShardWriter
+from stylepipe.errors import InputError
 from stylepipe.io import atomic_dir, remove_stale_tmp, write_json
 from stylepipe.media import to_rgb
 
@@ -30,7 +31,7 @@ JPEG_QUALITY = 90
 DOMAINS = ("content", "style")
 
 
-class ImageRejected(ValueError):
+class ImageRejected(InputError):
     """An input image that cannot be used (corrupt, truncated, too small, too large...)."""
 
 

@@ -23,6 +23,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from stylepipe import paths
 from stylepipe.config import Params
+from stylepipe.errors import StylepipeError
 from stylepipe.io import atomic_dir, write_json
 from stylepipe.media import VideoWriter
 from stylepipe.models.statistics import StatsOrigin
@@ -34,7 +35,7 @@ BACKENDS = ("openvino", "onnxruntime", "torch")
 StatsInfer = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]  # (content, mean, std) -> output
 
 
-class DisplayError(RuntimeError):
+class DisplayError(StylepipeError, RuntimeError):
     """A live window was requested but there is no display to show it on."""
 
 

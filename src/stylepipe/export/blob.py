@@ -27,6 +27,7 @@ import requests
 
 from stylepipe import paths
 from stylepipe.config import Params
+from stylepipe.errors import StylepipeError
 from stylepipe.export.johnson import onnx_name
 from stylepipe.export.onnx import BAKED_ONNX, STATS_ONNX
 from stylepipe.io import atomic_dir, file_digest, write_json
@@ -37,7 +38,7 @@ RETRY_DELAY_S = 2.0
 OFFLINE_HINT = "go online, or set blob.path to a pre-compiled blob (and blob.enabled: false) to work offline"
 
 
-class BlobError(RuntimeError):
+class BlobError(StylepipeError, RuntimeError):
     """The blob could not be compiled, read, or does not fit the exported model."""
 
 

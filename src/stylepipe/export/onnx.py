@@ -23,6 +23,7 @@ from torch import nn
 
 from stylepipe import paths
 from stylepipe.config import Params
+from stylepipe.errors import StylepipeError
 from stylepipe.export.opcheck import check_graph
 from stylepipe.export.projection import oak_projection
 from stylepipe.io import atomic_dir, file_digest, write_json
@@ -34,7 +35,7 @@ BAKED_ONNX = "adain_baked.onnx"
 STYLE_INPUT = "style_mean"  # the stats model's input whose shape [1, C, 1, 1] gives the statistics' channels
 
 
-class ExportError(RuntimeError):
+class ExportError(StylepipeError, RuntimeError):
     """An export stage failed a check (parity, operator support, FP16 range) or lacks an input."""
 
 

@@ -19,6 +19,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from stylepipe.errors import InputError, StylepipeError
+
 TAPS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
 TAP_CHANNELS = {"relu1_1": 64, "relu2_1": 128, "relu3_1": 256, "relu4_1": 512}
 
@@ -53,11 +55,11 @@ SPECS = {
 ENCODER_MISSING = "encoder weights not found (run `stylepipe weights` / `dvc repro weights`)"
 
 
-class WeightsError(RuntimeError):
+class WeightsError(StylepipeError, RuntimeError):
     """Encoder weights are missing, corrupt, or do not fit the architecture."""
 
 
-class LayerError(ValueError):
+class LayerError(InputError):
     """A requested layer name does not exist in the encoder."""
 
 

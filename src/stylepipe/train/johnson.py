@@ -27,6 +27,7 @@ from torch import nn
 
 from stylepipe import paths
 from stylepipe.config import Params, TrainJohnson
+from stylepipe.errors import InputError
 from stylepipe.io import write_json
 from stylepipe.losses import content_loss, gram_target_loss, target_grams, total_variation
 from stylepipe.models.encoders import FeatureExtractor, deepest_layer, load_encoder
@@ -42,7 +43,7 @@ STAGE = "train_johnson"
 TERMS = ("content", "style", "tv")
 
 
-class JohnsonError(ValueError):
+class JohnsonError(InputError):
     """A style that is not listed in params or not present in the prepared data."""
 
 

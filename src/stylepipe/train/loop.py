@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from stylepipe.config import TrainBase
+from stylepipe.errors import StylepipeError
 from stylepipe.io import atomic_path
 from stylepipe.runtime import Runtime
 from stylepipe.train.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
@@ -49,7 +50,7 @@ class TrainTask(Protocol):
         ...
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(StylepipeError, RuntimeError):
     """The loss became NaN/Inf; the last good checkpoint is kept."""
 
 
