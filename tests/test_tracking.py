@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import socket
+import time
 from pathlib import Path
 
-from stylepipe.tracking import flatten, resolve_uri, stage_run
+import pytest
+
+from stylepipe.tracking import TrackingError, flatten, resolve_uri, stage_run
 
 
 def test_relative_sqlite_uri_is_anchored_at_the_repo_root(tmp_path: Path):
@@ -46,3 +50,42 @@ def test_two_stages_starting_at_once_share_a_fresh_store(tmp_path: Path):
     with multiprocessing.get_context("spawn").Pool(2) as pool:
         run_ids = pool.map(_log_one_run, [str(tmp_path)] * 2)
     assert len(set(run_ids)) == 2 and (tmp_path / "mlflow.db").is_file()
+
+
+def test_disabled_tracking_never_logs_the_serving_model(tmp_path: Path, monkeypatch):
+    """MLflow's model logging outside a run opens one in its default store (./mlruns or ./mlflow.db)."""
+    from stylepipe.config import Tracking, load_params
+
+    monkeypatch.chdir(tmp_path)
+    params = load_params(Path(__file__).parents[1] / "params.yaml")
+    params = params.model_copy(update={"tracking": Tracking(enabled=False)})
+    calls = []
+    with stage_run(params, "evaluate", ["common"], root=tmp_path) as tracker:
+        assert tracker.model(lambda: calls.append(1) or "models:/x") is None
+    assert calls == [] and sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def _closed_port_uri() -> tuple[socket.socket, str]:
+    """A loopback port that is bound but not listening: every connection to it is refused."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    return sock, f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+@pytest.mark.parametrize("listening", [False, True], ids=["refused", "never-answers"])
+def test_unreachable_server_is_a_clear_error_within_seconds(tmp_path: Path, monkeypatch, listening: bool):
+    """A refused connection, or a server that accepts and never answers, fails the stage naming
+    tracking.uri, bounded by the retries and timeout the stage sets (not MLflow's minutes)."""
+    from stylepipe.config import Tracking, load_params
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    sock, uri = _closed_port_uri()
+    if listening:
+        sock.listen(8)
+    params = load_params(Path(__file__).parents[1] / "params.yaml")
+    params = params.model_copy(update={"tracking": Tracking(uri=uri)})
+    started = time.monotonic()
+    with sock, pytest.raises(TrackingError, match=rf"tracking.uri={uri}: the MLflow tracking store does not answer"):  # noqa: SIM117
+        with stage_run(params, "train_recon", ["common"], root=tmp_path):
+            pytest.fail("the stage body ran without a tracking store")
+    assert time.monotonic() - started < 60

@@ -213,8 +213,11 @@ def run_evaluate(params: Params, out_dir: Path = paths.REPORTS / "evaluate") -> 
         if cfg.log_model:
             from stylepipe.serving import log_serving_model
 
-            uri = log_serving_model(paths.ENCODER, paths.DECODER, paths.STYLE_BANK, cfg.serve_max_pixels)
-            notes["serving model"] = f"{uri} (mlflow models serve -m {uri} --env-manager local)"
+            uri = tracker.model(
+                lambda: log_serving_model(paths.ENCODER, paths.DECODER, paths.STYLE_BANK, cfg.serve_max_pixels)
+            )
+            if uri is not None:
+                notes["serving model"] = f"{uri} (mlflow models serve -m {uri} --env-manager local)"
         write_report(out_dir / "report.html", metrics, sweep,
                      {"Content x style grid, alpha sweep, Gatys reference": out_dir / "grid.png",
                       "Training curves": out_dir / "curves.png"}, notes, verdict_rows=metrics["verdict"])
