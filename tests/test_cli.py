@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 from PIL import Image
 
@@ -77,3 +84,127 @@ def test_console_script_lists_every_stage():
     for stage in ("download", "weights", "preprocess", "train_recon", "train_adain", "evaluate",
                   "export_onnx", "export_openvino", "compile_blob", "demo", "stylize", "profile"):
         assert stage in out
+
+
+def test_a_bug_keeps_its_traceback_and_a_project_error_is_one_line(tmp_path: Path, monkeypatch, capsys):
+    """A ValueError from inside a library is a bug, shown in full; the project's own errors are one line."""
+    from stylepipe import cli
+    from stylepipe.errors import InputError
+
+    params = tmp_path / "params.yaml"
+    params.write_text((ROOT / "params.yaml").read_text())
+
+    def library_bug(params, args):
+        raise ValueError("operands could not be broadcast together with shapes (3,) (4,)")
+
+    monkeypatch.setitem(cli.HANDLERS, "preprocess", library_bug)
+    with pytest.raises(ValueError, match="could not be broadcast"):
+        main(["--params", str(params), "preprocess"])
+
+    def user_error(params, args):
+        raise InputError("data/raw/x.zip: member 'a' is both a file and a folder")
+
+    monkeypatch.setitem(cli.HANDLERS, "preprocess", user_error)
+    assert main(["--params", str(params), "preprocess"]) == 1
+    err = capsys.readouterr().err
+    assert err == "stylepipe preprocess: error: data/raw/x.zip: member 'a' is both a file and a folder\n"
+
+
+def test_full_disk_is_a_clear_error_not_a_bug(tmp_path: Path, monkeypatch, capsys):
+    from stylepipe import cli
+
+    params = tmp_path / "params.yaml"
+    params.write_text((ROOT / "params.yaml").read_text())
+
+    def disk_full(params, args):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "data/prepared/.tmp/shard-000.bin")
+
+    monkeypatch.setitem(cli.HANDLERS, "preprocess", disk_full)
+    assert main(["--params", str(params), "preprocess"]) == 1
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "shard-000.bin" in err and "Traceback" not in err
+
+
+# A stand-in for the CLI under SIGTERM: the handler it patches in waits inside an MLflow run and an
+# atomic write (or, for torchrun, under a fake torchrun that starts a worker) until the test kills it.
+SIGTERM_SCRIPT = """
+import sys, time
+from pathlib import Path
+from stylepipe import cli, tracking
+from stylepipe.io import atomic_path
+import stylepipe.train.distributed as distributed
+
+mode = sys.argv[1]
+
+def waits_in_run(params, args):
+    with tracking.stage_run(params, "preprocess", ["preprocess"]), atomic_path(Path("out.bin")) as tmp:
+        tmp.write_bytes(b"half-written")
+        Path("ready").write_text("1")
+        time.sleep(600)
+
+FAKE_TORCHRUN = (
+    "import subprocess, sys; from pathlib import Path; "
+    "w = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']); "
+    "Path('worker.pid').write_text(str(w.pid)); Path('ready').write_text('1'); w.wait()"
+)
+if mode == "run":
+    cli.HANDLERS["preprocess"] = waits_in_run
+    sys.exit(cli.main(["preprocess"]))
+distributed.torchrun_argv = lambda nproc, argv: [sys.executable, "-c", FAKE_TORCHRUN]
+sys.exit(cli.main(["train_recon"]))
+"""
+
+
+def _sigterm_when_ready(tmp_path: Path, mode: str, params: dict) -> subprocess.CompletedProcess:
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    script = tmp_path / "stand_in.py"
+    script.write_text(SIGTERM_SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(script), mode], cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "ready").exists():
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.monotonic() < deadline, "the stand-in never got ready"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, "", err)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state not in ("Z", "X")
+
+
+def _gone_within(pid: int, seconds: float) -> bool:
+    """The kernel delivers a SIGKILL asynchronously: allow it a moment (the worker itself sleeps 600 s)."""
+    deadline = time.monotonic() + seconds
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not _alive(pid)
+
+
+def test_sigterm_removes_temp_files_and_ends_the_mlflow_run_as_killed(tmp_path: Path):
+    import mlflow
+
+    params = load_default_params()
+    params["tracking"] = {"enabled": True, "uri": "sqlite:///mlflow.db", "experiment": "sigterm"}
+    done = _sigterm_when_ready(tmp_path, "run", params)
+    assert done.returncode == 143, done.stderr
+    assert "stylepipe preprocess: terminated (SIGTERM)" in done.stderr
+    assert not list(tmp_path.glob(".out.bin.*")) and not (tmp_path / "out.bin").exists()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["sigterm"], output_format="list")
+    assert [run.info.status for run in runs] == ["KILLED"]
+
+
+def test_sigterm_stops_torchrun_and_its_workers(tmp_path: Path):
+    params = load_default_params()
+    params["common"]["nproc_per_node"] = 2
+    params["tracking"]["enabled"] = False
+    done = _sigterm_when_ready(tmp_path, "torchrun", params)
+    worker = int((tmp_path / "worker.pid").read_text())
+    assert done.returncode == 143, done.stderr
+    assert _gone_within(worker, 10), f"torchrun's worker {worker} outlived the SIGTERM"

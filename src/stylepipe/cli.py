@@ -1,19 +1,27 @@
 """`stylepipe <stage>`: one subcommand per pipeline stage (the names dvc.yaml and the Snakefile use),
 plus `stylize`, `demo --live/--host`, `profile` and `checksum`. Every stage reads params.yaml from the
-working directory (the repo root). Errors the user can fix are printed as one clear message, not a traceback.
+working directory (the repo root). The project's own errors (`StylepipeError`) and a full or read-only disk
+are printed as one clear message; any other exception is a bug and keeps its traceback. SIGTERM (kill, SLURM)
+unwinds like Ctrl-C: temporary files are removed, MLflow runs end as KILLED, torchrun's processes are stopped.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import json
+import os
+import signal
+import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, get_args
 
 from stylepipe import paths
 from stylepipe.config import CompileMode, Device, load_params
+from stylepipe.errors import MissingInputError, StylepipeError
 
 STAGES = (
     "download", "weights", "preprocess", "train_recon", "train_adain", "train_johnson", "evaluate",
@@ -40,19 +48,62 @@ def _stage_preprocess(params, args) -> Any:
     return run_preprocess(params)
 
 
+STOP_GRACE_S = 30  # what torchrun gets to stop its workers (and they to clean up) before SIGKILL
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that it unwinds like Ctrl-C (every `except KeyboardInterrupt`
+    and `finally` runs)."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated(signal.Signals(signum).name)
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into `Terminated` for the block (the default action would end the process at once,
+    leaving temporary files, RUNNING MLflow runs and torchrun's workers behind)."""
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stop_group(proc: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> None:
+    """SIGTERM the process group `proc` leads (torchrun and its workers), SIGKILL what is left after `grace_s`."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(grace_s)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def run_process_group(cmd: list[str]) -> int:
+    """Run `cmd` in a process group of its own and return its exit code; when this process is interrupted
+    (Ctrl-C, SIGTERM) the whole group is stopped before the interrupt goes on."""
+    proc = subprocess.Popen(cmd, start_new_session=True)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        _stop_group(proc)
+        raise
+
+
 def _under_torchrun(params, args, stage: str) -> bool:
     """With common.nproc_per_node > 1, run the stage as that many torchrun processes (DDP) instead."""
-    import subprocess
-
     from stylepipe.train.distributed import env_from_torchrun, torchrun_argv
 
     nproc = params.common.nproc_per_node
     if nproc == 1 or env_from_torchrun().enabled:
         return False
-    cmd = torchrun_argv(nproc, ["--params", str(args.params), stage])
-    code = subprocess.run(cmd, check=False).returncode
+    code = run_process_group(torchrun_argv(nproc, ["--params", str(args.params), stage]))
     if code:
-        raise RuntimeError(f"{stage} under torchrun ({nproc} processes) failed with exit code {code}")
+        raise StylepipeError(f"{stage} under torchrun ({nproc} processes) failed with exit code {code} "
+                             "(the processes' own errors are printed above)")
     return True
 
 
@@ -135,7 +186,7 @@ def _checksum(args) -> None:
     from stylepipe.io import file_digest
 
     if not args.file.is_file():
-        raise FileNotFoundError(f"{args.file}: no such file")
+        raise MissingInputError(f"{args.file}: no such file")
     digest = file_digest(args.file, args.algorithm)
     print(f"{digest}  {args.file}")
     print(f"# params.yaml, download.remote.files:\n- name: {args.file.name}\n  urls: [<url>]\n"
@@ -267,27 +318,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _is_user_error(err: BaseException) -> bool:
-    """Errors raised by our own code carry a message meant for the user."""
-    return type(err).__module__.startswith("stylepipe") or isinstance(err, FileNotFoundError | ValueError)
+# the machine's state, not a bug: the message (errno text and file name) says what to free or fix
+ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES})
+
+
+def is_user_error(err: BaseException) -> bool:
+    """The project's own errors carry a message meant for the user, and so does a full, read-only or
+    forbidden disk; anything else (a ValueError deep in torch included) is a bug to show in full."""
+    return isinstance(err, StylepipeError) or (isinstance(err, OSError) and err.errno in ENVIRONMENT_ERRNOS)
+
+
+def _dispatch(args: argparse.Namespace) -> Any:
+    if args.command == "profile":
+        return _profile(args.params, args)
+    if args.command == "checksum":
+        return _checksum(args)
+    params = load_params(args.params)
+    handler = TOOLS.get(args.command) or HANDLERS[args.command]
+    return handler(params, args)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "profile":
-            result = _profile(args.params, args)
-        elif args.command == "checksum":
-            result = _checksum(args)
-        else:
-            params = load_params(args.params)
-            handler = TOOLS.get(args.command) or HANDLERS[args.command]
-            result = handler(params, args)
+        with sigterm_as_interrupt():
+            result = _dispatch(args)
+    except Terminated:
+        print(f"stylepipe {args.command}: terminated (SIGTERM)", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print(f"stylepipe {args.command}: interrupted", file=sys.stderr)
         return 130
     except Exception as err:
-        if not _is_user_error(err):
+        if not is_user_error(err):
             raise
         print(f"stylepipe {args.command}: error: {err}", file=sys.stderr)
         return 1

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from stylepipe.config import Common
+from stylepipe.config import Common, ConfigError
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ def _switch(value: str | bool, on_cuda: bool) -> bool:
 def resolve_runtime(common: Common) -> Runtime:
     """`auto` means CUDA when available; the speed switches default to on for CUDA, off for CPU."""
     if common.device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("params common.device is 'cuda' but no CUDA device is available (use 'auto')")
+        raise ConfigError("params common.device is 'cuda' but no CUDA device is available (use 'auto')")
     use_cuda = common.device == "cuda" or (common.device == "auto" and torch.cuda.is_available())
     # under torchrun each process drives the GPU of its local rank
     device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if use_cuda else torch.device("cpu")

@@ -14,6 +14,7 @@ from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
 
 from stylepipe.data.shards import ShardStore
+from stylepipe.errors import InputError
 
 
 def image_to_tensor(img: Image.Image) -> torch.Tensor:
@@ -83,7 +84,7 @@ def apply_crop_tensor(img: torch.Tensor, box: CropBox) -> torch.Tensor:
 def _split_indices(store: ShardStore, split: str) -> list[int]:
     idx = store.indices(split)
     if not idx:
-        raise ValueError(f"{store.dir}: no images in split {split!r}")
+        raise InputError(f"{store.dir}: no images in split {split!r}")
     return idx
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from stylepipe import paths
-from stylepipe.config import Params
+from stylepipe.config import ConfigError, Params
 from stylepipe.data.aria2 import download_files
 from stylepipe.data.sample import write_sample
 from stylepipe.io import atomic_dir, file_digest, write_json
@@ -49,7 +49,7 @@ def run_download(params: Params, out_dir: Path = paths.RAW, progress: bool = Tru
             write_json(tmp / SOURCE_FILE, source)
     else:
         if not cfg.remote.files:
-            raise ValueError("download.source is 'remote' but download.remote.files is empty")
+            raise ConfigError("download.source is 'remote' but download.remote.files is empty")
         out_dir.mkdir(parents=True, exist_ok=True)
         _remove_unlisted(out_dir, {f.name for f in cfg.remote.files})
         (out_dir / SOURCE_FILE).unlink(missing_ok=True)

@@ -22,7 +22,7 @@ from stylepipe import paths
 from stylepipe.config import Params
 from stylepipe.data.archives import extract_to_cache, is_archive
 from stylepipe.data.shards import ShardWriter
-from stylepipe.errors import InputError
+from stylepipe.errors import InputError, MissingInputError
 from stylepipe.io import atomic_dir, remove_stale_tmp, write_json
 from stylepipe.media import to_rgb
 
@@ -291,14 +291,14 @@ def run_preprocess(
     """Run the preprocess stage; write out_dir/{content,style}/ shard stores and out_dir/report.json."""
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
     if not raw_dir.is_dir():
-        raise FileNotFoundError(f"{raw_dir}: raw data directory not found (run the download stage)")
+        raise MissingInputError(f"{raw_dir}: raw data directory not found (run the download stage)")
     rejected: list[dict[str, str]] = []
     ann_files, coco_roots, wikiart = locate_inputs(raw_dir, extract_dir, params.preprocess.max_archive_bytes,
                                                    rejected)
     if not ann_files:
-        raise FileNotFoundError(f"{raw_dir}: no COCO annotations/instances_*.json found (or in its archives)")
+        raise MissingInputError(f"{raw_dir}: no COCO annotations/instances_*.json found (or in its archives)")
     if wikiart is None:
-        raise FileNotFoundError(f"{raw_dir}: no wikiart/<Style>/ folder found (or in its archives); with the "
+        raise MissingInputError(f"{raw_dir}: no wikiart/<Style>/ folder found (or in its archives); with the "
                                 "full profile, add wikiart.zip to download.remote.files (see profiles/full.yaml)")
     items = list_coco(ann_files, coco_roots, rejected) + list_wikiart(wikiart)
     report: dict[str, Any] = {"short_side": params.preprocess.short_side, "jpeg_quality": JPEG_QUALITY}

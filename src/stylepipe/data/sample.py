@@ -14,6 +14,7 @@ from PIL import Image
 
 from stylepipe.config import SampleParams
 from stylepipe.data.paintings import ARTISTS, STYLES, generate_painting
+from stylepipe.errors import StylepipeError
 
 # Colour RGB photos bundled inside the scikit-image wheel (no pooch download needed).
 SKIMAGE_PHOTOS = (
@@ -75,7 +76,7 @@ def content_photos(max_side: int) -> list[tuple[str, Image.Image]]:
             photos.append((name, arr))
     photos.extend(_sklearn_photos())
     if not photos:
-        raise RuntimeError("no bundled sample photos found (scikit-image / scikit-learn missing?)")
+        raise StylepipeError("no bundled sample photos found (scikit-image / scikit-learn missing?)")
     out = []
     for name, arr in photos:
         img = Image.fromarray(arr, "RGB")

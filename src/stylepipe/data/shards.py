@@ -11,6 +11,8 @@ from typing import Any
 
 from PIL import Image
 
+from stylepipe.errors import MissingInputError
+
 MANIFEST = "manifest.jsonl"
 RECORD_KEYS = ("id", "source", "split", "label", "width", "height", "shard", "offset", "length")
 
@@ -79,7 +81,7 @@ class ShardStore:
         self.dir = Path(directory)
         manifest = self.dir / MANIFEST
         if not manifest.is_file():
-            raise FileNotFoundError(f"{manifest}: no shard manifest (run the preprocess stage)")
+            raise MissingInputError(f"{manifest}: no shard manifest (run the preprocess stage)")
         self.records: list[dict[str, Any]] = [
             json.loads(line) for line in manifest.read_text().splitlines() if line.strip()
         ]

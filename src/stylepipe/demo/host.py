@@ -23,7 +23,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from stylepipe import paths
 from stylepipe.config import Params
-from stylepipe.errors import StylepipeError
+from stylepipe.errors import InputError, MissingInputError, StylepipeError
 from stylepipe.io import atomic_dir, write_json
 from stylepipe.media import VideoWriter
 from stylepipe.models.statistics import StatsOrigin
@@ -55,7 +55,7 @@ def to_frame(output: np.ndarray) -> np.ndarray:
 
 def _require(path: Path, stage: str) -> Path:
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: not found (run the {stage} stage first)")
+        raise MissingInputError(f"{path}: not found (run the {stage} stage first)")
     return path
 
 
@@ -70,7 +70,7 @@ class CpuModel:
         """The channel count of the style statistics the model takes (its style_mean input)."""
         shape = self.input_shapes.get("style_mean")
         if shape is None:
-            raise ValueError(f"{source}: no 'style_mean' input (inputs: {sorted(self.input_shapes)})")
+            raise InputError(f"{source}: no 'style_mean' input (inputs: {sorted(self.input_shapes)})")
         return StatsOrigin(int(np.prod(shape)))
 
 
@@ -91,7 +91,7 @@ def _cpu_model(backend: str, stem: str, openvino_dir: Path, onnx_dir: Path) -> t
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         shapes = {i.name: tuple(i.shape) for i in sess.get_inputs()}
         return CpuModel(lambda feeds: sess.run(None, feeds)[0], shapes), path
-    raise ValueError(f"unknown demo backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+    raise InputError(f"unknown demo backend {backend!r}: expected one of {', '.join(BACKENDS)}")
 
 
 def make_runner(backend: str, openvino_dir: Path, onnx_dir: Path) -> Runner:
@@ -107,9 +107,9 @@ class StyleCycler:
 
     def __init__(self, names: list[str], index: int = 0) -> None:
         if not names:
-            raise ValueError("no styles to cycle through (the style bank is empty)")
+            raise InputError("no styles to cycle through (the style bank is empty)")
         if not 0 <= index < len(names):
-            raise ValueError(f"style index {index} is out of range for {len(names)} styles")
+            raise InputError(f"style index {index} is out of range for {len(names)} styles")
         self.names, self.index = list(names), index
 
     @property
@@ -276,7 +276,7 @@ def stream(
                 if not display.open or cycler.on_key(display.key()) == "quit":
                     break
     if count == 0:
-        raise ValueError("no frames to stylise")
+        raise InputError("no frames to stylise")
     return {"frames": count, "fps": fps, "inference_fps": count / infer_s, "inference_s": infer_s}
 
 
@@ -319,7 +319,7 @@ def run_host(
     """Stylise a video file or webcam (/dev/videoN); write to out_path and/or show a live window
     (raises DisplayError up front when a window is asked for and there is no display)."""
     if out_path is None and not show:
-        raise ValueError("nothing to do: give an output file or ask for a live window")
+        raise InputError("nothing to do: give an output file or ask for a live window")
     display = Display("stylepipe") if show else None
     if out_path is not None:
         Path(out_path).parent.mkdir(parents=True, exist_ok=True)

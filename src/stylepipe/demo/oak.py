@@ -16,6 +16,7 @@ from typing import Any
 import depthai as dai
 import numpy as np
 
+from stylepipe.errors import InputError
 from stylepipe.io import write_json
 
 STYLE_INPUTS = ("style_mean", "style_std")
@@ -108,7 +109,7 @@ def style_message(mean: np.ndarray, std: np.ndarray, channels: int) -> dai.NNDat
     hold `channels` values (the blob's style input width), which a style bank of another layer does not."""
     values = [np.asarray(a, dtype=np.float32).ravel() for a in (mean, std)]
     if any(v.size != channels for v in values):
-        raise ValueError(f"style statistics of {values[0].size}/{values[1].size} values, but the network's "
+        raise InputError(f"style statistics of {values[0].size}/{values[1].size} values, but the network's "
                          f"{' and '.join(STYLE_INPUTS)} inputs take {channels}")
     msg = dai.NNData()
     for name, v in zip(STYLE_INPUTS, values, strict=True):
@@ -120,7 +121,7 @@ def blob_stats_channels(blob_path: Path) -> int:
     """The channel count of a stats-input blob's style_mean input ([1, C, 1, 1] in either dim order)."""
     inputs = dai.OpenVINO.Blob(str(blob_path)).networkInputs
     if STYLE_INPUTS[0] not in inputs:
-        raise ValueError(f"{blob_path}: no {STYLE_INPUTS[0]!r} input (inputs: {sorted(inputs)}): not the "
+        raise InputError(f"{blob_path}: no {STYLE_INPUTS[0]!r} input (inputs: {sorted(inputs)}): not the "
                          "style-statistics blob (adain_stats.blob)")
     return math.prod(inputs[STYLE_INPUTS[0]].dims)
 
@@ -165,7 +166,7 @@ def run_live(
 
     display = Display("stylepipe OAK-1") if show else None
     if with_style_input and bank_path is None:
-        raise ValueError("the style-switching demo needs the style bank (models/adain/style_bank.pt)")
+        raise InputError("the style-switching demo needs the style bank (models/adain/style_bank.pt)")
     bank = load_bank(bank_path, StatsOrigin(blob_stats_channels(blob_path))) if with_style_input else None
     channels = bank["channels"] if bank else None
     width, height = size

@@ -34,6 +34,7 @@ from torch import nn
 
 from stylepipe import paths
 from stylepipe.config import STYLE_NAME
+from stylepipe.errors import InputError
 from stylepipe.io import atomic_path
 from stylepipe.models.adain import NearestUp2x, mean_std
 from stylepipe.models.encoders import WeightsError, load_state_checked, read_weights_file
@@ -199,7 +200,7 @@ def parse_model_name(name: str) -> str | None:
         return None
     style = name.removeprefix(MODEL_PREFIX)
     if not name.startswith(MODEL_PREFIX) or not re.match(STYLE_NAME, style):
-        raise ValueError(
+        raise InputError(
             f"--model {name!r}: expected 'adain' or 'johnson:<style>' with a style name of letters, digits, "
             "'_' or '-' (e.g. johnson:Cubism)"
         )

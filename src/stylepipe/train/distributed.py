@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from stylepipe.config import ConfigError
+
 TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 
 
@@ -52,7 +54,7 @@ def init_distributed(device_type: str) -> DistEnv:
         return env
     if device_type == "cuda":
         if torch.cuda.device_count() <= env.local_rank:
-            raise RuntimeError(
+            raise ConfigError(
                 f"torchrun started local rank {env.local_rank} but only {torch.cuda.device_count()} CUDA "
                 "device(s) are visible: lower common.nproc_per_node"
             )
@@ -69,7 +71,7 @@ def shutdown_distributed() -> None:
 def per_rank_batch(batch_size: int, env: DistEnv, key: str) -> int:
     """Each process's share of the global batch; the global batch must split evenly."""
     if batch_size % env.world_size:
-        raise ValueError(
+        raise ConfigError(
             f"params {key}.batch_size={batch_size} does not split over {env.world_size} processes "
             "(common.nproc_per_node): choose a multiple of it"
         )

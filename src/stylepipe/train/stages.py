@@ -23,6 +23,7 @@ from stylepipe.data.datasets import (
     image_to_tensor,
 )
 from stylepipe.data.shards import ShardStore
+from stylepipe.errors import InputError
 from stylepipe.io import atomic_path, file_digest, write_json
 from stylepipe.losses import colour_loss, content_loss, structure_loss, style_loss, total_variation
 from stylepipe.models.adain import (
@@ -304,7 +305,7 @@ def style_image(styles: ShardStore, label: str, size: int) -> torch.Tensor:
         i for i in styles.indices("train") if styles.records[i]["label"] == label
     ]
     if not candidates:
-        raise ValueError(f"{styles.dir}: no painting of style {label!r} (styles present: {styles.labels})")
+        raise InputError(f"{styles.dir}: no painting of style {label!r} (styles present: {styles.labels})")
     return image_to_tensor(center_resize_crop(styles.read_image(candidates[0]), size))
 
 
