@@ -26,6 +26,7 @@ class ServerState:
     ranges: list[str] = field(default_factory=list)
     starts: list[int] = field(default_factory=list)  # first byte of every GET body (0 without Range)
     requests: list[str] = field(default_factory=list)
+    served: int = 0  # body bytes sent, over all requests
 
 
 def _handler(state: ServerState) -> type[BaseHTTPRequestHandler]:
@@ -64,6 +65,7 @@ def _handler(state: ServerState) -> type[BaseHTTPRequestHandler]:
             body = data[start : end + 1]
             if state.drop_after is not None and start < state.drop_after:
                 self.wfile.write(body[: state.drop_after - start])
+                state.served += len(body[: state.drop_after - start])
                 self.wfile.flush()
                 self.close_connection = True
                 with contextlib.suppress(OSError):
@@ -75,13 +77,16 @@ def _handler(state: ServerState) -> type[BaseHTTPRequestHandler]:
             with contextlib.suppress(ConnectionError):  # the client went away (killed daemon)
                 if state.bytes_per_s is None:
                     self.wfile.write(body)
+                    state.served += len(body)
                     return
                 step = max(1, state.bytes_per_s // 20)
                 for i in range(0, len(body), step):
                     if state.bytes_per_s is None:  # throttle lifted mid-transfer
                         self.wfile.write(body[i:])
+                        state.served += len(body) - i
                         return
                     self.wfile.write(body[i : i + step])
+                    state.served += len(body[i : i + step])
                     time.sleep(0.05)
 
         def do_GET(self) -> None:

@@ -55,7 +55,9 @@ def test_success_with_sha256(tmp_path: Path) -> None:
         records = download_files([f], tmp_path / "out", remote(tmp_path), progress=False)
     assert (tmp_path / "out" / "a.bin").read_bytes() == PAYLOAD
     assert records == [{"name": "a.bin", "sha256": SHA, "bytes": len(PAYLOAD), "skipped": False}]
-    assert list((tmp_path / "staging").iterdir()) == []
+    # the verified file stays in staging, linked into the output; no partial or control file is left
+    assert [p.name for p in (tmp_path / "staging").iterdir()] == ["a.bin"]
+    assert (tmp_path / "staging" / "a.bin").samefile(tmp_path / "out" / "a.bin")
     # already present with the right checksum: skipped, no request made
     n = len(state.requests)
     with http_server(state) as url:
@@ -289,7 +291,7 @@ def test_progress_bar_shows_speed_and_eta(tmp_path: Path, capsys: pytest.Capture
     assert "1.43M/1.43M" in err
 
 
-def test_complete_staged_file_is_verified_and_moved(tmp_path: Path) -> None:
+def test_complete_staged_file_is_verified_and_linked(tmp_path: Path) -> None:
     staging = tmp_path / "staging"
     staging.mkdir()
     (staging / "a.bin").write_bytes(PAYLOAD)  # e.g. fetched by hand to record its checksum
@@ -298,7 +300,7 @@ def test_complete_staged_file_is_verified_and_moved(tmp_path: Path) -> None:
         f = RemoteFile(name="a.bin", urls=[f"{url}/a.bin"], sha256=SHA)
         records = download_files([f], tmp_path / "out", remote(tmp_path), progress=False)
     assert records[0]["name"] == "a.bin" and state.requests == []
-    assert (tmp_path / "out" / "a.bin").read_bytes() == PAYLOAD and not (staging / "a.bin").exists()
+    assert (tmp_path / "out" / "a.bin").read_bytes() == PAYLOAD and (staging / "a.bin").read_bytes() == PAYLOAD
 
 
 def test_checksum_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -336,3 +338,59 @@ def test_daemon_exits_when_the_stage_is_sigkilled(tmp_path: Path) -> None:
     proc.kill()  # no Python cleanup runs: aria2c's --stop-with-process must end it
     proc.wait()
     _wait_for(lambda: _exited(pid), timeout=10)
+
+
+def test_verified_file_outlives_the_output(tmp_path: Path) -> None:
+    """DVC deletes data/raw before re-running download: the verified file comes back from staging."""
+    state = ServerState(files={"/a.bin": PAYLOAD})
+    with http_server(state) as url:
+        f = RemoteFile(name="a.bin", urls=[f"{url}/a.bin"], sha256=SHA)
+        download_files([f], tmp_path / "out", remote(tmp_path), progress=False)
+        shutil.rmtree(tmp_path / "out")
+        served = state.served
+        again = download_files([f], tmp_path / "out", remote(tmp_path), progress=False)
+    assert again[0]["skipped"] and state.served == served
+    assert (tmp_path / "out" / "a.bin").read_bytes() == PAYLOAD
+
+
+def test_file_verified_in_the_output_is_kept_in_staging(tmp_path: Path) -> None:
+    """A file verified in the output only (moved there by an older version) gets its staging copy back."""
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "a.bin").write_bytes(PAYLOAD)
+    with http_server(ServerState()) as url:
+        f = RemoteFile(name="a.bin", urls=[f"{url}/a.bin"], sha256=SHA)
+        download_files([f], tmp_path / "out", remote(tmp_path), progress=False)
+    assert (tmp_path / "staging" / "a.bin").read_bytes() == PAYLOAD
+
+
+def _write_remote_params(repo: Path, url: str, payloads: dict[str, bytes], **remote_knobs: object) -> None:
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["download"]["source"] = "remote"
+    files = [{"name": n, "urls": [f"{url}/{n}"], "sha256": hashlib.sha256(d).hexdigest()} for n, d in payloads.items()]
+    params["download"]["remote"].update({"split": 1, "max_tries": 1, "timeout_s": 5, "files": files} | remote_knobs)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+@pytest.mark.integration
+def test_dvc_repro_never_fetches_a_verified_file_twice(tmp_path: Path) -> None:
+    """Real `dvc repro download`: one file verifies, the other fails; the re-run after the fix, and the
+    re-run after a download knob changes, fetch nothing already verified."""
+    from tests.conftest import make_project_copy, run
+
+    other = os.urandom(700_000)
+    state = ServerState(files={"/a.bin": PAYLOAD})  # b.bin's mirror is down at first
+    repo = make_project_copy(tmp_path / "project")
+    with http_server(state) as url:
+        _write_remote_params(repo, url, {"a.bin": PAYLOAD, "b.bin": other})
+        failed = run(["dvc", "repro", "download"], repo, check=False)
+        assert failed.returncode != 0 and "b.bin" in failed.stdout + failed.stderr
+        assert state.served == len(PAYLOAD)
+        state.files["/b.bin"] = other  # the mirror is back
+        run(["dvc", "repro", "download"], repo)
+        assert state.served == len(PAYLOAD) + len(other)
+        _write_remote_params(repo, url, {"a.bin": PAYLOAD, "b.bin": other}, max_tries=2)
+        rerun = run(["dvc", "repro", "download"], repo)
+        assert "Running stage 'download'" in rerun.stdout
+    assert state.served == len(PAYLOAD) + len(other)
+    for name, data in (("a.bin", PAYLOAD), ("b.bin", other)):
+        assert (repo / "data" / "raw" / name).read_bytes() == data

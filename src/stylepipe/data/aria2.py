@@ -1,7 +1,9 @@
 """Checksummed, resumable downloads through a private aria2c RPC daemon driven by aria2p.
 
 Files are downloaded into a staging directory (partial files + aria2 control files survive failures
-and DVC's deletion of stage outputs), verified again in Python, and only then moved into place.
+and DVC's deletion of stage outputs), verified again in Python, and stay there: the stage output gets a
+hard link (a copy across filesystems). DVC deletes a stage's outputs before re-running it and Snakemake
+deletes them when a job fails; a verified file in the staging directory is linked back, never fetched again.
 """
 
 from __future__ import annotations
@@ -182,17 +184,20 @@ def aria2_options(f: RemoteFile, remote: RemoteParams, staging: Path) -> dict[st
     }
 
 
-def move_into(src: Path, dst: Path) -> None:
-    """os.replace, falling back to an atomic copy when staging and dest are on different filesystems."""
+def link_into(src: Path, dst: Path) -> None:
+    """Put src's file at dst, keeping src: a hard link, or an atomic copy where links cannot be made
+    (another filesystem, or one without hard links)."""
+    if dst.exists() and os.path.samefile(src, dst):
+        return
     dst.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.replace(src, dst)
-    except OSError as err:
-        if err.errno != errno.EXDEV:
-            raise
-        with atomic_path(dst) as tmp:
+    with atomic_path(dst) as tmp:
+        tmp.unlink()
+        try:
+            os.link(src, tmp)
+        except OSError as err:
+            if err.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                raise
             shutil.copyfile(src, tmp)
-        src.unlink()
 
 
 def _discard(staging: Path, name: str) -> None:
@@ -234,7 +239,7 @@ def _record(dest: Path, f: RemoteFile, skipped: bool) -> dict[str, Any]:
 
 
 def _finish(t: _Transfer, staging: Path, dest: Path) -> tuple[dict[str, Any] | None, str | None]:
-    """Verify a completed transfer in Python and move it into dest; (record, error)."""
+    """Verify a completed transfer in Python and link it into dest; (record, error)."""
     f, staged = t.file, staging / t.file.name
     algo, expected = checksum_of(f)
     if not staged.is_file():
@@ -243,20 +248,24 @@ def _finish(t: _Transfer, staging: Path, dest: Path) -> tuple[dict[str, Any] | N
     if digest != expected:
         _discard(staging, f.name)
         return None, f"{f.name}: checksum mismatch after download from {', '.join(f.urls)}: {algo} {digest}"
-    move_into(staged, dest / f.name)
+    link_into(staged, dest / f.name)
     return _record(dest, f, skipped=False), None
 
 
 def _already_there(f: RemoteFile, dest: Path, staging: Path) -> dict[str, Any] | None:
-    """A record when f is verified in dest, or complete and verified in staging (then moved into dest).
+    """A record when f is verified in dest or in staging; the verified file ends up in both.
 
     A staged file with no aria2 control file beside it may be complete (e.g. fetched by hand to record
-    its checksum); a staged file with a control file is partial and is left for aria2 to resume."""
-    if verify(dest / f.name, f):
+    its checksum); a staged file with a control file is partial and is left for aria2 to resume, unless
+    dest already holds the verified file."""
+    out, staged, control = dest / f.name, staging / f.name, staging / f"{f.name}.aria2"
+    if verify(out, f):
+        if not (staged.exists() and os.path.samefile(staged, out)):
+            control.unlink(missing_ok=True)
+            link_into(out, staged)
         return _record(dest, f, skipped=True)
-    staged = staging / f.name
-    if not (staging / f"{f.name}.aria2").exists() and verify(staged, f):
-        move_into(staged, dest / f.name)
+    if not control.exists() and verify(staged, f):
+        link_into(staged, out)
         return _record(dest, f, skipped=True)
     return None
 
@@ -290,9 +299,10 @@ def _wait(pending: list[_Transfer], d: Aria2Daemon, staging: Path, dest: Path,
 
 def download_files(files: list[RemoteFile], dest: Path, remote: RemoteParams, progress: bool = True,
                    daemon: Aria2Daemon | None = None) -> list[dict[str, Any]]:
-    """Download, verify and move `files` into `dest`; raise DownloadError listing every failure.
+    """Download and verify `files` into the staging directory and link them into `dest`; raise
+    DownloadError listing every failure.
 
-    A file already in dest (or complete in staging) with the right checksum is not downloaded again.
+    A file already in dest or complete in staging with the right checksum is not downloaded again.
     `daemon`: an already started Aria2Daemon to use (otherwise a private one is started and always
     stopped, also on errors and Ctrl-C).
     """
