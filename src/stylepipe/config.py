@@ -127,10 +127,35 @@ class TorchvisionWeights(Section):
     vgg19_bn_url: str
 
 
+def _sha256_hex(v: str) -> str:
+    if len(v) != 64 or any(c not in "0123456789abcdef" for c in v.lower()):
+        raise ValueError(f"sha256 {v!r} must be 64 hex digits")
+    return v.lower()
+
+
+class PublishedFile(Section):
+    """A published AdaIN model file: a path (relative to the repo root; published/ is where DVC watches)
+    or an http(s) URL, its pinned sha256 (null until `stylepipe checksum FILE` prints it: stages refuse an
+    unpinned file), and its format (pth: the PyTorch port's state dict; t7: the official Torch7 file),
+    checked against the file's content."""
+
+    file: Annotated[str, Field(min_length=1)]
+    sha256: Annotated[str, AfterValidator(_sha256_hex)] | None = None
+    format: Literal["pth", "t7"]
+
+
 class Weights(Section):
-    encoder: Literal["vgg16_hed", "vgg19", "vgg19_bn"] = "vgg16_hed"
+    encoder: Literal["vgg16_hed", "vgg19", "vgg19_bn", "vgg19_normalised"] = "vgg16_hed"
     vgg16_hed: HedWeights
     torchvision: TorchvisionWeights
+    vgg19_normalised: PublishedFile = PublishedFile(file="published/vgg_normalised.pth", format="pth")
+
+
+class PublishedDecoder(PublishedFile):
+    """adain.init: the published decoder that train_recon imports (no training) and train_adain then
+    fine-tunes for `steps` iterations (0 = passes it through unchanged)."""
+
+    steps: NonNegInt = 0
 
 
 class Adain(Section):
@@ -139,6 +164,16 @@ class Adain(Section):
 
     layer: Literal["relu3_1", "relu4_1"] = "relu4_1"
     decoder_width: Annotated[float, Field(ge=0.25, le=1.0, multiple_of=0.125)] = 1.0
+    init: PublishedDecoder | None = None  # start from a published decoder instead of train_recon
+
+    @model_validator(mode="after")
+    def _published_decoder_shape(self) -> Adain:
+        if self.init is not None and (self.layer, self.decoder_width) != ("relu4_1", 1.0):
+            raise ValueError(
+                f"adain.init imports a published decoder, which mirrors the encoder from relu4_1 at full width: "
+                f"set adain.layer relu4_1 and decoder_width 1.0 (got {self.layer}, {self.decoder_width:g})"
+            )
+        return self
 
 
 class Preprocess(Section):

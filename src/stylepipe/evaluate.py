@@ -152,11 +152,14 @@ def loss_curves(paths: dict[str, Path], out: Path) -> Path | None:
     for ax, (name, path) in zip(axes[0], present.items(), strict=True):
         with open(path) as f:
             rows = list(csv.DictReader(f))
+        ax.set_title(name)
+        if not rows:  # a stage that imported its model instead of training (adain.init)
+            ax.text(0.5, 0.5, "no training: imported", ha="center", va="center", transform=ax.transAxes)
+            continue
         steps = [int(r["step"]) for r in rows]
         for key in rows[0]:
             if key not in ("step", "lr"):
                 ax.plot(steps, [float(r[key]) for r in rows], label=key)
-        ax.set_title(name)
         ax.set_xlabel("step")
         ax.set_yscale("log")
         ax.legend()

@@ -119,18 +119,20 @@ def _matrix_power(cov: torch.Tensor, power: float) -> torch.Tensor:
 
 
 def coral(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Recolour `source` [3, H, W] to the RGB mean and covariance of `target` (the reference tools'
-    colour preservation, applied to the style image before it is encoded)."""
-    def moments(img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Recolour `source` [3, H, W] to the RGB mean, std and correlation of `target`, as the reference
+    tools do before encoding the style image (the published models were shown with exactly this): each
+    image's pixels standardised per channel (unbiased std), the source's (Gram + I) taken to the
+    target's by matrix square roots, then the target's std and mean; not clamped, as there."""
+    def standardised(img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         flat = img.reshape(3, -1).double()
-        mu = flat.mean(1, keepdim=True)
-        cov = torch.cov(flat) + torch.eye(3, dtype=flat.dtype) * 1e-5
-        return flat, mu, cov
+        mu, std = flat.mean(1, keepdim=True), flat.std(1, keepdim=True).clamp_min(1e-8)
+        return (flat - mu) / std, mu, std
 
-    src, mu_s, cov_s = moments(source)
-    _, mu_t, cov_t = moments(target)
-    out = _matrix_power(cov_t, 0.5) @ _matrix_power(cov_s, -0.5) @ (src - mu_s) + mu_t
-    return out.reshape(source.shape).to(source.dtype).clamp(0, 1)
+    src, _, _ = standardised(source)
+    tgt, mu_t, std_t = standardised(target)
+    eye = torch.eye(3, dtype=src.dtype)
+    moved = _matrix_power(tgt @ tgt.T + eye, 0.5) @ _matrix_power(src @ src.T + eye, -0.5) @ src
+    return (moved * std_t + mu_t).reshape(source.shape).to(source.dtype)
 
 
 # ------------------------------------------------------------------------------------- style statistics

@@ -18,6 +18,8 @@ rule download:
 
 rule weights:
     input:
+        "published",
+        "src/stylepipe/models/published.py",
         "src/stylepipe/models/weights.py",
         "src/stylepipe/models/encoders.py",
     output:

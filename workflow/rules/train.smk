@@ -1,5 +1,7 @@
 rule train_recon:
     input:
+        "published",
+        "src/stylepipe/models/published.py",
         "data/prepared",
         "models/encoder",
         "src/stylepipe/train/stages.py",

