@@ -7,6 +7,7 @@ import base64
 import io
 import json
 import os
+import re
 import subprocess
 import time
 import urllib.error
@@ -78,6 +79,88 @@ def test_a_bank_of_another_layer_fails_at_load(tmp_path: Path) -> None:
     with pytest.raises(StylizeError, match=r"bank\.pt: style statistics of encoder 'vgg16_hed' at relu4_1, 512 "
                                            r"channels, but the model takes encoder 'vgg16_hed' at relu3_1, 256"):
         loaded_pyfunc(tmp_path, ("relu3_1", 1.0), bank_layer="relu4_1")
+
+
+EPS = (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 32 32\n%%EndComments\n"
+       b"newpath 0 0 moveto 32 32 lineto stroke\nshowpage\n%%EOF\n")
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _never_ghostscript(monkeypatch) -> None:
+    """Pillow's EPS decoder runs Ghostscript: here it fails the test if it is ever reached."""
+    from PIL import EpsImagePlugin
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the EPS decoder ran (Ghostscript would have been started)")
+
+    monkeypatch.setattr(EpsImagePlugin.EpsImageFile, "load", refuse)
+
+
+def _rotated_photo(w: int, h: int, orientation: int) -> str:
+    """A w x h JPEG whose EXIF orientation asks viewers to rotate it (6: 90 degrees clockwise)."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8)).save(
+        buf, format="JPEG", exif=exif)
+    return _b64(buf.getvalue())
+
+
+def _stats_file(path: Path, mean, std, names=("s",)) -> str:
+    torch.save({"format": "stylepipe.style_stats/1", "encoder": "vgg16_hed", "layer": "relu3_1",
+                "names": list(names), "mean": mean, "std": std}, path)
+    return encode_file(path)
+
+
+def test_an_eps_is_refused_without_running_its_decoder(tmp_path: Path, monkeypatch) -> None:
+    _never_ghostscript(monkeypatch)
+    model = loaded_pyfunc(tmp_path, ("relu3_1", 0.5))
+    for field in ("content", "style"):
+        row = {"content": _photo(32, 32), "style": _photo(32, 32), field: _b64(EPS)}
+        with pytest.raises(MlflowException) as caught:
+            model.predict(None, pd.DataFrame([row]))
+        assert caught.value.message.startswith(f"row 0: {field}: not a readable image of an accepted format (JPEG, ")
+
+
+def test_exif_orientation_is_applied_as_the_cli_does(tmp_path: Path) -> None:
+    model = loaded_pyfunc(tmp_path, ("relu3_1", 0.5))
+    out = model.predict(None, pd.DataFrame([{"content": _rotated_photo(40, 24, 6), "style_name": "stripes"}]))
+    assert (out["width"][0], out["height"][0]) == (24, 40)  # portrait, as the phone showed it
+
+
+@pytest.mark.parametrize(
+    ("mean", "std", "message"),
+    [
+        (torch.rand(1, 1, 1, 1), torch.rand(1, 1, 1, 1) + 0.1, "style statistics of .*1 channels, but the model "
+                                                                "takes .*256 channels"),
+        (torch.rand(1, 3, 1, 1), torch.rand(1, 3, 1, 1) + 0.1, "style statistics of .*3 channels, but the model takes"),
+        (torch.rand(1, 256, 2, 2), torch.rand(1, 256, 2, 2) + 0.1, r"mean must be \[S, C, 1, 1\] for S=1 names, "
+                                                                    r"got \[1, 256, 2, 2\]"),
+        (torch.full((1, 256, 1, 1), float("nan")), torch.ones(1, 256, 1, 1), "mean holds NaN or infinite"),
+        (torch.zeros(1, 256, 1, 1), torch.full((1, 256, 1, 1), float("inf")), "std holds NaN or infinite"),
+        (torch.zeros(1, 256, 1, 1), -torch.ones(1, 256, 1, 1), "std must be positive"),
+        ([0.0] * 256, torch.ones(1, 256, 1, 1), "mean must be a float tensor, got list"),
+    ],
+    ids=["1-channel", "3-channel", "spatial", "nan-mean", "inf-std", "negative-std", "list"],
+)
+def test_style_stats_contents_are_checked(tmp_path: Path, mean, std, message) -> None:
+    model = loaded_pyfunc(tmp_path, ("relu3_1", 0.5))
+    row = {"content": _photo(32, 32), "style_stats": _stats_file(tmp_path / "s.pt", mean, std)}
+    with pytest.raises(MlflowException) as caught:
+        model.predict(None, pd.DataFrame([row]))
+    assert re.match(f"row 0: style_stats: {message}", caught.value.message), caught.value.message
+    assert caught.value.get_http_status_code() == 400
+
+
+def test_rows_per_request_are_limited(tmp_path: Path) -> None:
+    model = loaded_pyfunc(tmp_path, ("relu3_1", 0.5))
+    rows = pd.DataFrame([{"content": _photo(24, 24), "style_name": "stripes"}] * (model.max_rows + 1))
+    with pytest.raises(MlflowException, match=f"{model.max_rows + 1} rows exceed the limit of {model.max_rows}"):
+        model.predict(None, rows)
+    assert len(model.predict(None, rows[: model.max_rows])) == model.max_rows
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +250,8 @@ def test_posts_a_real_image_and_gets_a_stylised_image(server, tmp_path):
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        (b"{not json", ""),
+        (b"{not json", "Ensure that input is a valid JSON formatted string"),
+        (_rows(content=_b64(EPS), style_name="stripes"), "content: not a readable image of an accepted format"),
         (_rows(content=_photo(100, 100), style_name="stripes"), "exceeds max_pixels=4096"),
         (_rows(content="%%%", style_name="stripes"), "content: not valid base64"),
         (_rows(content=base64.b64encode(b"GIF89a junk").decode(), style_name="stripes"), "not a readable image"),

@@ -273,3 +273,73 @@ def test_a_statistics_file_of_another_layer_is_refused_naming_both(tmp_path):
                      save_style_stats=tmp_path / "s.pt", encoder=enc, decoder=dec, progress=False)
     assert result["written"] == [str(tmp_path / "out.png")]
     assert StyleStats.load(tmp_path / "s.pt").layer == "relu3_1"
+
+
+def _invert(x: torch.Tensor) -> torch.Tensor:
+    """A model-free stylizer: the tests below are about which file goes where."""
+    return 1 - x
+
+
+def _flat(path: Path, value: int, size=(24, 16)) -> Path:
+    Image.fromarray(np.full((size[1], size[0], 3), value, np.uint8)).save(path)
+    return path
+
+
+def test_inputs_with_the_same_stem_get_distinct_outputs(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _flat(folder / "a.jpg", 40)
+    _flat(folder / "a.png", 200)
+    _flat(folder / "b.png", 90)
+    result = run_stylizer(folder, tmp_path / "out", _invert, progress=False)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "a_jpg_stylized.png", "a_png_stylized.png", "b_stylized.png"]
+    assert len(result["written"]) == 3
+    for name, value in (("a_jpg", 40), ("a_png", 200)):  # each output holds its own input, stylised
+        assert abs(np.asarray(Image.open(tmp_path / "out" / f"{name}_stylized.png")).mean() - (255 - value)) < 3
+
+
+def test_an_output_that_would_overwrite_its_input_is_refused(tmp_path):
+    photo = _flat(tmp_path / "a.png", 40)
+    original = photo.read_bytes()
+    with pytest.raises(StylizeError, match=r"a\.png: the output would overwrite the input .*a\.png; choose another -o"):
+        run_stylizer(photo, photo, _invert, progress=False)
+    with pytest.raises(StylizeError, match="would overwrite the input"):
+        run_stylizer(photo, tmp_path / "." / "a.png", _invert, progress=False)
+    assert photo.read_bytes() == original
+    folder = tmp_path / "in"  # the folder as its own output, holding an earlier run's output
+    folder.mkdir()
+    _flat(folder / "b.png", 40)
+    earlier = _flat(folder / "b_stylized.png", 1)
+    with pytest.raises(StylizeError, match=r"b_stylized\.png: the output would overwrite the input"):
+        run_stylizer(folder, folder, _invert, progress=False)
+    assert np.asarray(Image.open(earlier)).max() == 1
+    clip = _video(tmp_path / "clip.mp4", 2, audio=False)
+    before = clip.read_bytes()
+    with pytest.raises(StylizeError, match="would overwrite the input"):
+        run_stylizer(clip, clip, _invert, progress=False)
+    assert clip.read_bytes() == before
+
+
+EPS = (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 32 32\n%%EndComments\n"
+       b"newpath 0 0 moveto 32 32 lineto stroke\nshowpage\n%%EOF\n")
+
+
+def test_only_the_accepted_image_formats_are_decoded(tmp_path, monkeypatch):
+    """An EPS named .jpg is refused by name, and Pillow's EPS decoder (Ghostscript) never runs."""
+    from PIL import EpsImagePlugin
+
+    from stylepipe.data.preprocess import ImageRejected, convert_image
+    from stylepipe.media import MediaError
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the EPS decoder ran (Ghostscript would have been started)")
+
+    monkeypatch.setattr(EpsImagePlugin.EpsImageFile, "load", refuse)
+    fake = tmp_path / "photo.jpg"
+    fake.write_bytes(EPS)
+    with pytest.raises(MediaError, match=r"photo\.jpg: not a readable image of an accepted format \(JPEG, PNG"):
+        open_image(fake)
+    with pytest.raises(ImageRejected, match=r"not a recognised image \(accepted formats: JPEG, PNG"):
+        convert_image(str(fake), 512, 8)
+    assert open_image(_img(tmp_path / "real.webp", format="WEBP")).size == (40, 32)  # the accepted ones still open

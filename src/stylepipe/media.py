@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import IO
 
 import av
 import numpy as np
@@ -21,6 +22,10 @@ from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 from stylepipe.errors import InputError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
+# The only Pillow decoders ever tried, whatever a file's name says: EPS/PDF would run Ghostscript, and the
+# rarer formats' parsers are attack surface no photo needs (phones' multi-picture JPEGs open as JPEG).
+IMAGE_FORMATS = ("JPEG", "PNG", "BMP", "WEBP", "TIFF", "GIF")
+NOT_ACCEPTED = f"not a readable image of an accepted format ({', '.join(IMAGE_FORMATS)})"
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v"}
 ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 
@@ -56,21 +61,34 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+def open_allowed(file: str | Path | IO[bytes]) -> Image.Image:
+    """`Image.open` restricted to IMAGE_FORMATS (lazy: only the header is read); UnidentifiedImageError
+    for anything else."""
+    Image.init()  # registers every plugin (once): Image.open looks the listed formats up by name
+    return Image.open(file, formats=IMAGE_FORMATS)
+
+
+def upright_rgb(img: Image.Image) -> Image.Image:
+    """Decode an opened image fully and return it as 8-bit RGB, upright (EXIF orientation applied)."""
+    img.load()
+    return to_rgb(ImageOps.exif_transpose(img))
+
+
 def open_image(path: Path) -> Image.Image:
     """The file as an 8-bit RGB PIL image, fully decoded, upright (EXIF orientation applied)."""
     path = Path(path)
     try:
-        with Image.open(path) as img:
-            img.load()
-            upright = ImageOps.exif_transpose(img)
-            return to_rgb(upright)
+        with open_allowed(path) as img:
+            return upright_rgb(img)
+    except UnidentifiedImageError:
+        raise MediaError(f"{path}: {NOT_ACCEPTED}") from None
     except FileNotFoundError:
         raise MediaError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise MediaError(f"{path}: is a directory, expected an image file") from None
     except Image.DecompressionBombError as err:
         raise MediaError(f"{path}: image too large ({err})") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+    except (OSError, SyntaxError, ValueError) as err:
         raise MediaError(f"{path}: not a readable image ({err})") from None
 
 

@@ -6,9 +6,12 @@ Request: a DataFrame (`dataframe_split` / `dataframe_records` JSON), one row per
   style_stats  base64 of a style statistics file (`stylepipe stylize --save-style-stats`), or
   style_name   a style of the style bank packaged with the model (models/adain/style_bank.pt)
   alpha        0..1 (default 1)
+Images are JPEG, PNG, BMP, WebP, TIFF or GIF (no other decoder is ever tried), turned upright by their
+EXIF orientation as the CLI does. A request holds at most `max_rows` rows (model_config, default 16).
 Response: one row per image: `image` (base64 PNG of the stylised image, same size as the content),
-`width`, `height`. Bad requests (missing/undecodable fields, images over `max_pixels`, unknown style
-names, alpha out of range) raise MlflowException INVALID_PARAMETER_VALUE: HTTP 400 with the message.
+`width`, `height`. Bad requests (missing/undecodable fields, other image formats, images over
+`max_pixels`, more rows than `max_rows`, unknown style names, style statistics of the wrong shape or with
+NaN/Inf, alpha out of range) raise MlflowException INVALID_PARAMETER_VALUE: HTTP 400 with the message.
 
 The evaluate stage logs it (`log_serving_model`), beside the metrics of the same decoder.
 """
@@ -26,7 +29,7 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 import stylepipe
 from stylepipe.data.datasets import image_to_tensor
@@ -34,6 +37,7 @@ from stylepipe.viz import to_pil
 
 MODEL_NAME = "model"
 DEFAULT_MAX_PIXELS = 3840 * 2160
+DEFAULT_MAX_ROWS = 16  # with max_pixels, bounds the memory and time one request can take
 STYLE_SIZE = 512
 PACKAGES = ("torch", "torchvision", "numpy", "pillow", "pandas", "mlflow", "pydantic", "pyyaml", "tqdm", "av",
             "scikit-image", "psutil")
@@ -68,16 +72,18 @@ def _b64(value: Any, what: str, max_chars: int) -> bytes:
 
 
 def decode_image(value: Any, what: str, max_pixels: int) -> torch.Tensor:
-    """base64 image -> [3, H, W]; the size is checked from the header before decoding the pixels."""
-    from stylepipe.media import to_rgb
+    """base64 image of an accepted format -> [3, H, W], upright as the CLI reads it (EXIF orientation);
+    the size is checked from the header before decoding the pixels."""
+    from stylepipe.media import NOT_ACCEPTED, open_allowed, upright_rgb
 
     data = _b64(value, what, max_chars=4 * (16 * max_pixels + 4096) // 3)
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with open_allowed(io.BytesIO(data)) as img:
             if img.width * img.height > max_pixels:
                 raise _bad_request(f"{what}: {img.width}x{img.height} image exceeds max_pixels={max_pixels}")
-            img.load()
-            rgb = to_rgb(img)
+            rgb = upright_rgb(img)
+    except UnidentifiedImageError:
+        raise _bad_request(f"{what}: {NOT_ACCEPTED}") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise _bad_request(f"{what}: not a readable image ({err})") from None
     if min(rgb.size) < 16:
@@ -101,6 +107,7 @@ class AdaINPyfunc(mlflow.pyfunc.PythonModel):
             self.bank.check_model(self.model, bank)  # a bank of another AdaIN layer fails at load, not per request
         config = context.model_config or {}
         self.max_pixels = int(config.get("max_pixels", DEFAULT_MAX_PIXELS))
+        self.max_rows = int(config.get("max_rows", DEFAULT_MAX_ROWS))
         self.runtime = Runtime(self.device, bf16=False, channels_last=False, compile=False)
 
     def _style(self, row: dict) -> Any:
@@ -149,6 +156,9 @@ class AdaINPyfunc(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input, params=None):  # no type hints: MLflow would infer a schema
         if not isinstance(model_input, pd.DataFrame) or model_input.empty:
             raise _bad_request("expected a non-empty table with a `content` column")
+        if len(model_input) > self.max_rows:
+            raise _bad_request(f"{len(model_input)} rows exceed the limit of {self.max_rows} images per request: "
+                               "split the request")
         rows = []
         for i, row in enumerate(model_input.to_dict(orient="records")):
             try:

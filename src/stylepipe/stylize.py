@@ -179,10 +179,11 @@ class StyleStats:
             raise StylizeError(f"{source}: not a readable style statistics file ({err})") from None
         if not isinstance(blob, dict) or not {"names", "mean", "std"} <= set(blob):
             raise StylizeError(f"{source}: expected a style statistics file with keys names, mean, std")
-        mean, std = blob["mean"], blob["std"]
-        if mean.ndim != 4 or mean.shape != std.shape or mean.shape[0] != len(blob["names"]):
-            raise StylizeError(f"{source}: mean/std must be [S, C, 1, 1] for S names, got {tuple(mean.shape)}")
-        return cls(list(blob["names"]), mean.float(), std.float(), blob.get("encoder"), blob.get("layer"))
+        names, mean, std = blob["names"], blob["mean"], blob["std"]
+        if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
+            raise StylizeError(f"{source}: names must be a list of style names")
+        _check_moments(mean, std, len(names), source)
+        return cls(list(names), mean.float(), std.float(), blob.get("encoder"), blob.get("layer"))
 
     def mixed(self, weights: Sequence[float] | None) -> tuple[torch.Tensor, torch.Tensor]:
         """[1, C, 1, 1] mean/std interpolated with `weights` (normalised to sum 1). AdaIN is affine in the
@@ -208,6 +209,22 @@ class StyleStats:
         if msg := self.origin.mismatch(StatsOrigin.of(model), source):
             raise StylizeError(f"{msg}: compute them with this model "
                                "(`stylepipe stylize --style ... --save-style-stats`)")
+
+
+def _check_moments(mean: Any, std: Any, styles: int, source: str) -> None:
+    """mean/std as AdaIN takes them: float tensors [S, C, 1, 1] for S styles, finite, std positive."""
+    for name, value in (("mean", mean), ("std", std)):
+        if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+            raise StylizeError(f"{source}: {name} must be a float tensor, got {type(value).__name__}")
+        if value.ndim != 4 or value.shape[0] != styles or value.shape[1] < 1 or value.shape[2:] != (1, 1):
+            raise StylizeError(f"{source}: {name} must be [S, C, 1, 1] for S={styles} names, "
+                               f"got {list(value.shape)}")
+        if not torch.isfinite(value).all():
+            raise StylizeError(f"{source}: {name} holds NaN or infinite values")
+    if mean.shape != std.shape:
+        raise StylizeError(f"{source}: mean {list(mean.shape)} and std {list(std.shape)} differ in shape")
+    if not (std > 0).all():
+        raise StylizeError(f"{source}: std must be positive (a standard deviation), got min {float(std.min())}")
 
 
 def normalise_weights(weights: Sequence[float] | None, n: int) -> torch.Tensor:
@@ -441,6 +458,35 @@ def _output_for(content: Path, output: Path, suffix: str = ".png") -> Path:
     return output
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
+
+
+def _refuse_overwriting(sources: Sequence[Path], targets: Sequence[Path]) -> None:
+    """No output may land on an input: the original would be replaced by its stylised copy."""
+    for target in targets:
+        hit = next((s for s in sources if _same_file(s, target)), None)
+        if hit is not None:
+            raise StylizeError(f"{target}: the output would overwrite the input {hit}; choose another -o")
+
+
+def folder_targets(images: Sequence[Path], output: Path) -> dict[Path, Path]:
+    """Output file per input image: <stem>_stylized.png, or <stem>_<ext>_stylized.png for inputs whose
+    stems collide (a.jpg and a.png), so that no two inputs write the same file."""
+    stems: dict[str, int] = {}
+    for path in images:
+        stems[path.stem] = stems.get(path.stem, 0) + 1
+    targets = {path: output / (f"{path.stem}_stylized.png" if stems[path.stem] == 1
+                               else f"{path.stem}_{path.suffix.lstrip('.').lower()}_stylized.png") for path in images}
+    by_target: dict[Path, list[str]] = {}
+    for path, target in targets.items():
+        by_target.setdefault(target, []).append(path.name)
+    clashes = {target.name: names for target, names in by_target.items() if len(names) > 1}
+    if clashes:
+        raise StylizeError(f"{output}: several inputs would write the same output {clashes}; rename them")
+    return targets
+
+
 def _fit(image: torch.Tensor, size: int) -> torch.Tensor:
     """Shrink [3, H, W] so the shorter side is `size` (never upscale; 0 = keep)."""
     h, w = image.shape[-2:]
@@ -490,13 +536,18 @@ def _stylise_video(stylizer: Stylizer, source: Path, target: Path, size: int, pr
 def run_stylizer(content: Path, output: Path, stylizer: Stylizer, content_size: int = 0,
                  progress: bool = True) -> dict:
     """Stylise an image (output: a file, or a folder), a folder of images (output: a folder; unreadable
-    files are skipped and reported) or a video (output: an .mp4; audio copied) with any stylizer."""
+    files are skipped and reported; a.jpg and a.png get distinct outputs) or a video (output: an .mp4;
+    audio copied) with any stylizer. An output that would overwrite an input is refused before any work."""
     content, output = Path(content), Path(output)
     if content.is_dir():
+        if output.exists() and not output.is_dir():
+            raise StylizeError(f"{output}: a folder input needs an output folder, not a file")
+        targets = folder_targets(list_images(content), output)
+        _refuse_overwriting(list(targets), list(targets.values()))
         written, skipped = [], {}
-        for path in tqdm(list_images(content), desc=str(content), unit="image", disable=not progress):
+        for path, target in tqdm(targets.items(), desc=str(content), unit="image", disable=not progress):
             try:
-                written.append(_stylise_image(stylizer, path, output / f"{path.stem}_stylized.png", content_size))
+                written.append(_stylise_image(stylizer, path, target, content_size))
             except StylizeError as err:
                 skipped[str(path)] = str(err)
         if not written and skipped:
@@ -504,11 +555,12 @@ def run_stylizer(content: Path, output: Path, stylizer: Stylizer, content_size: 
         return {"written": written, "skipped": skipped}
     if not content.exists():
         raise StylizeError(f"{content}: no such file or folder")
+    target = _output_for(content, output, ".mp4" if is_video(content) else ".png")
+    _refuse_overwriting([content], [target])
     if is_video(content):
-        return {"written": [], "skipped": {}, "video": _stylise_video(
-            stylizer, content, _output_for(content, output, ".mp4"), content_size, progress)}
-    return {"written": [_stylise_image(stylizer, content, _output_for(content, output), content_size)],
-            "skipped": {}}
+        return {"written": [], "skipped": {}, "video": _stylise_video(stylizer, content, target, content_size,
+                                                                       progress)}
+    return {"written": [_stylise_image(stylizer, content, target, content_size)], "skipped": {}}
 
 
 def stylize(

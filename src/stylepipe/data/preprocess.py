@@ -24,7 +24,7 @@ from stylepipe.data.archives import extract_to_cache, is_archive
 from stylepipe.data.shards import ShardWriter
 from stylepipe.errors import InputError, MissingInputError
 from stylepipe.io import atomic_dir, remove_stale_tmp, write_json
-from stylepipe.media import to_rgb
+from stylepipe.media import IMAGE_FORMATS, open_allowed, to_rgb
 
 EXTRACT_DIR = Path(".cache/extract")
 JPEG_QUALITY = 90
@@ -132,7 +132,7 @@ def convert_image(path: str, short_side: int, min_side: int) -> tuple[bytes, int
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             data = Path(path).read_bytes()  # once: decoded below, and stored as is when reusable
-            with Image.open(io.BytesIO(data)) as img:
+            with open_allowed(io.BytesIO(data)) as img:
                 w, h = img.size
                 if min(w, h) < min_side:
                     raise ImageRejected(f"too small: {w}x{h} (shorter side < {min_side})")
@@ -150,7 +150,8 @@ def convert_image(path: str, short_side: int, min_side: int) -> tuple[bytes, int
         raise ImageRejected(f"decompression bomb: {err}") from None
     except Image.UnidentifiedImageError:
         size = os.path.getsize(path) if os.path.exists(path) else -1
-        raise ImageRejected("empty file (0 bytes)" if size == 0 else "not a recognised image") from None
+        raise ImageRejected("empty file (0 bytes)" if size == 0 else
+                            f"not a recognised image (accepted formats: {', '.join(IMAGE_FORMATS)})") from None
     except (OSError, SyntaxError, ValueError, EOFError) as err:
         raise ImageRejected(f"corrupt or truncated: {err}") from None
     size = resized_size(*img.size, short_side)
