@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import tarfile
 import zipfile
 from pathlib import Path
@@ -131,3 +132,81 @@ def test_zip_refuses_symlink_member(tmp_path: Path) -> None:
     with pytest.raises(UnsafeArchiveError, match=r"data/link.*link"):
         safe_extract(tmp_path / "link.zip", tmp_path / "out", max_bytes=1000)
     assert not (tmp_path / "out" / "data").exists()
+
+
+def patch_zip_member(path: Path, name: str, flags: int | None = None, method: int | None = None) -> Path:
+    """Rewrite a member's general-purpose flags and/or compression method in both of its headers (the
+    local header before its data and its central directory entry), as other zip tools write them."""
+    with zipfile.ZipFile(path) as zf:
+        offset = zf.getinfo(name).header_offset
+    raw = bytearray(path.read_bytes())
+    cd = raw.find(b"PK\x01\x02")
+    while cd != -1:
+        name_len = int.from_bytes(raw[cd + 28 : cd + 30], "little")
+        if raw[cd + 46 : cd + 46 + name_len] == name.encode():
+            break
+        cd = raw.find(b"PK\x01\x02", cd + 4)
+    for pos in (offset + 6, cd + 8):  # flags, then method, in each header
+        if flags is not None:
+            raw[pos : pos + 2] = flags.to_bytes(2, "little")
+        if method is not None:
+            raw[pos + 2 : pos + 4] = method.to_bytes(2, "little")
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def extract_reporting(archive: Path, dest: Path, **kw) -> tuple[list[str], dict[str, str]]:
+    bad: dict[str, str] = {}
+    files = safe_extract(archive, dest, 100_000, on_bad_member=lambda n, r: bad.setdefault(n, r), **kw)
+    return sorted(p.relative_to(dest).as_posix() for p in files), bad
+
+
+@pytest.mark.parametrize(
+    ("patch", "reason"),
+    [({"flags": 0x1}, "encrypted (password-protected) member"),
+     ({"method": 9}, "compressed with Deflate64, which cannot be read here: re-pack the archive with Deflate")],
+    ids=["encrypted", "deflate64"],
+)
+def test_unreadable_zip_members_are_skipped_and_reported(tmp_path: Path, patch: dict, reason: str) -> None:
+    z = patch_zip_member(make_zip(tmp_path / "w.zip", {"a.jpg": b"one", "b.jpg": b"two"}), "a.jpg", **patch)
+    files, bad = extract_reporting(z, tmp_path / "out")
+    assert files == ["b.jpg"] and list(bad) == ["a.jpg"] and bad["a.jpg"].startswith(reason)
+    with pytest.raises(UnsafeArchiveError, match=rf"w\.zip: member 'a\.jpg': {re.escape(reason.split(':')[0])}"):
+        safe_extract(z, tmp_path / "out2", 100_000)  # without a report to go to: a clear error
+
+
+@pytest.mark.parametrize(
+    ("members", "kept", "skipped", "reason"),
+    [
+        ({"a": b"file", "a/b": b"x", "c": b"c"}, ["a", "c"], "a/b",
+         "needs 'a' to be a folder, but an earlier member is a file of that name"),
+        ({"a/": b"", "a/x": b"x", "a": b"file"}, ["a/x"], "a", "a file of the same name as an earlier folder"),
+        ({"a/b": b"x", "a": b"file"}, ["a/b"], "a", "a file of the same name as an earlier folder"),
+        ({".": b"dot", "c": b"c"}, ["c"], ".", "a file without a name"),
+        ({"x" * 300 + ".jpg": b"x", "c": b"c"}, ["c"], "x" * 300 + ".jpg", "a path component of 304 bytes"),
+        ({"/".join(["d" * 200] * 21) + "/f": b"x", "c": b"c"}, ["c"], "/".join(["d" * 200] * 21) + "/f",
+         "a path of "),
+    ],
+    ids=["file-then-folder", "folder-then-file", "implicit-folder-then-file", "dot", "long-name", "long-path"],
+)
+def test_members_that_cannot_be_placed_are_skipped_and_reported(tmp_path, members, kept, skipped, reason) -> None:
+    z = make_zip(tmp_path / "odd.zip", members)
+    files, bad = extract_reporting(z, tmp_path / "out")
+    assert files == kept and list(bad) == [skipped] and bad[skipped].startswith(reason)
+    t = make_tar(tmp_path / "odd.tar.gz", [tar_file(n, d)[0] for n, d in members.items() if not n.endswith("/")],
+                 {n: d for n, d in members.items()})
+    files, bad = extract_reporting(t, tmp_path / "out_tar")
+    assert files == kept and skipped in bad
+
+
+def test_member_count_is_capped(tmp_path: Path) -> None:
+    z = make_zip(tmp_path / "many.zip", {f"{i}.txt": b"x" for i in range(5)})
+    with pytest.raises(UnsafeArchiveError, match=r"many\.zip: 5 members exceed the limit of 4 "
+                                                 r"\(preprocess\.max_archive_members\)"):
+        safe_extract(z, tmp_path / "out", 100_000, max_members=4)
+    assert not list((tmp_path / "out").iterdir())
+    t = make_tar(tmp_path / "many.tar.gz", [tar_file(f"{i}.txt", b"x")[0] for i in range(5)],
+                 {f"{i}.txt": b"x" for i in range(5)})
+    with pytest.raises(UnsafeArchiveError, match="5 members exceed the limit of 4"):
+        safe_extract(t, tmp_path / "out_tar", 100_000, max_members=4)
+    assert len(safe_extract(z, tmp_path / "ok", 100_000, max_members=5)) == 5

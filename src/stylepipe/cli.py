@@ -181,6 +181,17 @@ def _profile(params_path: Path, args) -> Any:
     return apply_profile(args.name, params_path)
 
 
+def _checkpoints(args) -> Any:
+    """List the training checkpoints kept per stage, or prune each stage's folder to the newest --keep."""
+    from stylepipe.train.checkpoint import KEEP, ROOT, list_checkpoints, prune_checkpoints
+
+    if args.action == "prune":
+        removed = prune_checkpoints(ROOT, KEEP if args.keep is None else args.keep)
+        return {"removed": [str(p) for p in removed]}
+    folders = sorted({p.parent for p in ROOT.rglob("*.pt")}) if ROOT.is_dir() else []
+    return {str(f): [p.name for p in list_checkpoints(f)] for f in folders}
+
+
 def _checksum(args) -> None:
     """Print FILE's digest and the params.yaml entry that pins it (e.g. WikiArt, which has no published one)."""
     from stylepipe.io import file_digest
@@ -315,6 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
     ck = sub.add_parser("checksum", help="print a file's sha256 (or md5) and its params.yaml entry")
     ck.add_argument("file", type=Path, help="e.g. a hand-downloaded wikiart.zip")
     ck.add_argument("--algorithm", choices=("sha256", "md5"), default="sha256")
+    cp = sub.add_parser("checkpoints", help="list or prune the training checkpoints in .cache/checkpoints")
+    cp.add_argument("action", choices=("list", "prune"))
+    cp.add_argument("--keep", type=int, help="prune: checkpoints kept per stage, newest first (default 3)")
     return parser
 
 
@@ -333,6 +347,8 @@ def _dispatch(args: argparse.Namespace) -> Any:
         return _profile(args.params, args)
     if args.command == "checksum":
         return _checksum(args)
+    if args.command == "checkpoints":
+        return _checkpoints(args)
     params = load_params(args.params)
     handler = TOOLS.get(args.command) or HANDLERS[args.command]
     return handler(params, args)

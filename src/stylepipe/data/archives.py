@@ -1,20 +1,31 @@
-"""Safe extraction of zip and tar archives: no absolute paths, no `..`, no links or device files, and
-a cap on the total uncompressed size checked from the headers and enforced while streaming."""
+"""Safe extraction of zip and tar archives: no absolute paths, no `..`, no links or device files, a cap
+on the member count and on the total uncompressed size (checked from the headers and enforced while
+streaming). Members that cannot be extracted as they stand (encrypted, an unsupported compression method,
+a name the file system cannot hold, a file where an earlier member made a folder or the reverse) are
+skipped and reported, the rest of the archive is extracted."""
 
 from __future__ import annotations
 
 import json
+import lzma
 import stat
 import tarfile
 import zipfile
 import zlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
 
 from stylepipe.errors import InputError
 
 CHUNK = 1 << 20
+DEFAULT_MAX_MEMBERS = 1_000_000  # params preprocess.max_archive_members
+NAME_MAX = 255  # bytes per path component (ext4, xfs, btrfs, tmpfs)
+PATH_MAX = 4096  # bytes of a whole path, the extraction folder included
+ZIP_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate", zipfile.ZIP_BZIP2: "bzip2",
+               zipfile.ZIP_LZMA: "lzma"}  # what Python's zipfile decompresses
+ZIP_METHOD_NAMES = {9: "Deflate64", 12: "bzip2", 14: "LZMA", 93: "Zstandard", 95: "xz", 98: "PPMd", 99: "AES"}
 
 
 class UnsafeArchiveError(InputError):
@@ -60,26 +71,53 @@ def _copy_limited(src: IO[bytes], dst: Path, archive: Path, member: str, budget:
     return written
 
 
-def _zip_members(
-    archive: Path, zf: zipfile.ZipFile, limit: int
-) -> list[tuple[zipfile.ZipInfo, PurePosixPath]]:
+@dataclass
+class Member:
+    """One archive member as it will be extracted: its name in the archive, its relative path, whether it
+    is a folder, and why it must be skipped (None: it can be extracted)."""
+
+    name: str
+    rel: PurePosixPath
+    is_dir: bool
+    info: zipfile.ZipInfo | tarfile.TarInfo
+    problem: str | None = None
+
+
+def _check_count(archive: Path, count: int, max_members: int) -> None:
+    if count > max_members:
+        raise UnsafeArchiveError(f"{archive}: {count} members exceed the limit of {max_members} "
+                                 "(preprocess.max_archive_members)")
+
+
+def _zip_problem(info: zipfile.ZipInfo) -> str | None:
+    """Why zipfile cannot read this member, or None."""
+    if info.flag_bits & 0x1:
+        return "encrypted (password-protected) member: extract it by hand with its password"
+    if info.compress_type not in ZIP_METHODS:
+        method = ZIP_METHOD_NAMES.get(info.compress_type, f"method {info.compress_type}")
+        return f"compressed with {method}, which cannot be read here: re-pack the archive with Deflate"
+    return None
+
+
+def _zip_members(archive: Path, zf: zipfile.ZipFile, limit: int, max_members: int) -> list[Member]:
+    infos = zf.infolist()
+    _check_count(archive, len(infos), max_members)
     members, total = [], 0
-    for info in zf.infolist():
+    for info in infos:
         rel = _safe_name(archive, info.filename)
         mode = info.external_attr >> 16
         if mode and (stat.S_ISLNK(mode) or stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode)):
             raise UnsafeArchiveError(f"{archive}: member {info.filename!r} is a link or device file")
         total += info.file_size
         _check_total(archive, total, limit, info.filename)
-        members.append((info, rel))
+        members.append(Member(info.filename, rel, info.is_dir(), info, _zip_problem(info)))
     return members
 
 
-def _tar_members(
-    archive: Path, tf: tarfile.TarFile, limit: int
-) -> list[tuple[tarfile.TarInfo, PurePosixPath]]:
+def _tar_members(archive: Path, tf: tarfile.TarFile, limit: int, max_members: int) -> list[Member]:
     members, total = [], 0
-    for info in tf.getmembers():
+    for info in tf:  # streamed: the count is checked before the whole member list is in memory
+        _check_count(archive, len(members) + 1, max_members)
         rel = _safe_name(archive, info.name)
         if info.issym() or info.islnk():
             raise UnsafeArchiveError(f"{archive}: member {info.name!r} is a symlink/hardlink")
@@ -87,8 +125,44 @@ def _tar_members(
             raise UnsafeArchiveError(f"{archive}: member {info.name!r} is a device/fifo/special file")
         total += info.size
         _check_total(archive, total, limit, info.name)
-        members.append((info, rel))
+        members.append(Member(info.name, rel, info.isdir(), info))
     return members
+
+
+def _name_problem(rel: PurePosixPath, is_dir: bool, dest: Path) -> str | None:
+    if not rel.parts and not is_dir:
+        return "a file without a name (the member is called '.' or '/')"
+    long_part = next((part for part in rel.parts if len(part.encode()) > NAME_MAX), None)
+    if long_part is not None:
+        return f"a path component of {len(long_part.encode())} bytes (the file system allows {NAME_MAX})"
+    length = len(str(dest.resolve().joinpath(*rel.parts)).encode())
+    if length > PATH_MAX:
+        return f"a path of {length} bytes once extracted (the file system allows {PATH_MAX})"
+    return None
+
+
+def _mark_layout_problems(members: list[Member], dest: Path) -> None:
+    """Mark members that cannot be placed: bad names, and a file and a folder of the same path (the
+    earlier member wins: `a` then `a/b`, or the folder `a/` then a file `a`)."""
+    files: set[PurePosixPath] = set()
+    dirs: set[PurePosixPath] = set()
+    for m in members:
+        m.problem = m.problem or _name_problem(m.rel, m.is_dir, dest)
+        if m.problem is not None:
+            continue
+        parents = [p for p in m.rel.parents if p.parts]
+        blocked = next((p for p in parents if p in files), None)
+        if blocked is not None:
+            m.problem = f"needs {blocked.as_posix()!r} to be a folder, but an earlier member is a file of that name"
+        elif m.is_dir and m.rel in files:
+            m.problem = "a folder of the same name as an earlier file"
+        elif not m.is_dir and m.rel in dirs:
+            m.problem = "a file of the same name as an earlier folder"
+        elif not m.is_dir and m.rel in files:
+            m.problem = "a second member of the same name (the first one is kept)"
+        else:
+            (dirs if m.is_dir else files).add(m.rel)
+            dirs.update(parents)
 
 
 def safe_extract(
@@ -96,17 +170,32 @@ def safe_extract(
     dest: str | Path,
     max_bytes: int,
     on_bad_member: Callable[[str, str], None] | None = None,
+    max_members: int = DEFAULT_MAX_MEMBERS,
 ) -> list[Path]:
     """Extract `archive` (zip or tar[.gz|.bz2|.xz]) into `dest`; return the extracted file paths.
 
     Every member is validated before anything is written (UnsafeArchiveError names the member).
-    A member whose data is corrupt (bad CRC, truncated stream) is skipped and reported through
-    `on_bad_member(name, reason)` when given, otherwise raised.
+    A member that cannot be extracted (see the module docstring) or whose data is corrupt (bad CRC,
+    truncated stream) is skipped and reported through `on_bad_member(name, reason)` when given,
+    otherwise raised as UnsafeArchiveError.
     """
     archive, dest = Path(archive), Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     out: list[Path] = []
     total = 0
+
+    def skip(name: str, reason: str) -> None:
+        if on_bad_member is None:
+            raise UnsafeArchiveError(f"{archive}: member {name!r}: {reason}")
+        on_bad_member(name, reason)
+
+    def extract_all(members: list[Member], opener: Callable[[Member], IO[bytes]]) -> None:
+        _mark_layout_problems(members, dest)
+        for m in members:
+            if m.problem is not None:
+                skip(m.name, m.problem)
+            else:
+                extract_one(m.name, m.rel, m.is_dir, lambda m=m: opener(m))
 
     def extract_one(name: str, rel: PurePosixPath, is_dir: bool, opener: Callable[[], IO[bytes]]) -> None:
         nonlocal total
@@ -121,22 +210,20 @@ def safe_extract(
         except UnsafeArchiveError:
             target.unlink(missing_ok=True)
             raise
-        except (zipfile.BadZipFile, zlib.error, EOFError, tarfile.TarError, OSError) as err:
+        except (zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, tarfile.TarError, OSError) as err:
             target.unlink(missing_ok=True)
-            if on_bad_member is None:
-                raise
-            on_bad_member(name, f"corrupt archive member: {err}")
+            if isinstance(err, OSError) and err.errno is not None:
+                raise  # the machine's (a full disk), not the member's: the CLI names it
+            skip(name, f"corrupt archive member: {err}")
             return
         out.append(target)
 
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as zf:
-            for info, rel in _zip_members(archive, zf, max_bytes):
-                extract_one(info.filename, rel, info.is_dir(), lambda i=info: zf.open(i))
+            extract_all(_zip_members(archive, zf, max_bytes, max_members), lambda m: zf.open(m.info))
     elif tarfile.is_tarfile(archive):
         with tarfile.open(archive) as tf:
-            for tinfo, rel in _tar_members(archive, tf, max_bytes):
-                extract_one(tinfo.name, rel, tinfo.isdir(), lambda i=tinfo: _tar_open(tf, i))
+            extract_all(_tar_members(archive, tf, max_bytes, max_members), lambda m: _tar_open(tf, m.info))
     else:
         raise UnsafeArchiveError(f"{archive}: not a zip or tar archive")
     return out
@@ -150,7 +237,8 @@ def _tar_open(tf: tarfile.TarFile, info: tarfile.TarInfo) -> IO[bytes]:
 
 
 def extract_to_cache(archive: Path, cache_root: Path, max_bytes: int,
-                     on_bad_member: Callable[[str, str], None] | None = None) -> Path:
+                     on_bad_member: Callable[[str, str], None] | None = None,
+                     max_members: int = DEFAULT_MAX_MEMBERS) -> Path:
     """Extract once into cache_root/<archive name>/ (atomically); reuse when the archive is unchanged."""
     from stylepipe.io import atomic_dir, remove_stale_tmp
 
@@ -162,7 +250,7 @@ def extract_to_cache(archive: Path, cache_root: Path, max_bytes: int,
         bad: list[list[str]] = []
         remove_stale_tmp(target)  # a half-extracted copy left by a killed run
         with atomic_dir(target) as tmp:
-            safe_extract(archive, tmp, max_bytes, lambda name, why: bad.append([name, why]))
+            safe_extract(archive, tmp, max_bytes, lambda name, why: bad.append([name, why]), max_members)
             (tmp / ".bad_members.json").write_text(json.dumps(bad))
             (tmp / ".extracted").write_text(stamp)
     if on_bad_member is not None and bad_file.is_file():
