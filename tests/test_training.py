@@ -7,11 +7,20 @@ from pathlib import Path
 import pytest
 import torch
 
+from stylepipe import codedeps
 from stylepipe.config import Common, TrainAdain
 from stylepipe.models.adain import Decoder
 from stylepipe.models.encoders import build_encoder
 from stylepipe.models.weights import hed_h5_path, hed_state_dict
 from stylepipe.runtime import resolve_runtime, seed_everything
+from stylepipe.train.checkpoint import (
+    KEEP,
+    CheckpointSkipped,
+    list_checkpoints,
+    load_checkpoint,
+    prune_checkpoints,
+    save_checkpoint,
+)
 from stylepipe.train.loop import NonFiniteLossError, fit
 from stylepipe.train.stages import AdainTask, ReconTask
 
@@ -100,9 +109,76 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path: Path):
 
     with pytest.raises(NonFiniteLossError, match="loss became nan by step 3"):
         fit(_adain_task(), cfg, RT, poisoned, tmp_path / "d", "hash")
-    saved = torch.load(tmp_path / "d" / "latest.pt", weights_only=False)
+    [path] = list_checkpoints(tmp_path / "d")
+    saved = torch.load(path, weights_only=True)
     assert saved["step"] == 2
     assert all(torch.isfinite(v).all() for v in saved["model"].values())
+
+
+def test_divergence_between_log_steps_is_never_checkpointed(tmp_path: Path):
+    """Logged every 6 steps, checkpointed every 2: the loss turns NaN at step 3, before any log step."""
+    cfg = _cfg(iterations=6, log_every=6)
+
+    def poisoned(chunk: int):
+        for content, style in _batches(chunk):
+            yield (content * float("nan") if chunk == 1 else content), style
+
+    with pytest.raises(NonFiniteLossError, match="between steps 3 and 4"):
+        fit(_adain_task(), cfg, RT, poisoned, tmp_path / "d", "hash")
+    [path] = list_checkpoints(tmp_path / "d")
+    saved = torch.load(path, weights_only=True)
+    assert saved["step"] == 2
+    assert all(torch.isfinite(v).all() for v in saved["model"].values())
+
+
+def test_checkpoint_holds_only_tensors_and_plain_values(tmp_path: Path):
+    fit(_adain_task(), _cfg(iterations=2, lr_schedule="onecycle"), RT, _batches, tmp_path / "c", "hash")
+    [path] = list_checkpoints(tmp_path / "c")
+    payload = torch.load(path, weights_only=True)  # an unpickling load would be needed for numpy arrays
+    assert payload["step"] == 2 and path.stem == payload["key"]
+
+
+def test_code_change_starts_over_and_reports_the_skipped_checkpoint(tmp_path: Path, monkeypatch):
+    cfg = _cfg(iterations=2)
+    fit(_adain_task(), cfg, RT, _batches, tmp_path / "c", "hash")
+    assert fit(_adain_task(), cfg, RT, _batches, tmp_path / "c", "hash").resumed_from == 2
+    real_digest = codedeps.file_digest
+
+    def edited_losses(path, *args):  # losses.py now reads differently: an edit of the AdAIN loss
+        return "edited" if Path(path).name == "losses.py" else real_digest(path, *args)
+
+    monkeypatch.setattr(codedeps, "file_digest", edited_losses)
+    with pytest.warns(CheckpointSkipped, match="starting from step 0"):
+        result = fit(_adain_task(), cfg, RT, _batches, tmp_path / "c", "hash")
+    assert result.resumed_from == 0
+    assert len(list_checkpoints(tmp_path / "c")) == 2  # the other code's checkpoint is kept, not used
+
+
+def test_checkpoints_are_kept_per_params(tmp_path: Path):
+    """Killed at step 4 with params A (last checkpoint: step 2), a full run with params B, back to A:
+    A resumes at step 2."""
+    cfg = _cfg()
+
+    def die_after_step_4(step, row):
+        if step == 4:
+            raise _Kill
+
+    with pytest.raises(_Kill):
+        fit(_adain_task(), cfg, RT, _batches, tmp_path / "c", "params-A", on_log=die_after_step_4)
+    fit(_adain_task(), cfg, RT, _batches, tmp_path / "c", "params-B")
+    assert fit(_adain_task(), cfg, RT, _batches, tmp_path / "c", "params-A").resumed_from == 2
+
+
+def test_checkpoints_are_bounded_and_pruned(tmp_path: Path):
+    folder = tmp_path / "ckpt" / "train_adain"
+    for i in range(KEEP + 2):
+        save_checkpoint(folder, f"key{i}", {"step": i})
+    assert [p.stem for p in list_checkpoints(folder)] == [f"key{i}" for i in range(KEEP + 1, 1, -1)]
+    save_checkpoint(tmp_path / "ckpt" / "train_johnson" / "Cubism", "k", {"step": 1})
+    removed = prune_checkpoints(tmp_path / "ckpt", keep=1)
+    assert len(removed) == KEEP - 1
+    assert [p.stem for p in list_checkpoints(folder)] == [f"key{KEEP + 1}"]
+    assert load_checkpoint(folder, f"key{KEEP + 1}")["step"] == KEEP + 1
 
 
 def test_style_loss_gradient_is_finite_on_constant_channels():
@@ -239,3 +315,18 @@ def test_train_adain_refuses_a_recon_decoder_of_another_layer_or_width(tmp_path:
                 rf"but 'vgg16_hed' at {layer} of width {width:g} is configured")
     with pytest.raises(WeightsError, match=expected):
         initial_decoder("vgg16_hed", Adain(layer=layer, decoder_width=width), tmp_path / "recon.pt")
+
+
+def test_checkpoints_command_lists_and_prunes(tmp_path: Path, monkeypatch, capsys):
+    from stylepipe.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    folder = Path(".cache/checkpoints/train_recon")
+    for i in range(3):
+        save_checkpoint(folder, f"key{i}", {"step": i})
+    assert main(["checkpoints", "list"]) == 0
+    assert '"key2.pt",\n    "key1.pt",\n    "key0.pt"' in capsys.readouterr().out
+    assert main(["checkpoints", "prune", "--keep", "1"]) == 0
+    assert [p.name for p in list_checkpoints(folder)] == ["key2.pt"]
+    assert main(["checkpoints", "prune", "--keep", "-1"]) == 1
+    assert "expected 0 or more, got -1" in capsys.readouterr().err

@@ -5,7 +5,11 @@ owns the optimiser (Adam), the learning-rate schedule (train/schedules.py), the 
 checkpointing every N steps, MLflow logging every N steps and preview images.
 
 Data is consumed in "chunks" of `checkpoint_every` steps, each drawn from the dataset re-seeded with
-(seed, chunk index). A resumed run therefore sees exactly the batches an uninterrupted run would.
+(seed, chunk index). A resumed run therefore sees exactly the batches an uninterrupted run would. A run
+resumes only from the checkpoint of its key: the stage's params hash and the code the task runs (the
+import closure of the task's module and of this loop, codedeps.code_digest). A chunk is checkpointed
+only when every loss of the chunk and every weight is finite, so a diverged model is never "the last
+good checkpoint".
 
 Under torchrun (train/distributed.py) each process runs this same loop on its slice of every global
 batch with the trainable module wrapped in DistributedDataParallel; rank 0 alone checkpoints and calls
@@ -25,11 +29,12 @@ from typing import Protocol
 import torch
 from torch import nn
 
+from stylepipe.codedeps import PACKAGE, code_digest
 from stylepipe.config import TrainBase
 from stylepipe.errors import StylepipeError
 from stylepipe.io import atomic_path
 from stylepipe.runtime import Runtime
-from stylepipe.train.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
+from stylepipe.train.checkpoint import load_checkpoint, params_hash, save_checkpoint, set_rng_state
 from stylepipe.train.distributed import SINGLE, DistEnv, barrier, mean_across_ranks, wrap_ddp
 from stylepipe.train.schedules import build_scheduler
 
@@ -51,7 +56,7 @@ class TrainTask(Protocol):
 
 
 class NonFiniteLossError(StylepipeError, RuntimeError):
-    """The loss became NaN/Inf; the last good checkpoint is kept."""
+    """The loss or a weight became NaN/Inf; the last good checkpoint is kept."""
 
 
 @dataclass
@@ -85,7 +90,8 @@ def fit(
     scheduler = build_scheduler(optimiser, cfg)
     history: list[dict[str, float]] = []
     start = 0
-    saved = load_checkpoint(ckpt_dir, phash)
+    key = checkpoint_key(task, phash)
+    saved = load_checkpoint(ckpt_dir, key)
     if saved is not None:
         module.load_state_dict(saved["model"])
         optimiser.load_state_dict(saved["optimizer"])
@@ -100,11 +106,14 @@ def fit(
     pending: list[dict[str, torch.Tensor]] = []
     step = start
     while step < cfg.iterations:
+        chunk_start = step
         chunk = step // cfg.checkpoint_every
         batches = chunk_batches(chunk)
+        finite = torch.ones((), dtype=torch.bool, device=rt.device)
         for _ in range(min(cfg.checkpoint_every, cfg.iterations - step)):
             content, style = next(batches)
             terms = step_fn(rt.to_device(content), rt.to_device(style), optimiser)
+            finite &= torch.isfinite(terms["loss"]).all()  # on the device: no host sync per step
             scheduler.step()
             step += 1
             pending.append(terms)
@@ -121,13 +130,32 @@ def fit(
                     on_log(step, row)
             if on_preview and dist_env.is_main and (step % cfg.image_every == 0 or step == cfg.iterations):
                 on_preview(step)
+        check_finite(module, finite, chunk_start, step, ckpt_dir)
         if dist_env.is_main:
-            save_checkpoint(ckpt_dir, {
+            save_checkpoint(ckpt_dir, key, {
                 "model": module.state_dict(), "optimizer": optimiser.state_dict(),
                 "scheduler": scheduler.state_dict(), "step": step, "params_hash": phash, "history": history,
             })
         barrier(dist_env)
     return LoopResult(steps=step, resumed_from=start, seconds=time.perf_counter() - t0, history=history)
+
+
+def checkpoint_key(task: TrainTask, phash: str) -> str:
+    """The stage's params hash combined with a digest of the code the task runs (its module's import
+    closure and this loop's), so a checkpoint is reused only by the code that wrote it."""
+    roots = [m for m in (type(task).__module__, __name__) if m == PACKAGE or m.startswith(f"{PACKAGE}.")]
+    return params_hash(phash, code_digest(roots))
+
+
+def check_finite(module: nn.Module, losses_finite: torch.Tensor, first: int, last: int, ckpt_dir: Path) -> None:
+    """Raise NonFiniteLossError when a loss of steps first+1..last or a weight is NaN/Inf (one host sync)."""
+    weights_finite = torch.stack([torch.isfinite(p).all() for p in module.parameters()]).all()
+    if not bool(losses_finite & weights_finite):
+        what = "the weights" if bool(losses_finite) else "the loss"
+        raise NonFiniteLossError(
+            f"{what} became NaN/Inf between steps {first + 1} and {last}; the last good checkpoint in {ckpt_dir} "
+            "is kept — lower the learning rate or the loss weights and run the stage again"
+        )
 
 
 def make_step(task: TrainTask, rt: Runtime) -> Callable[..., dict[str, torch.Tensor]]:
