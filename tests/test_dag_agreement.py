@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from stylepipe.cli import STAGES
+from stylepipe.codedeps import stage_code
 
 from .conftest import ROOT, run
 
@@ -111,6 +112,19 @@ def test_stage_agrees(stage, dvc_stages, snakemake_rules):
     assert s["deps"] == d["deps"]
     assert s["outs"] == d["outs"]
     assert set(s["params"]) == d["params"]
+
+
+@pytest.mark.parametrize("stage", sorted(DESIGN_STAGES))
+def test_code_deps_are_the_import_closure_of_the_command(stage, dvc_stages):
+    """A stage re-runs when any module its command imports (transitively, within stylepipe) changes, and
+    only then: its src/stylepipe deps are exactly that closure (Snakemake's are checked equal above)."""
+    declared = sorted(d for d in dvc_stages[stage]["deps"] if d.startswith("src/"))
+    expected = stage_code(stage)
+    missing, extra = sorted(set(expected) - set(declared)), sorted(set(declared) - set(expected))
+    assert not missing and not extra, (
+        f"{stage}: code deps in dvc.yaml and workflow/rules differ from the import closure of "
+        f"`stylepipe {stage}`; add {missing}, remove {extra} (`python -m stylepipe.codedeps` prints every list)"
+    )
 
 
 def test_snakemake_params_hold_params_yaml_values(snakemake_rules):

@@ -106,10 +106,16 @@ def stage_code(stage: str) -> list[str]:
     return repo_paths(closure(stage_roots(stage)))
 
 
-def main() -> None:
-    from stylepipe.cli import STAGES
+def stages() -> list[str]:
+    """The stage names cli.py has a handler for (read from its source: importing it would make cli.py,
+    and with it every stage, part of the closure of whatever imports this module)."""
+    tree = ast.parse(module_path(CLI_MODULE).read_text())
+    prefix = "_stage_"
+    return [n.name[len(prefix):] for n in tree.body if isinstance(n, ast.FunctionDef) and n.name.startswith(prefix)]
 
-    for stage in STAGES:
+
+def main() -> None:
+    for stage in stages():
         print(f"{stage}:")
         for path in stage_code(stage):
             print(f"  - {path}")

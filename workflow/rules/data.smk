@@ -1,9 +1,15 @@
 rule download:
     input:
-        "src/stylepipe/data/download.py",
+        "src/stylepipe/__init__.py",
+        "src/stylepipe/config.py",
+        "src/stylepipe/data/__init__.py",
         "src/stylepipe/data/aria2.py",
-        "src/stylepipe/data/sample.py",
+        "src/stylepipe/data/download.py",
         "src/stylepipe/data/paintings.py",
+        "src/stylepipe/data/sample.py",
+        "src/stylepipe/errors.py",
+        "src/stylepipe/io.py",
+        "src/stylepipe/paths.py",
     output:
         directory("data/raw"),
     params:
@@ -19,9 +25,16 @@ rule download:
 rule weights:
     input:
         "published",
+        "src/stylepipe/__init__.py",
+        "src/stylepipe/config.py",
+        "src/stylepipe/errors.py",
+        "src/stylepipe/io.py",
+        "src/stylepipe/models/__init__.py",
+        "src/stylepipe/models/adain.py",
+        "src/stylepipe/models/encoders.py",
         "src/stylepipe/models/published.py",
         "src/stylepipe/models/weights.py",
-        "src/stylepipe/models/encoders.py",
+        "src/stylepipe/paths.py",
     output:
         directory("models/encoder"),
     params:
@@ -37,10 +50,16 @@ rule weights:
 rule preprocess:
     input:
         "data/raw",
-        "src/stylepipe/data/preprocess.py",
+        "src/stylepipe/__init__.py",
+        "src/stylepipe/config.py",
+        "src/stylepipe/data/__init__.py",
         "src/stylepipe/data/archives.py",
+        "src/stylepipe/data/preprocess.py",
         "src/stylepipe/data/shards.py",
+        "src/stylepipe/errors.py",
+        "src/stylepipe/io.py",
         "src/stylepipe/media.py",
+        "src/stylepipe/paths.py",
     output:
         directory("data/prepared"),
     params:
