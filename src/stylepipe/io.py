@@ -1,8 +1,17 @@
-"""Small I/O helpers shared by every stage: atomic writes, checksums, JSON, output directories."""
+"""Small I/O helpers shared by every stage: atomic writes, checksums, JSON, output directories.
+
+Atomic writes are also durable: the data is fsynced before the rename and the directory after it, so a
+power loss leaves either the old file or the complete new one, never an empty "finished" file. An output
+directory is swapped in with one atomic exchange (renameat2 RENAME_EXCHANGE on Linux), so the old output
+is deleted only once the new one is in place.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
+import errno
 import hashlib
 import json
 import os
@@ -33,9 +42,28 @@ def file_digest(path: str | os.PathLike[str], algorithm: str = "sha256") -> str:
     return h.hexdigest()
 
 
+def fsync_path(path: str | os.PathLike[str]) -> None:
+    """Flush a file's or a directory's data and metadata to the disk."""
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if Path(path).is_dir() else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(root: Path) -> None:
+    """fsync every file and directory under root (root included), deepest first."""
+    for dirpath, _dirnames, filenames in os.walk(root, topdown=False):
+        for name in filenames:
+            if not os.path.islink(os.path.join(dirpath, name)):
+                fsync_path(os.path.join(dirpath, name))
+        fsync_path(dirpath)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it into place only if the block succeeds."""
+    """Yield a temporary path beside `path`; if the block succeeds, flush it to disk and rename it into
+    place (the directory entry flushed too)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -44,7 +72,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         yield tmp_path
         os.chmod(tmp_path, 0o666 & ~UMASK)  # mkstemp creates 0600; give the usual permissions
+        fsync_path(tmp_path)
         os.replace(tmp_path, path)
+        fsync_path(path.parent)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -61,21 +91,63 @@ def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
         tmp.write_bytes(data)
 
 
+RENAME_EXCHANGE = 2  # linux/fs.h
+AT_FDCWD = -100
+
+
+def exchange_paths(a: Path, b: Path) -> bool:
+    """Atomically swap two existing paths (renameat2 RENAME_EXCHANGE); False where the system or the
+    filesystem cannot."""
+    libc_name = ctypes.util.find_library("c")
+    renameat2 = getattr(ctypes.CDLL(libc_name, use_errno=True), "renameat2", None) if libc_name else None
+    if renameat2 is None:
+        return False
+    if renameat2(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+        return False
+    raise OSError(err, os.strerror(err), str(a), None, str(b))
+
+
+def _swap_into_place(tmp: Path, path: Path) -> None:
+    """Put directory tmp at path. The old output leaves only once the new one is in place: one atomic
+    exchange, or (where exchange is unsupported) the old moved aside, the new renamed in, the old
+    restored if that fails. The old one ends at tmp's name, which the caller removes."""
+    if not path.exists():
+        os.replace(tmp, path)
+        return
+    if exchange_paths(tmp, path):
+        return
+    aside = tmp.with_name(f"{tmp.name.removesuffix('.tmp')}.old.tmp")  # remove_stale_tmp's pattern
+    os.replace(path, aside)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        os.replace(aside, path)
+        raise
+    os.replace(aside, tmp)
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Build a directory under a temporary name and swap it into place when the block succeeds."""
+    """Build a directory under a temporary name and swap it into place (flushed to disk) when the block
+    succeeds; the old output is kept until then."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~UMASK)  # mkdtemp creates 0700
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+        fsync_tree(tmp)
+        _swap_into_place(tmp, path)
+        fsync_path(path.parent)
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        if tmp.exists() or tmp.is_symlink():
+            if tmp.is_dir() and not tmp.is_symlink():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink()
 
 
 def remove_stale_tmp(path: str | os.PathLike[str]) -> list[Path]:

@@ -1,0 +1,102 @@
+"""Atomic writes are durable (file and directory flushed) and never leave a moment without the output."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from stylepipe import io
+from stylepipe.io import atomic_dir, exchange_paths, remove_stale_tmp, write_json
+
+
+@pytest.fixture
+def fsynced(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Every path whose file descriptor os.fsync is called on."""
+    seen: list[Path] = []
+    real = os.fsync
+
+    def spy(fd: int) -> None:
+        seen.append(Path(os.readlink(f"/proc/self/fd/{fd}")))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    return seen
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
+def test_atomic_file_and_its_directory_are_flushed(tmp_path: Path, fsynced: list[Path]) -> None:
+    write_json(tmp_path / "out" / "metrics.json", {"a": 1})
+    out = (tmp_path / "out" / "metrics.json").resolve()
+    # the data before the rename (under its temporary name), the directory entry after it
+    assert any(p.parent == out.parent and p.name.startswith(".metrics.json.") for p in fsynced), fsynced
+    assert fsynced[-1] == out.parent
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
+def test_atomic_dir_flushes_its_files(tmp_path: Path, fsynced: list[Path]) -> None:
+    with atomic_dir(tmp_path / "out") as tmp:
+        (tmp / "sub").mkdir()
+        (tmp / "sub" / "a.bin").write_bytes(b"x")
+    assert {p.name for p in fsynced} >= {"a.bin", "sub"} and fsynced[-1] == tmp_path.resolve()
+
+
+def _old_output(path: Path) -> None:
+    path.mkdir()
+    (path / "marker").write_text("old")
+
+
+def test_old_output_is_removed_only_once_the_new_one_is_in_place(tmp_path: Path, monkeypatch) -> None:
+    out = tmp_path / "out"
+    _old_output(out)
+    real_rmtree = shutil.rmtree
+
+    def rmtree_checking_the_output(victim, *args, **kwargs):
+        assert (out / "marker").read_text() == "new", "the old output was deleted before the new one was in place"
+        real_rmtree(victim, *args, **kwargs)
+
+    monkeypatch.setattr(io.shutil, "rmtree", rmtree_checking_the_output)
+    with atomic_dir(out) as tmp:
+        (tmp / "marker").write_text("new")
+    assert (out / "marker").read_text() == "new"
+    assert list(tmp_path.iterdir()) == [out]
+
+
+@pytest.mark.parametrize("exchange", [True, False], ids=["exchange", "move-aside"])
+def test_failed_swap_keeps_the_old_output(tmp_path: Path, monkeypatch, exchange: bool) -> None:
+    out = tmp_path / "out"
+    _old_output(out)
+    real_replace = os.replace
+
+    def replace_failing_into_out(src, dst):
+        if Path(dst) == out and Path(src).name.startswith(".out.") and "old" not in Path(src).name:
+            raise OSError(28, "No space left on device")
+        real_replace(src, dst)
+
+    def exchange_failing(a, b):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(io.os, "replace", replace_failing_into_out)
+    monkeypatch.setattr(io, "exchange_paths", exchange_failing if exchange else lambda a, b: False)
+    with pytest.raises(OSError, match="No space"), atomic_dir(out) as tmp:
+        (tmp / "marker").write_text("new")
+    assert (out / "marker").read_text() == "old"
+    assert list(tmp_path.iterdir()) == [out]
+
+
+def test_exchange_swaps_two_directories(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    (a / "x").write_text("a")
+    if not exchange_paths(a, b):
+        pytest.skip("renameat2 RENAME_EXCHANGE is not supported here")
+    assert (b / "x").read_text() == "a" and not (a / "x").exists()
+
+
+def test_stale_temporary_directories_are_found(tmp_path: Path) -> None:
+    (tmp_path / ".out.abc.tmp").mkdir()
+    (tmp_path / ".out.abc.old.tmp").mkdir()
+    assert sorted(p.name for p in remove_stale_tmp(tmp_path / "out")) == [".out.abc.old.tmp", ".out.abc.tmp"]
