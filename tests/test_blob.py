@@ -69,14 +69,16 @@ def test_disabled_records_no_blob(tmp_path: Path, onnx_dir: Path) -> None:
     assert not (tmp_path / "blob" / BLOB_NAME).exists()
 
 
-def test_invalid_blob_file_rejected(tmp_path: Path, onnx_dir: Path) -> None:
-    bad = tmp_path / "bad.blob"
+def test_invalid_blob_file_rejected(tmp_path: Path, onnx_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # blob.path is relative to the repo root, under blobs/
+    bad = tmp_path / "blobs" / "bad.blob"
+    bad.parent.mkdir()
     bad.write_bytes(b"\x00not a blob" * 64)
     with pytest.raises(BlobError, match=r"bad\.blob.*not a readable Myriad X blob"):
-        compile_blob(make_params(path=str(bad)), onnx_dir, tmp_path / "blob")
+        compile_blob(make_params(path="blobs/bad.blob"), onnx_dir, tmp_path / "blob")
     assert not (tmp_path / "blob").exists()
     with pytest.raises(BlobError, match="missing or empty"):
-        compile_blob(make_params(path=str(tmp_path / "nope.blob")), onnx_dir, tmp_path / "blob")
+        compile_blob(make_params(path="blobs/nope.blob"), onnx_dir, tmp_path / "blob")
 
 
 class Recorder(BaseHTTPRequestHandler):

@@ -131,3 +131,60 @@ def test_full_profile_trains_the_papers_relu4_1_model(tmp_path: Path):
     assert (params.adain.layer, params.adain.decoder_width) == ("relu4_1", 1.0)
     assert params.train_adain.style_layers == ["relu1_1", "relu2_1", "relu3_1", "relu4_1"]
     assert params.train_adain.colour_weight == params.train_adain.structure_weight == 0
+
+
+def _remote(*names: str) -> dict:
+    return {"source": "remote", "remote": {"files": [{"name": n, "urls": [f"http://mirror/{n}"], "md5": "0" * 32}
+                                                     for n in names]}}
+
+
+def test_remote_file_names_must_be_distinct():
+    raw = load_default_params()
+    raw["download"] = _remote("coco.zip", "wikiart.zip", "coco.zip")
+    with pytest.raises(ConfigError, match=r"download\.remote\.files: Value error, file names must be distinct: "
+                                          r"\['coco\.zip'\] appear more than once"):
+        parse_params(raw)
+    raw["download"] = _remote("coco.zip", "wikiart.zip")
+    assert [f.name for f in parse_params(raw).download.remote.files] == ["coco.zip", "wikiart.zip"]
+
+
+@pytest.mark.parametrize("alphas", [[], [0.5, 1.0, 0.5]], ids=["empty", "repeated"])
+def test_evaluate_alphas_must_be_a_non_empty_list_without_repeats(alphas):
+    raw = load_default_params()
+    raw["evaluate"]["alphas"] = alphas
+    with pytest.raises(ConfigError, match=r"evaluate\.alphas: Value error, must be a non-empty list without repeats"):
+        parse_params(raw)
+
+
+def test_a_key_given_twice_is_refused_naming_it(tmp_path: Path):
+    text = (ROOT / "params.yaml").read_text()
+    assert "\n  min_side: 64" in text
+    params = tmp_path / "params.yaml"
+    params.write_text(text.replace("\n  min_side: 64", "\n  min_side: 64\n  min_side: 8", 1))
+    first = text[: text.index("\n  min_side: 64")].count("\n") + 2  # 1-based line of the first min_side
+    with pytest.raises(ConfigError, match=rf"params\.yaml: not valid YAML: line {first + 1}: duplicate key "
+                                          rf"'min_side' \(first given on line {first}\)") as caught:
+        load_params(params)
+    assert str(params) in str(caught.value)
+    params.write_text(text + "\npreprocess:\n  workers: 1\n")  # a whole section given twice
+    with pytest.raises(ConfigError, match="duplicate key 'preprocess'"):
+        load_params(params)
+
+
+@pytest.mark.parametrize("path", ["/opt/blobs/adain_baked.blob", "blobs/../x.blob", "other/adain.blob", "blobs"])
+def test_blob_path_must_lie_under_the_folder_compile_blob_depends_on(path):
+    raw = load_default_params()
+    raw["blob"]["path"] = path
+    with pytest.raises(ConfigError, match=r"blob\.path: Value error, must be a file under blobs/"):
+        parse_params(raw)
+    raw["blob"]["path"] = "blobs/adain_baked.blob"
+    assert parse_params(raw).blob.path == "blobs/adain_baked.blob"
+
+
+def test_compile_blob_depends_on_the_blob_folder_in_both_front_ends():
+    """A replaced blobs/<file>.blob must re-run compile_blob under DVC and Snakemake alike."""
+    stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["compile_blob"]
+    assert "blobs" in stage["deps"]
+    rule = (ROOT / "workflow" / "rules" / "export.smk").read_text().split("rule compile_blob:")[1].split("rule ")[0]
+    assert '"blobs",' in rule.split("output:")[0]
+    assert (ROOT / "blobs").is_dir()

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -189,3 +193,102 @@ def test_rerun_after_a_killed_run_has_no_duplicates(tmp_path: Path) -> None:
                            progress=False)
     for name in ("content/manifest.jsonl", "style/manifest.jsonl", "report.json"):
         assert (tmp_path / "prepared" / name).read_text() == (tmp_path / "clean" / name).read_text()
+
+
+def _cgroup(tmp_path: Path, lines: str, files: dict[str, str]) -> tuple[Path, Path]:
+    root = tmp_path / "cgroup"
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    (tmp_path / "proc_cgroup").write_text(lines)
+    return root, tmp_path / "proc_cgroup"
+
+
+def test_cgroup_cpu_quota_is_read_v2_and_v1(tmp_path: Path) -> None:
+    from stylepipe.cpus import cgroup_cpu_quota, granted_cpus
+
+    # v2: the tightest cpu.max on the way up from the process's cgroup counts ("max" = no limit)
+    root, proc = _cgroup(tmp_path / "v2", "0::/slurm/job_7\n",
+                         {"slurm/cpu.max": "250000 100000\n", "slurm/job_7/cpu.max": "max 100000\n"})
+    assert cgroup_cpu_quota(root, proc) == 2.5
+    assert granted_cpus(root, proc) == min(len(os.sched_getaffinity(0)), 3)
+    root, proc = _cgroup(tmp_path / "half", "0::/job\n", {"job/cpu.max": "50000 100000\n"})
+    assert granted_cpus(root, proc) == 1
+    root, proc = _cgroup(tmp_path / "v1", "4:cpu,cpuacct:/docker/abc\n0::/\n",
+                         {"cpu,cpuacct/docker/abc/cpu.cfs_quota_us": "150000\n",
+                          "cpu,cpuacct/docker/abc/cpu.cfs_period_us": "100000\n"})
+    assert cgroup_cpu_quota(root, proc) == 1.5
+    root, proc = _cgroup(tmp_path / "none", "0::/\n", {"cpu.max": "max 100000\n"})
+    assert cgroup_cpu_quota(root, proc) is None and granted_cpus(root, proc) == len(os.sched_getaffinity(0))
+
+
+def test_affinity_limits_the_cpus_granted() -> None:
+    """taskset / SLURM's cpuset: one CPU in the mask is one CPU granted, whatever os.cpu_count() says."""
+    code = ("import os; from stylepipe.cpus import granted_cpus; "
+            "os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); print(granted_cpus(), os.cpu_count())")
+    granted, total = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                    check=True).stdout.split()
+    assert granted == "1" and int(total) >= 1
+
+
+def test_pool_is_sized_from_the_granted_cpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from stylepipe.data import preprocess
+
+    sizes: list[int] = []
+
+    class SpyPool(preprocess.ProcessPoolExecutor):
+        def __init__(self, max_workers: int, **kw: object) -> None:
+            sizes.append(max_workers)
+            super().__init__(max_workers, **kw)
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 128)  # the node's cores, not this job's
+    monkeypatch.setattr(preprocess, "granted_cpus", lambda: 2)
+    monkeypatch.setattr(preprocess, "ProcessPoolExecutor", SpyPool)
+    expected = build_raw(tmp_path / "raw")
+    report = run_preprocess(params(workers=0), tmp_path / "raw", tmp_path / "prepared", tmp_path / "extract",
+                            progress=False)
+    assert sizes == [2]
+    assert report["content"]["train"] + report["content"]["val"] > 0 and expected
+
+
+def _dies_on_the_third(job: tuple) -> tuple:
+    """Stands in for a worker the OOM killer takes: SIGKILL, no exception, no result."""
+    if job[0] == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return job[0], b"x", 1, 1, None
+
+
+@pytest.mark.timeout(120)  # the failure this guards against is a hang
+def test_a_killed_worker_is_a_clear_error_not_a_hang(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from stylepipe.data import preprocess
+    from stylepipe.errors import StylepipeError
+
+    monkeypatch.setattr(preprocess, "_process", _dies_on_the_third)
+    items = [preprocess.Item("content", f"{i}.jpg", f"{i}.jpg", None, "coco") for i in range(16)]
+    with pytest.raises(StylepipeError, match=r"a worker process died after \d+ of 16 images .*lower "
+                                             r"preprocess\.workers \(now 2\)"):
+        list(preprocess._results(items, params(workers=2), progress=False))
+
+
+def test_coco_file_names_outside_the_image_folder_are_rejected(tmp_path: Path) -> None:
+    """An absolute file_name or one with `..` would pull any readable file of the machine into the shards."""
+    from tests.data_fixtures import jpeg, photo, write_coco_json
+
+    build_raw(tmp_path / "raw")
+    outside = [tmp_path / "elsewhere.jpg", tmp_path / "raw" / "coco" / "elsewhere.jpg",
+               tmp_path / "raw" / "elsewhere.jpg"]
+    for path in outside:  # real photos, where each hostile name points from raw/coco/images/
+        path.write_bytes(jpeg(photo(80, 80, 9)))
+    hostile = [str(outside[0]), "../elsewhere.jpg", "../../elsewhere.jpg"]
+    ann = tmp_path / "raw" / "coco" / "annotations" / "instances_train.json"
+    names = [img["file_name"] for img in json.loads(ann.read_text())["images"]]
+    write_coco_json(ann, names + hostile, [(10, 10)] * (len(names) + len(hostile)))
+    report = run_preprocess(params(workers=1), tmp_path / "raw", tmp_path / "prepared", tmp_path / "extract",
+                            progress=False)
+    reasons = {r["path"].split(".json:", 1)[1]: r["reason"] for r in report["rejected"] if r["domain"] == "content"
+               and ".json:" in r["path"]}
+    for name in hostile:
+        assert reasons[name] == ("file_name must be a relative path inside the image folder (no absolute path, "
+                                 "no '..')"), reasons
+    ids = [r["id"] for r in ShardStore(tmp_path / "prepared" / "content").records]
+    assert ids and not any("elsewhere" in i for i in ids)

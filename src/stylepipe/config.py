@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
@@ -111,6 +111,16 @@ class RemoteParams(Section):
     timeout_s: Annotated[int, Field(ge=1, le=3600)] = 60
     files: list[RemoteFile] = []
 
+    @field_validator("files")
+    @classmethod
+    def _distinct_names(cls, v: list[RemoteFile]) -> list[RemoteFile]:
+        """Each file lands in data/raw/<name>: two entries of one name would overwrite each other."""
+        names = [f.name for f in v]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"file names must be distinct: {repeated} appear more than once")
+        return v
+
 
 class Download(Section):
     source: Literal["sample", "remote"] = "sample"
@@ -183,6 +193,7 @@ class Preprocess(Section):
     shard_max_mb: Annotated[int, Field(ge=1, le=4096)] = 256
     max_image_pixels: PositiveInt = 178_956_970
     max_archive_bytes: PositiveInt = 60_000_000_000
+    max_archive_members: PositiveInt = 1_000_000
     workers: NonNegInt = 0
 
 
@@ -262,7 +273,7 @@ class TrainJohnson(TrainBase):
 class Evaluate(Section):
     image_size: Annotated[int, Field(ge=32, le=2048, multiple_of=8)] = 256
     num_pairs: Annotated[int, Field(ge=1, le=1000)] = 6
-    alphas: list[Annotated[float, Field(ge=0, le=1)]] = [0.25, 0.5, 0.75, 1.0]
+    alphas: Distinct[list[Annotated[float, Field(ge=0, le=1)]]] = [0.25, 0.5, 0.75, 1.0]
     speed_repeats: PositiveInt = 3
     gatys_pairs: Annotated[int, Field(ge=0, le=100)] = 2  # per-image optimum reference (0 = skip)
     gatys_iterations: PositiveInt = 40
@@ -283,9 +294,23 @@ class Export(Section):
     speed_repeats: PositiveInt = 3
 
 
+BLOB_INPUTS = "blobs"  # where a pre-compiled blob goes: a DVC/Snakemake dependency of compile_blob
+
+
+def _under_blob_inputs(v: str | None) -> str | None:
+    """blob.path lies under blobs/, the folder compile_blob depends on, so a replaced blob re-runs it."""
+    if v is None:
+        return v
+    p = PurePosixPath(v)
+    if p.is_absolute() or ".." in p.parts or len(p.parts) < 2 or p.parts[0] != BLOB_INPUTS:
+        raise ValueError(f"must be a file under {BLOB_INPUTS}/ (e.g. {BLOB_INPUTS}/adain_baked.blob): "
+                         "compile_blob depends on that folder, so a changed blob re-runs the stage")
+    return v
+
+
 class Blob(Section):
     enabled: bool = False
-    path: str | None = None
+    path: Annotated[str | None, AfterValidator(_under_blob_inputs)] = None
     shaves: Annotated[int, Field(ge=1, le=16)] = 6
     openvino_version: Literal["2021.4", "2022.1"] = "2022.1"
     timeout_s: Annotated[int, Field(ge=1, le=3600)] = 300
@@ -352,11 +377,28 @@ def parse_params(raw: Any, source: Path | str = PARAMS_FILE) -> Params:
         raise ConfigError(_format_errors(Path(source), err)) from None
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.safe_load that refuses a key given twice in one mapping: plain YAML loaders keep the last
+    value silently, so an edit lower in the file would undo one above it unseen."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, str | int | float | bool) or key == "<<":
+                continue
+            if key in first:
+                raise yaml.YAMLError(f"line {key_node.start_mark.line + 1}: duplicate key {key!r} (first given on "
+                                     f"line {first[key] + 1})")
+            first[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
+
 def load_params(path: str | os.PathLike[str] = PARAMS_FILE) -> Params:
     """Read and validate params.yaml."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=UniqueKeyLoader)
     except FileNotFoundError:
         raise ConfigError(f"{path}: parameters file not found (run from the repo root)") from None
     except yaml.YAMLError as err:

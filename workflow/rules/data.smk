@@ -52,6 +52,7 @@ rule preprocess:
         "data/raw",
         "src/stylepipe/__init__.py",
         "src/stylepipe/config.py",
+        "src/stylepipe/cpus.py",
         "src/stylepipe/data/__init__.py",
         "src/stylepipe/data/archives.py",
         "src/stylepipe/data/preprocess.py",

@@ -63,6 +63,7 @@ rule compile_blob:
     input:
         "models/export/onnx",
         expand("models/export/johnson/{style}", style=JOHNSON_STYLES),
+        "blobs",
         "src/stylepipe/__init__.py",
         "src/stylepipe/config.py",
         "src/stylepipe/errors.py",

@@ -11,8 +11,10 @@ import multiprocessing
 import os
 import warnings
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from PIL import Image, ImageOps
@@ -20,9 +22,10 @@ from tqdm import tqdm
 
 from stylepipe import paths
 from stylepipe.config import Params
-from stylepipe.data.archives import extract_to_cache, is_archive
+from stylepipe.cpus import granted_cpus
+from stylepipe.data.archives import DEFAULT_MAX_MEMBERS, extract_to_cache, is_archive
 from stylepipe.data.shards import ShardWriter
-from stylepipe.errors import InputError, MissingInputError
+from stylepipe.errors import InputError, MissingInputError, StylepipeError
 from stylepipe.io import atomic_dir, remove_stale_tmp, write_json
 from stylepipe.media import IMAGE_FORMATS, open_allowed, to_rgb
 
@@ -56,6 +59,17 @@ def _coco_image_dirs(roots: list[Path], split: str) -> list[Path]:
     return [d for d in dirs if d.is_dir()]
 
 
+def _file_name_problem(file_name: object) -> str | None:
+    """A COCO file_name must name a file inside the image folders: an absolute path or `..` would pull
+    any readable file of this machine into the shards."""
+    if not isinstance(file_name, str) or not file_name:
+        return "file_name is not a file name"
+    p = PurePosixPath(file_name.replace("\\", "/"))
+    if p.is_absolute() or ".." in p.parts or (len(file_name) > 1 and file_name[1] == ":"):
+        return "file_name must be a relative path inside the image folder (no absolute path, no '..')"
+    return None
+
+
 def list_coco(ann_files: list[Path], roots: list[Path], rejected: list[dict[str, str]]) -> list[Item]:
     """List content images with pycocotools; images missing on disk are rejected."""
     from pycocotools.coco import COCO
@@ -68,6 +82,9 @@ def list_coco(ann_files: list[Path], roots: list[Path], rejected: list[dict[str,
         dirs = _coco_image_dirs([*roots, ann.parent.parent], split)
         for img_id in sorted(coco.imgs):
             file_name = coco.imgs[img_id]["file_name"]
+            if problem := _file_name_problem(file_name):
+                rejected.append({"domain": "content", "path": f"{ann}:{file_name}", "reason": problem})
+                continue
             path = next((d / file_name for d in dirs if (d / file_name).is_file()), None)
             if path is None:
                 rejected.append({"domain": "content", "path": f"{ann}:{file_name}",
@@ -88,7 +105,8 @@ def list_wikiart(root: Path) -> list[Item]:
 
 
 def locate_inputs(
-    raw_dir: Path, extract_dir: Path, max_bytes: int, rejected: list[dict[str, str]]
+    raw_dir: Path, extract_dir: Path, max_bytes: int, rejected: list[dict[str, str]],
+    max_members: int = DEFAULT_MAX_MEMBERS,
 ) -> tuple[list[Path], list[Path], Path | None]:
     """Return (COCO annotation files, COCO search roots, WikiArt root), extracting archives if needed."""
     roots = [raw_dir]
@@ -97,7 +115,7 @@ def locate_inputs(
             def bad(name: str, why: str, a: Path = archive) -> None:
                 rejected.append({"domain": "archive", "path": f"{a}:{name}", "reason": why})
 
-            roots.append(extract_to_cache(archive, extract_dir, max_bytes, bad))
+            roots.append(extract_to_cache(archive, extract_dir, max_bytes, bad, max_members))
     coco_roots = [r / "coco" for r in roots if (r / "coco").is_dir()] + roots
     ann_files = sorted({a for r in coco_roots for a in r.glob("annotations/instances_*.json")})
     wikiart = next((r / "wikiart" for r in roots if (r / "wikiart").is_dir()), None)
@@ -223,11 +241,16 @@ def _split_groups(items: list[Item]) -> list[list[int]]:
 # ----------------------------------------------------------------------------- stage
 
 
+class WorkerLostError(StylepipeError):
+    """A preprocess worker process died (the OOM killer, a signal) instead of returning its images."""
+
+
 def _results(items: list[Item], params: Params, progress: bool) -> Iterator[Result]:
-    """Convert every item on all cores; yield the results in input order as they arrive."""
+    """Convert every item on the CPUs this process was granted; yield the results in input order as they
+    arrive. A worker that dies is a WorkerLostError, where a multiprocessing.Pool would wait forever."""
     pp = params.preprocess
     jobs = [(i, it.path, pp.short_side, pp.min_side) for i, it in enumerate(items)]
-    workers = pp.workers or os.cpu_count() or 1
+    workers = pp.workers or granted_cpus()
     with tqdm(total=len(jobs), desc="preprocess", unit="img", disable=not progress, smoothing=0.05) as bar:
         if workers <= 1 or len(jobs) < 2 * workers:
             with pixel_limit(pp.max_image_pixels):
@@ -236,10 +259,20 @@ def _results(items: list[Item], params: Params, progress: bool) -> Iterator[Resu
                     bar.update()
             return
         ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
-        with ctx.Pool(workers, initializer=_init_worker, initargs=(pp.max_image_pixels,)) as pool:
-            for res in pool.imap(_process, jobs, chunksize=max(1, min(64, len(jobs) // (workers * 8)))):
+        chunk = max(1, min(64, len(jobs) // (workers * 8)))
+        pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                                   initargs=(pp.max_image_pixels,))
+        try:
+            for res in pool.map(_process, jobs, chunksize=chunk):
                 yield res
                 bar.update()
+        except BrokenProcessPool:
+            raise WorkerLostError(
+                f"preprocess: a worker process died after {bar.n} of {len(jobs)} images (killed by the "
+                f"out-of-memory killer or a signal?); lower preprocess.workers (now {workers}) or give the "
+                "job more memory, then re-run: the previous data/prepared is untouched") from None
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)  # an early stop does not wait for the queued images
 
 
 def _assign(kept: list[tuple[Item, dict[str, Any]]], params: Params) -> dict[str, Any]:
@@ -295,7 +328,7 @@ def run_preprocess(
         raise MissingInputError(f"{raw_dir}: raw data directory not found (run the download stage)")
     rejected: list[dict[str, str]] = []
     ann_files, coco_roots, wikiart = locate_inputs(raw_dir, extract_dir, params.preprocess.max_archive_bytes,
-                                                   rejected)
+                                                   rejected, params.preprocess.max_archive_members)
     if not ann_files:
         raise MissingInputError(f"{raw_dir}: no COCO annotations/instances_*.json found (or in its archives)")
     if wikiart is None:
