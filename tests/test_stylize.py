@@ -343,3 +343,66 @@ def test_only_the_accepted_image_formats_are_decoded(tmp_path, monkeypatch):
     with pytest.raises(ImageRejected, match=r"not a recognised image \(accepted formats: JPEG, PNG"):
         convert_image(str(fake), 512, 8)
     assert open_image(_img(tmp_path / "real.webp", format="WEBP")).size == (40, 32)  # the accepted ones still open
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+def _marked_clip(path: Path, rotation: int = 0, audio_codec: str | None = None) -> Path:
+    """A 48x32 clip with a white square in its top-left corner, optionally with display-matrix rotation
+    side data (how phones store portrait video) and a sound track in `audio_codec`."""
+    with av.open(str(path), mode="w") as out:
+        vs = out.add_stream("libx264", rate=8)
+        vs.width, vs.height, vs.pix_fmt = 48, 32, "yuv420p"
+        if rotation:
+            vs.set_display_rotation(rotation)
+        aus = out.add_stream(audio_codec, rate=16000) if audio_codec else None
+        frame = np.zeros((32, 48, 3), np.uint8)
+        frame[:8, :8] = 255
+        for _ in range(4):
+            for packet in vs.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                out.mux(packet)
+        for packet in vs.encode():
+            out.mux(packet)
+        if aus is not None:
+            tone = (np.sin(np.arange(8000) / 10.0) * 8000).astype(np.int16)[None]
+            sound = av.AudioFrame.from_ndarray(tone, format="s16", layout="mono")
+            sound.sample_rate = 16000
+            for packet in [*aus.encode(sound), *aus.encode()]:
+                out.mux(packet)
+    return path
+
+
+def _first_frame(path: Path) -> np.ndarray:
+    with av.open(str(path)) as container:
+        return next(container.decode(video=0)).to_ndarray(format="rgb24")
+
+
+def test_portrait_phone_video_comes_out_upright(tmp_path):
+    src = _marked_clip(tmp_path / "portrait.mp4", rotation=-90)  # shown turned 90 degrees clockwise
+    run_stylizer(src, tmp_path / "out.mp4", _identity, progress=False)
+    frame = _first_frame(tmp_path / "out.mp4")
+    assert frame.shape[:2] == (48, 32)  # portrait, as the phone showed it
+    assert frame[:8, -8:].mean() > 200 and frame[:8, :8].mean() < 50  # top-left turned to top-right
+
+
+@pytest.mark.parametrize(("codec", "expected"), [("pcm_s16le", "aac"), ("aac", "aac")])
+def test_audio_mp4_cannot_hold_is_re_encoded(tmp_path, codec, expected):
+    src = _marked_clip(tmp_path / "clip.mkv", audio_codec=codec)
+    result = run_stylizer(src, tmp_path / "out.mp4", _identity, progress=False)["video"]
+    assert result["audio"] == ("copied" if codec == expected else f"re-encoded ({codec} -> aac)")
+    with av.open(str(tmp_path / "out.mp4")) as out:
+        assert [s.codec_context.name for s in out.streams.audio] == [expected]
+        assert sum(f.samples for f in out.decode(audio=0)) >= 7000  # the half second of sound is there
+
+
+def test_audio_that_cannot_be_decoded_is_dropped_with_a_warning(tmp_path, monkeypatch):
+    from stylepipe import media
+
+    src = _marked_clip(tmp_path / "clip.mkv", audio_codec="pcm_s16le")
+    monkeypatch.setattr(media, "decodable", lambda codec: False)  # as a build without that decoder
+    with pytest.warns(media.AudioDroppedWarning, match=r"clip\.mkv: audio codec 'pcm_s16le' cannot be decoded"):
+        result = run_stylizer(src, tmp_path / "out.mp4", _identity, progress=False)["video"]
+    assert result["frames"] == 4 and result["audio"].startswith("dropped")
+    assert not probe_video(tmp_path / "out.mp4").has_audio

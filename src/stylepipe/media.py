@@ -2,13 +2,16 @@
 
 Images: EXIF orientation applied; greyscale, palette, CMYK, RGBA/LA (composited on white), 16-bit and
 float images are converted to RGB; unreadable, truncated or oversized files raise `MediaError` naming the file.
-Videos: PyAV decode/encode; the first audio stream is remuxed unchanged when the container allows it.
+Videos: PyAV decode/encode; frames are turned upright by the stream's display matrix (phones record
+portrait video as landscape frames plus a rotation); the first audio stream is copied unchanged when MP4
+holds its codec, re-encoded to AAC otherwise, and dropped with a warning when it cannot be decoded.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -17,6 +20,7 @@ from typing import IO
 
 import av
 import numpy as np
+from av.codec.codec import UnknownCodecError
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from stylepipe.errors import InputError
@@ -32,6 +36,10 @@ ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 
 class MediaError(InputError):
     """An input file cannot be read as the image/video it should be."""
+
+
+class AudioDroppedWarning(UserWarning):
+    """A video's sound could not be carried into the output, which is written without it."""
 
 
 def _int_to_l(img: Image.Image) -> Image.Image:
@@ -126,19 +134,43 @@ def probe_video(path: Path) -> VideoInfo:
         raise MediaError(f"{path}: not a readable video ({err})") from None
 
 
+def upright_frame(frame: av.VideoFrame) -> np.ndarray:
+    """The frame as RGB uint8 (H, W, 3), as a player shows it: rotated by its display matrix
+    (`rotation`: degrees counter-clockwise; a flip in the matrix is not applied)."""
+    arr = frame.to_ndarray(format="rgb24")
+    turns = round(frame.rotation / 90) % 4
+    return np.ascontiguousarray(np.rot90(arr, turns)) if turns else arr
+
+
 def iter_video_frames(path: Path) -> Iterator[np.ndarray]:
-    """RGB uint8 frames (H, W, 3) of the first video stream."""
+    """RGB uint8 frames (H, W, 3) of the first video stream, upright (see `upright_frame`)."""
     try:
         with av.open(str(path)) as container:
             for frame in container.decode(video=0):
-                yield frame.to_ndarray(format="rgb24")
+                yield upright_frame(frame)
     except av.FFmpegError as err:
         raise MediaError(f"{path}: video decoding failed ({err})") from None
 
 
+def decodable(codec: str) -> bool:
+    """Whether this build of FFmpeg (PyAV's) has a decoder for `codec`."""
+    try:
+        av.Codec(codec, "r")
+    except (UnknownCodecError, av.FFmpegError):
+        return False
+    return True
+
+
+# audio codecs copied into MP4 as they are; any other is re-encoded to AAC (ffmpeg's mp4 muxer refuses
+# e.g. PCM, WavPack and Vorbis, common in .mov/.mkv/.avi)
+MP4_AUDIO = frozenset({"aac", "mp3", "alac", "ac3", "eac3", "opus"})
+
+
 class VideoWriter:
     """H.264 (yuv420p) MP4 writer; frames are RGB uint8 of one fixed, even size. With `audio_from`, the
-    first audio stream of that file is copied packet by packet (no re-encode) when the writer closes."""
+    first audio stream of that file is carried over when the writer closes: copied packet by packet when
+    MP4 holds its codec, re-encoded to AAC otherwise, dropped with an AudioDroppedWarning when it cannot
+    be decoded. `audio` says which happened."""
 
     def __init__(self, path: Path, fps: int | Fraction, width: int, height: int,
                  audio_from: Path | None = None) -> None:
@@ -150,9 +182,28 @@ class VideoWriter:
         self.stream.options = {"crf": "18", "preset": "medium"}
         self._audio_src = av.open(str(audio_from)) if audio_from is not None else None
         self._audio_out = None
+        self.audio = "none"
         if self._audio_src is not None and self._audio_src.streams.audio:
-            self._audio_out = self.container.add_stream_from_template(self._audio_src.streams.audio[0])
+            self._add_audio(self._audio_src.streams.audio[0], Path(audio_from))
         self.frames = 0
+
+    def _add_audio(self, source: av.audio.stream.AudioStream, path: Path) -> None:
+        codec = source.codec_context.name
+        if codec in MP4_AUDIO:
+            self._audio_out = self.container.add_stream_from_template(source)
+            self.audio = "copied"
+            return
+        if not decodable(codec):
+            warnings.warn(f"{path}: audio codec {codec!r} cannot be decoded here: the output has no sound",
+                          AudioDroppedWarning, stacklevel=3)
+            self.audio = f"dropped ({codec} cannot be decoded)"
+            return
+        self._audio_out = self.container.add_stream("aac", rate=source.codec_context.sample_rate or 48000)
+        # a named layout (a source's unordered "2 channels" is refused by the encoder); more channels are
+        # downmixed to stereo by the resampler
+        self._audio_out.layout = "mono" if len(source.codec_context.layout.channels) == 1 else "stereo"
+        self._audio_out.format = "fltp"  # the AAC encoder's one sample format: frames are resampled to it
+        self.audio = f"re-encoded ({codec} -> aac)"
 
     def write(self, frame: np.ndarray) -> None:
         for packet in self.stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
@@ -167,11 +218,23 @@ class VideoWriter:
             packet.stream = self._audio_out
             self.container.mux(packet)
 
+    def _reencode_audio(self) -> None:
+        """Decode the source's audio and encode it as AAC (PyAV resamples to the encoder's format)."""
+        assert self._audio_src is not None and self._audio_out is not None
+        for frame in self._audio_src.decode(self._audio_src.streams.audio[0]):
+            frame.pts = None  # the encoder numbers the samples itself
+            for packet in self._audio_out.encode(frame):
+                self.container.mux(packet)
+        for packet in self._audio_out.encode(None):
+            self.container.mux(packet)
+
     def close(self) -> None:
         for packet in self.stream.encode():
             self.container.mux(packet)
-        if self._audio_out is not None:
+        if self._audio_out is not None and self.audio == "copied":
             self._copy_audio()
+        elif self._audio_out is not None:
+            self._reencode_audio()
         if self._audio_src is not None:
             self._audio_src.close()
         self.container.close()

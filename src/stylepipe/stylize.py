@@ -530,7 +530,7 @@ def _stylise_video(stylizer: Stylizer, source: Path, target: Path, size: int, pr
                 writer.close()
         if writer is None or writer.frames == 0:
             raise StylizeError(f"{source}: video has no frames")
-    return {"output": str(target), "frames": writer.frames, "audio": info.has_audio}
+    return {"output": str(target), "frames": writer.frames, "audio": writer.audio}
 
 
 def run_stylizer(content: Path, output: Path, stylizer: Stylizer, content_size: int = 0,
