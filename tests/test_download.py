@@ -394,3 +394,35 @@ def test_dvc_repro_never_fetches_a_verified_file_twice(tmp_path: Path) -> None:
     assert state.served == len(PAYLOAD) + len(other)
     for name, data in (("a.bin", PAYLOAD), ("b.bin", other)):
         assert (repo / "data" / "raw" / name).read_bytes() == data
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").is_file(), reason="needs /proc")
+def test_rpc_secret_is_not_on_the_command_line(tmp_path: Path) -> None:
+    with Aria2Daemon(tmp_path) as daemon:
+        assert daemon.pid is not None and daemon.api is not None
+        secret = daemon.api.client.secret
+        cmdline = Path(f"/proc/{daemon.pid}/cmdline").read_bytes().decode()
+        assert secret and secret not in cmdline and "rpc-secret" not in cmdline
+        assert daemon.api.client.get_version()  # the daemon holds the secret all the same
+        options = daemon.api.client.get_global_option()
+        assert options["follow-torrent"] == "false" and options["follow-metalink"] == "false"
+        assert daemon._conf_dir is None  # the secret's file is gone once aria2c has read it
+
+
+def test_secret_file_is_private(tmp_path: Path) -> None:
+    daemon = Aria2Daemon(tmp_path)
+    conf = daemon._write_secret("s3cret")
+    try:
+        assert conf.read_text() == "rpc-secret=s3cret\n"
+        assert conf.stat().st_mode & 0o777 == 0o600 and conf.parent.stat().st_mode & 0o777 == 0o700
+    finally:
+        daemon._remove_secret()
+    assert not conf.parent.exists()
+
+
+def test_downloads_never_follow_torrents_or_metalinks(tmp_path: Path) -> None:
+    from stylepipe.data.aria2 import aria2_options
+
+    f = RemoteFile(name="a.torrent", urls=["http://127.0.0.1:1/a.torrent"], sha256=SHA)
+    options = aria2_options(f, remote(tmp_path), tmp_path)
+    assert options["follow-torrent"] == "false" and options["follow-metalink"] == "false"

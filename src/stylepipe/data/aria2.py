@@ -57,7 +57,12 @@ def free_port() -> int:
 class Aria2Daemon:
     """Context manager running a private `aria2c --enable-rpc` on a random loopback port with a random
     secret; `.api` is an aria2p.API. The process is always stopped on exit (graceful shutdown, then
-    terminate, then kill), also on exceptions and KeyboardInterrupt."""
+    terminate, then kill), also on exceptions and KeyboardInterrupt.
+
+    The secret reaches aria2c through a 0600 config file in a private temporary folder, never its
+    command line (which every local user can read in `ps`), and the file is deleted once aria2c has read
+    it. Downloaded .torrent and .metalink files are saved as files, never followed.
+    """
 
     started_pids: ClassVar[list[int]] = []
 
@@ -71,15 +76,17 @@ class Aria2Daemon:
         self.process: subprocess.Popen[bytes] | None = None
         self.api: aria2p.API | None = None
         self._log: Any = None
+        self._conf_dir: Path | None = None
 
     @property
     def pid(self) -> int | None:
         return self.process.pid if self.process is not None else None
 
-    def _command(self, exe: str, port: int, secret: str) -> list[str]:
+    def _command(self, exe: str, port: int, conf: Path) -> list[str]:
         return [
-            exe, "--enable-rpc", f"--rpc-listen-port={port}", "--rpc-listen-all=false",
-            f"--rpc-secret={secret}", f"--dir={self.download_dir.resolve()}", "--continue=true",
+            exe, f"--conf-path={conf}", "--enable-rpc", f"--rpc-listen-port={port}", "--rpc-listen-all=false",
+            "--follow-torrent=false", "--follow-metalink=false",
+            f"--dir={self.download_dir.resolve()}", "--continue=true",
             "--auto-file-renaming=false", "--allow-overwrite=true", "--file-allocation=none",
             "--check-integrity=true", f"--max-concurrent-downloads={self.max_concurrent_downloads}",
             f"--stop-with-process={os.getpid()}", "--console-log-level=warn", "--summary-interval=0",
@@ -95,7 +102,8 @@ class Aria2Daemon:
         self.download_dir.mkdir(parents=True, exist_ok=True)
         self._log = tempfile.TemporaryFile()  # noqa: SIM115
         port, secret = free_port(), secrets.token_hex(16)
-        self.process = subprocess.Popen(self._command(exe, port, secret), stdout=self._log,
+        conf = self._write_secret(secret)
+        self.process = subprocess.Popen(self._command(exe, port, conf), stdout=self._log,
                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                         start_new_session=True)
         Aria2Daemon.started_pids.append(self.process.pid)
@@ -105,7 +113,22 @@ class Aria2Daemon:
         except BaseException:
             self.stop()
             raise
+        self._remove_secret()
         return self
+
+    def _write_secret(self, secret: str) -> Path:
+        """aria2c's config file holding only the RPC secret: mode 0600 in a 0700 folder of its own."""
+        self._conf_dir = Path(tempfile.mkdtemp(prefix="stylepipe-aria2-"))
+        conf = self._conf_dir / "aria2.conf"
+        fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(f"rpc-secret={secret}\n")
+        return conf
+
+    def _remove_secret(self) -> None:
+        if self._conf_dir is not None:
+            shutil.rmtree(self._conf_dir, ignore_errors=True)
+            self._conf_dir = None
 
     def _log_text(self) -> str:
         if self._log is None:
@@ -151,6 +174,7 @@ class Aria2Daemon:
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()
                 proc.wait()
+        self._remove_secret()
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -181,6 +205,7 @@ def aria2_options(f: RemoteFile, remote: RemoteParams, staging: Path) -> dict[st
         "connect-timeout": str(remote.timeout_s), "retry-wait": "1",
         "checksum": f"{'sha-256' if algo == 'sha256' else 'md5'}={expected}",
         "check-integrity": "true", "allow-overwrite": "true", "auto-file-renaming": "false",
+        "follow-torrent": "false", "follow-metalink": "false",
     }
 
 
