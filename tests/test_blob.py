@@ -16,9 +16,10 @@ import yaml
 from onnx import TensorProto, helper
 
 from stylepipe.config import Params, deep_merge, parse_params
-from stylepipe.data.aria2 import free_port
 from stylepipe.export import blob as blob_mod
 from stylepipe.export.blob import BLOB_NAME, BlobError, optimizer_params, run_compile_blob
+
+from .netutil import refusing_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -158,10 +159,10 @@ def test_online_server_error_is_clear(
 
 
 def test_online_connection_refused_is_clear(tmp_path: Path, onnx_dir: Path) -> None:
-    port = free_port()  # nothing listens there once the probe socket is closed
-    params = make_params(enabled=True, url=f"http://127.0.0.1:{port}", retries=0, timeout_s=5)
-    with pytest.raises(BlobError, match=r"go online, or set blob\.path"):
-        compile_blob(params, onnx_dir, tmp_path / "blob")
+    with refusing_port() as port:
+        params = make_params(enabled=True, url=f"http://127.0.0.1:{port}", retries=0, timeout_s=5)
+        with pytest.raises(BlobError, match=r"go online, or set blob\.path"):
+            compile_blob(params, onnx_dir, tmp_path / "blob")
 
 
 def test_every_model_is_requested_with_its_own_preprocessing(

@@ -10,7 +10,6 @@ import torch
 from torchvision.models.vgg import cfgs, make_layers
 
 from stylepipe.config import parse_params
-from stylepipe.data.aria2 import free_port
 from stylepipe.io import file_digest
 from stylepipe.models.adain import (
     AdaINStylizer,
@@ -33,6 +32,7 @@ from stylepipe.models.weights import (
 
 from .conftest import ADAIN_DEPTHS, depth_id, tiny_params_dict
 from .data_fixtures import ServerState, http_server
+from .netutil import refusing_port
 
 HED_SHA = "4502df9d0a88873911ea191cb2be5147d190f6a7f4c21731a418960f6bdb8e8f"
 
@@ -144,8 +144,7 @@ def test_torchvision_download_rejects_wrong_hash(tmp_path: Path):
 
 
 def test_torchvision_download_offline_is_a_clear_error(tmp_path: Path):
-    port = free_port()  # nothing listens there once the probe socket is closed
-    with pytest.raises(WeightsError, match=r"download failed.*vgg16_hed"):
+    with refusing_port() as port, pytest.raises(WeightsError, match=r"download failed.*vgg16_hed"):
         download_checkpoint(f"http://127.0.0.1:{port}/vgg19-dcbb9e9d.pth", tmp_path / "x.pth", timeout_s=5)
 
 
