@@ -68,7 +68,7 @@ def main(out: Path, layer: str, width: float) -> None:
         result = fit(task, CFG, rt, rank_slices(env.rank, env.world_size), out / "ckpt", "h", dist_env=env)
         if env.is_main:
             torch.save(task.decoder.state_dict(), out / "decoder.pt")
-            (out / "history.json").write_text(json.dumps({"history": result.history,
+            (out / "history.json").write_text(json.dumps({"history": result.history, "world_size": env.world_size,
                                                           "resumed_from": result.resumed_from}))
     finally:
         shutdown_distributed()

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from stylepipe.data.datasets import RandomPairs
 from stylepipe.runtime import resolve_runtime
 from stylepipe.train.distributed import SINGLE, DistEnv, per_rank_batch, torchrun_argv
 from stylepipe.train.loop import fit
+from stylepipe.train.stages import AdainTask
 from tests.conftest import ADAIN_DEPTHS, depth_id
 from tests.ddp_worker import CFG, global_batches, make_task
 from tests.test_datasets import _store
@@ -25,35 +27,63 @@ WORKER = Path(__file__).with_name("ddp_worker.py")
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def worker_env() -> dict[str, str]:
+    """The DDP worker imports tests.ddp_worker; one thread per process keeps 2 cores from thrashing."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+            "OMP_NUM_THREADS": "1"}
+
+
+def worker_args(out: Path, layer: str, width: float) -> list[str]:
+    return [str(WORKER), str(out), layer, str(width)]
+
+
 def _torchrun(nproc: int, out: Path, layer: str = "relu4_1", width: float = 1.0) -> dict:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           str(WORKER), str(out), layer, str(width)]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-           "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+           *worker_args(out, layer, width)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=worker_env(), timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads((out / "history.json").read_text())
 
 
-@pytest.mark.parametrize("depth", ADAIN_DEPTHS, ids=depth_id)
-def test_two_processes_match_one_process_per_global_batch(tmp_path: Path, depth: tuple[str, float]):
-    reference_task = make_task(*depth)
-    initial = {k: v.clone() for k, v in reference_task.decoder.state_dict().items()}
-    reference = fit(reference_task, CFG, resolve_runtime(Common(device="cpu")), global_batches,
-                    tmp_path / "single", "h")
-    ddp = _torchrun(2, tmp_path / "ddp", *depth)
+@dataclass
+class Reference:
+    """One process training the worker's global batches: the history and the weights before and after."""
+
+    history: list[dict]
+    initial: dict[str, torch.Tensor]
+    task: AdainTask
+
+
+def single_process_reference(out: Path, depth: tuple[str, float]) -> Reference:
+    task = make_task(*depth)
+    initial = {k: v.clone() for k, v in task.decoder.state_dict().items()}
+    result = fit(task, CFG, resolve_runtime(Common(device="cpu")), global_batches, out, "h")
+    return Reference(result.history, initial, task)
+
+
+def assert_same_update(reference: Reference, ddp_out: Path) -> None:
+    """The DDP run (history.json and decoder.pt in `ddp_out`) made the single process's update."""
+    ddp = json.loads((ddp_out / "history.json").read_text())
     for key in ("loss", "content", "style", "lr"):
         want = [row[key] for row in reference.history]
         assert [row[key] for row in ddp["history"]] == pytest.approx(want, rel=1e-3), key
     # Adam turns float-rounding noise in near-zero gradients into +-lr steps on a few weights, so the
     # updates are compared as a whole: same direction, mean deviation far below the update itself
-    ddp_weights = torch.load(tmp_path / "ddp" / "decoder.pt", weights_only=True)
-    assert torch.equal(ddp_weights["input_scale"], reference_task.decoder.input_scale)  # a buffer, not trained
-    for name, value in reference_task.decoder.named_parameters():
+    ddp_weights = torch.load(ddp_out / "decoder.pt", weights_only=True)
+    assert torch.equal(ddp_weights["input_scale"], reference.task.decoder.input_scale)  # a buffer, not trained
+    for name, value in reference.task.decoder.named_parameters():
         value = value.detach()
-        want, got = (value - initial[name]).flatten(), (ddp_weights[name] - initial[name]).flatten()
+        initial = reference.initial[name]
+        want, got = (value - initial).flatten(), (ddp_weights[name] - initial).flatten()
         assert torch.nn.functional.cosine_similarity(got, want, dim=0) > 0.99, name
         assert (got - want).abs().mean() < 0.01 * want.abs().mean(), name
+
+
+@pytest.mark.parametrize("depth", ADAIN_DEPTHS, ids=depth_id)
+def test_two_processes_match_one_process_per_global_batch(tmp_path: Path, depth: tuple[str, float]):
+    reference = single_process_reference(tmp_path / "single", depth)
+    _torchrun(2, tmp_path / "ddp", *depth)
+    assert_same_update(reference, tmp_path / "ddp")
     # rank 0 wrote the checkpoint: a second launch finds the run complete and resumes from step 6
     again = _torchrun(2, tmp_path / "ddp", *depth)
     assert again["resumed_from"] == CFG.iterations
