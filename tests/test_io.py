@@ -100,3 +100,10 @@ def test_stale_temporary_directories_are_found(tmp_path: Path) -> None:
     (tmp_path / ".out.abc.tmp").mkdir()
     (tmp_path / ".out.abc.old.tmp").mkdir()
     assert sorted(p.name for p in remove_stale_tmp(tmp_path / "out")) == [".out.abc.old.tmp", ".out.abc.tmp"]
+
+
+def test_a_killed_run_leaves_nothing_behind_after_the_next(tmp_path: Path) -> None:
+    (tmp_path / ".out.k1ll3d.tmp").mkdir()  # what SIGKILL inside atomic_dir leaves
+    with atomic_dir(tmp_path / "out") as tmp:
+        (tmp / "marker").write_text("new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

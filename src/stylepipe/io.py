@@ -132,9 +132,11 @@ def _swap_into_place(tmp: Path, path: Path) -> None:
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Build a directory under a temporary name and swap it into place (flushed to disk) when the block
-    succeeds; the old output is kept until then."""
+    succeeds; the old output is kept until then. Temporary directories of `path` that a killed run left
+    behind are removed first (one process builds an output at a time: DVC and Snakemake lock it)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_tmp(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
