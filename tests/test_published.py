@@ -459,3 +459,87 @@ def test_url_download_is_checked_cached_and_fails_clearly(published, tmp_path):
         with pytest.raises(WeightsError, match=rf"sha256 {digest} of the download does not match the pinned key"):
             fetch(url, other, "key", tmp_path / "cache3")
     assert [p for p in tmp_path.glob("cache[23]/**/*") if p.is_file()] == []  # no partial download left
+
+
+# ------------------------------------------------------------------ the DAG on the published model
+
+
+@pytest.mark.integration
+def test_dvc_imports_fine_tunes_resumably_and_reruns_on_a_new_decoder(published, tmp_path):
+    """DVC imports the published files, train_adain fine-tunes for adain.init.steps (tracked in MLflow),
+    and a new decoder file with its checksum re-runs the import and what follows."""
+    import json
+    import shutil
+
+    import yaml
+
+    from tests.conftest import make_project_copy, run
+
+    enc_file, dec_file = published["files"]["t7"][0], published["files"]["pth"][1]
+    overlay = {"weights": {"encoder": "vgg19_normalised", "vgg19_normalised": pinned(enc_file, "t7")},
+               "adain": {"layer": "relu4_1", "decoder_width": 1.0, "init": pinned(dec_file, "pth", steps=2)},
+               "train_adain": {"checkpoint_every": 1}}
+    for entry in (overlay["weights"]["vgg19_normalised"], overlay["adain"]["init"]):
+        entry["file"] = f"published/{Path(entry['file']).name}"
+    proj = make_project_copy(tmp_path / "proj", overlay)
+    for f in (enc_file, dec_file):  # git ignores published/'s contents; DVC hashes them
+        shutil.copy2(f, proj / "published" / f.name)
+    run(["dvc", "repro", "train_adain"], proj)
+    recon = json.loads((proj / "models/recon/summary.json").read_text())
+    adain = json.loads((proj / "models/adain/summary.json").read_text())
+    assert (recon["steps"], recon["sha256"]) == (0, file_digest(dec_file))
+    assert adain["steps"] == 2 and adain["mlflow_run_id"]
+    assert (proj / "models/adain/style_bank.pt").is_file()
+    assert "Data and pipelines are up to date" in run(["dvc", "status"], proj).stdout
+
+    new_decoder = realistic_decoder(published["vgg"], seed=5)
+    torch.save(new_decoder.state_dict(), proj / "published" / dec_file.name)
+    assert "train_recon" in run(["dvc", "status"], proj).stdout  # the folder changed
+    failed = run(["dvc", "repro", "train_adain"], proj, check=False)  # the old pin no longer matches
+    assert failed.returncode != 0 and "does not match the pinned adain.init.sha256" in failed.stdout + failed.stderr
+    params = yaml.safe_load((proj / "params.yaml").read_text())
+    params["adain"]["init"]["sha256"] = file_digest(proj / "published" / dec_file.name)
+    (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["dvc", "repro", "train_adain"], proj)
+    assert json.loads((proj / "models/recon/summary.json").read_text())["sha256"] == params["adain"]["init"]["sha256"]
+
+
+def test_checksum_prints_the_entry_to_paste_and_the_profile_takes_it(published, tmp_path, capsys):
+    import shutil
+
+    import yaml
+
+    from stylepipe.cli import main
+    from stylepipe.config import load_params
+    from stylepipe.profiles import apply_profile
+    from tests.conftest import ROOT
+
+    enc_file = published["files"]["t7"][0]
+    assert main(["checksum", str(enc_file)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    entry = yaml.safe_load("\n".join(line for line in printed[1:] if not line.startswith("#")))
+    assert entry == {"file": str(enc_file), "sha256": file_digest(enc_file), "format": "t7"}
+
+    shutil.copy2(ROOT / "params.yaml", tmp_path / "params.yaml")
+    shutil.copytree(ROOT / "profiles", tmp_path / "profiles")
+    profile = yaml.safe_load((tmp_path / "profiles/pretrained.yaml").read_text())
+    profile["weights"]["vgg19_normalised"] = entry  # what the README says to do
+    (tmp_path / "profiles/pretrained.yaml").write_text(yaml.safe_dump(profile))
+    apply_profile("pretrained", tmp_path / "params.yaml", tmp_path / "profiles")
+    params = load_params(tmp_path / "params.yaml")
+    assert params.weights.encoder == "vgg19_normalised" and params.weights.vgg19_normalised.sha256 == entry["sha256"]
+    assert (params.adain.layer, params.adain.decoder_width, params.adain.init.steps) == ("relu4_1", 1.0, 0)
+    assert params.adain.init.sha256 is None  # still to fill in: the stage refuses it (see above)
+
+
+def test_params_refuse_a_published_decoder_at_another_depth_or_width():
+    from stylepipe.config import ConfigError
+
+    init = {"file": "published/decoder.t7", "format": "t7"}
+    for layer, width in (("relu3_1", 1.0), ("relu4_1", 0.5)):
+        raw = deep_merge(tiny_params_dict(), {"adain": {"layer": layer, "decoder_width": width, "init": init}})
+        with pytest.raises(ConfigError, match=rf"adain.init imports a published decoder.*got {layer}, {width:g}"):
+            parse_params(raw)
+    with pytest.raises(ConfigError, match=r"adain.init.format: Input should be 'pth' or 't7'"):
+        parse_params(deep_merge(tiny_params_dict(), {"adain": {"layer": "relu4_1", "decoder_width": 1.0,
+                                                                "init": {**init, "format": "onnx"}}}))

@@ -200,6 +200,12 @@ def _checksum(args) -> None:
         raise MissingInputError(f"{args.file}: no such file")
     digest = file_digest(args.file, args.algorithm)
     print(f"{digest}  {args.file}")
+    if args.algorithm == "sha256" and args.file.suffix in (".pth", ".t7"):
+        from stylepipe.models.published import detect_format
+
+        print("# params.yaml / profiles/pretrained.yaml: weights.vgg19_normalised (encoder) or adain.init "
+              f"(decoder):\n  file: {args.file}\n  sha256: {digest}\n  format: {detect_format(args.file)}")
+        return
     print(f"# params.yaml, download.remote.files:\n- name: {args.file.name}\n  urls: [<url>]\n"
           f"  {args.algorithm}: {digest}")
 
@@ -324,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("profile", help="apply a params overlay (e.g. `full`) to params.yaml")
     pr.add_argument("name", help="profile name: a file profiles/<name>.yaml")
     ck = sub.add_parser("checksum", help="print a file's sha256 (or md5) and its params.yaml entry")
-    ck.add_argument("file", type=Path, help="e.g. a hand-downloaded wikiart.zip")
+    ck.add_argument("file", type=Path, help="e.g. a hand-downloaded wikiart.zip or a published model file")
     ck.add_argument("--algorithm", choices=("sha256", "md5"), default="sha256")
     cp = sub.add_parser("checkpoints", help="list or prune the training checkpoints in .cache/checkpoints")
     cp.add_argument("action", choices=("list", "prune"))
