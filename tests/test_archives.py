@@ -164,8 +164,8 @@ def extract_reporting(archive: Path, dest: Path, **kw) -> tuple[list[str], dict[
 @pytest.mark.parametrize(
     ("patch", "reason"),
     [({"flags": 0x1}, "encrypted (password-protected) member"),
-     ({"method": 9}, "compressed with Deflate64, which cannot be read here: re-pack the archive with Deflate")],
-    ids=["encrypted", "deflate64"],
+     ({"method": 98}, "compressed with PPMd, which cannot be read here: re-pack the archive with Deflate")],
+    ids=["encrypted", "ppmd"],
 )
 def test_unreadable_zip_members_are_skipped_and_reported(tmp_path: Path, patch: dict, reason: str) -> None:
     z = patch_zip_member(make_zip(tmp_path / "w.zip", {"a.jpg": b"one", "b.jpg": b"two"}), "a.jpg", **patch)
@@ -210,3 +210,54 @@ def test_member_count_is_capped(tmp_path: Path) -> None:
     with pytest.raises(UnsafeArchiveError, match="5 members exceed the limit of 4"):
         safe_extract(t, tmp_path / "out_tar", 100_000, max_members=4)
     assert len(safe_extract(z, tmp_path / "ok", 100_000, max_members=5)) == 5
+
+
+def deflate64_zip(path: Path, members: dict[str, bytes]) -> Path:
+    """A zip whose members are Deflate64-compressed, as Windows writes large archives: each member's
+    compressed bytes are stored, then both headers are given method 9, the real CRC-32 and size."""
+    import zlib
+
+    import inflate64
+
+    packed = {}
+    for name, data in members.items():
+        deflater = inflate64.Deflater()
+        packed[name] = deflater.deflate(data) + deflater.flush()
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+        for name, blob in packed.items():
+            zf.writestr(name, blob)
+    raw = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as zf:
+        infos = {i.filename: i for i in zf.infolist()}
+    for name, data in members.items():
+        crc, size = zlib.crc32(data).to_bytes(4, "little"), len(data).to_bytes(4, "little")
+        local = infos[name].header_offset
+        raw[local + 8 : local + 10] = (9).to_bytes(2, "little")
+        raw[local + 14 : local + 18], raw[local + 22 : local + 26] = crc, size
+        cd = raw.find(b"PK\x01\x02" + raw[local + 4 : local + 6])  # its central entry follows the data
+        while raw[cd + 46 : cd + 46 + len(name)] != name.encode():
+            cd = raw.find(b"PK\x01\x02", cd + 4)
+        raw[cd + 10 : cd + 12] = (9).to_bytes(2, "little")
+        raw[cd + 16 : cd + 20], raw[cd + 24 : cd + 28] = crc, size
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def test_deflate64_members_are_inflated(tmp_path: Path) -> None:
+    """Windows compresses large files with Deflate64, which Python's zipfile cannot read."""
+    payload = {"wikiart/Style/a.jpg": bytes(range(256)) * 150, "wikiart/Style/b.jpg": b"painting" * 4000}
+    z = deflate64_zip(tmp_path / "wikiart.zip", payload)
+    with zipfile.ZipFile(z) as zf:
+        assert {i.compress_type for i in zf.infolist()} == {9}
+        with pytest.raises(NotImplementedError):
+            zf.read("wikiart/Style/a.jpg")
+    files, bad = extract_reporting(z, tmp_path / "out")
+    assert bad == {} and files == sorted(payload)
+    for name, data in payload.items():
+        assert (tmp_path / "out" / name).read_bytes() == data
+    raw = bytearray(z.read_bytes())  # a flipped byte inside the first member's data: reported, not extracted
+    start = raw.find(b"a.jpg") + len(b"a.jpg") + 40
+    raw[start] ^= 0xFF
+    z.write_bytes(bytes(raw))
+    files, bad = extract_reporting(z, tmp_path / "out2")
+    assert files == ["wikiart/Style/b.jpg"] and bad["wikiart/Style/a.jpg"].startswith("corrupt archive member")

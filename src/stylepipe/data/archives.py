@@ -1,14 +1,17 @@
 """Safe extraction of zip and tar archives: no absolute paths, no `..`, no links or device files, a cap
 on the member count and on the total uncompressed size (checked from the headers and enforced while
-streaming). Members that cannot be extracted as they stand (encrypted, an unsupported compression method,
+streaming). Deflate64 members (Windows' compressor for large files; zipfile reads none) are inflated with
+inflate64. Members that cannot be extracted as they stand (encrypted, an unsupported compression method,
 a name the file system cannot hold, a file where an earlier member made a folder or the reverse) are
 skipped and reported, the rest of the archive is extracted."""
 
 from __future__ import annotations
 
+import io
 import json
 import lzma
 import stat
+import struct
 import tarfile
 import zipfile
 import zlib
@@ -17,14 +20,18 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
 
+import inflate64
+
 from stylepipe.errors import InputError
 
 CHUNK = 1 << 20
 DEFAULT_MAX_MEMBERS = 1_000_000  # params preprocess.max_archive_members
 NAME_MAX = 255  # bytes per path component (ext4, xfs, btrfs, tmpfs)
 PATH_MAX = 4096  # bytes of a whole path, the extraction folder included
+ZIP_DEFLATE64 = 9
 ZIP_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate", zipfile.ZIP_BZIP2: "bzip2",
-               zipfile.ZIP_LZMA: "lzma"}  # what Python's zipfile decompresses
+               zipfile.ZIP_LZMA: "lzma", ZIP_DEFLATE64: "Deflate64"}  # zipfile's own, and Deflate64 here
+LOCAL_HEADER = struct.Struct("<4s5H3L2H")  # a zip member's local header, before its data
 ZIP_METHOD_NAMES = {9: "Deflate64", 12: "bzip2", 14: "LZMA", 93: "Zstandard", 95: "xz", 98: "PPMd", 99: "AES"}
 
 
@@ -81,6 +88,56 @@ class Member:
     is_dir: bool
     info: zipfile.ZipInfo | tarfile.TarInfo
     problem: str | None = None
+
+
+class Deflate64Member(io.RawIOBase):
+    """A Deflate64 zip member's data, inflated as it is read and checked against its CRC-32 and size at
+    the end (a mismatch is BadZipFile, as zipfile reports its own members)."""
+
+    def __init__(self, archive: Path, info: zipfile.ZipInfo) -> None:
+        super().__init__()
+        self._info = info
+        self._file = open(archive, "rb")  # noqa: SIM115 (closed by close())
+        self._file.seek(info.header_offset)
+        header = LOCAL_HEADER.unpack(self._file.read(LOCAL_HEADER.size))
+        if header[0] != b"PK\x03\x04":
+            raise zipfile.BadZipFile(f"bad local header of {info.filename!r}")
+        self._file.seek(header[-2] + header[-1], io.SEEK_CUR)  # the member's name and extra field
+        self._left = info.compress_size
+        self._inflater = inflate64.Inflater()
+        self._pending = b""
+        self._crc = self._size = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        while not self._pending and self._left > 0:
+            chunk = self._file.read(min(CHUNK, self._left))
+            if not chunk:
+                raise EOFError(f"{self._info.filename!r}: the archive ends inside this member")
+            self._left -= len(chunk)
+            self._pending = self._inflater.inflate(chunk)
+            self._crc = zlib.crc32(self._pending, self._crc)
+            self._size += len(self._pending)
+        if not self._pending:
+            self._verify()
+            return b""
+        size = len(self._pending) if size is None or size < 0 else size
+        out, self._pending = self._pending[:size], self._pending[size:]
+        return out
+
+    def _verify(self) -> None:
+        if self._size != self._info.file_size or self._crc != self._info.CRC:
+            raise zipfile.BadZipFile(f"Bad CRC-32 or size for file {self._info.filename!r}")
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+def _open_zip_member(archive: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> IO[bytes]:
+    return Deflate64Member(archive, info) if info.compress_type == ZIP_DEFLATE64 else zf.open(info)
 
 
 def _check_count(archive: Path, count: int, max_members: int) -> None:
@@ -220,7 +277,8 @@ def safe_extract(
 
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as zf:
-            extract_all(_zip_members(archive, zf, max_bytes, max_members), lambda m: zf.open(m.info))
+            extract_all(_zip_members(archive, zf, max_bytes, max_members),
+                        lambda m: _open_zip_member(archive, zf, m.info))
     elif tarfile.is_tarfile(archive):
         with tarfile.open(archive) as tf:
             extract_all(_tar_members(archive, tf, max_bytes, max_members), lambda m: _tar_open(tf, m.info))
