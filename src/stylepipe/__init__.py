@@ -1,0 +1,1 @@
+"""stylepipe: a reproducible pipeline for real-time style transfer (AdaIN, Johnson, Gatys), COCO/WikiArt to an OAK-1."""

@@ -1,0 +1,1 @@
+"""Training: the shared loop, checkpoints, schedules, DDP, and the AdaIN and Johnson stages."""
