@@ -279,6 +279,7 @@ def test_dropped_connection_names_file_and_url(tmp_path: Path) -> None:
         with pytest.raises(DownloadError) as info:
             download_files([f], tmp_path / "out", remote(tmp_path, split=1), progress=False)
     assert f"{url}/a.bin" in str(info.value) and "a.bin:" in str(info.value)
+    assert "connection dropped" in str(info.value) and "next run resumes" in str(info.value)
     assert list((tmp_path / "out").iterdir()) == []
 
 

@@ -230,9 +230,15 @@ def _discard(staging: Path, name: str) -> None:
         p.unlink(missing_ok=True)
 
 
+NO_URI_LEFT = "No URI available"  # aria2's last word once every URL has used up its tries
+
+
 def _describe(f: RemoteFile, code: int, message: str) -> str:
     what = ARIA2_ERRORS.get(code, "error")
-    return f"{f.name}: download failed from {', '.join(f.urls)}: aria2 error {code} ({what}): {message}"
+    if NO_URI_LEFT in message:
+        what = "every URL failed: connection dropped, refused or timed out, download.remote.max_tries used up"
+    resume = "" if code == CHECKSUM_MISMATCH else "; what arrived is kept and the next run resumes it"
+    return f"{f.name}: download failed from {', '.join(f.urls)}: aria2 error {code} ({what}): {message}{resume}"
 
 
 class _Transfer:
