@@ -406,3 +406,11 @@ def test_audio_that_cannot_be_decoded_is_dropped_with_a_warning(tmp_path, monkey
         result = run_stylizer(src, tmp_path / "out.mp4", _identity, progress=False)["video"]
     assert result["frames"] == 4 and result["audio"].startswith("dropped")
     assert not probe_video(tmp_path / "out.mp4").has_audio
+
+
+def test_the_host_demo_reads_portrait_video_upright(tmp_path):
+    from stylepipe.demo.host import read_frames
+
+    src = _marked_clip(tmp_path / "portrait.mp4", rotation=-90)
+    frame = next(read_frames(src, (32, 48)))
+    assert frame[:8, -8:].mean() > 200 and frame[:8, :8].mean() < 50

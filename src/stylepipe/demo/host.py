@@ -25,7 +25,7 @@ from stylepipe import paths
 from stylepipe.config import Params
 from stylepipe.errors import InputError, MissingInputError, StylepipeError
 from stylepipe.io import atomic_dir, write_json
-from stylepipe.media import VideoWriter
+from stylepipe.media import VideoWriter, upright_frame
 from stylepipe.models.statistics import StatsOrigin
 
 Runner = Callable[[np.ndarray], np.ndarray]  # RGB uint8 (H, W, 3) -> RGB uint8 (H, W, 3)
@@ -297,14 +297,15 @@ def _resize(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 def read_frames(
     source: str | Path, size: tuple[int, int], max_frames: int | None = None
 ) -> Iterator[np.ndarray]:
-    """RGB frames from a video file, or a webcam given as /dev/videoN (V4L2), resized to size=(w, h)."""
+    """RGB frames from a video file (upright: its display-matrix rotation applied), or a webcam given as
+    /dev/videoN (V4L2), resized to size=(w, h)."""
     source = str(source)
     options = {"format": "v4l2"} if source.startswith("/dev/video") else {}
     with av.open(source, **options) as container:
         for i, frame in enumerate(container.decode(video=0)):
             if max_frames is not None and i >= max_frames:
                 return
-            yield _resize(frame.to_ndarray(format="rgb24"), size)
+            yield _resize(upright_frame(frame), size)
 
 
 def run_host(
