@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, get_args
@@ -63,7 +64,11 @@ def _raise_terminated(signum: int, frame: object) -> None:
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """Turn SIGTERM into `Terminated` for the block (the default action would end the process at once,
-    leaving temporary files, RUNNING MLflow runs and torchrun's workers behind)."""
+    leaving temporary files, RUNNING MLflow runs and torchrun's workers behind). Only the main thread
+    can take signals: elsewhere (main() called from a thread) the block runs unchanged."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         yield
