@@ -17,7 +17,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 PROJECT_FILES = (
-    "src", "workflow", "profiles", "published", "requirements", "dvc.yaml", "Snakefile", "params.yaml",
+    "src", "workflow", "profiles", "published", "blobs", "requirements", "dvc.yaml", "Snakefile", "params.yaml",
     "pyproject.toml", ".dvcignore", ".gitignore", "README.md",
 )
 
