@@ -192,7 +192,7 @@ def _name_problem(rel: PurePosixPath, is_dir: bool, dest: Path) -> str | None:
     long_part = next((part for part in rel.parts if len(part.encode()) > NAME_MAX), None)
     if long_part is not None:
         return f"a path component of {len(long_part.encode())} bytes (the file system allows {NAME_MAX})"
-    length = len(str(dest.resolve().joinpath(*rel.parts)).encode())
+    length = len(str(dest.joinpath(*rel.parts)).encode())
     if length > PATH_MAX:
         return f"a path of {length} bytes once extracted (the file system allows {PATH_MAX})"
     return None
@@ -203,6 +203,7 @@ def _mark_layout_problems(members: list[Member], dest: Path) -> None:
     earlier member wins: `a` then `a/b`, or the folder `a/` then a file `a`)."""
     files: set[PurePosixPath] = set()
     dirs: set[PurePosixPath] = set()
+    dest = dest.resolve()
     for m in members:
         m.problem = m.problem or _name_problem(m.rel, m.is_dir, dest)
         if m.problem is not None:
