@@ -465,7 +465,7 @@ def test_url_download_is_checked_cached_and_fails_clearly(published, tmp_path):
 
 
 @pytest.mark.integration
-def test_dvc_imports_fine_tunes_resumably_and_reruns_on_a_new_decoder(published, tmp_path):
+def test_dvc_imports_fine_tunes_and_reruns_on_a_new_decoder(published, tmp_path):
     """DVC imports the published files, train_adain fine-tunes for adain.init.steps (tracked in MLflow),
     and a new decoder file with its checksum re-runs the import and what follows."""
     import json
@@ -490,11 +490,11 @@ def test_dvc_imports_fine_tunes_resumably_and_reruns_on_a_new_decoder(published,
     assert (recon["steps"], recon["sha256"]) == (0, file_digest(dec_file))
     assert adain["steps"] == 2 and adain["mlflow_run_id"]
     assert (proj / "models/adain/style_bank.pt").is_file()
-    assert "Data and pipelines are up to date" in run(["dvc", "status"], proj).stdout
+    assert "Data and pipelines are up to date" in run(["dvc", "status", "--with-deps", "train_adain"], proj).stdout
 
     new_decoder = realistic_decoder(published["vgg"], seed=5)
     torch.save(new_decoder.state_dict(), proj / "published" / dec_file.name)
-    assert "train_recon" in run(["dvc", "status"], proj).stdout  # the folder changed
+    assert "train_recon" in run(["dvc", "status", "--with-deps", "train_adain"], proj).stdout  # the folder changed
     failed = run(["dvc", "repro", "train_adain"], proj, check=False)  # the old pin no longer matches
     assert failed.returncode != 0 and "does not match the pinned adain.init.sha256" in failed.stdout + failed.stderr
     params = yaml.safe_load((proj / "params.yaml").read_text())
