@@ -543,3 +543,30 @@ def test_params_refuse_a_published_decoder_at_another_depth_or_width():
     with pytest.raises(ConfigError, match=r"adain.init.format: Input should be 'pth' or 't7'"):
         parse_params(deep_merge(tiny_params_dict(), {"adain": {"layer": "relu4_1", "decoder_width": 1.0,
                                                                 "init": {**init, "format": "onnx"}}}))
+
+
+def test_camera_path_exports_clean_and_fits_fp16_at_the_profile_stats_scale(published, tmp_path, monkeypatch):
+    """VGG19-normalised to relu4_1 + the published decoder: Myriad X operators only, and relu4_1's
+    squared deviations overflow FP16 unscaled but fit at the pretrained profile's export.stats_scale."""
+    import yaml
+
+    from stylepipe.export.onnx import ExportError, StatsModel, export_graph
+    from stylepipe.export.opcheck import check_graph
+    from stylepipe.export.openvino import check_fp16_range, fp16_compute_error, probe_images
+    from tests.conftest import ROOT
+
+    scale = yaml.safe_load((ROOT / "profiles/pretrained.yaml").read_text())["export"]["stats_scale"]
+    enc_file, dec_file = published["files"]["t7"]
+    root = import_both(tmp_path, enc_file, dec_file, "t7", monkeypatch)
+    model = load_stylizer(root / "models/encoder/encoder.pt", root / "models/recon/decoder.pt")
+    style_mean, style_std = model.style_stats(smooth_images(1, 64, 9))
+    inputs = [(img, style_mean, style_std) for img in probe_images(64, 64, 0)]
+    with pytest.raises(ExportError, match="FP16 overflow"):
+        check_fp16_range(StatsModel(model, 1.0).eval(), inputs, 1.0)
+    stats = StatsModel(model, scale).eval()
+    assert check_fp16_range(stats, inputs, scale)["headroom"] > 8
+    error = fp16_compute_error(stats, inputs[0])
+    assert error["max_abs_diff"] < 5e-3 and error["mean_abs_diff"] < 1e-3, error
+    export_graph(stats, inputs[0], ["content", "style_mean", "style_std"], tmp_path / "stats.onnx", 13, {})
+    ops = check_graph(tmp_path / "stats.onnx")
+    assert ops.ok, ops.violations
