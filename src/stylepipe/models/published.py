@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from stylepipe.io import atomic_path, file_digest
-from stylepipe.models.adain import Decoder
+from stylepipe.models.adain import Decoder, NearestUp2x
 from stylepipe.models.encoders import WeightsError, load_state_checked
 
 Format = Literal["pth", "t7"]
@@ -70,7 +70,7 @@ def layout(sequence: nn.Sequential | nn.ModuleList) -> list[Slot]:
             slots.append(Slot("relu"))
         elif isinstance(module, nn.MaxPool2d):
             slots.append(Slot("pool"))
-        elif type(module).__name__ == "NearestUp2x":
+        elif isinstance(module, NearestUp2x):
             slots.append(Slot("up"))
         else:
             raise WeightsError(f"{type(module).__name__} has no counterpart in the published AdaIN models")
