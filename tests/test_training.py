@@ -330,3 +330,25 @@ def test_checkpoints_command_lists_and_prunes(tmp_path: Path, monkeypatch, capsy
     assert [p.name for p in list_checkpoints(folder)] == ["key2.pt"]
     assert main(["checkpoints", "prune", "--keep", "-1"]) == 1
     assert "expected 0 or more, got -1" in capsys.readouterr().err
+
+
+class _RunsCode:
+    """A pickle payload that would create a file when unpickled."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused(tmp_path: Path):
+    from stylepipe.train.checkpoint import CheckpointError, checkpoint_path
+
+    marker = tmp_path / "code-ran"
+    path = checkpoint_path(tmp_path / "c", "key")
+    path.parent.mkdir()
+    torch.save({"key": "key", "step": 1, "payload": _RunsCode(marker)}, path)
+    with pytest.raises(CheckpointError, match="checkpoint unreadable"):
+        load_checkpoint(tmp_path / "c", "key")
+    assert not marker.exists()
