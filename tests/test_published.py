@@ -309,6 +309,19 @@ def test_imported_model_matches_the_published_forward(published, fmt, tmp_path, 
         assert torch.allclose(ours, theirs, atol=1e-5, rtol=0), float((ours - theirs).abs().max())
 
 
+def test_legacy_torch_save_files_import_alike(published, tmp_path):
+    """The port's 2018 release predates torch.save's zip format."""
+    from stylepipe.models.published import detect_format, published_decoder
+
+    legacy = tmp_path / "decoder.pth"
+    torch.save(published["decoder"].state_dict(), legacy, _use_new_zipfile_serialization=False)
+    assert not legacy.read_bytes().startswith(b"PK") and detect_format(legacy) == "pth"
+    imported = published_decoder(legacy, "pth", "vgg19_normalised")
+    current = published_decoder(published["files"]["pth"][1], "pth", "vgg19_normalised")
+    assert all(torch.equal(a, b) for a, b in zip(imported.state_dict().values(), current.state_dict().values(),
+                                                 strict=True))
+
+
 def test_encoder_taps_match_the_published_layers(published, tmp_path, monkeypatch):
     """Every tap (Gatys, Johnson's loss network, the style losses) reads the published network's ReLU."""
     from stylepipe.models.encoders import FeatureExtractor
