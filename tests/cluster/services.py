@@ -169,3 +169,174 @@ def run_quiet(cmd: list[str]) -> None:
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     if proc.returncode:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+
+
+SLURM_CONF = """\
+ClusterName={cluster}
+SlurmctldHost={host}(127.0.0.1)
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+CredType=cred/munge
+SlurmctldPort=6817
+SlurmdPort=6818
+MpiDefault=none
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+SchedulerType=sched/backfill
+ReturnToService=2
+SlurmctldParameters=enable_configless
+StateSaveLocation={root}/state
+SlurmdSpoolDir={root}/spool
+SlurmctldPidFile={root}/slurmctld.pid
+SlurmdPidFile={root}/slurmd.pid
+SlurmctldLogFile={root}/slurmctld.log
+SlurmdLogFile={root}/slurmd.log
+AccountingStorageType=accounting_storage/slurmdbd
+AccountingStorageHost=127.0.0.1
+AccountingStoragePort=6819
+AccountingStoreFlags=job_comment
+NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={memory_mb} State=UNKNOWN
+PartitionName={partition} Nodes={host} Default=YES MaxTime=INFINITE State=UP
+"""
+
+SLURMDBD_CONF = """\
+AuthType=auth/munge
+DbdHost=localhost
+DbdAddr=127.0.0.1
+DbdPort=6819
+SlurmUser=root
+StorageType=accounting_storage/mysql
+StorageHost=localhost
+StorageUser=root
+StorageLoc=slurm_acct_db
+PidFile={root}/slurmdbd.pid
+LogFile={root}/slurmdbd.log
+"""
+
+
+class SlurmCluster:
+    """A single-node SLURM cluster (slurmctld, slurmd, slurmdbd on MariaDB, munge) in its own network
+    namespace: the daemons' fixed ports are free there by construction and nothing else can reach them."""
+
+    def __init__(self, root: Path, partition: str, netns: str) -> None:
+        self.root, self.partition, self.netns = root, partition, netns
+        self.conf = root / "etc" / "slurm.conf"
+
+    def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        return {**tool_env(), "SLURM_CONF": str(self.conf), "MYSQL_UNIX_PORT": str(self.root / "mysql.sock"),
+                **(extra or {})}
+
+    def command(self, cmd: list[str]) -> list[str]:
+        """`cmd` run inside the cluster's network namespace."""
+        return ["nsenter", f"--net=/run/netns/{self.netns}", *cmd]
+
+    def run(self, cmd: list[str], cwd: Path | None = None, timeout: float = 120,
+            check: bool = True) -> subprocess.CompletedProcess:
+        proc = subprocess.run(self.command(cmd), cwd=cwd, env=self.env(), capture_output=True, text=True,
+                              timeout=timeout)
+        if check and proc.returncode:
+            raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
+                                 f"{proc.stderr[-3000:]}\n{self.logs()}")
+        return proc
+
+    def logs(self) -> str:
+        logs = sorted(self.root.glob("*.log")) + sorted(self.root.glob("*.out"))
+        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-1500:]}" for p in logs)
+
+
+@contextlib.contextmanager
+def slurm_cluster(root: Path, partition: str = "stylepipe-test", memory_mb: int = 2048) -> Iterator[SlurmCluster]:
+    """Start munge, MariaDB, slurmdbd, slurmctld and slurmd on loopback; stop all of them on exit."""
+    import socket
+
+    if SITE_CONF.exists():
+        pytest.fail(f"{SITE_CONF} exists: job steps would read it instead of this test's cluster")
+    host = socket.gethostname().split(".")[0]
+    netns = f"stylepipe-slurm-{os.getpid()}"
+    run_quiet(["ip", "netns", "add", netns])
+    cluster = SlurmCluster(root, partition, netns)
+    try:
+        run_quiet(cluster.command(["ip", "link", "set", "lo", "up"]))
+        # Slurm resolves its listening address with AI_ADDRCONFIG, which needs an IPv4 address besides 127.0.0.1
+        run_quiet(cluster.command(["ip", "addr", "add", "127.0.0.2/8", "dev", "lo"]))
+        for sub in ("etc", "state", "spool", "mysql"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        values = {"root": root, "host": host, "cluster": "stylepipe", "cpus": os.cpu_count(),
+                  "memory_mb": memory_mb, "partition": partition}
+        cluster.conf.write_text(SLURM_CONF.format(**values))
+        dbd_conf = root / "etc" / "slurmdbd.conf"
+        dbd_conf.write_text(SLURMDBD_CONF.format(**values))
+        dbd_conf.chmod(0o600)  # slurmdbd refuses a config others can read (it may hold the DB password)
+        with contextlib.ExitStack() as stack:
+            _start_munge(cluster, stack)
+            _start_mariadb(cluster, stack)
+            _start_daemon(cluster, stack, ["slurmdbd", "-D"], "slurmdbd",
+                          lambda: cluster.run(["sacctmgr", "-n", "list", "cluster"], check=False).returncode == 0)
+            for entity in (["cluster", "stylepipe"], ["account", "stylepipe-test"],
+                           ["user", "root", "account=stylepipe-test"]):
+                cluster.run(["sacctmgr", "-i", "add", *entity])
+            _start_daemon(cluster, stack, ["slurmctld", "-D"], "slurmctld",
+                          lambda: cluster.run(["scontrol", "ping"], check=False).returncode == 0)
+            stack.callback(lambda: cluster.run(["scancel", "--user=root"], check=False))
+            stack.callback(_unlink_config_link, root)
+            # configless, as many sites run it: slurmd fetches the config from slurmctld and links it at
+            # /run/slurm/conf, where the job steps' srun finds it (Snakemake's jobstep drops SLURM_CONF)
+            _start_daemon(cluster, stack, ["slurmd", "-D", "--conf-server", "127.0.0.1:6817"], "slurmd",
+                          lambda: cluster.run(["sinfo", "-h", "-o", "%T"], check=False).stdout.strip() == "idle",
+                          env={k: v for k, v in cluster.env().items() if k != "SLURM_CONF"})
+            yield cluster
+    finally:
+        subprocess.run(["ip", "netns", "delete", netns], capture_output=True, timeout=60)
+
+
+SITE_CONF = Path("/etc/slurm/slurm.conf")
+CONFIG_LINK = Path("/run/slurm/conf")
+
+
+def _unlink_config_link(root: Path) -> None:
+    """Remove the link slurmd made to its config cache (only when it points into this cluster's folder)."""
+    if CONFIG_LINK.is_symlink() and Path(os.readlink(CONFIG_LINK)).is_relative_to(root):
+        CONFIG_LINK.unlink()
+
+
+def _start_daemon(cluster: SlurmCluster, stack: contextlib.ExitStack, cmd: list[str], what: str,
+                  ready: Callable[[], bool], env: dict[str, str] | None = None) -> None:
+    log = cluster.root / f"{what}.out"
+    proc = stack.enter_context(service(cluster.command(cmd), log, env=env or cluster.env()))
+    try:
+        wait_until(ready, what, proc, log, timeout=90)
+    except AssertionError as err:
+        raise AssertionError(f"{err}\n{cluster.logs()}") from None
+
+
+MUNGE_SOCKET = Path("/run/munge/munge.socket.2")
+
+
+def _start_munge(cluster: SlurmCluster, stack: contextlib.ExitStack) -> None:
+    """munged with a key made here, on the default socket: Slurm's clients (sacctmgr, sacct) talk to
+    slurmdbd through it whatever AuthInfo says."""
+    root = cluster.root
+    if MUNGE_SOCKET.exists():
+        pytest.fail(f"{MUNGE_SOCKET} exists: another munged runs on this machine; stop it for the SLURM test")
+    MUNGE_SOCKET.parent.mkdir(parents=True, exist_ok=True)
+    key = root / "munge.key"
+    key.write_bytes(os.urandom(1024))
+    key.chmod(0o400)
+    cmd = ["munged", "--foreground", "--force", f"--key-file={key}", f"--socket={MUNGE_SOCKET}",
+           f"--pid-file={root}/munged.pid", f"--log-file={root}/munged.log", f"--seed-file={root}/munge.seed"]
+    _start_daemon(cluster, stack, cmd, "munged", MUNGE_SOCKET.exists)
+
+
+def _start_mariadb(cluster: SlurmCluster, stack: contextlib.ExitStack) -> None:
+    """MariaDB on a Unix socket only (root authenticates by its uid), for slurmdbd's job records."""
+    root = cluster.root
+    run_quiet(["mariadb-install-db", "--no-defaults", f"--datadir={root}/mysql", "--user=root",
+               "--auth-root-authentication-method=socket", "--skip-test-db"])
+    cmd = ["mariadbd", "--no-defaults", f"--datadir={root}/mysql", f"--socket={root}/mysql.sock",
+           "--skip-networking", "--user=root", f"--pid-file={root}/mariadb.pid", f"--log-error={root}/mariadb.log"]
+    _start_daemon(cluster, stack, cmd, "mariadb", lambda: subprocess.run(
+        ["mariadb-admin", f"--socket={root}/mysql.sock", "ping"], capture_output=True).returncode == 0)
