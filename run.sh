@@ -38,7 +38,7 @@ setup_system() {
     "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null || as_root apt-get install -y -qq python3-venv
 }
 
-CLUSTER_PACKAGES=(slurm-wlm slurmdbd munge mariadb-server openssh-server openssh-client)
+CLUSTER_PACKAGES=(slurm-wlm slurmdbd munge mariadb-server openssh-server openssh-client iproute2)
 
 setup_cluster_system() {
     local missing=()
