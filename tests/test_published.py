@@ -583,3 +583,17 @@ def test_camera_path_exports_clean_and_fits_fp16_at_the_profile_stats_scale(publ
     export_graph(stats, inputs[0], ["content", "style_mean", "style_std"], tmp_path / "stats.onnx", 13, {})
     ops = check_graph(tmp_path / "stats.onnx")
     assert ops.ok, ops.violations
+
+
+def test_loss_curves_show_an_imported_stage_without_rows(tmp_path):
+    """evaluate's curves.png when train_recon/train_adain imported their model (header-only losses.csv)."""
+    from PIL import Image
+
+    from stylepipe.evaluate import loss_curves
+    from stylepipe.train.stages import ADAIN_COLUMNS, RECON_COLUMNS, write_untrained_history
+
+    write_untrained_history(tmp_path / "recon.csv", RECON_COLUMNS)
+    write_untrained_history(tmp_path / "adain.csv", ADAIN_COLUMNS)
+    out = loss_curves({"train_recon": tmp_path / "recon.csv", "train_adain": tmp_path / "adain.csv"},
+                      tmp_path / "curves.png")
+    assert out == tmp_path / "curves.png" and Image.open(out).size[0] > Image.open(out).size[1]
