@@ -89,3 +89,31 @@ def test_unreachable_server_is_a_clear_error_within_seconds(tmp_path: Path, monk
         with stage_run(params, "train_recon", ["common"], root=tmp_path):
             pytest.fail("the stage body ran without a tracking store")
     assert time.monotonic() - started < 60
+
+
+def test_experiment_created_by_another_stage_meanwhile_is_used():
+    """Two stages against one tracking server both find the experiment missing; the one whose create
+    loses the race must go on with the experiment the other made, and other errors must still surface."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_ALREADY_EXISTS
+
+    from stylepipe.tracking import ensure_experiment
+
+    class RacingMlflow:
+        def __init__(self, error_code: int) -> None:
+            self.error_code, self.current = error_code, None
+
+        def get_experiment_by_name(self, name: str) -> None:
+            return None
+
+        def create_experiment(self, name: str, artifact_location: str | None) -> str:
+            raise MlflowException(f"Experiment(name={name}) already exists", self.error_code)
+
+        def set_experiment(self, name: str) -> None:
+            self.current = name
+
+    lost_race = RacingMlflow(RESOURCE_ALREADY_EXISTS)
+    ensure_experiment(lost_race, "stylepipe", None)
+    assert lost_race.current == "stylepipe"
+    with pytest.raises(MlflowException):
+        ensure_experiment(RacingMlflow(INVALID_PARAMETER_VALUE), "stylepipe", None)
