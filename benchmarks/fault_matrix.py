@@ -4,17 +4,20 @@ local HTTP server for the remote download), and prints a Markdown table for the 
 
     python benchmarks/fault_matrix.py [--skip-kills] [--skip-disk]
 
-Faults: SIGKILL inside every stage just before its first output file would land (a real kill: no Python
-cleanup), then `dvc repro`; a dropped connection, a full disk (a 1 MiB tmpfs mounted on the staging folder;
+Faults: SIGKILL inside every stage just before its first (and second) atomic write would land (a real kill:
+no Python cleanup), then `dvc repro`; a dropped connection, a full disk (a 1 MiB tmpfs mounted on the staging folder;
 needs root) and a corrupted verified file during the remote download; a damaged training checkpoint.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import os
 import re
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -23,29 +26,58 @@ from pathlib import Path
 
 import yaml
 
-from tests.conftest import make_project_copy, run
+from tests.conftest import make_project_copy, run, tool_env
 from tests.data_fixtures import ServerState, http_server
 
-# `stylepipe ARGS` in a process that SIGKILLs itself when its first output is about to land: every atomic
-# write flushes the new file (or directory tree) with io.fsync_path just before renaming it into place.
-KILL_AT_FIRST_OUTPUT = """
+# `stylepipe ARGS` in a process that SIGKILLs itself at its N-th flush of a temporary file or folder (N =
+# argv[1]): every atomic write flushes the new file (or directory tree) with io.fsync_path just before
+# renaming it into place.
+KILL_AT_NTH_OUTPUT = """
 import os, signal, sys
+from pathlib import Path
 import stylepipe.io as io
 from stylepipe.cli import main
 
-def die(*args, **kwargs):
-    os.kill(os.getpid(), signal.SIGKILL)
+flush, left = io.fsync_path, [int(sys.argv[1])]
 
-io.fsync_path = die
-sys.exit(main(sys.argv[1:]))
+def flush_or_die(path):
+    if Path(path).name.endswith(".tmp"):  # a new file or tree about to be renamed into place
+        left[0] -= 1
+        if left[0] == 0:
+            os.kill(os.getpid(), signal.SIGKILL)
+    flush(path)
+
+io.fsync_path = flush_or_die
+sys.exit(main(sys.argv[2:]))
 """
 STAGES = ("download", "weights", "preprocess", "train_recon", "train_adain", "train_johnson Cubism", "evaluate",
           "export_onnx", "export_openvino", "export_johnson Cubism", "compile_blob", "demo")
 Row = tuple[str, str, str, str]
+ORDINAL = {1: "first", 2: "second", 3: "third"}
 
 
 def ran_stages(output: str) -> list[str]:
     return re.findall(r"Running stage '([^']+)'", output)
+
+
+def kill_inside(repo: Path, nth: int, args: list[str]) -> tuple[int, int]:
+    """Run the stage under KILL_AT_NTH_OUTPUT in a session of its own; (exit code, processes of that session
+    still alive a second after it died, which are then killed too)."""
+    proc = subprocess.Popen([sys.executable, "-c", KILL_AT_NTH_OUTPUT, str(nth), *args], cwd=repo, env=tool_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    code = proc.wait(timeout=900)
+    time.sleep(1)
+    alive = [pid for pid in map(int, filter(str.isdigit, os.listdir("/proc"))) if _session(pid) == proc.pid]
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    return code, len(alive)
+
+
+def _session(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[3])  # session id
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def reran(output: str) -> str:
@@ -67,8 +99,8 @@ def first_error_line(output: str) -> str:
     return (lines[0] if lines else output.strip().splitlines()[-1])[:160]
 
 
-def kill_rows(root: Path) -> list[Row]:
-    repo = make_project_copy(root / "kills")
+def kill_rows(root: Path, nth: int) -> list[Row]:
+    repo = make_project_copy(root / f"kills{nth}")
     t0 = time.perf_counter()
     run(["dvc", "repro"], repo)
     print(f"tiny DAG reproduced in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
@@ -76,20 +108,30 @@ def kill_rows(root: Path) -> list[Row]:
     run(["git", "commit", "-qm", "reproduced"], repo)
     rows = []
     for stage in STAGES:
-        killed = run([sys.executable, "-c", KILL_AT_FIRST_OUTPUT, *stage.split()], repo, check=False)
-        answer = "killed (SIGKILL)" if killed.returncode == -9 else f"exit {killed.returncode} before any write"
+        code, orphans = kill_inside(repo, nth, stage.split())
+        answer = "killed (SIGKILL)" if code == -9 else f"finished first (exit {code})"
+        answer += f", {orphans} forked helper process(es) left running" if orphans else ""
         left = leftovers(repo)
+        for p in left:  # what the kill left beside the outputs, so each row counts its own
+            path = repo / p
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            elif path.exists():
+                path.unlink()
         t0 = time.perf_counter()
         repro = run(["dvc", "repro"], repo)
         status = run(["dvc", "status"], repo).stdout
-        clean = "up to date" in status and not leftovers(repo)
+        clean = "up to date" in status
         rows.append((
-            f"SIGKILL in `{stage}` as its first output lands",
-            f"{answer}; {len(left)} temporary folder(s) beside the outputs",
+            f"SIGKILL in `{stage}` at its {ORDINAL[nth]} flush of a new file or folder (just before a rename)",
+            f"{answer}; {len([p for p in left if '.tmp/' not in p])} temporary file(s)/folder(s) left beside "
+            "the outputs (ignored by DVC and git)",
             f"`dvc repro`: {reran(repro.stdout)} in {time.perf_counter() - t0:.0f} s",
-            "nothing" if clean else f"NOT CLEAN: {status.strip()[:120]} {leftovers(repo)}",
+            "nothing" if clean else f"NOT CLEAN: {status.strip()[:120]}",
         ))
         print(rows[-1], file=sys.stderr)
+    if nth != 1:
+        return rows
     ckpt = max((repo / ".cache/checkpoints/train_recon").glob("*.pt"), key=lambda p: p.stat().st_mtime)
     ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
     damaged = run(["dvc", "repro", "-f", "-s", "train_recon"], repo, check=False)
@@ -178,11 +220,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--skip-kills", action="store_true", help="only the download and disk faults")
     parser.add_argument("--skip-disk", action="store_true", help="no tmpfs mount (needs root)")
+    parser.add_argument("--kill-at", type=int, nargs="+", default=[1, 2], choices=sorted(ORDINAL),
+                        help="kill each stage at its N-th flush of a temporary file or folder")
+    parser.add_argument("--skip-downloads", action="store_true", help="only the kills")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="stylepipe-faults-") as tmp:
-        rows = download_rows(Path(tmp), disk=not args.skip_disk)
+        rows = [] if args.skip_downloads else download_rows(Path(tmp), disk=not args.skip_disk)
         if not args.skip_kills:
-            rows += kill_rows(Path(tmp))
+            rows += [row for nth in args.kill_at for row in kill_rows(Path(tmp), nth)]
     print("| fault | what the tools answer | what the user does next | what was lost |")
     print("|---|---|---|---|")
     for row in rows:
