@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -19,7 +20,7 @@ import pytest
 import yaml
 
 from stylepipe.config import RemoteFile, RemoteParams
-from stylepipe.data.aria2 import Aria2Daemon, Aria2NotInstalledError, DownloadError, download_files
+from stylepipe.data.aria2 import Aria2Daemon, Aria2NotInstalledError, DownloadError, download_files, free_port
 from tests.data_fixtures import ServerState, http_server, make_params
 
 pytestmark = pytest.mark.skipif(shutil.which("aria2c") is None, reason="aria2c not installed")
@@ -427,3 +428,19 @@ def test_downloads_never_follow_torrents_or_metalinks(tmp_path: Path) -> None:
     f = RemoteFile(name="a.torrent", urls=["http://127.0.0.1:1/a.torrent"], sha256=SHA)
     options = aria2_options(f, remote(tmp_path), tmp_path)
     assert options["follow-torrent"] == "false" and options["follow-metalink"] == "false"
+
+
+def test_daemon_moves_to_another_port_when_its_port_is_taken(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The port picked for aria2c is taken before aria2c binds it (another process's race): the daemon notices
+    (aria2c itself would only log it and listen on IPv6) and starts again on a fresh port."""
+    from stylepipe.data import aria2
+
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        picks = iter([taken])
+        monkeypatch.setattr(aria2, "free_port", lambda: next(picks, None) or free_port())
+        with Aria2Daemon(tmp_path) as daemon:
+            assert daemon.api is not None and daemon.api.client.port != taken
+            assert daemon.api.client.get_version()

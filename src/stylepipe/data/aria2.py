@@ -47,6 +47,14 @@ class Aria2NotInstalledError(DownloadError):
     """The aria2c binary is missing."""
 
 
+class PortTakenError(DownloadError):
+    """Another process listens on the port picked for aria2c's RPC (taken between the pick and the start)."""
+
+
+START_ATTEMPTS = 3
+BIND_FAILED = "failed to bind"  # aria2c logs this and keeps running on IPv6 alone
+
+
 def free_port() -> int:
     """A currently free TCP port on the loopback interface."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -100,6 +108,16 @@ class Aria2Daemon:
                 f"{self.binary!r} not found on PATH: install the Debian package aria2 (apt-get install aria2)"
             )
         self.download_dir.mkdir(parents=True, exist_ok=True)
+        for attempt in range(START_ATTEMPTS):
+            try:
+                return self._start_once(exe)
+            except PortTakenError:
+                if attempt == START_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _start_once(self, exe: str) -> Aria2Daemon:
+        """Start aria2c on a free port; PortTakenError (daemon stopped) when another process got there first."""
         self._log = tempfile.TemporaryFile()  # noqa: SIM115
         port, secret = free_port(), secrets.token_hex(16)
         conf = self._write_secret(secret)
@@ -136,16 +154,26 @@ class Aria2Daemon:
         self._log.seek(0)
         return self._log.read().decode(errors="replace")[-2000:]
 
+    def _check_bound(self) -> None:
+        if BIND_FAILED in self._log_text():
+            port = self.api.client.port if self.api is not None else "?"
+            raise PortTakenError(f"aria2c could not listen on 127.0.0.1:{port}: {self._log_text()}")
+
     def _wait_ready(self) -> None:
+        """Poll until our aria2c answers on its port (the answer counts only if aria2c bound it itself)."""
         assert self.process is not None and self.api is not None
         deadline = time.monotonic() + self.startup_timeout_s
         while True:
             if self.process.poll() is not None:
                 code = self.process.returncode
                 raise DownloadError(f"aria2c exited at start (code {code}): {self._log_text()}")
+            self._check_bound()
             try:
                 self.api.client.get_version()
+                self._check_bound()
                 return
+            except PortTakenError:
+                raise
             except Exception:
                 if time.monotonic() > deadline:
                     raise DownloadError(
