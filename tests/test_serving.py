@@ -1,5 +1,5 @@
-"""The pyfunc model at each AdaIN depth, and logged to MLflow and served by the real `mlflow models serve`
-over REST."""
+"""The pyfunc model at each AdaIN depth, and logged to MLflow and served over REST by MLflow's scoring server
+(the uvicorn command `mlflow models serve` runs, on a socket the test binds to port 0)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import io
 import json
 import os
 import re
+import shlex
+import socket
 import subprocess
 import time
 import urllib.error
@@ -23,7 +25,6 @@ import torch
 from mlflow.exceptions import MlflowException
 from PIL import Image
 
-from stylepipe.data.aria2 import free_port
 from stylepipe.models.adain import AdaINStylizer, Decoder, save_decoder
 from stylepipe.models.encoders import build_encoder
 from stylepipe.serving import AdaINPyfunc, encode_file, encode_png, log_serving_model
@@ -182,13 +183,22 @@ def server(tmp_path_factory) -> Iterator[str]:
     mlflow.set_experiment("serve")
     with mlflow.start_run():
         model_uri = log_serving_model(root / "encoder.pt", root / "decoder.pt", root / "bank.pt", MAX_PIXELS)
-    port = free_port()
-    env = {**tool_env(), "MLFLOW_TRACKING_URI": uri}
+    from mlflow.pyfunc import scoring_server
+
+    # `mlflow models serve -m URI --env-manager local` downloads the model and runs this command; here it
+    # gets a listening socket bound to port 0, so the port read back is the server's and no one else's
+    command, server_env = scoring_server.get_cmd(mlflow.artifacts.download_artifacts(model_uri, dst_path=str(root)))
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    env = {**server_env, "PATH": tool_env()["PATH"], "MLFLOW_TRACKING_URI": uri}
     log = open(root / "server.log", "w")  # noqa: SIM115 (closed after the server stops)
     proc = subprocess.Popen(
-        ["mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local", "-h", "127.0.0.1",
-         "-p", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [*shlex.split(command), "--fd", str(listener.fileno())], env=env, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True, pass_fds=(listener.fileno(),),
     )
+    listener.close()  # the server holds its own copy
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180
