@@ -18,7 +18,7 @@ from torch import nn
 
 from stylepipe.cli import main
 from stylepipe.config import Common, ConfigError, Params, TrainJohnson, deep_merge, parse_params
-from stylepipe.losses import gram, gram_loss, gram_target_loss
+from stylepipe.losses import colour_loss, gram, gram_loss, gram_target_loss
 from stylepipe.models.encoders import LayerError, WeightsError, build_encoder, deepest_layer, load_encoder
 from stylepipe.models.johnson import (
     JohnsonStylizer,
@@ -149,6 +149,21 @@ def test_short_training_lowers_the_loss(real_encoder, tmp_path: Path):
     assert all(b < a for a, b in itertools.pairwise(losses)), losses
     assert losses[-1] < 0.85 * losses[0], losses
     task.extract.close()
+
+
+def test_colour_weight_pulls_the_output_palette_to_the_painting(real_encoder, tmp_path: Path):
+    fixed = next(_batches(0, 32))
+    gaps = {}
+    for weight in (0.0, 20.0):
+        seed_everything(0)
+        task = build_task(TransformerNet(pad=2), real_encoder, _style(), _cfg(colour_weight=weight))
+        assert ("colour" in task.measure_scales(fixed[0])) == bool(weight)
+        fit(task, _cfg(iterations=12, checkpoint_every=12, lr=1e-2, colour_weight=weight), RT,
+            lambda c: iter(lambda: fixed, None), tmp_path / str(weight), "h")
+        task.extract.close()
+        with torch.no_grad():
+            gaps[weight] = float(colour_loss(task.net(fixed[0]), _style()))
+    assert gaps[20.0] < 0.5 * gaps[0.0], gaps
 
 
 def test_resume_after_kill_gives_identical_curve(real_encoder, tmp_path: Path):

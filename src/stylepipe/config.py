@@ -264,6 +264,7 @@ class TrainJohnson(TrainBase):
     content_weight: NonNegFloat = 1e5
     style_weight: NonNegFloat = 1e10
     tv_weight: NonNegFloat = 0.0
+    colour_weight: NonNegFloat = 0.0  # RGB mean/std of the output against the style image
     normalise_losses: bool = False  # divide each term by its value measured before training
     pad: Annotated[int, Field(ge=0, le=256, multiple_of=2)] = 0  # reflect-pad the input (px), crop the output
     width: Annotated[float, Field(ge=0.25, le=1.0, multiple_of=0.125)] = 1.0  # channel width multiplier

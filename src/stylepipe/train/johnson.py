@@ -4,6 +4,7 @@ Loss (Johnson et al. 2016, the PyTorch example's reductions):
     content_weight * MSE(F_c(net(x)), F_c(x))                         F_c = relu2_2 by default
   + style_weight   * sum_l MSE(gram(F_l(net(x))), gram(F_l(style)))   relu1_2, relu2_2, relu3_3, relu4_3
   + tv_weight      * total_variation(net(x))                          (optional)
+  + colour_weight  * MSE of RGB mean/std, net(x) against the style     (optional, `losses.colour_loss`)
 with Grams normalised by C*H*W (`losses.gram`) and the style's Grams computed once. Features come from
 the frozen encoder of the `weights` stage, cut after the deepest layer, through the hook-based
 `encoders.FeatureExtractor`.
@@ -29,7 +30,7 @@ from stylepipe import paths
 from stylepipe.config import Params, TrainJohnson
 from stylepipe.errors import InputError
 from stylepipe.io import write_json
-from stylepipe.losses import content_loss, gram_target_loss, target_grams, total_variation
+from stylepipe.losses import colour_loss, content_loss, gram_target_loss, target_grams, total_variation
 from stylepipe.models.encoders import FeatureExtractor, deepest_layer, load_encoder
 from stylepipe.models.johnson import TransformerNet, model_path, save_johnson
 from stylepipe.runtime import Runtime, resolve_runtime, seed_everything
@@ -40,7 +41,7 @@ from stylepipe.train.stages import _inputs_digest, chunk_loader, open_stores, pr
 from stylepipe.viz import save_grid
 
 STAGE = "train_johnson"
-TERMS = ("content", "style", "tv")
+TERMS = ("content", "style", "tv", "colour")
 
 
 class JohnsonError(InputError):
@@ -54,6 +55,7 @@ class JohnsonTask:
     net: TransformerNet
     extract: FeatureExtractor
     style_grams: dict[str, torch.Tensor]
+    style_rgb: torch.Tensor
     content_layer: str
     style_layers: tuple[str, ...]
     weights: dict[str, float]  # per term of TERMS
@@ -74,6 +76,8 @@ class JohnsonTask:
         }
         if self.weights["tv"]:
             terms["tv"] = total_variation(output.float())
+        if self.weights["colour"]:
+            terms["colour"] = colour_loss(output.float(), self.style_rgb)
         return terms
 
     def losses(self, content: torch.Tensor, style: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -98,8 +102,10 @@ def build_task(
     """The task for `style` [1, 3, H, W]; hooks stay on `encoder` until `task.extract.close()`."""
     extract = FeatureExtractor(encoder, [cfg.content_layer, *cfg.style_layers])
     layers = tuple(cfg.style_layers)
-    weights = {"content": cfg.content_weight, "style": cfg.style_weight, "tv": cfg.tv_weight}
-    return JohnsonTask(net, extract, target_grams(extract, style, layers), cfg.content_layer, layers, weights)
+    weights = {"content": cfg.content_weight, "style": cfg.style_weight, "tv": cfg.tv_weight,
+               "colour": cfg.colour_weight}
+    grams = target_grams(extract, style, layers)
+    return JohnsonTask(net, extract, grams, style.float(), cfg.content_layer, layers, weights)
 
 
 def check_style(params: Params, style: str, labels: list[str]) -> None:
