@@ -188,6 +188,7 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 SchedulerType=sched/backfill
 ReturnToService=2
+KillWait=5
 SlurmctldParameters=enable_configless
 StateSaveLocation={root}/state
 SlurmdSpoolDir={root}/spool

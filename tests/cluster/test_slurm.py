@@ -4,13 +4,14 @@ site values; the jobs are checked in sacct, and a second invocation submits noth
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
-from ..conftest import make_project_copy
+from ..conftest import ROOT, make_project_copy
 from .services import SlurmCluster, require_tools, slurm_cluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
@@ -40,10 +41,13 @@ def point_profile_at(profile: Path, resources: dict, rules: tuple[str, ...]) -> 
     profile.write_text(yaml.safe_dump(config, sort_keys=False))
 
 
-def accounted_jobs(cluster: SlurmCluster) -> list[tuple[str, str]]:
-    """(rule, state) of every job in SLURM's accounting, from the comment the executor gives each job."""
+def accounted_jobs(cluster: SlurmCluster, rules: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(rule, state) of the jobs of `rules` in SLURM's accounting, from the comment the executor gives
+    each job, in submission order."""
     out = cluster.run(["sacct", "-X", "-P", "-n", "-o", "Comment,State", "--starttime=now-1day"]).stdout
-    return [tuple(line.split("|")) for line in out.splitlines() if line.startswith("rule_")]
+    wanted = {f"rule_{rule}" for rule in rules}
+    return [(comment, state) for comment, state in (line.split("|")[:2] for line in out.splitlines())
+            if comment in wanted]
 
 
 def test_profile_runs_the_dag_as_slurm_jobs_and_resubmits_nothing(cluster: SlurmCluster, tmp_path: Path):
@@ -54,10 +58,34 @@ def test_profile_runs_the_dag_as_slurm_jobs_and_resubmits_nothing(cluster: Slurm
     log = first.stdout + first.stderr
     for rel in OUTPUTS:
         assert (repo / rel).exists(), f"{rel} missing:\n{log[-3000:]}"
-    jobs = accounted_jobs(cluster)
+    jobs = accounted_jobs(cluster, RULES)
     assert sorted(rule for rule, _ in jobs) == sorted(f"rule_{rule}" for rule in RULES), jobs
     assert {state for _, state in jobs} == {"COMPLETED"}, jobs
 
     again = cluster.run(cmd, cwd=repo, timeout=300)
     assert "Nothing to be done" in again.stdout + again.stderr
-    assert len(accounted_jobs(cluster)) == len(RULES)
+    assert len(accounted_jobs(cluster, RULES)) == len(RULES)
+
+
+OUTLAST = """\
+rule outlast:
+    output: "done"
+    shell: "if [ {resources.runtime} -lt 2 ]; then sleep 600; fi; touch {output}"
+"""
+
+
+def test_a_job_killed_for_time_is_resubmitted_with_twice_the_time(cluster: SlurmCluster, tmp_path: Path):
+    """The profile's `retries: 1` and resources scaled by `attempt`: a job SLURM ends at its time limit
+    (TIMEOUT) runs again with twice the minutes. The rule only finishes when granted 2 minutes or more."""
+    work = tmp_path / "outlast"
+    (work / "profile").mkdir(parents=True)
+    (work / "Snakefile").write_text(OUTLAST)
+    profile = work / "profile" / "config.yaml"
+    shutil.copy(ROOT / "workflow/profiles/slurm/config.yaml", profile)
+    point_profile_at(profile, TEST_RESOURCES, ("outlast",))
+    config = yaml.safe_load(profile.read_text())
+    config["set-resources"]["outlast"]["runtime"] = "1 * attempt"  # the profile's form, in minutes
+    profile.write_text(yaml.safe_dump(config, sort_keys=False))
+    cluster.run(["snakemake", "--profile", str(work / "profile"), *FAST_POLLING], cwd=work, timeout=600)
+    assert (work / "done").exists()
+    assert [state for _, state in accounted_jobs(cluster, ("outlast",))] == ["TIMEOUT", "COMPLETED"]
