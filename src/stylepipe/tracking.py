@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from stylepipe.config import Params
+from stylepipe.errors import StylepipeError
 
 ARTIFACT_DIR = "mlartifacts"
 # MLflow's defaults (7 retries, backoff factor 2, 120 s per request) keep a stage waiting on a dead server
@@ -29,7 +30,7 @@ HTTP_LIMITS = {
 }
 
 
-class TrackingError(RuntimeError):
+class TrackingError(StylepipeError, RuntimeError):
     """The tracking store named by `tracking.uri` cannot be reached or refused a write."""
 
 
