@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from torch.distributed import TCPStore
 
+from ..conftest import make_project_copy, run
 from ..test_distributed import assert_same_update, single_process_reference, worker_args, worker_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
@@ -20,27 +21,27 @@ pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 DEPTH = ("relu3_1", 0.5)
 
 
-def node_command(node_rank: int, endpoint: str, out: Path) -> list[str]:
+def node_command(node_rank: int, endpoint: str, program: list[str]) -> list[str]:
     """The launch on one node: what `srun torchrun ...` runs once per node of a SLURM allocation."""
     return [
         sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1",
         f"--node_rank={node_rank}", "--rdzv_backend=c10d", f"--rdzv_endpoint={endpoint}", "--rdzv_id=two-nodes",
         # the store is hosted by the test (below), so neither node tries to host it on the same port
         "--rdzv_conf=is_host=false", "--local_addr=127.0.0.1",
-        *worker_args(out, *DEPTH),
+        *program,
     ]
 
 
-def test_two_nodes_meet_through_c10d_and_match_one_process(tmp_path: Path):
-    reference = single_process_reference(tmp_path / "single", DEPTH)
+def run_two_nodes(program: list[str], cwd: Path, logs: Path) -> None:
+    """Launch `program` as two nodes of one process each and wait for both; kill both if either hangs."""
     # the rendezvous store binds port 0 here and both nodes are given the port it got
     store = TCPStore("127.0.0.1", 0, is_master=True, multi_tenant=True, wait_for_workers=False,
                      timeout=timedelta(seconds=120))
     endpoint = f"127.0.0.1:{store.port}"
-    out = tmp_path / "two-nodes"
-    logs = [tmp_path / f"node{rank}.log" for rank in (0, 1)]
-    nodes = [subprocess.Popen(node_command(rank, endpoint, out), stdout=log.open("wb"), stderr=subprocess.STDOUT,
-                              env=worker_env(), start_new_session=True) for rank, log in zip((0, 1), logs, strict=True)]
+    paths = [logs / f"node{rank}.log" for rank in (0, 1)]
+    nodes = [subprocess.Popen(node_command(rank, endpoint, program), stdout=path.open("wb"), cwd=cwd,
+                              stderr=subprocess.STDOUT, env=worker_env(), start_new_session=True)
+             for rank, path in zip((0, 1), paths, strict=True)]
     try:
         codes = [node.wait(timeout=300) for node in nodes]
     finally:
@@ -48,7 +49,30 @@ def test_two_nodes_meet_through_c10d_and_match_one_process(tmp_path: Path):
             if node.poll() is None:
                 node.kill()
                 node.wait()
-    assert codes == [0, 0], "\n".join(log.read_text()[-2000:] for log in logs)
+    assert codes == [0, 0], "\n".join(path.read_text()[-2000:] for path in paths)
+
+
+def test_two_nodes_meet_through_c10d_and_match_one_process(tmp_path: Path):
+    reference = single_process_reference(tmp_path / "single", DEPTH)
+    out = tmp_path / "two-nodes"
+    run_two_nodes(worker_args(out, *DEPTH), tmp_path, tmp_path)
     # one process per launch, so a world of two means the launches joined one process group
     assert json.loads((out / "history.json").read_text())["world_size"] == 2
     assert_same_update(reference, out)
+
+
+def test_the_stage_command_trains_on_two_nodes(tmp_path: Path):
+    """`-m stylepipe.cli train_recon` under two-node torchrun (the README's srun line) trains the sample
+    once: one decoder, a summary that counts both processes, one MLflow run (rank 0's)."""
+    from mlflow.tracking import MlflowClient
+
+    repo = make_project_copy(tmp_path / "project")
+    for stage in ("download", "weights", "preprocess"):
+        run(["stylepipe", stage], repo)
+    run_two_nodes(["-m", "stylepipe.cli", "train_recon"], repo, tmp_path)
+    summary = json.loads((repo / "models/recon/summary.json").read_text())
+    assert summary["processes"] == 2 and summary["steps"] == 4
+    assert (repo / "models/recon/decoder.pt").is_file()
+    client = MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("stylepipe").experiment_id])
+    assert [r.info.run_id for r in runs] == [summary["mlflow_run_id"]]
