@@ -27,7 +27,8 @@ FAST_POLLING = ["--slurm-init-seconds-before-status-checks", "1", "--seconds-bet
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory) -> Iterator[SlurmCluster]:
-    require_tools("slurmctld", "slurmd", "slurmdbd", "munged", "mariadbd", "sacct", "nsenter")
+    require_tools("slurmctld", "slurmd", "slurmdbd", "sacct", "sacctmgr", "munged", "munge", "mariadbd",
+                  "mariadb-install-db", "mariadb-admin", "ip", "nsenter")
     with slurm_cluster(tmp_path_factory.mktemp("slurm")) as running:
         yield running
 
