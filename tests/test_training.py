@@ -98,6 +98,13 @@ def test_checkpoint_from_other_params_is_ignored(tmp_path: Path):
     assert result.resumed_from == 0
 
 
+def _assert_only_checkpoint_is_finite_at(ckpt_dir: Path, step: int) -> None:
+    [path] = list_checkpoints(ckpt_dir)
+    saved = torch.load(path, weights_only=True)
+    assert saved["step"] == step
+    assert all(torch.isfinite(v).all() for v in saved["model"].values())
+
+
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path: Path):
     cfg = _cfg(iterations=6)
 
@@ -109,10 +116,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path: Path):
 
     with pytest.raises(NonFiniteLossError, match="loss became nan by step 3"):
         fit(_adain_task(), cfg, RT, poisoned, tmp_path / "d", "hash")
-    [path] = list_checkpoints(tmp_path / "d")
-    saved = torch.load(path, weights_only=True)
-    assert saved["step"] == 2
-    assert all(torch.isfinite(v).all() for v in saved["model"].values())
+    _assert_only_checkpoint_is_finite_at(tmp_path / "d", step=2)
 
 
 def test_divergence_between_log_steps_is_never_checkpointed(tmp_path: Path):
@@ -125,10 +129,7 @@ def test_divergence_between_log_steps_is_never_checkpointed(tmp_path: Path):
 
     with pytest.raises(NonFiniteLossError, match="between steps 3 and 4"):
         fit(_adain_task(), cfg, RT, poisoned, tmp_path / "d", "hash")
-    [path] = list_checkpoints(tmp_path / "d")
-    saved = torch.load(path, weights_only=True)
-    assert saved["step"] == 2
-    assert all(torch.isfinite(v).all() for v in saved["model"].values())
+    _assert_only_checkpoint_is_finite_at(tmp_path / "d", step=2)
 
 
 def test_checkpoint_holds_only_tensors_and_plain_values(tmp_path: Path):

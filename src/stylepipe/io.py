@@ -17,7 +17,8 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,15 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def download_verified(url: str, dest: Path, verify: Callable[[Path], None], timeout_s: float = 60.0) -> None:
+    """Stream `url` into `dest` through a temporary file that `verify` checks first: a download that
+    fails or does not verify (`verify` raises) never replaces `dest`."""
+    with urllib.request.urlopen(url, timeout=timeout_s) as resp, atomic_path(dest) as tmp:
+        with open(tmp, "wb") as f:
+            shutil.copyfileobj(resp, f, 1 << 20)
+        verify(tmp)
 
 
 def write_json(path: str | os.PathLike[str], data: Any) -> None:

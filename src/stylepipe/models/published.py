@@ -12,7 +12,6 @@ strings, tables and arrays (and only after the sha256 matched).
 
 from __future__ import annotations
 
-import shutil
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -24,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from stylepipe.io import atomic_path, file_digest
+from stylepipe.io import download_verified, file_digest
 from stylepipe.models.adain import Decoder, NearestUp2x
 from stylepipe.models.encoders import WeightsError, load_state_checked
 
@@ -119,13 +118,13 @@ def fetch(source: str, sha256: str | None, key: str, cache_dir: Path) -> Path:
     if dest.is_file() and file_digest(dest) == sha256.lower():
         return dest
     try:
-        with urllib.request.urlopen(source, timeout=DOWNLOAD_TIMEOUT_S) as resp, atomic_path(dest) as tmp:
-            with open(tmp, "wb") as f:
-                shutil.copyfileobj(resp, f, 1 << 20)
+        def verify(tmp: Path) -> None:
             digest = file_digest(tmp)
             if digest != sha256.lower():
                 raise WeightsError(f"{source}: sha256 {digest} of the download does not match the pinned "
                                    f"{key} {sha256}")
+
+        download_verified(source, dest, verify, DOWNLOAD_TIMEOUT_S)
     except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as err:
         raise WeightsError(f"{source}: download failed ({err}); fetch the file by hand and give its path "
                            "instead of the URL") from None

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import re
-import shutil
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -20,7 +19,7 @@ import torch
 
 from stylepipe import paths
 from stylepipe.config import Params
-from stylepipe.io import atomic_path, file_digest, write_json
+from stylepipe.io import atomic_path, download_verified, file_digest, write_json
 from stylepipe.models import published
 from stylepipe.models.encoders import WeightsError, build_encoder, full_depth, load_state_checked
 
@@ -104,12 +103,12 @@ def download_checkpoint(url: str, dest: Path, timeout_s: float = 60.0) -> Path:
     if dest.is_file() and file_digest(dest).startswith(prefix):
         return dest
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as resp, atomic_path(dest) as tmp:
-            with open(tmp, "wb") as f:
-                shutil.copyfileobj(resp, f, 1 << 20)
+        def verify(tmp: Path) -> None:
             digest = file_digest(tmp)
             if not digest.startswith(prefix):
                 raise WeightsError(f"{url}: sha256 {digest} does not start with {prefix} (corrupt download)")
+
+        download_verified(url, dest, verify, timeout_s)
     except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
         raise WeightsError(
             f"{url}: download failed ({err}). The {dest.name} weights need internet; offline, set "
