@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -107,3 +109,14 @@ def test_a_killed_run_leaves_nothing_behind_after_the_next(tmp_path: Path) -> No
     with atomic_dir(tmp_path / "out") as tmp:
         (tmp / "marker").write_text("new")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_a_killed_writers_temporary_file_goes_with_the_next_write(tmp_path: Path) -> None:
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    orphan = tmp_path / f".out.json.{gone.stdout.strip()}.x1.tmp"  # what SIGKILL inside atomic_path leaves
+    live = tmp_path / f".out.json.{os.getpid()}.x2.tmp"  # another write of the same file, still running
+    orphan.write_text("{")
+    live.write_text("{")
+    write_json(tmp_path / "out.json", {"a": 1})
+    assert sorted(p.name for p in tmp_path.iterdir()) == [live.name, "out.json"]

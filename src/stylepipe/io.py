@@ -64,10 +64,12 @@ def fsync_tree(root: Path) -> None:
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside `path`; if the block succeeds, flush it to disk and rename it into
-    place (the directory entry flushed too)."""
+    place (the directory entry flushed too). The temporary name carries the writer's PID, so the next
+    write of `path` removes what a killed writer left without touching a live writer's file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_orphaned_tmp_files(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -170,3 +172,26 @@ def remove_stale_tmp(path: str | os.PathLike[str]) -> list[Path]:
     for p in stale:
         shutil.rmtree(p, ignore_errors=True)
     return stale
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_orphaned_tmp_files(path: str | os.PathLike[str]) -> list[Path]:
+    """Delete temporary files of atomic_path(path) whose writer (the PID in their name) is gone; return
+    them."""
+    path = Path(path)
+    orphaned = []
+    for p in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = p.name[len(path.name) + 2:].split(".", 1)[0]
+        if pid.isdigit() and p.is_file() and not p.is_symlink() and not _pid_alive(int(pid)):
+            p.unlink(missing_ok=True)
+            orphaned.append(p)
+    return orphaned
