@@ -18,8 +18,8 @@ from stylepipe.config import Params, deep_merge, parse_params
 from stylepipe.export.onnx import BAKED_ONNX, STATS_ONNX, ExportError, exported_origin, load_style_bank, run_export_onnx
 from stylepipe.export.opcheck import check_graph
 from stylepipe.export.openvino import check_fp16_range, run_export_openvino
-from stylepipe.models.adain import adain
 from stylepipe.models.encoders import TAP_CHANNELS
+from stylepipe.models.functional import adain
 from stylepipe.models.statistics import StatsOrigin
 
 from .conftest import ADAIN_DEPTHS, depth_id, save_tiny_models

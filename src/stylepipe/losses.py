@@ -7,6 +7,8 @@
 * structure: MSE between mean/std-normalised features of output and content (layout without statistics).
 * colour: MSE between per-channel RGB means plus between RGB stds of output and style image.
 * total variation: mean absolute difference between neighbouring pixels.
+Per-channel statistics here put eps inside the sqrt (`functional.mean_std(eps_in_sqrt=True)`), so that
+constant channels keep finite gradients.
 """
 
 from __future__ import annotations
@@ -16,19 +18,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
-from stylepipe.models.adain import EPS
-
-
-def feature_stats(feat: torch.Tensor, eps: float = EPS) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel mean and std for losses, [N, C, 1, 1].
-
-    Unlike the export form in `adain.mean_std` (sqrt(var) + eps, what the Myriad X compiles), eps goes
-    inside the sqrt here: a constant (e.g. dead ReLU) channel has var = 0, where d sqrt/d var is
-    infinite and would turn the whole gradient into NaN.
-    """
-    mean = feat.mean(dim=(2, 3), keepdim=True)
-    var = (feat - mean).pow(2).mean(dim=(2, 3), keepdim=True)
-    return mean, (var + eps).sqrt()
+from stylepipe.models.functional import EPS, gram, mean_std, normalise
 
 
 def content_loss(output_feat: torch.Tensor, target_feat: torch.Tensor) -> torch.Tensor:
@@ -66,22 +56,15 @@ def style_loss(
     weights: Sequence[float] | None = None,
 ) -> torch.Tensor:
     """Weighted sum over layers of err(mean) + err(std) (see `_squared_error` for the reduction);
-    `sqrt` takes the square root of each layer's distance (the seed's faster-converging variant)."""
+    `sqrt` takes the square root of each layer's distance (it converges faster)."""
 
     def term(out: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        o_mean, o_std = feature_stats(out)
-        s_mean, s_std = feature_stats(style)
+        o_mean, o_std = mean_std(out, eps_in_sqrt=True)
+        s_mean, s_std = mean_std(style, eps_in_sqrt=True)
         dist = _squared_error(o_mean, s_mean, reduction) + _squared_error(o_std, s_std, reduction)
         return (dist + EPS).sqrt() if sqrt else dist
 
     return _sum_over_layers(term, output_feats, style_feats, layers, weights)
-
-
-def gram(feat: torch.Tensor) -> torch.Tensor:
-    """Gram matrix normalised by C*H*W, shape [N, C, C]."""
-    n, c, h, w = feat.shape
-    flat = feat.reshape(n, c, h * w)
-    return flat @ flat.transpose(1, 2) / (c * h * w)
 
 
 def gram_loss(
@@ -116,11 +99,10 @@ def structure_loss(
     content's layout and edges, with the per-channel statistics (the style's business) divided out."""
 
     def term(out: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
-        def normalised(feat: torch.Tensor) -> torch.Tensor:
-            mean, std = feature_stats(feat)
-            return (feat - mean) / std
+        def standardised(feat: torch.Tensor) -> torch.Tensor:
+            return normalise(feat, *mean_std(feat, eps_in_sqrt=True))
 
-        return F.mse_loss(normalised(out), normalised(content))
+        return F.mse_loss(standardised(out), standardised(content))
 
     return _sum_over_layers(term, output_feats, content_feats, layers)
 
@@ -128,8 +110,8 @@ def structure_loss(
 def colour_loss(output: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
     """MSE between the per-channel RGB mean and std of the output and of the style image: the palette
     term, which the feature statistics of an edge-tuned encoder (vgg16_hed) carry only weakly."""
-    o_mean, o_std = feature_stats(output)
-    s_mean, s_std = feature_stats(style)
+    o_mean, o_std = mean_std(output, eps_in_sqrt=True)
+    s_mean, s_std = mean_std(style, eps_in_sqrt=True)
     return F.mse_loss(o_mean, s_mean) + F.mse_loss(o_std, s_std)
 
 

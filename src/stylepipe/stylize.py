@@ -44,9 +44,10 @@ from stylepipe.media import (
     open_image,
     probe_video,
 )
-from stylepipe.models.adain import EPS, AdaINStylizer, load_stylizer
+from stylepipe.models.adain import AdaINStylizer, load_stylizer
 from stylepipe.models.fast import FastAdaIN
 from stylepipe.models.fast import fast_network as build_fast_network
+from stylepipe.models.functional import blend, coral, mean_std_of_sums, normalise
 from stylepipe.models.statistics import StatsOrigin
 from stylepipe.runtime import Runtime, resolve_runtime
 from stylepipe.tiling import GRID, available_bytes, choose_tile, feather, pad_to_grid, plan_windows
@@ -111,28 +112,6 @@ def keep_content_colour(stylised: torch.Tensor, content: torch.Tensor) -> torch.
     y = torch.einsum("ij,njhw->nihw", m[:1], stylised)
     cbcr = torch.einsum("ij,njhw->nihw", m[1:], content)
     return torch.einsum("ij,njhw->nihw", torch.linalg.inv(m), torch.cat([y, cbcr], 1)).clamp(0, 1)
-
-
-def _matrix_power(cov: torch.Tensor, power: float) -> torch.Tensor:
-    vals, vecs = torch.linalg.eigh(cov)
-    return vecs @ torch.diag(vals.clamp_min(1e-8).pow(power)) @ vecs.T
-
-
-def coral(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Recolour `source` [3, H, W] to the RGB mean, std and correlation of `target`, as the reference
-    tools do before encoding the style image (the published models were shown with exactly this): each
-    image's pixels standardised per channel (unbiased std), the source's (Gram + I) taken to the
-    target's by matrix square roots, then the target's std and mean; not clamped, as there."""
-    def standardised(img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        flat = img.reshape(3, -1).double()
-        mu, std = flat.mean(1, keepdim=True), flat.std(1, keepdim=True).clamp_min(1e-8)
-        return (flat - mu) / std, mu, std
-
-    src, _, _ = standardised(source)
-    tgt, mu_t, std_t = standardised(target)
-    eye = torch.eye(3, dtype=src.dtype)
-    moved = _matrix_power(tgt @ tgt.T + eye, 0.5) @ _matrix_power(src @ src.T + eye, -0.5) @ src
-    return (moved * std_t + mu_t).reshape(source.shape).to(source.dtype)
 
 
 # ------------------------------------------------------------------------------------- style statistics
@@ -247,12 +226,6 @@ def style_stats_of_images(model: AdaINStylizer, names: Sequence[str], images: Se
     pairs = [model.style_stats(image[None].to(device)) for image in images]
     return StyleStats(list(names), torch.cat([m for m, _ in pairs]).cpu(), torch.cat([s for _, s in pairs]).cpu(),
                       model.encoder.spec.name, model.layer)
-
-
-def style_stats_of_files(model: AdaINStylizer, styles: Sequence[Path], size: int) -> StyleStats:
-    """Statistics of each style image file at shorter side `size` (0 = as is)."""
-    images = [read_image(Path(p), size, upscale=True) for p in styles]
-    return style_stats_of_images(model, [Path(p).stem for p in styles], images)
 
 
 # ---------------------------------------------------------------------------------------- the networks
@@ -405,10 +378,9 @@ class AdaINStylize:
             feat = features.pop(win.fetch, None)
             feat = self._encode(content[..., fy0:fy1, fx0:fx1]) if feat is None else feat
             regions = onehot[..., fy0 // f : fy1 // f, fx0 // f : fx1 // f].to(feat)
-            target = sum(regions[:, k : k + 1] * ((feat - c_mean[k]) / c_std[k] * s_std[k] + s_mean[k])
+            target = sum(regions[:, k : k + 1] * (normalise(feat, c_mean[k], c_std[k]) * s_std[k] + s_mean[k])
                          for k in range(n_regions))
-            if self.opts.alpha != 1.0:
-                target = self.opts.alpha * target + (1.0 - self.opts.alpha) * feat
+            target = blend(target, feat, self.opts.alpha)
             y0, y1, x0, x1 = win.core
             image = self._base().decode(target).float().cpu()[..., y0 - fy0 : y1 - fy0, x0 - fx0 : x1 - fx0]
             fw = feather(win, h, w, overlap)
@@ -427,7 +399,7 @@ class AdaINStylize:
                        features: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-region mean/std (indexed [region] -> [1, C, 1, 1]) of the whole frame's AdaIN-layer features,
         accumulated in float64 over a partition of the frame, each feature cell counted once (matches
-        `adain.mean_std`: biased variance, eps outside the sqrt). A single window's features are kept in
+        `functional.mean_std`: biased variance, eps outside the sqrt). A single window's features are kept in
         `features` for the decoding pass."""
         h, w, f = *content.shape[-2:], self.stride
         s1 = s2 = count = None
@@ -443,9 +415,7 @@ class AdaINStylize:
             parts = (torch.einsum("nkhw,nchw->kc", r, core), torch.einsum("nkhw,nchw->kc", r, core * core),
                      r.sum(dim=(0, 2, 3)))
             s1, s2, count = parts if s1 is None else (s1 + parts[0], s2 + parts[1], count + parts[2])
-        count = count.clamp_min(1e-12)[:, None]
-        mean = s1 / count
-        std = (s2 / count - mean * mean).clamp_min(0).sqrt() + EPS
+        mean, std = mean_std_of_sums(s1, s2, count[:, None])
         return mean.float()[:, None, :, None, None], std.float()[:, None, :, None, None]
 
 

@@ -27,7 +27,8 @@ from stylepipe.errors import StylepipeError
 from stylepipe.export.opcheck import check_graph
 from stylepipe.export.projection import oak_projection
 from stylepipe.io import atomic_dir, file_digest, write_json
-from stylepipe.models.adain import AdaINStylizer, adain, load_stylizer
+from stylepipe.models.adain import AdaINStylizer, load_stylizer
+from stylepipe.models.functional import adain
 from stylepipe.models.statistics import StatsOrigin
 
 STATS_ONNX = "adain_stats.onnx"

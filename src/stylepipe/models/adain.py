@@ -1,8 +1,4 @@
-"""AdaIN, the decoder, and the inference network.
-
-`adain` is pure and export-clean: no Python-side shape checks, and the standard deviation is computed
-as sqrt(var) + eps, which fuses into the MVN form (eps outside the sqrt) that the Myriad X accepts.
-"""
+"""AdaIN's decoder and inference network; the AdaIN math itself lives in `models.functional`."""
 
 from __future__ import annotations
 
@@ -23,30 +19,8 @@ from stylepipe.models.encoders import (
     read_weights_file,
     truncated_plan,
 )
-
-EPS = 1e-5
-
-
-def mean_std(feat: torch.Tensor, eps: float = EPS, scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel spatial mean and std (biased variance, eps outside the sqrt), shape [N, C, 1, 1].
-
-    `scale` > 1 takes the variance of feat/scale and multiplies the std back: the same value in exact
-    arithmetic, but the squares stay inside the FP16 range on the Myriad X (relu4_1 deviations squared
-    can approach 65504).
-    """
-    mean = feat.mean(dim=(2, 3), keepdim=True)
-    centred = feat - mean
-    if scale == 1.0:
-        return mean, centred.pow(2).mean(dim=(2, 3), keepdim=True).sqrt() + eps
-    return mean, (centred / scale).pow(2).mean(dim=(2, 3), keepdim=True).sqrt() * scale + eps
-
-
-def adain(
-    content: torch.Tensor, style_mean: torch.Tensor, style_std: torch.Tensor, scale: float = 1.0
-) -> torch.Tensor:
-    """Re-normalise content features to the style's per-channel mean and std."""
-    c_mean, c_std = mean_std(content, scale=scale)
-    return (content - c_mean) / c_std * style_std + style_mean
+from stylepipe.models.functional import adain as adain  # re-exported for the training and evaluate stages
+from stylepipe.models.functional import adain_blend, mean_std
 
 
 def upsample_nearest2x(x: torch.Tensor) -> torch.Tensor:
@@ -172,11 +146,7 @@ class AdaINStylizer(nn.Module):
         style_std: torch.Tensor,
         alpha: float = 1.0,
     ) -> torch.Tensor:
-        feat = self.encoder.encode(content)
-        target = adain(feat, style_mean, style_std)
-        if alpha != 1.0:
-            target = alpha * target + (1.0 - alpha) * feat
-        return self.decoder(target).clamp(0.0, 1.0)
+        return self.decoder(adain_blend(self.encoder.encode(content), style_mean, style_std, alpha)).clamp(0.0, 1.0)
 
     @torch.no_grad()
     def stylize(self, content: torch.Tensor, style: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:

@@ -9,7 +9,8 @@ import contextlib
 import torch
 from torch import nn
 
-from stylepipe.models.adain import AdaINStylizer, adain
+from stylepipe.models.adain import AdaINStylizer
+from stylepipe.models.functional import adain_blend
 
 
 class FastAdaIN(nn.Module):
@@ -32,11 +33,7 @@ class FastAdaIN(nn.Module):
 
     def forward(self, content: torch.Tensor, style_mean: torch.Tensor, style_std: torch.Tensor,
                 alpha: float = 1.0) -> torch.Tensor:
-        feat = self.encode(content)
-        target = adain(feat, style_mean, style_std)
-        if alpha != 1.0:
-            target = alpha * target + (1.0 - alpha) * feat
-        return self.decode(target)
+        return self.decode(adain_blend(self.encode(content), style_mean, style_std, alpha))
 
 
 def fast_network(model: AdaINStylizer, device: torch.device, bf16: bool = True, channels_last: bool = False,
