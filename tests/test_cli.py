@@ -15,7 +15,8 @@ import pytest
 import yaml
 from PIL import Image
 
-from stylepipe.cli import main
+from stylepipe.cli import build_parser, main
+from stylepipe.stagetable import STAGE_NAMES, STAGES
 
 from .conftest import ROOT, load_default_params, run
 
@@ -81,9 +82,37 @@ def test_stylize_rejects_bad_alpha_and_unreadable_image(tmp_path: Path, tiny_mod
 
 def test_console_script_lists_every_stage():
     out = run(["stylepipe", "--help"], ROOT).stdout
-    for stage in ("download", "weights", "preprocess", "train_recon", "train_adain", "evaluate",
-                  "export_onnx", "export_openvino", "compile_blob", "demo", "stylize", "profile"):
-        assert stage in out
+    for command in (*STAGE_NAMES, "stylize", "profile"):
+        assert command in out
+
+
+@pytest.mark.parametrize("stage", STAGES, ids=STAGE_NAMES)
+def test_every_stage_of_the_table_is_a_subcommand_under_both_spellings(stage):
+    """`stylepipe <stage>` and its dash alias parse to the stage; a per-style stage requires its style."""
+    style = ["Cubism"] if stage.per_style else []
+    for spelling in {stage.name, stage.name.replace("_", "-")}:
+        args = build_parser().parse_args([spelling, *style])
+        assert args.command == stage.name
+        assert getattr(args, "style", None) == (style[0] if style else None)
+    if stage.per_style:
+        with pytest.raises(SystemExit):
+            build_parser().parse_args([stage.name])
+
+
+def test_a_stage_runs_the_function_its_table_row_names(tmp_path: Path, monkeypatch):
+    """The CLI calls the table's function with params, and with the style for a per-style stage."""
+    import stylepipe.export.johnson as export_johnson
+    import stylepipe.models.weights as weights
+
+    params = tmp_path / "params.yaml"
+    params.write_text((ROOT / "params.yaml").read_text())
+    calls = []
+    monkeypatch.setattr(weights, "run_weights", lambda p: calls.append(("weights", p.weights.encoder)))
+    monkeypatch.setattr(export_johnson, "run_export_johnson", lambda p, style: calls.append(("export", style)))
+    assert main(["--params", str(params), "weights"]) == 0
+    assert main(["--params", str(params), "export-johnson", "Cubism"]) == 0
+    encoder = load_default_params()["weights"]["encoder"]
+    assert calls == [("weights", encoder), ("export", "Cubism")]
 
 
 def test_a_bug_keeps_its_traceback_and_a_project_error_is_one_line(tmp_path: Path, monkeypatch, capsys):

@@ -1,4 +1,5 @@
-"""dvc.yaml and the Snakemake workflow declare the same DAG: names, commands, deps, outs and params.
+"""dvc.yaml and the Snakemake workflow declare the DAG of stylepipe.stagetable: names, commands, per-style
+stages, outputs and params as the table has them, and the same deps in both.
 
 Per-style stages (DVC `foreach` over train_johnson.styles, `${item}`) match Snakemake wildcard rules
 (`{style}`, `{wildcards.style}` in the command): both are compared as templates with `{style}`; a DVC
@@ -14,16 +15,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stylepipe.cli import STAGES
 from stylepipe.codedeps import stage_code
+from stylepipe.stagetable import STAGE_NAMES, STAGES, stage_named
 
 from .conftest import ROOT, run
 
-DESIGN_STAGES = {
-    "download", "weights", "preprocess", "train_recon", "train_adain", "train_johnson", "evaluate",
-    "export_onnx", "export_openvino", "export_johnson", "compile_blob", "demo",
-}
-PER_STYLE = {"train_johnson", "export_johnson"}
 STYLES = yaml.safe_load((ROOT / "params.yaml").read_text())["train_johnson"]["styles"]
 
 
@@ -42,6 +38,9 @@ def _expand_parent_deps(deps: set[str], templates: set[str]) -> set[str]:
     return out
 
 
+OUTPUT_KINDS = ("outs", "metrics", "plots")
+
+
 def _out_path(entry) -> str:
     return entry if isinstance(entry, str) else next(iter(entry))
 
@@ -51,15 +50,18 @@ def dvc_stages() -> dict[str, dict]:
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     out = {}
     for name, st in stages.items():
-        if "foreach" in st:
+        per_style = "foreach" in st
+        if per_style:
             assert st["foreach"] == "${train_johnson.styles}", name
             st = st["do"]
-        outs = [_template(_out_path(o)) for key in ("outs", "metrics", "plots") for o in st.get(key, [])]
+        kinds = {key: {_template(_out_path(o)) for o in st.get(key, [])} for key in OUTPUT_KINDS}
         out[name] = {
             "cmd": _template(st["cmd"]),
             "deps": {_template(d) for d in st.get("deps", [])},
-            "outs": set(outs),
+            "outs": set().union(*kinds.values()),
+            "kinds": kinds,
             "params": set(st.get("params", [])),
+            "per_style": per_style,
         }
     templates = {o for st in out.values() for o in st["outs"] if "{style}" in o}
     for st in out.values():
@@ -97,24 +99,50 @@ def snakemake_rules() -> dict[str, dict]:
         return rules
 
 
+def _same_stages(declared: set[str], where: str) -> None:
+    missing, extra = sorted(set(STAGE_NAMES) - declared), sorted(declared - set(STAGE_NAMES))
+    assert not missing and not extra, (
+        f"{where} lacks the stages {missing} of stylepipe/stagetable.py and has {extra} that the table lacks")
+
+
 def test_stage_names_are_the_design_contract(dvc_stages, snakemake_rules):
-    assert set(dvc_stages) == DESIGN_STAGES
-    assert set(snakemake_rules) == DESIGN_STAGES
-    assert set(STAGES) == DESIGN_STAGES
+    _same_stages(set(dvc_stages), "dvc.yaml")
+    _same_stages(set(snakemake_rules), "workflow/ (Snakemake)")
+    assert len(set(STAGE_NAMES)) == len(STAGES), "a stage is listed twice in stylepipe/stagetable.py"
 
 
-@pytest.mark.parametrize("stage", sorted(DESIGN_STAGES))
+def test_the_readme_cli_reference_names_every_stage():
+    """The stage names are a contract with users: the README's CLI reference lists each one."""
+    readme = (ROOT / "README.md").read_text()
+    reference = readme[readme.index("## CLI reference"):]
+    reference = reference[:reference.index("```", reference.index("```") + 3)]
+    missing = [name for name in STAGE_NAMES if not re.search(rf"\b{name}\b", reference)]
+    assert not missing, f"README.md's CLI reference does not name the stages {missing}"
+
+
+@pytest.mark.parametrize("stage", STAGE_NAMES)
 def test_stage_agrees(stage, dvc_stages, snakemake_rules):
     d, s = dvc_stages[stage], snakemake_rules[stage]
     # Snakemake additionally captures stderr in logs/<stage>.log; the command itself is identical.
     assert s["cmd"].strip() == f"{d['cmd']} 2> {{log}}"
-    assert d["cmd"] == f"stylepipe {stage}" + (" {style}" if stage in PER_STYLE else "")
     assert s["deps"] == d["deps"]
     assert s["outs"] == d["outs"]
     assert set(s["params"]) == d["params"]
 
 
-@pytest.mark.parametrize("stage", sorted(DESIGN_STAGES))
+@pytest.mark.parametrize("stage", STAGE_NAMES)
+def test_dvc_yaml_declares_the_stage_as_the_table_does(stage, dvc_stages):
+    """Command, per-style foreach, params sections and outputs of dvc.yaml are the table's (Snakemake's
+    are checked equal to dvc.yaml's above)."""
+    row, d = stage_named(stage), dvc_stages[stage]
+    assert d["cmd"] == f"stylepipe {stage}" + (" {style}" if row.per_style else "")
+    assert d["per_style"] == row.per_style, f"{stage}: foreach in dvc.yaml vs per_style in the table"
+    assert d["params"] == set(row.params), f"{stage}: params in dvc.yaml vs the table"
+    table_kinds = {"outs": set(row.outs), "metrics": set(row.metrics), "plots": set(row.plots)}
+    assert d["kinds"] == table_kinds, f"{stage}: outputs in dvc.yaml vs the table"
+
+
+@pytest.mark.parametrize("stage", STAGE_NAMES)
 def test_code_deps_are_the_import_closure_of_the_command(stage, dvc_stages):
     """A stage re-runs when any module its command imports (transitively, within stylepipe) changes, and
     only then: its src/stylepipe deps are exactly that closure (Snakemake's are checked equal above)."""
@@ -149,7 +177,7 @@ def test_every_dependency_is_a_file_or_an_upstream_output(dvc_stages):
 def test_snakemake_lint_and_dry_run_and_slurm_profile(tmp_path: Path):
     run(["snakemake", "--lint"], ROOT)
     dry = run(["snakemake", "-n", "--forceall", "-c", "1"], ROOT)
-    for stage in DESIGN_STAGES:
+    for stage in STAGE_NAMES:
         assert stage in dry.stdout
     for style in STYLES:
         assert f"models/johnson/{style}" in dry.stdout and f"models/export/johnson/{style}" in dry.stdout

@@ -19,15 +19,13 @@ import pytest
 import yaml
 
 from stylepipe.io import file_digest
+from stylepipe.stagetable import STAGE_NAMES
 
 from .conftest import make_project_copy, run
 
 pytestmark = pytest.mark.integration
 
-ALL_STAGES = {
-    "download", "weights", "preprocess", "train_recon", "train_adain", "train_johnson", "evaluate",
-    "export_onnx", "export_openvino", "export_johnson", "compile_blob", "demo",
-}
+ALL_STAGES = set(STAGE_NAMES)
 TRAINED = ("models/encoder/encoder.pt", "models/recon/decoder.pt", "models/adain/decoder.pt",
            "models/adain/style_bank.pt", "models/export/onnx/adain_stats.onnx",
            "models/export/onnx/adain_baked.onnx", "models/johnson/Cubism/transformer_net.pt",

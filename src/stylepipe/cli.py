@@ -1,8 +1,9 @@
 """`stylepipe <stage>`: one subcommand per pipeline stage (the names dvc.yaml and the Snakefile use),
-plus `stylize`, `demo --live/--host`, `profile` and `checksum`. Every stage reads params.yaml from the
-working directory (the repo root). The project's own errors (`StylepipeError`) and a full or read-only disk
-are printed as one clear message; any other exception is a bug and keeps its traceback. SIGTERM (kill, SLURM)
-unwinds like Ctrl-C: temporary files are removed, MLflow runs end as KILLED, torchrun's processes are stopped.
+plus `stylize`, `demo --live/--host`, `profile` and `checksum`. The stages, and the function each runs,
+come from stylepipe.stagetable. Every stage reads params.yaml from the working directory (the repo root).
+The project's own errors (`StylepipeError`) and a full or read-only disk are printed as one clear message;
+any other exception is a bug and keeps its traceback. SIGTERM (kill, SLURM) unwinds like Ctrl-C: temporary
+files are removed, MLflow runs end as KILLED, torchrun's processes are stopped.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import functools
 import json
 import os
 import signal
@@ -21,33 +23,9 @@ from pathlib import Path
 from typing import Any, get_args
 
 from stylepipe import paths
-from stylepipe.config import CompileMode, Device, load_params
+from stylepipe.config import CompileMode, Device, Params, load_params
 from stylepipe.errors import MissingInputError, StylepipeError
-
-STAGES = (
-    "download", "weights", "preprocess", "train_recon", "train_adain", "train_johnson", "evaluate",
-    "export_onnx", "export_openvino", "export_johnson", "compile_blob", "demo",
-)
-PER_STYLE = ("train_johnson", "export_johnson")  # one run per style: `stylepipe <stage> <style>`
-
-
-def _stage_download(params, args) -> Any:
-    from stylepipe.data.download import run_download
-
-    return run_download(params)
-
-
-def _stage_weights(params, args) -> Any:
-    from stylepipe.models.weights import run_weights
-
-    return run_weights(params)
-
-
-def _stage_preprocess(params, args) -> Any:
-    from stylepipe.data.preprocess import run_preprocess
-
-    return run_preprocess(params)
-
+from stylepipe.stagetable import STAGES, Stage, stage_named
 
 STOP_GRACE_S = 30  # what torchrun gets to stop its workers (and they to clean up) before SIGKILL
 
@@ -112,55 +90,18 @@ def _under_torchrun(params, args, stage: str) -> bool:
     return True
 
 
-def _stage_train_recon(params, args) -> Any:
-    from stylepipe.train.stages import run_train_recon
-
-    return None if _under_torchrun(params, args, "train_recon") else run_train_recon(params)
-
-
-def _stage_train_adain(params, args) -> Any:
-    from stylepipe.train.stages import run_train_adain
-
-    return None if _under_torchrun(params, args, "train_adain") else run_train_adain(params)
+def _run_stage(stage: Stage, params: Params, args: argparse.Namespace) -> Any:
+    """Call the stage's function from the table: with the style of a per-style stage, under torchrun for a
+    distributed one when common.nproc_per_node asks for it."""
+    if stage.distributed and _under_torchrun(params, args, stage.name):
+        return None
+    run = stage.load()
+    return run(params, args.style) if stage.per_style else run(params)
 
 
-def _stage_train_johnson(params, args) -> Any:
-    from stylepipe.train.johnson import run_train_johnson
-
-    return run_train_johnson(params, args.style)
-
-
-def _stage_export_johnson(params, args) -> Any:
-    from stylepipe.export.johnson import run_export_johnson
-
-    return run_export_johnson(params, args.style)
-
-
-def _stage_evaluate(params, args) -> Any:
-    from stylepipe.evaluate import run_evaluate
-
-    return run_evaluate(params)
-
-
-def _stage_export_onnx(params, args) -> Any:
-    from stylepipe.export.onnx import run_export_onnx
-
-    return run_export_onnx(params)
-
-
-def _stage_export_openvino(params, args) -> Any:
-    from stylepipe.export.openvino import run_export_openvino
-
-    return run_export_openvino(params)
-
-
-def _stage_compile_blob(params, args) -> Any:
-    from stylepipe.export.blob import run_compile_blob
-
-    return run_compile_blob(params)
-
-
-def _stage_demo(params, args) -> Any:
+def _demo(params: Params, args: argparse.Namespace) -> Any:
+    """`demo --live` runs on an OAK-1 and `demo --host SOURCE` stylises a video or webcam on this host;
+    plain `demo` is the pipeline stage."""
     size = (params.export.width, params.export.height)
     if args.live:
         from stylepipe.demo.oak import run_live
@@ -175,9 +116,14 @@ def _stage_demo(params, args) -> Any:
         runner = make_style_runner(params.demo.backend, stats_scale=params.export.stats_scale,
                                    index=params.export.style_index)
         return run_host(args.host, runner, args.record, size, fps=params.demo.fps, show=args.record is None)
-    from stylepipe.demo.host import run_demo
+    return _run_stage(stage_named("demo"), params, args)
 
-    return run_demo(params)
+
+def _add_demo_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--live", action="store_true", help="run on a connected OAK-1")
+    group.add_argument("--host", metavar="SOURCE", help="webcam index or video file, stylised on this host")
+    parser.add_argument("--record", type=Path, help="also record the side-by-side view to this .mp4")
 
 
 def _profile(params_path: Path, args) -> Any:
@@ -269,7 +215,11 @@ def _gatys(params, args) -> Any:
     return gatys_files(args.content, args.style, args.output, opts, params.common, encoder=args.encoder)
 
 
-HANDLERS: dict[str, Callable[..., Any]] = {name: globals()[f"_stage_{name}"] for name in STAGES}
+# One handler per stage of the table; a stage with options of its own (demo) has its handler and options here.
+HANDLERS: dict[str, Callable[[Params, argparse.Namespace], Any]] = {
+    **{stage.name: functools.partial(_run_stage, stage) for stage in STAGES}, "demo": _demo,
+}
+STAGE_OPTIONS: dict[str, Callable[[argparse.ArgumentParser], None]] = {"demo": _add_demo_options}
 TOOLS: dict[str, Callable[..., Any]] = {"stylize": _stylize, "gatys": _gatys}
 
 
@@ -277,17 +227,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stylepipe", description=__doc__.split("\n")[0])
     parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="parameters file")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in STAGES:
+    for stage in STAGES:
+        name = stage.name
         p = sub.add_parser(name, aliases=[name.replace("_", "-")] if "_" in name else [],
                            help=f"run the `{name}` pipeline stage")
         p.set_defaults(command=name)
-        if name in PER_STYLE:
+        if stage.per_style:
             p.add_argument("style", help="a style listed in params.yaml train_johnson.styles")
-        if name == "demo":
-            group = p.add_mutually_exclusive_group()
-            group.add_argument("--live", action="store_true", help="run on a connected OAK-1")
-            group.add_argument("--host", metavar="SOURCE", help="webcam index or video file, stylised on this host")
-            p.add_argument("--record", type=Path, help="also record the side-by-side view to this .mp4")
+        if name in STAGE_OPTIONS:
+            STAGE_OPTIONS[name](p)
     st = sub.add_parser("stylize", help="stylise image(s), a folder or a video with the trained AdaIN model")
     st.add_argument("content", type=Path, help="content image, folder of images, or video (.mp4/.mov/.mkv/...)")
     st.add_argument("-o", "--output", type=Path, required=True,

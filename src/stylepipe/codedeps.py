@@ -3,8 +3,8 @@
 DVC and Snakemake re-run a stage when one of its declared code dependencies changes, and a training
 checkpoint is reused only by the code that wrote it; both follow this closure (grimp builds the import
 graph from the sources, without importing them). A stage's command is `stylepipe <stage>`: its roots are
-what cli.py imports at module level plus what the stage's handler (`_stage_<stage>` and the cli helpers
-it calls) imports. cli.py itself is argument parsing and dispatch and is left out, so a new subcommand
+what cli.py imports at module level plus the module of the stage's function in stylepipe.stagetable.
+cli.py and the table are argument parsing and dispatch and are left out, so a new subcommand or stage
 re-runs nothing. `python -m stylepipe.codedeps` prints every stage's list as dvc.yaml declares it.
 """
 
@@ -13,9 +13,11 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
+import importlib
 import importlib.util
 from collections.abc import Iterable
 from pathlib import Path
+from types import ModuleType
 
 import grimp
 
@@ -23,6 +25,7 @@ from stylepipe.io import file_digest
 
 PACKAGE = "stylepipe"
 CLI_MODULE = f"{PACKAGE}.cli"
+TABLE_MODULE = f"{PACKAGE}.stagetable"
 
 
 @functools.cache
@@ -78,40 +81,38 @@ def _imported_modules(node: ast.AST, known: set[str]) -> set[str]:
     return {m for m in found if m == PACKAGE or m.startswith(f"{PACKAGE}.")}
 
 
-def stage_roots(stage: str) -> set[str]:
-    """The modules `stylepipe <stage>` imports: cli.py's module-level imports and its handler's imports."""
+def stage_table() -> ModuleType:
+    """stylepipe.stagetable, imported by name: a static import would put the table into the closure of
+    every module that imports this one (the training loop), so editing the table would re-run training
+    and set aside its checkpoints."""
+    return importlib.import_module(TABLE_MODULE)
+
+
+def stages() -> list[str]:
+    """The pipeline's stage names, in the table's order."""
+    return list(stage_table().STAGE_NAMES)
+
+
+def cli_imports() -> set[str]:
+    """The stylepipe modules `stylepipe` imports before it dispatches (cli.py's module-level imports; cli.py
+    is read, not imported, for the reason stage_table gives), the stage table left out."""
     tree = ast.parse(module_path(CLI_MODULE).read_text())
     known = set(import_graph().modules)
-    functions = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
-    handler = f"_stage_{stage}"
-    if handler not in functions:
-        raise KeyError(f"{CLI_MODULE} has no handler {handler} for stage {stage!r}")
     roots: set[str] = set()
     for node in tree.body:
         if isinstance(node, ast.Import | ast.ImportFrom):
             roots |= _imported_modules(node, known)
-    todo, seen = [handler], set()
-    while todo:
-        name = todo.pop()
-        seen.add(name)
-        roots |= _imported_modules(functions[name], known)
-        calls = {c.func.id for c in ast.walk(functions[name])
-                 if isinstance(c, ast.Call) and isinstance(c.func, ast.Name)}
-        todo += [c for c in calls if c in functions and c not in seen]
-    return roots
+    return roots - {TABLE_MODULE}
+
+
+def stage_roots(stage: str) -> set[str]:
+    """The modules `stylepipe <stage>` imports: the CLI's own and the module of the stage's function."""
+    return cli_imports() | {stage_table().stage_named(stage).module}
 
 
 def stage_code(stage: str) -> list[str]:
     """The source files `stylepipe <stage>` runs, as dvc.yaml and workflow/ list them."""
     return repo_paths(closure(stage_roots(stage)))
-
-
-def stages() -> list[str]:
-    """The stage names cli.py has a handler for (read from its source: importing it would make cli.py,
-    and with it every stage, part of the closure of whatever imports this module)."""
-    tree = ast.parse(module_path(CLI_MODULE).read_text())
-    prefix = "_stage_"
-    return [n.name[len(prefix):] for n in tree.body if isinstance(n, ast.FunctionDef) and n.name.startswith(prefix)]
 
 
 def main() -> None:
