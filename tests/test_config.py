@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
+from pydantic import BaseModel
 
-from stylepipe.config import ConfigError, load_params, parse_params
+from stylepipe.config import ConfigError, Params, load_params, parse_params
 from stylepipe.profiles import apply_profile
 
 from .conftest import ROOT, load_default_params
@@ -188,3 +191,53 @@ def test_compile_blob_depends_on_the_blob_folder_in_both_front_ends():
     rule = (ROOT / "workflow" / "rules" / "export.smk").read_text().split("rule compile_blob:")[1].split("rule ")[0]
     assert '"blobs",' in rule.split("output:")[0]
     assert (ROOT / "blobs").is_dir()
+
+
+def _committed_params() -> dict[str, Any]:
+    """params.yaml as committed: `stylepipe profile full` rewrites the working copy, the defaults follow the
+    sample values in git (the file itself where the tree is not a git checkout)."""
+    try:
+        text = subprocess.run(["git", "show", "HEAD:params.yaml"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        text = (ROOT / "params.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def _default_mismatches(model: type[BaseModel], values: dict[str, Any], prefix: str) -> list[str]:
+    """Each key the file gives whose field default differs from the file's value, as `key: default != value`."""
+    out = []
+    for key, value in values.items():
+        field = model.model_fields[key]
+        if field.is_required():
+            continue
+        default = field.get_default(call_default_factory=True)
+        if isinstance(default, BaseModel) and isinstance(value, dict):
+            out += _default_mismatches(type(default), value, f"{prefix}{key}.")
+        elif (default.model_dump() if isinstance(default, BaseModel) else default) != value:
+            out.append(f"{prefix}{key}: {default!r} != {value!r}")
+    return out
+
+
+def test_every_default_equals_the_committed_params_value():
+    """A section built in code without the file (tests, benchmarks, notebooks) trains what params.yaml trains."""
+    committed = _committed_params()
+    mismatches = []
+    for section, values in committed.items():
+        model = Params.model_fields[section].annotation
+        mismatches += _default_mismatches(model, values, f"{section}.")
+    assert not mismatches, "config defaults differ from params.yaml:\n" + "\n".join(mismatches)
+
+
+def test_the_default_check_sees_a_differing_value():
+    committed = _committed_params()
+    committed["train_adain"]["style_weight"] = committed["train_adain"]["style_weight"] + 1
+    model = Params.model_fields["train_adain"].annotation
+    assert _default_mismatches(model, committed["train_adain"], "train_adain.") == [
+        f"train_adain.style_weight: 0.15 != {0.15 + 1!r}"]
+
+
+@pytest.mark.parametrize("section", ["common", "tracking", "download", "preprocess", "adain", "evaluate", "export",
+                                     "blob", "demo"])
+def test_a_section_built_without_the_file_equals_the_files(section):
+    assert Params.model_fields[section].annotation() == getattr(parse_params(_committed_params()), section)

@@ -43,7 +43,7 @@ STYLE = "Cubism"
 def _cfg(**over) -> TrainJohnson:
     base = dict(styles=[STYLE], iterations=4, batch_size=2, crop=32, lr=1e-3, lr_schedule="constant",
                 checkpoint_every=2, log_every=1, image_every=100, pad=2, normalise_losses=True,
-                content_weight=1.0, style_weight=5.0)
+                content_weight=1.0, style_weight=5.0, colour_weight=0.0)
     return TrainJohnson(**{**base, **over})
 
 

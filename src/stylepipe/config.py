@@ -172,8 +172,8 @@ class Adain(Section):
     """The AdaIN model both training stages build: the encoder layer where AdaIN re-normalises (the
     decoder mirrors the encoder from there) and the decoder's hidden channel width."""
 
-    layer: Literal["relu3_1", "relu4_1"] = "relu4_1"
-    decoder_width: Annotated[float, Field(ge=0.25, le=1.0, multiple_of=0.125)] = 1.0
+    layer: Literal["relu3_1", "relu4_1"] = "relu3_1"
+    decoder_width: Annotated[float, Field(ge=0.25, le=1.0, multiple_of=0.125)] = 0.5
     init: PublishedDecoder | None = None  # start from a published decoder instead of train_recon
 
     @model_validator(mode="after")
@@ -187,7 +187,7 @@ class Adain(Section):
 
 
 class Preprocess(Section):
-    short_side: Annotated[int, Field(ge=32, le=4096)] = 512
+    short_side: Annotated[int, Field(ge=32, le=4096)] = 256
     min_side: Annotated[int, Field(ge=1, le=4096)] = 64
     val_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.25
     shard_max_mb: Annotated[int, Field(ge=1, le=4096)] = 256
@@ -227,19 +227,25 @@ class TrainBase(Section):
 class TrainRecon(TrainBase):
     """Reconstruction pre-training: the shared training knobs only."""
 
+    lr_schedule: Schedule = "constant"
+    lr_decay: NonNegFloat = 0.0005
+    colour_jitter: Annotated[float, Field(ge=0, le=1)] = 0.5
+
 
 class TrainAdain(TrainBase):
+    lr_decay: NonNegFloat = 0.0005
+    colour_jitter: Annotated[float, Field(ge=0, le=1)] = 1.0
     content_weight: NonNegFloat = 1.0
-    style_weight: NonNegFloat = 10.0
-    style_layers: Distinct[list[Literal["relu1_1", "relu2_1", "relu3_1", "relu4_1"]]] = list(LAYERS)
+    style_weight: NonNegFloat = 0.15
+    style_layers: Distinct[list[Literal["relu1_1", "relu2_1", "relu3_1", "relu4_1"]]] = list(LAYERS[:3])
     style_size: Annotated[int, Field(ge=32, le=2048, multiple_of=8)] = 256  # style bank image size
     style_reduction: Literal["mean", "sum"] = "mean"  # sum: over channels / batch (the Lua original)
-    style_sqrt: bool = False  # square root of each layer's distance (the seed's variant)
-    style_layer_weights: list[NonNegFloat] | None = None  # one per style layer; None = all 1
+    style_sqrt: bool = False  # square root of each layer's distance
+    style_layer_weights: list[NonNegFloat] | None = [1.0, 0.5, 0.5]  # one per style layer; None = all 1
     tv_weight: NonNegFloat = 0.0
-    colour_weight: NonNegFloat = 0.0  # RGB mean/std of the output against the style image's (losses.colour_loss)
-    structure_weight: NonNegFloat = 0.0  # normalised features of output vs content (losses.structure_loss)
-    structure_layers: list[Literal["relu1_1", "relu2_1", "relu3_1", "relu4_1"]] = []
+    colour_weight: NonNegFloat = 10000.0  # RGB mean/std of the output against the style image's (losses.colour_loss)
+    structure_weight: NonNegFloat = 700.0  # normalised features of output vs content (losses.structure_loss)
+    structure_layers: list[Literal["relu1_1", "relu2_1", "relu3_1", "relu4_1"]] = ["relu1_1", "relu2_1"]
 
     @model_validator(mode="after")
     def _weights_match_layers(self) -> TrainAdain:
@@ -258,15 +264,16 @@ class TrainJohnson(TrainBase):
     """Johnson et al.: one TransformerNet per style in `styles` (DVC foreach / Snakemake wildcard)."""
 
     styles: Distinct[list[Annotated[str, Field(pattern=STYLE_NAME)]]]
+    lr_schedule: Schedule = "constant"
     style_size: Annotated[int, Field(ge=32, le=2048, multiple_of=8)] = 256  # the style image's size
     content_layer: str = "relu2_2"
     style_layers: Distinct[list[str]] = ["relu1_2", "relu2_2", "relu3_3", "relu4_3"]
-    content_weight: NonNegFloat = 1e5
-    style_weight: NonNegFloat = 1e10
+    content_weight: NonNegFloat = 2.5
+    style_weight: NonNegFloat = 1.0
     tv_weight: NonNegFloat = 0.0
-    colour_weight: NonNegFloat = 0.0  # RGB mean/std of the output against the style image
-    normalise_losses: bool = False  # divide each term by its value measured before training
-    pad: Annotated[int, Field(ge=0, le=256, multiple_of=2)] = 0  # reflect-pad the input (px), crop the output
+    colour_weight: NonNegFloat = 3.0  # RGB mean/std of the output against the style image
+    normalise_losses: bool = True  # divide each term by its value measured before training
+    pad: Annotated[int, Field(ge=0, le=256, multiple_of=2)] = 8  # reflect-pad the input (px), crop the output
     width: Annotated[float, Field(ge=0.25, le=1.0, multiple_of=0.125)] = 1.0  # channel width multiplier
 
 
@@ -291,7 +298,7 @@ class Export(Section):
     atol: PositiveFloat = 1e-3
     openvino_atol: PositiveFloat = 5e-2
     openvino_mean_atol: PositiveFloat = 5e-3
-    stats_scale: Annotated[float, Field(ge=1, le=1024)] = 1.0
+    stats_scale: Annotated[float, Field(ge=1, le=1024)] = 4.0
     speed_repeats: PositiveInt = 3
 
 
