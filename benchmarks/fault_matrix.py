@@ -26,6 +26,7 @@ from pathlib import Path
 
 import yaml
 
+from stylepipe import stagetable
 from tests.conftest import make_project_copy, run, tool_env
 from tests.data_fixtures import ServerState, http_server
 
@@ -50,8 +51,7 @@ def flush_or_die(path):
 io.fsync_path = flush_or_die
 sys.exit(main(sys.argv[2:]))
 """
-STAGES = ("download", "weights", "preprocess", "train_recon", "train_adain", "train_johnson Cubism", "evaluate",
-          "export_onnx", "export_openvino", "export_johnson Cubism", "compile_blob", "demo")
+STAGES = tuple(f"{stage.name} Cubism" if stage.per_style else stage.name for stage in stagetable.STAGES)
 Row = tuple[str, str, str, str]
 ORDINAL = {1: "first", 2: "second", 3: "third"}
 
