@@ -10,7 +10,6 @@ the optional live window is a matplotlib figure (which needs a display).
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -19,11 +18,12 @@ from typing import Any
 
 import av
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
 from stylepipe import paths
 from stylepipe.config import Params
-from stylepipe.errors import InputError, MissingInputError, StylepipeError
+from stylepipe.demo.ui import Display, StyleCycler, compose, load_bank
+from stylepipe.errors import InputError, MissingInputError
 from stylepipe.io import atomic_dir, write_json
 from stylepipe.media import VideoWriter, upright_frame
 from stylepipe.models.statistics import StatsOrigin
@@ -33,10 +33,6 @@ BAKED = "adain_baked"
 STATS = "adain_stats"
 BACKENDS = ("openvino", "onnxruntime", "torch")
 StatsInfer = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]  # (content, mean, std) -> output
-
-
-class DisplayError(StylepipeError, RuntimeError):
-    """A live window was requested but there is no display to show it on."""
 
 
 def to_tensor(frame: np.ndarray) -> np.ndarray:
@@ -100,33 +96,6 @@ def make_runner(backend: str, openvino_dir: Path, onnx_dir: Path) -> Runner:
     return lambda frame: to_frame(model.run({"content": to_tensor(frame)}))
 
 
-class StyleCycler:
-    """Which of `names` is showing; `on_key` steps through them (n/right, p/left) or asks to quit (q)."""
-
-    NEXT, PREVIOUS, QUIT = ("n", "right"), ("p", "left"), ("q", "escape")
-
-    def __init__(self, names: list[str], index: int = 0) -> None:
-        if not names:
-            raise InputError("no styles to cycle through (the style bank is empty)")
-        if not 0 <= index < len(names):
-            raise InputError(f"style index {index} is out of range for {len(names)} styles")
-        self.names, self.index = list(names), index
-
-    @property
-    def name(self) -> str:
-        return self.names[self.index]
-
-    def on_key(self, key: str | None) -> str | None:
-        """'quit', 'switch' (index changed) or None for any other key."""
-        if key in self.QUIT:
-            return "quit"
-        step = 1 if key in self.NEXT else -1 if key in self.PREVIOUS else 0
-        if not step or len(self.names) == 1:
-            return None
-        self.index = (self.index + step) % len(self.names)
-        return "switch"
-
-
 class StyleRunner:
     """The style-statistics model as frame -> frame with the cycler's current style from the bank."""
 
@@ -140,16 +109,6 @@ class StyleRunner:
 
     def label(self) -> str:
         return f"{self.cycler.name} ({self.device})"
-
-
-def load_bank(bank_path: Path, model: StatsOrigin | None = None) -> dict[str, Any]:
-    """The style bank as numpy: names, mean and std [S, C, 1, 1] float32 and their channel count C;
-    with `model`, the bank must fit it (an error names the file and both sides)."""
-    from stylepipe.export.onnx import load_style_bank
-
-    bank = load_style_bank(bank_path, model)
-    return {"names": list(bank["names"]), "mean": bank["mean"].float().numpy(), "std": bank["std"].float().numpy(),
-            "channels": int(bank["mean"].shape[1])}
 
 
 def _torch_infer(
@@ -191,53 +150,6 @@ def make_style_runner(
     bank = load_bank(bank_path, model.stats_origin(path))
     return StyleRunner(lambda c, m, s: model.run({"content": c, "style_mean": m, "style_std": s}), bank, "CPU",
                        index)
-
-
-def compose(original: np.ndarray, stylised: np.ndarray, text: str) -> np.ndarray:
-    """Side by side (original | stylised) with `text` drawn top-left on a dark box."""
-    canvas = Image.fromarray(np.concatenate([original, stylised], axis=1))
-    draw = ImageDraw.Draw(canvas)
-    font = ImageFont.load_default(size=max(10, canvas.height // 18))
-    x0, y0, x1, y1 = draw.textbbox((4, 4), text, font=font)
-    draw.rectangle((x0 - 2, y0 - 2, x1 + 2, y1 + 2), fill=(0, 0, 0))
-    draw.text((4, 4), text, fill=(255, 255, 0), font=font)
-    return np.asarray(canvas)
-
-
-class Display:
-    """A matplotlib window showing frames; `key()` returns the last key pressed (or None)."""
-
-    def __init__(self, title: str) -> None:
-        if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-            raise DisplayError("a live window was requested but no display is available (DISPLAY is unset): "
-                               "record to a file instead (--record out.mp4)")  # fmt: skip
-        import matplotlib.pyplot as plt
-
-        self.plt = plt
-        self.fig, ax = plt.subplots(num=title)
-        ax.axis("off")
-        self.image: Any = None
-        self.ax, self._key = ax, None
-        self.fig.canvas.mpl_connect("key_press_event", self._on_key)
-        plt.show(block=False)
-
-    def _on_key(self, event: Any) -> None:
-        self._key = event.key
-
-    def show(self, frame: np.ndarray) -> None:
-        if self.image is None:
-            self.image = self.ax.imshow(frame)
-        else:
-            self.image.set_data(frame)
-        self.plt.pause(0.001)
-
-    def key(self) -> str | None:
-        key, self._key = self._key, None
-        return key
-
-    @property
-    def open(self) -> bool:
-        return self.plt.fignum_exists(self.fig.number)
 
 
 def overlay_text(runner: Runner, fps: float) -> str:

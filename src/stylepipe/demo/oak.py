@@ -16,12 +16,14 @@ from typing import Any
 import depthai as dai
 import numpy as np
 
+from stylepipe.demo.ui import Display, StyleCycler, compose, load_bank
 from stylepipe.errors import InputError
 from stylepipe.io import write_json
+from stylepipe.media import VideoWriter
+from stylepipe.models.statistics import StatsOrigin
 
 STYLE_INPUTS = ("style_mean", "style_std")
 CONTENT_INPUT = "content"
-OUTPUT = "stylized"
 
 
 class NoDeviceError(SystemExit):
@@ -161,9 +163,6 @@ def run_live(
         raise NoDeviceError(
             f"no blob at {blob_path}: set blob.enabled (online) or blob.path, then compile_blob"
         )
-    from stylepipe.demo.host import Display, StyleCycler, VideoWriter, compose, load_bank
-    from stylepipe.models.statistics import StatsOrigin
-
     display = Display("stylepipe OAK-1") if show else None
     if with_style_input and bank_path is None:
         raise InputError("the style-switching demo needs the style bank (models/adain/style_bank.pt)")
