@@ -19,8 +19,8 @@ from stylepipe.demo.clip import ken_burns, load_source_image
 from stylepipe.demo.host import make_style_runner, render_video, run_demo, run_host, stream
 from stylepipe.demo.oak import build_pipeline, run_live, save_pipeline, style_message
 from stylepipe.demo.ui import DisplayError, StyleCycler
-from stylepipe.export.onnx import ExportError
 from stylepipe.models.encoders import TAP_CHANNELS
+from stylepipe.models.statistics import StyleBankError
 
 from .conftest import ADAIN_DEPTHS, depth_id, save_tiny_models
 
@@ -206,11 +206,11 @@ def test_a_bank_of_another_layer_is_refused(exported: dict[str, Path], tmp_path:
     tell its layer (PyTorch, the ONNX metadata) or only its channel count (OpenVINO IR, ONNX Runtime)."""
     paths = {**exported, "bank_path": save_bank(tmp_path / "shallow.pt", SHALLOW[0])}
     model_side = "encoder 'vgg16_hed' at relu4_1, 512 channels" if backend == "torch" else "512 channels"
-    with pytest.raises(ExportError, match=rf"shallow\.pt: style statistics of encoder 'vgg16_hed' at relu3_1, "
+    with pytest.raises(StyleBankError, match=rf"shallow\.pt: style statistics of encoder 'vgg16_hed' at relu3_1, "
                                           rf"256 channels, but the model takes {model_side}"):
         make_style_runner(backend, **paths)
     paths["bank_path"] = save_bank(tmp_path / "unrecorded.pt", SHALLOW[0], recorded=False)
-    with pytest.raises(ExportError, match=r"unrecorded\.pt: style statistics of 256 channels, but the model takes "
+    with pytest.raises(StyleBankError, match=r"unrecorded\.pt: style statistics of 256 channels, but the model takes "
                                           r"encoder 'vgg16_hed' at relu4_1, 512 channels"):
         run_demo(make_params(frames=2, backend=backend), blob_dir=tmp_path / "no-blob", out_dir=tmp_path / "demo",
                  **paths)

@@ -15,12 +15,12 @@ from onnx import TensorProto, helper
 from torch import nn
 
 from stylepipe.config import Params, deep_merge, parse_params
-from stylepipe.export.onnx import BAKED_ONNX, STATS_ONNX, ExportError, exported_origin, load_style_bank, run_export_onnx
+from stylepipe.export.onnx import BAKED_ONNX, STATS_ONNX, ExportError, exported_origin, run_export_onnx
 from stylepipe.export.opcheck import check_graph
 from stylepipe.export.openvino import check_fp16_range, run_export_openvino
 from stylepipe.models.encoders import TAP_CHANNELS
 from stylepipe.models.functional import adain
-from stylepipe.models.statistics import StatsOrigin
+from stylepipe.models.statistics import StatsOrigin, StyleBank, StyleBankError
 
 from .conftest import ADAIN_DEPTHS, depth_id, save_tiny_models
 
@@ -112,10 +112,10 @@ def test_a_style_bank_must_fit_the_model(weights: dict[str, Path], tmp_path: Pat
         (save_bank(tmp_path / "mislabelled.pt", channels, layer=other), rf"at {other}, .* at {layer}"),
     ]  # fmt: skip
     for path, message in cases:
-        with pytest.raises(ExportError, match=message):
-            load_style_bank(path, model)
-    assert load_style_bank(save_bank(tmp_path / "legacy.pt", channels), model)["names"] == ["ink", "oil"]
-    with pytest.raises(ExportError, match=r"deeper\.pt: .* at " + layer):
+        with pytest.raises(StyleBankError, match=message):
+            StyleBank.load_trained(path, model)
+    assert StyleBank.load_trained(save_bank(tmp_path / "legacy.pt", channels), model).names == ["ink", "oil"]
+    with pytest.raises(StyleBankError, match=r"deeper\.pt: .* at " + layer):
         run_export_onnx(make_params(), weights["encoder_path"], weights["decoder_path"], tmp_path / "deeper.pt",
                         tmp_path / "onnx")
     assert not (tmp_path / "onnx").exists()

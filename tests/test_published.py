@@ -22,9 +22,10 @@ from stylepipe.io import file_digest
 from stylepipe.models.adain import load_stylizer
 from stylepipe.models.encoders import WeightsError, load_encoder
 from stylepipe.models.published import fetch
+from stylepipe.models.statistics import StyleBank
 from stylepipe.models.weights import run_weights
 from stylepipe.runtime import resolve_runtime
-from stylepipe.stylize import AdaINStylize, StyleStats, StylizeOptions
+from stylepipe.stylize import AdaINStylize, StylizeOptions
 from stylepipe.train.stages import import_decoder
 from tests.conftest import tiny_params_dict
 from tests.data_fixtures import ServerState, http_server
@@ -348,7 +349,7 @@ def test_style_interpolation_and_colour_preservation_match_the_reference(publish
     content, styles = smooth_images(1, 64, 4), smooth_images(2, 64, 5)
     vgg, dec = published["vgg"], published["decoder"]
 
-    stats = StyleStats(["a", "b"], *model.style_stats(styles), "vgg19_normalised", "relu4_1")
+    stats = StyleBank(["a", "b"], *model.style_stats(styles), "vgg19_normalised", "relu4_1")
     for alpha in (1.0, 0.5):
         mixed = AdaINStylize(model, rt, StylizeOptions(alpha=alpha, weights=[3, 1], tile=0), stats=stats)(content)
         expected = reference_stylise(vgg, dec, content.expand(2, -1, -1, -1)[:1], styles, alpha, [0.75, 0.25])

@@ -27,8 +27,8 @@ from PIL import Image
 
 from stylepipe.models.adain import AdaINStylizer, Decoder, save_decoder
 from stylepipe.models.encoders import build_encoder
+from stylepipe.models.statistics import StyleBank, StyleBankError
 from stylepipe.serving import AdaINPyfunc, encode_file, encode_png, log_serving_model
-from stylepipe.stylize import StyleStats, StylizeError
 
 from .conftest import ADAIN_DEPTHS, depth_id, save_tiny_models, tool_env
 
@@ -41,7 +41,7 @@ def saved_stats(path: Path, layer: str, width: float = 1.0) -> Path:
     model = AdaINStylizer(build_encoder("vgg16_hed", layer), Decoder("vgg16_hed", layer, width)).eval()
     with torch.no_grad():
         m, s = model.style_stats(torch.rand(1, 3, 32, 32))
-    return StyleStats(["stripes"], m, s, "vgg16_hed", layer).save(path)
+    return StyleBank(["stripes"], m, s, "vgg16_hed", layer).save(path)
 
 
 def loaded_pyfunc(directory: Path, depth: tuple[str, float], bank_layer: str | None = None) -> AdaINPyfunc:
@@ -77,7 +77,7 @@ def test_pyfunc_stylises_at_each_depth(tmp_path: Path, depth: tuple[str, float])
 
 
 def test_a_bank_of_another_layer_fails_at_load(tmp_path: Path) -> None:
-    with pytest.raises(StylizeError, match=r"bank\.pt: style statistics of encoder 'vgg16_hed' at relu4_1, 512 "
+    with pytest.raises(StyleBankError, match=r"bank\.pt: style statistics of encoder 'vgg16_hed' at relu4_1, 512 "
                                            r"channels, but the model takes encoder 'vgg16_hed' at relu3_1, 256"):
         loaded_pyfunc(tmp_path, ("relu3_1", 1.0), bank_layer="relu4_1")
 
@@ -176,7 +176,7 @@ def server(tmp_path_factory) -> Iterator[str]:
     model = AdaINStylizer(encoder, decoder).eval()
     with torch.no_grad():
         m, s = model.style_stats(torch.rand(1, 3, 32, 32))
-    StyleStats(["stripes"], m, s, "vgg16_hed").save(root / "bank.pt")
+    StyleBank(["stripes"], m, s, "vgg16_hed").save(root / "bank.pt")
     uri = f"sqlite:///{root}/mlflow.db"
     mlflow.set_tracking_uri(uri)
     mlflow.create_experiment("serve", artifact_location=(root / "artifacts").as_uri())
@@ -251,7 +251,7 @@ def test_posts_a_real_image_and_gets_a_stylised_image(server, tmp_path):
     assert np.asarray(img).std() > 0
     status, body = _post(server, _rows(content=_photo(40, 40), style_name="stripes"))
     assert status == 200, body
-    StyleStats(["x"], torch.rand(1, 512, 1, 1), torch.rand(1, 512, 1, 1) + 0.1, "vgg16_hed").save(tmp_path / "s.pt")
+    StyleBank(["x"], torch.rand(1, 512, 1, 1), torch.rand(1, 512, 1, 1) + 0.1, "vgg16_hed").save(tmp_path / "s.pt")
     status, body = _post(server, _rows(content=_photo(40, 40), style_stats=encode_file(tmp_path / "s.pt")))
     assert status == 200, body
 

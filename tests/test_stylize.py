@@ -16,10 +16,10 @@ from stylepipe.cli import main
 from stylepipe.media import open_image, probe_video
 from stylepipe.models.adain import AdaINStylizer, Decoder
 from stylepipe.models.encoders import build_encoder
+from stylepipe.models.statistics import StatsOrigin, StyleBank, StyleBankError
 from stylepipe.runtime import Runtime
 from stylepipe.stylize import (
     AdaINStylize,
-    StyleStats,
     StylizeError,
     StylizeOptions,
     apply_padded,
@@ -52,14 +52,14 @@ def smooth(h: int, w: int, seed: int = 0) -> torch.Tensor:
 
 
 @pytest.fixture(scope="module")
-def two_styles(model) -> StyleStats:
+def two_styles(model) -> StyleBank:
     pairs = [model.style_stats(smooth(32, 32, seed)) for seed in (1, 2)]
-    return StyleStats(["a", "b"], torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs]), "vgg16_hed",
+    return StyleBank(["a", "b"], torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs]), "vgg16_hed",
                       model.layer)
 
 
-def _one(stats: StyleStats, i: int) -> StyleStats:
-    return StyleStats([stats.names[i]], stats.mean[i : i + 1], stats.std[i : i + 1], stats.encoder, stats.layer)
+def _one(stats: StyleBank, i: int) -> StyleBank:
+    return StyleBank([stats.names[i]], stats.mean[i : i + 1], stats.std[i : i + 1], stats.encoder, stats.layer)
 
 
 def test_windows_partition_and_feathers_sum_to_one():
@@ -106,7 +106,7 @@ def test_interpolation_weights_and_alpha(model, two_styles):
     a = AdaINStylize(model, CPU, StylizeOptions(), stats=_one(two_styles, 0))(content)
     only_a = AdaINStylize(model, CPU, StylizeOptions(weights=[2, 0]), stats=two_styles)(content)
     assert torch.allclose(a, only_a, atol=1e-6)
-    mean, _ = two_styles.mixed([1, 3])
+    mean, _ = two_styles.mixed(torch.tensor([0.25, 0.75]))
     assert torch.allclose(mean, 0.25 * two_styles.mean[:1] + 0.75 * two_styles.mean[1:])
     identity = AdaINStylize(model, CPU, StylizeOptions(alpha=0.0), stats=_one(two_styles, 0))(content)
     recon = model.decoder(model.encoder.encode(content)).clamp(0, 1)
@@ -237,34 +237,34 @@ def test_empty_or_broken_video_is_a_clear_error(tmp_path, model, two_styles):
 
 
 def test_saved_statistics_record_the_layer_and_must_fit_the_model(tmp_path, model, two_styles):
-    saved = StyleStats.load(two_styles.save(tmp_path / "s.pt"))
+    saved = StyleBank.load(two_styles.save(tmp_path / "s.pt"))
     assert (saved.encoder, saved.layer, saved.mean.shape[1]) == ("vgg16_hed", model.layer, model.channels)
-    saved.check_model(model, "s.pt")
+    saved.check_fits(StatsOrigin.of(model), "s.pt")
     other_layer = next(layer for layer, _ in ADAIN_DEPTHS if layer != model.layer)
     other = build_model(other_layer, 1.0)
-    with pytest.raises(StylizeError, match=rf"s\.pt: style statistics of encoder 'vgg16_hed' at {model.layer}, "
+    with pytest.raises(StyleBankError, match=rf"s\.pt: style statistics of encoder 'vgg16_hed' at {model.layer}, "
                                            rf"{model.channels} channels, but the model takes encoder 'vgg16_hed' at "
                                            rf"{other_layer}, {other.channels} channels"):
-        saved.check_model(other, "s.pt")
-    with pytest.raises(StylizeError, match=rf"styles \['a'\]: .* at {model.layer}, .* at {other_layer}"):
+        saved.check_fits(StatsOrigin.of(other), "s.pt")
+    with pytest.raises(StyleBankError, match=rf"styles \['a'\]: .* at {model.layer}, .* at {other_layer}"):
         AdaINStylize(other, CPU, StylizeOptions(), stats=_one(two_styles, 0))
-    vgg19 = StyleStats(saved.names, saved.mean, saved.std, "vgg19", model.layer)
-    with pytest.raises(StylizeError, match=r"x\.pt: style statistics of encoder 'vgg19' .* model takes encoder "
+    vgg19 = StyleBank(saved.names, saved.mean, saved.std, "vgg19", model.layer)
+    with pytest.raises(StyleBankError, match=r"x\.pt: style statistics of encoder 'vgg19' .* model takes encoder "
                                            r"'vgg16_hed'"):
-        vgg19.check_model(model, "x.pt")
-    unrecorded = StyleStats(saved.names, saved.mean, saved.std)  # a file of the older format: channels only
-    unrecorded.check_model(model, "old.pt")
-    with pytest.raises(StylizeError, match=rf"old\.pt: style statistics of {model.channels} channels, but"):
-        unrecorded.check_model(other, "old.pt")
+        vgg19.check_fits(StatsOrigin.of(model), "x.pt")
+    unrecorded = StyleBank(saved.names, saved.mean, saved.std)  # a file of the older format: channels only
+    unrecorded.check_fits(StatsOrigin.of(model), "old.pt")
+    with pytest.raises(StyleBankError, match=rf"old\.pt: style statistics of {model.channels} channels, but"):
+        unrecorded.check_fits(StatsOrigin.of(other), "old.pt")
 
 
 def test_a_statistics_file_of_another_layer_is_refused_naming_both(tmp_path):
     enc, dec = save_tiny_models(tmp_path, "relu3_1", 0.5)
     deep = build_model("relu4_1", 1.0)
-    stats = StyleStats(["ink"], *deep.style_stats(smooth(32, 32)), "vgg16_hed", "relu4_1")
+    stats = StyleBank(["ink"], *deep.style_stats(smooth(32, 32)), "vgg16_hed", "relu4_1")
     stats_file = stats.save(tmp_path / "ink.pt")
     _img(tmp_path / "c.png")
-    with pytest.raises(StylizeError, match=r"ink\.pt: style statistics of encoder 'vgg16_hed' at relu4_1, 512 "
+    with pytest.raises(StyleBankError, match=r"ink\.pt: style statistics of encoder 'vgg16_hed' at relu4_1, 512 "
                                            r"channels, but the model takes encoder 'vgg16_hed' at relu3_1, 256"):
         stylize(tmp_path / "c.png", tmp_path / "out.png", style_stats=stats_file, encoder=enc, decoder=dec,
                 progress=False)
@@ -272,7 +272,7 @@ def test_a_statistics_file_of_another_layer_is_refused_naming_both(tmp_path):
     result = stylize(tmp_path / "c.png", tmp_path / "out.png", style=[_img(tmp_path / "s.png", (32, 32))],
                      save_style_stats=tmp_path / "s.pt", encoder=enc, decoder=dec, progress=False)
     assert result["written"] == [str(tmp_path / "out.png")]
-    assert StyleStats.load(tmp_path / "s.pt").layer == "relu3_1"
+    assert StyleBank.load(tmp_path / "s.pt").layer == "relu3_1"
 
 
 def _invert(x: torch.Tensor) -> torch.Tensor:

@@ -96,22 +96,22 @@ class AdaINPyfunc(mlflow.pyfunc.PythonModel):
 
     def load_context(self, context) -> None:
         from stylepipe.models.adain import load_stylizer
+        from stylepipe.models.statistics import StatsOrigin, StyleBank
         from stylepipe.runtime import Runtime
-        from stylepipe.stylize import StyleStats
 
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.model = load_stylizer(context.artifacts["encoder"], context.artifacts["decoder"]).to(self.device)
         bank = context.artifacts.get("style_bank")
-        self.bank = StyleStats.load(Path(bank)) if bank else None
-        if self.bank is not None:
-            self.bank.check_model(self.model, bank)  # a bank of another AdaIN layer fails at load, not per request
+        self.bank = StyleBank.load(Path(bank)) if bank else None
+        if self.bank is not None:  # a bank of another AdaIN layer fails at load, not per request
+            self.bank.check_fits(StatsOrigin.of(self.model), bank, "rebuild the bank with this model")
         config = context.model_config or {}
         self.max_pixels = int(config.get("max_pixels", DEFAULT_MAX_PIXELS))
         self.max_rows = int(config.get("max_rows", DEFAULT_MAX_ROWS))
         self.runtime = Runtime(self.device, bf16=False, channels_last=False, compile=False)
 
     def _style(self, row: dict) -> Any:
-        from stylepipe.stylize import StyleStats, StylizeError
+        from stylepipe.models.statistics import StatsOrigin, StyleBank, StyleBankError
 
         given = [k for k in ("style", "style_stats", "style_name") if isinstance(row.get(k), str) and row[k]]
         if len(given) != 1:
@@ -122,7 +122,7 @@ class AdaINPyfunc(mlflow.pyfunc.PythonModel):
 
             image = image_to_tensor(resize_short(to_pil(image), STYLE_SIZE))
             m, s = self.model.style_stats(image[None].to(self.device))
-            return StyleStats(["request"], m.cpu(), s.cpu(), self.model.encoder.spec.name, self.model.layer)
+            return StyleBank(["request"], m.cpu(), s.cpu(), self.model.encoder.spec.name, self.model.layer)
         if given[0] == "style_name":
             if self.bank is None or row["style_name"] not in self.bank.names:
                 names = self.bank.names if self.bank is not None else []
@@ -130,9 +130,9 @@ class AdaINPyfunc(mlflow.pyfunc.PythonModel):
             return self.bank.select([row["style_name"]], "style_name")
         data = _b64(row["style_stats"], "style_stats", max_chars=16 << 20)
         try:
-            stats = StyleStats.read(io.BytesIO(data), "style_stats")
-            stats.check_model(self.model, "style_stats")
-        except StylizeError as err:
+            stats = StyleBank.read(io.BytesIO(data), "style_stats")
+            stats.check_fits(StatsOrigin.of(self.model), "style_stats", "send the style image as `style` instead")
+        except StyleBankError as err:
             raise _bad_request(str(err)) from None
         if len(stats) != 1:
             raise _bad_request(f"style_stats: expected one style, the file has {len(stats)}")

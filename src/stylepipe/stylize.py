@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -48,14 +48,14 @@ from stylepipe.models.adain import AdaINStylizer, load_stylizer
 from stylepipe.models.fast import FastAdaIN
 from stylepipe.models.fast import fast_network as build_fast_network
 from stylepipe.models.functional import blend, coral, mean_std_of_sums, normalise
-from stylepipe.models.statistics import StatsOrigin
+from stylepipe.models.statistics import StatsOrigin, StyleBank
 from stylepipe.runtime import Runtime, resolve_runtime
 from stylepipe.tiling import GRID, available_bytes, choose_tile, feather, pad_to_grid, plan_windows
 from stylepipe.viz import to_pil
 
 Stylizer = Callable[[torch.Tensor], torch.Tensor]
 PreserveColor = Literal["luminance", "coral"] | None
-STATS_FORMAT = "stylepipe.style_stats/1"
+RECOMPUTE = "compute them with this model (`stylepipe stylize --style ... --save-style-stats`)"
 MIN_SIDE = 16  # at the deepest AdaIN layer (relu4_1, 1/8 scale) the map must be 2x2 for reflection padding
 
 
@@ -117,95 +117,6 @@ def keep_content_colour(stylised: torch.Tensor, content: torch.Tensor) -> torch.
 # ------------------------------------------------------------------------------------- style statistics
 
 
-@dataclass
-class StyleStats:
-    """Mean/std at the AdaIN layer of S styles ([S, C, 1, 1] each, C = 256 at relu3_1, 512 at relu4_1):
-    what AdaIN needs of a style, computed once, for one encoder at one layer.
-
-    The file format ({"format", "encoder", "layer", "names", "mean", "std"}) is the style bank written by
-    train_adain (models/adain/style_bank.pt) plus "format", so the bank loads as well. Files that predate
-    the "layer" key (or the "encoder" key) are checked by their channel count alone."""
-
-    names: list[str]
-    mean: torch.Tensor
-    std: torch.Tensor
-    encoder: str | None = None
-    layer: str | None = None
-
-    def __len__(self) -> int:
-        return len(self.names)
-
-    def save(self, path: Path) -> Path:
-        blob = {"format": STATS_FORMAT, "encoder": self.encoder, "layer": self.layer, "names": list(self.names),
-                "mean": self.mean.detach().float().cpu(), "std": self.std.detach().float().cpu()}
-        with atomic_path(path) as tmp:
-            torch.save(blob, tmp)
-        return Path(path)
-
-    @classmethod
-    def load(cls, path: Path) -> StyleStats:
-        path = Path(path)
-        if not path.is_file():
-            raise StylizeError(f"{path}: style statistics file not found")
-        return cls.read(path, str(path))
-
-    @classmethod
-    def read(cls, file: Path | BinaryIO, source: str) -> StyleStats:
-        """Load and check a style statistics file (a path or a binary stream); errors name `source`."""
-        try:
-            blob = torch.load(file, map_location="cpu", weights_only=True)
-        except Exception as err:  # a truncated or foreign file: pickle/zip errors of many kinds
-            raise StylizeError(f"{source}: not a readable style statistics file ({err})") from None
-        if not isinstance(blob, dict) or not {"names", "mean", "std"} <= set(blob):
-            raise StylizeError(f"{source}: expected a style statistics file with keys names, mean, std")
-        names, mean, std = blob["names"], blob["mean"], blob["std"]
-        if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
-            raise StylizeError(f"{source}: names must be a list of style names")
-        _check_moments(mean, std, len(names), source)
-        return cls(list(names), mean.float(), std.float(), blob.get("encoder"), blob.get("layer"))
-
-    def mixed(self, weights: Sequence[float] | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """[1, C, 1, 1] mean/std interpolated with `weights` (normalised to sum 1). AdaIN is affine in the
-        style statistics, so this equals the reference's weighted sum of per-style AdaIN features."""
-        w = normalise_weights(weights, len(self))
-        return (w[:, None, None, None] * self.mean).sum(0, keepdim=True), (
-            w[:, None, None, None] * self.std).sum(0, keepdim=True)
-
-    def select(self, names: Sequence[str], source: str) -> StyleStats:
-        """The styles called `names`, in that order (e.g. one painting style of a style bank)."""
-        missing = [n for n in names if n not in self.names]
-        if missing:
-            raise StylizeError(f"{source}: no style named {missing}; the file has {self.names}")
-        idx = [self.names.index(n) for n in names]
-        return StyleStats(list(names), self.mean[idx], self.std[idx], self.encoder, self.layer)
-
-    @property
-    def origin(self) -> StatsOrigin:
-        return StatsOrigin(int(self.mean.shape[1]), self.encoder, self.layer)
-
-    def check_model(self, model: AdaINStylizer, source: str) -> None:
-        """The statistics must come from the model's encoder at its AdaIN layer: an error names both."""
-        if msg := self.origin.mismatch(StatsOrigin.of(model), source):
-            raise StylizeError(f"{msg}: compute them with this model "
-                               "(`stylepipe stylize --style ... --save-style-stats`)")
-
-
-def _check_moments(mean: Any, std: Any, styles: int, source: str) -> None:
-    """mean/std as AdaIN takes them: float tensors [S, C, 1, 1] for S styles, finite, std positive."""
-    for name, value in (("mean", mean), ("std", std)):
-        if not isinstance(value, torch.Tensor) or not value.is_floating_point():
-            raise StylizeError(f"{source}: {name} must be a float tensor, got {type(value).__name__}")
-        if value.ndim != 4 or value.shape[0] != styles or value.shape[1] < 1 or value.shape[2:] != (1, 1):
-            raise StylizeError(f"{source}: {name} must be [S, C, 1, 1] for S={styles} names, "
-                               f"got {list(value.shape)}")
-        if not torch.isfinite(value).all():
-            raise StylizeError(f"{source}: {name} holds NaN or infinite values")
-    if mean.shape != std.shape:
-        raise StylizeError(f"{source}: mean {list(mean.shape)} and std {list(std.shape)} differ in shape")
-    if not (std > 0).all():
-        raise StylizeError(f"{source}: std must be positive (a standard deviation), got min {float(std.min())}")
-
-
 def normalise_weights(weights: Sequence[float] | None, n: int) -> torch.Tensor:
     if weights is None:
         if n != 1:
@@ -220,11 +131,11 @@ def normalise_weights(weights: Sequence[float] | None, n: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def style_stats_of_images(model: AdaINStylizer, names: Sequence[str], images: Sequence[torch.Tensor]) -> StyleStats:
+def style_stats_of_images(model: AdaINStylizer, names: Sequence[str], images: Sequence[torch.Tensor]) -> StyleBank:
     """Statistics of each style image ([3, H, W] in [0, 1]), named by `names`."""
     device = next(model.parameters()).device
     pairs = [model.style_stats(image[None].to(device)) for image in images]
-    return StyleStats(list(names), torch.cat([m for m, _ in pairs]).cpu(), torch.cat([s for _, s in pairs]).cpu(),
+    return StyleBank(list(names), torch.cat([m for m, _ in pairs]).cpu(), torch.cat([s for _, s in pairs]).cpu(),
                       model.encoder.spec.name, model.layer)
 
 
@@ -297,7 +208,7 @@ class AdaINStylize:
     """content [1, 3, H, W] (H, W multiples of 8) in [0, 1] -> stylised, with cached style statistics."""
 
     def __init__(self, model: AdaINStylizer, rt: Runtime, options: StylizeOptions,
-                 stats: StyleStats | None = None, style_images: Sequence[torch.Tensor] | None = None) -> None:
+                 stats: StyleBank | None = None, style_images: Sequence[torch.Tensor] | None = None) -> None:
         options.validate()
         if stats is None and style_images is None:
             raise StylizeError("no style given: pass style image(s) or a style statistics file")
@@ -305,7 +216,7 @@ class AdaINStylize:
             raise StylizeError("--preserve-color coral recolours the style image, which cached statistics do not "
                                "have: use --preserve-color luminance with --style-stats")
         if stats is not None:
-            stats.check_model(model, f"styles {stats.names}")
+            stats.check_fits(StatsOrigin.of(model), f"styles {stats.names}", RECOMPUTE)
         self.model, self.rt, self.opts = model, rt, options
         self.stride = model.encoder.stride  # pixels per feature cell: the grid of regions and tile cores
         self.net = fast_network(model, rt, options.compile_mode)
@@ -331,9 +242,12 @@ class AdaINStylize:
         names = [str(i) for i in range(len(recoloured))]
         return self._region_style(style_stats_of_images(self.model, names, recoloured))
 
-    def _region_style(self, stats: StyleStats) -> tuple[torch.Tensor, torch.Tensor]:
+    def _region_style(self, stats: StyleBank) -> tuple[torch.Tensor, torch.Tensor]:
         """[R, C, 1, 1] target statistics per region on the device: one mixed style, or one per mask region."""
-        mean, std = (stats.mean, stats.std) if self.regions is not None else stats.mixed(self.opts.weights)
+        if self.regions is None:
+            mean, std = stats.mixed(normalise_weights(self.opts.weights, len(stats)))
+        else:
+            mean, std = stats.mean, stats.std
         return mean.to(self.rt.device), std.to(self.rt.device)
 
     def tile_size(self, height: int, width: int) -> int:
@@ -559,8 +473,8 @@ def stylize(
     model = load_stylizer(encoder, decoder).to(rt.device)
     images = None
     if style_stats is not None:
-        stats = StyleStats.load(style_stats)
-        stats.check_model(model, str(style_stats))
+        stats = StyleBank.load(style_stats)
+        stats.check_fits(StatsOrigin.of(model), str(style_stats), RECOMPUTE)
         if style_names:
             stats = stats.select(style_names, str(style_stats))
     else:

@@ -29,7 +29,7 @@ from stylepipe.export.projection import oak_projection
 from stylepipe.io import atomic_dir, file_digest, write_json
 from stylepipe.models.adain import AdaINStylizer, load_stylizer
 from stylepipe.models.functional import adain
-from stylepipe.models.statistics import StatsOrigin
+from stylepipe.models.statistics import StatsOrigin, StyleBank
 
 STATS_ONNX = "adain_stats.onnx"
 BAKED_ONNX = "adain_baked.onnx"
@@ -68,30 +68,6 @@ class BakedModel(nn.Module):
 
     def forward(self, content: torch.Tensor) -> torch.Tensor:
         return self.stats(content, self.style_mean, self.style_std)
-
-
-def load_style_bank(path: Path, model: StatsOrigin | None = None) -> dict[str, Any]:
-    """Read models/adain/style_bank.pt: {'names', 'mean' [S,C,1,1], 'std' [S,C,1,1], 'encoder', 'layer'}
-    (banks written before the layer was recorded lack the last two); with `model`, the bank must fit it."""
-    if not Path(path).is_file():
-        raise ExportError(f"{path}: style bank not found (run `dvc repro train_adain`)")
-    bank = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(bank, dict) or not {"names", "mean", "std"} <= set(bank):
-        raise ExportError(f"{path}: expected a dict with 'names', 'mean' and 'std'")
-    n, shape = len(bank["names"]), tuple(bank["mean"].shape)
-    for key in ("mean", "std"):
-        got = tuple(bank[key].shape)
-        if len(got) != 4 or got[0] != n or got[2:] != (1, 1) or got != shape:
-            raise ExportError(f"{path}: {key} has shape {got}, expected ({n}, C, 1, 1) for {n} names, "
-                              f"mean and std alike")
-    if model is not None and (msg := bank_origin(bank).mismatch(model, str(path))):
-        raise ExportError(f"{msg} (re-run train_adain to rebuild the style bank)")
-    return bank
-
-
-def bank_origin(bank: dict[str, Any]) -> StatsOrigin:
-    """The encoder, layer (where recorded) and channel count of a loaded style bank's statistics."""
-    return StatsOrigin(int(bank["mean"].shape[1]), bank.get("encoder"), bank.get("layer"))
 
 
 def exported_origin(path: Path) -> StatsOrigin:
@@ -260,13 +236,13 @@ def run_export_onnx(
     """Export adain_stats.onnx and adain_baked.onnx, check them, write out_dir/report.json."""
     cfg = params.export
     stats = StatsModel(load_stylizer(encoder_path, decoder_path), cfg.stats_scale).eval()
-    bank = load_style_bank(bank_path, stats.origin)
-    names = list(bank["names"])
+    bank = StyleBank.load_trained(bank_path, stats.origin)
+    names = bank.names
     if cfg.style_index >= len(names):
         raise ExportError(f"export.style_index={cfg.style_index} but {bank_path} holds {len(names)} styles")
     mean, std = (
-        bank["mean"][cfg.style_index : cfg.style_index + 1],
-        bank["std"][cfg.style_index : cfg.style_index + 1],
+        bank.mean[cfg.style_index : cfg.style_index + 1],
+        bank.std[cfg.style_index : cfg.style_index + 1],
     )
     baked = BakedModel(stats, mean, std).eval()
     content = deterministic_content(cfg.height, cfg.width, params.common.seed)

@@ -28,12 +28,12 @@ from stylepipe.export.onnx import (
     ExportError,
     StatsModel,
     deterministic_content,
-    load_style_bank,
     model_record,
     ort_run,
 )
 from stylepipe.io import atomic_dir, file_digest, write_json
 from stylepipe.models.adain import load_stylizer
+from stylepipe.models.statistics import StyleBank
 from stylepipe.runtime import calls_per_second
 
 FP16_MAX = 65504.0
@@ -147,14 +147,10 @@ def probe_images(height: int, width: int, seed: int) -> list[torch.Tensor]:
     return [deterministic_content(height, width, seed), torch.rand(1, 3, height, width, generator=gen), board]
 
 
-def range_inputs(height: int, width: int, bank: dict[str, Any], seed: int) -> list[tuple[torch.Tensor, ...]]:
+def range_inputs(height: int, width: int, bank: StyleBank, seed: int) -> list[tuple[torch.Tensor, ...]]:
     """The probe images, each with every bank style's statistics."""
     images = probe_images(height, width, seed)
-    return [
-        (img, bank["mean"][i : i + 1], bank["std"][i : i + 1])
-        for img in images
-        for i in range(len(bank["names"]))
-    ]
+    return [(img, bank.mean[i : i + 1], bank.std[i : i + 1]) for img in images for i in range(len(bank))]
 
 
 def _model_entry(onnx_path: Path, xml_path: Path, feeds: dict[str, np.ndarray], cfg: Any) -> dict[str, Any]:
@@ -201,7 +197,7 @@ def run_export_openvino(
         if not (onnx_dir / name).is_file():
             raise ExportError(f"{onnx_dir / name}: not found (run the export_onnx stage first)")
     stats = StatsModel(load_stylizer(encoder_path, decoder_path), cfg.stats_scale).eval()
-    bank = load_style_bank(bank_path, stats.origin)
+    bank = StyleBank.load_trained(bank_path, stats.origin)
     probes = range_inputs(cfg.height, cfg.width, bank, params.common.seed)
     report: dict[str, Any] = {
         "openvino_version": ov.get_version(),

@@ -1,4 +1,5 @@
-"""Where AdaIN style statistics come from, and the check that they fit the model they feed.
+"""Style statistics: where they come from, the style-bank file that holds them, and the check that they fit
+the model they feed.
 
 Style statistics are the per-channel mean/std of one encoder's features at one layer. Fed to a model with
 another encoder or AdaIN layer they re-normalise the content features to meaningless targets, or fail on
@@ -7,11 +8,24 @@ the channel count deep inside a graph; so every loader compares what a file reco
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+import torch
+
+from stylepipe.errors import InputError
+from stylepipe.io import atomic_path
 
 if TYPE_CHECKING:
     from stylepipe.models.adain import AdaINStylizer
+
+BANK_FORMAT = "stylepipe.style_stats/1"
+
+
+class StyleBankError(InputError):
+    """A style statistics file cannot be used; the message names the file and what was expected."""
 
 
 @dataclass(frozen=True)
@@ -41,3 +55,107 @@ class StatsOrigin:
         if not differs and self.channels == model.channels:
             return None
         return f"{source}: style statistics of {self.describe()}, but the model takes {model.describe()}"
+
+
+@dataclass
+class StyleBank:
+    """Mean/std at the AdaIN layer of S named styles ([S, C, 1, 1] each, C = 256 at relu3_1, 512 at
+    relu4_1): what AdaIN needs of a style, computed once, for one encoder at one layer.
+
+    On disk a dict {"names", "mean", "std", "encoder", "layer"} saved with torch.save, plus "format" when
+    written here; files without "encoder" or "layer" are checked by their channel count alone."""
+
+    names: list[str]
+    mean: torch.Tensor
+    std: torch.Tensor
+    encoder: str | None = None
+    layer: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @property
+    def origin(self) -> StatsOrigin:
+        return StatsOrigin(int(self.mean.shape[1]), self.encoder, self.layer)
+
+    def save(self, path: str | Path) -> Path:
+        """Atomically write the bank (float32, on the CPU)."""
+        blob = {"format": BANK_FORMAT, "encoder": self.encoder, "layer": self.layer, "names": list(self.names),
+                "mean": self.mean.detach().float().cpu(), "std": self.std.detach().float().cpu()}
+        with atomic_path(path) as tmp:
+            torch.save(blob, tmp)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path, missing_hint: str = "") -> StyleBank:
+        """Read and validate a bank file; `missing_hint` tells how to make one when it is not there."""
+        path = Path(path)
+        if not path.is_file():
+            raise StyleBankError(f"{path}: style statistics file not found" + (f" ({missing_hint})" if missing_hint
+                                                                                 else ""))
+        return cls.read(path, str(path))
+
+    @classmethod
+    def read(cls, file: Path | BinaryIO, source: str) -> StyleBank:
+        """Read and validate a bank from a path or a binary stream; errors name `source`."""
+        try:
+            blob = torch.load(file, map_location="cpu", weights_only=True)
+        except Exception as err:  # a truncated or foreign file: pickle/zip errors of many kinds
+            raise StyleBankError(f"{source}: not a readable style statistics file ({err})") from None
+        if not isinstance(blob, dict) or not {"names", "mean", "std"} <= set(blob):
+            raise StyleBankError(f"{source}: expected a style statistics file with keys names, mean, std")
+        names, mean, std = blob["names"], blob["mean"], blob["std"]
+        if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
+            raise StyleBankError(f"{source}: names must be a list of style names")
+        _check_moments(mean, std, len(names), source)
+        return cls(list(names), mean.float(), std.float(), blob.get("encoder"), blob.get("layer"))
+
+    @classmethod
+    def load_trained(cls, path: str | Path, model: StatsOrigin | None = None) -> StyleBank:
+        """The bank train_adain writes (models/adain/style_bank.pt); with `model`, it must fit it."""
+        bank = cls.load(path, "run `dvc repro train_adain`")
+        if model is not None:
+            bank.check_fits(model, str(path), "re-run train_adain to rebuild the style bank")
+        return bank
+
+    def check_fits(self, model: StatsOrigin, source: str, remedy: str = "") -> None:
+        """The statistics must come from the model's encoder at its AdaIN layer: an error names `source`,
+        both sides and `remedy`."""
+        if msg := self.origin.mismatch(model, source):
+            raise StyleBankError(f"{msg}{': ' + remedy if remedy else ''}")
+
+    def select(self, names: Sequence[str], source: str) -> StyleBank:
+        """The styles called `names`, in that order (e.g. one painting style of a style bank)."""
+        missing = [n for n in names if n not in self.names]
+        if missing:
+            raise StyleBankError(f"{source}: no style named {missing}; the file has {self.names}")
+        idx = [self.names.index(n) for n in names]
+        return StyleBank(list(names), self.mean[idx], self.std[idx], self.encoder, self.layer)
+
+    def at(self, index: int, source: str) -> StyleBank:
+        """The style at `index` (e.g. the one an export bakes in)."""
+        if not 0 <= index < len(self):
+            raise StyleBankError(f"{source}: no style at index {index}; the file holds {len(self)} styles")
+        return self.select([self.names[index]], source)
+
+    def mixed(self, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """[1, C, 1, 1] mean/std interpolated with `weights` (one per style, summing to 1). AdaIN is affine
+        in the style statistics, so this equals the weighted sum of per-style AdaIN features."""
+        w = weights[:, None, None, None]
+        return (w * self.mean).sum(0, keepdim=True), (w * self.std).sum(0, keepdim=True)
+
+
+def _check_moments(mean: Any, std: Any, styles: int, source: str) -> None:
+    """mean/std as AdaIN takes them: float tensors [S, C, 1, 1] for S styles, finite, std positive."""
+    for name, value in (("mean", mean), ("std", std)):
+        if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+            raise StyleBankError(f"{source}: {name} must be a float tensor, got {type(value).__name__}")
+        if value.ndim != 4 or value.shape[0] != styles or value.shape[1] < 1 or value.shape[2:] != (1, 1):
+            raise StyleBankError(f"{source}: {name} must be [S, C, 1, 1] for S={styles} names, "
+                                 f"got {list(value.shape)}")
+        if not torch.isfinite(value).all():
+            raise StyleBankError(f"{source}: {name} holds NaN or infinite values")
+    if mean.shape != std.shape:
+        raise StyleBankError(f"{source}: mean {list(mean.shape)} and std {list(std.shape)} differ in shape")
+    if not (std > 0).all():
+        raise StyleBankError(f"{source}: std must be positive (a standard deviation), got min {float(std.min())}")
