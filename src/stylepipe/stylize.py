@@ -27,7 +27,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torch import nn
 from tqdm import tqdm
 
 from stylepipe import paths
@@ -45,8 +44,7 @@ from stylepipe.media import (
     probe_video,
 )
 from stylepipe.models.adain import AdaINStylizer, load_stylizer
-from stylepipe.models.fast import FastAdaIN
-from stylepipe.models.fast import fast_network as build_fast_network
+from stylepipe.models.fast import FastAdaIN, fast_network
 from stylepipe.models.functional import blend, coral, mean_std_of_sums, normalise
 from stylepipe.models.statistics import StatsOrigin, StyleBank
 from stylepipe.runtime import Runtime, resolve_runtime
@@ -139,14 +137,6 @@ def style_stats_of_images(model: AdaINStylizer, names: Sequence[str], images: Se
                       model.encoder.spec.name, model.layer)
 
 
-# ---------------------------------------------------------------------------------------- the networks
-
-
-def fast_network(model: AdaINStylizer, rt: Runtime, compile_mode: str | None = None) -> nn.Module:
-    """`models.fast.fast_network` with the runtime's switches (params `common.*`)."""
-    return build_fast_network(model, rt.device, rt.bf16, rt.channels_last, rt.compile, compile_mode)
-
-
 # ------------------------------------------------------------------------------------------------ masks
 
 
@@ -219,7 +209,7 @@ class AdaINStylize:
             stats.check_fits(StatsOrigin.of(model), f"styles {stats.names}", RECOMPUTE)
         self.model, self.rt, self.opts = model, rt, options
         self.stride = model.encoder.stride  # pixels per feature cell: the grid of regions and tile cores
-        self.net = fast_network(model, rt, options.compile_mode)
+        self.net = fast_network(model, rt.device, rt.bf16, rt.channels_last, rt.compile, options.compile_mode)
         self.style_images = list(style_images or [])
         self.n_styles = len(stats) if stats is not None else len(self.style_images)
         if options.mask is None:
