@@ -48,11 +48,10 @@ class StyleCycler:
 def load_bank(bank_path: Path, model: StatsOrigin | None = None) -> dict[str, Any]:
     """The style bank as numpy: names, mean and std [S, C, 1, 1] float32 and their channel count C;
     with `model`, the bank must fit it (an error names the file and both sides)."""
-    from stylepipe.export.onnx import load_style_bank
+    from stylepipe.models.statistics import StyleBank
 
-    bank = load_style_bank(bank_path, model)
-    return {"names": list(bank["names"]), "mean": bank["mean"].float().numpy(), "std": bank["std"].float().numpy(),
-            "channels": int(bank["mean"].shape[1])}
+    bank = StyleBank.load_trained(bank_path, model)
+    return {"names": bank.names, "mean": bank.mean.numpy(), "std": bank.std.numpy(), "channels": bank.origin.channels}
 
 
 def compose(original: np.ndarray, stylised: np.ndarray, text: str) -> np.ndarray:
