@@ -23,14 +23,14 @@ import torch
 
 from stylepipe import paths
 from stylepipe.data.datasets import center_resize_crop, image_to_tensor
-from stylepipe.evaluate import (
+from stylepipe.media import list_images, open_image
+from stylepipe.metrics import (
     colour_histogram_distance,
     colour_transfer,
     image_metrics,
     metric_encoder,
     quality_checks,
 )
-from stylepipe.media import list_images, open_image
 from stylepipe.models.adain import load_stylizer
 from stylepipe.viz import save_grid
 

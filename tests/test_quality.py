@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from stylepipe.config import load_params
-from stylepipe.evaluate import floor_metrics, held_out_pairs, image_metrics, metric_encoder, quality_checks
+from stylepipe.evaluate import held_out_pairs
+from stylepipe.metrics import floor_metrics, image_metrics, metric_encoder, quality_checks
 from stylepipe.models.adain import load_stylizer
 
 from .conftest import ROOT, make_project_copy, run

@@ -8,23 +8,27 @@ from typing import Any
 
 import numpy as np
 import torch
-from skimage.metrics import structural_similarity
 
 from stylepipe import paths
 from stylepipe.config import Evaluate, Params
 from stylepipe.data.datasets import fixed_pairs
 from stylepipe.io import atomic_path, write_json
-from stylepipe.losses import content_loss, gram_loss, style_loss
-from stylepipe.models.adain import AdaINStylizer, adain, load_stylizer, mean_std
-from stylepipe.models.encoders import TAPS, VGGEncoder, load_encoder
+from stylepipe.metrics import (
+    colour_histogram_distance,
+    floor_metrics,
+    image_metrics,
+    mean_rows,
+    metric_encoder,
+    quality_checks,
+)
+from stylepipe.models.adain import AdaINStylizer, load_stylizer
+from stylepipe.models.encoders import VGGEncoder
 from stylepipe.report import write_report
 from stylepipe.runtime import calls_per_second, resolve_runtime, seed_everything
 from stylepipe.tracking import flatten, stage_run
 from stylepipe.train.stages import open_stores
 from stylepipe.viz import save_grid
 
-HIST_BINS = 32
-SSIM_MIN = 0.45  # below this, faces and buildings stop being recognisable at a glance
 GRID_MAX = 4
 HEADLINE_FILE = "metrics.json"  # what `dvc metrics show` prints: a few numbers that fit a terminal
 DETAIL_FILE = "metrics_detail.json"  # every number of the stage
@@ -32,59 +36,6 @@ DETAIL_FILE = "metrics_detail.json"  # every number of the stage
 HEADLINE = (("style_loss", "style_loss", True), ("ssim_content", "ssim", False),
             ("hist_distance_style", "hist", True))
 REFERENCES = (("floor", "baseline_colour_transfer"), ("gatys", "reference_gatys"))
-
-
-def luminance(img: torch.Tensor) -> np.ndarray:
-    r, g, b = img.float().clamp(0, 1).cpu().numpy()
-    return 0.299 * r + 0.587 * g + 0.114 * b
-
-
-def ssim_luminance(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(structural_similarity(luminance(a), luminance(b), data_range=1.0))
-
-
-def colour_histogram_distance(a: torch.Tensor, b: torch.Tensor, bins: int = HIST_BINS) -> float:
-    """Mean over RGB channels of the total-variation distance between normalised histograms (0..1)."""
-    dist = 0.0
-    for ch in range(3):
-        ha = torch.histc(a[ch].float(), bins=bins, min=0.0, max=1.0)
-        hb = torch.histc(b[ch].float(), bins=bins, min=0.0, max=1.0)
-        dist += 0.5 * float((ha / ha.sum() - hb / hb.sum()).abs().sum())
-    return dist / 3.0
-
-
-def colour_transfer(content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-    """Floor baseline: match per-channel RGB mean/std of the content to the style."""
-    c_mean, c_std = mean_std(content[None])
-    s_mean, s_std = mean_std(style[None])
-    return ((content[None] - c_mean) / c_std * s_std + s_mean).clamp(0, 1)[0]
-
-
-METRIC_LAYER = "relu4_1"  # the metrics' encoder depth, whatever the model's AdaIN layer: one scale for all
-
-
-def metric_encoder(device: torch.device, path: Path = paths.ENCODER) -> VGGEncoder:
-    """The encoder every method is scored with: the weights stage's encoder cut at relu4_1."""
-    return load_encoder(path, last=METRIC_LAYER).to(device)
-
-
-@torch.no_grad()
-def image_metrics(
-    enc: VGGEncoder, out: torch.Tensor, content: torch.Tensor, style: torch.Tensor, alpha: float
-) -> dict[str, float]:
-    """Content loss (relu4_1 vs the alpha-blended AdaIN target), mean/std and Gram style loss over
-    relu1_1..relu4_1, SSIM, histogram: the same measure for every method and every AdaIN depth."""
-    out_f, sty_f = enc(out[None]), enc(style[None])
-    c_feat = enc.encode(content[None])
-    target = adain(c_feat, *mean_std(sty_f[METRIC_LAYER]))
-    target = alpha * target + (1 - alpha) * c_feat
-    return {
-        "content_loss": float(content_loss(out_f[METRIC_LAYER], target)),
-        "style_loss": float(style_loss(out_f, sty_f, TAPS)),
-        "gram_loss": float(gram_loss(out_f, sty_f, TAPS)),
-        "ssim_content": ssim_luminance(out, content),
-        "hist_distance_style": colour_histogram_distance(out, style),
-    }
 
 
 def gatys_reference(
@@ -100,7 +51,7 @@ def gatys_reference(
         image = run_gatys(enc, c, s, opts, progress=False).image.to(device)
         rows.append(image_metrics(enc, image, c, s, 1.0))
         images.append(image.cpu())
-    return _mean_rows(rows), images
+    return mean_rows(rows), images
 
 
 def held_out_pairs(params: Params, prepared: Path = paths.PREPARED) -> list:
@@ -108,23 +59,6 @@ def held_out_pairs(params: Params, prepared: Path = paths.PREPARED) -> list:
     cfg = params.evaluate
     return fixed_pairs(*open_stores(prepared), n=cfg.num_pairs, seed=params.common.seed + 1,
                        size=cfg.image_size, split="val")
-
-
-def floor_metrics(enc: VGGEncoder, pairs: list, device: torch.device) -> dict[str, float]:
-    """The colour-transfer floor's mean metrics on `pairs`: what a network must beat to be worth running."""
-    return _mean_rows([image_metrics(enc, colour_transfer(c, s).to(device), c.to(device), s.to(device), 1.0)
-                       for c, s, _ in pairs])
-
-
-def quality_checks(model: dict[str, float], floor: dict[str, float]) -> dict[str, bool]:
-    """The project's quality bar at alpha 1: more style than the colour-transfer floor (lower mean/std
-    style loss) while the content stays readable (luminance SSIM against the content >= SSIM_MIN)."""
-    return {"style_loss_below_floor": model["style_loss"] < floor["style_loss"],
-            f"ssim_at_least_{SSIM_MIN}": model["ssim_content"] >= SSIM_MIN}
-
-
-def _mean_rows(rows: list[dict[str, float]]) -> dict[str, float]:
-    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
 
 
 @torch.no_grad()
@@ -186,7 +120,7 @@ def run_evaluate(params: Params, out_dir: Path = paths.REPORTS / "evaluate") -> 
             out = model.stylize(c[None], s[None], alpha)[0]
             outputs.setdefault(alpha, []).append(out.cpu())
             rows.append(image_metrics(enc, out, c, s, alpha))
-        sweep.append({"alpha": alpha, **_mean_rows(rows)})
+        sweep.append({"alpha": alpha, **mean_rows(rows)})
     floor = floor_metrics(enc, pairs, rt.device)
     speed = measure_speed(model, cfg.image_size, rt.device, cfg.speed_repeats)
     cross = cross_stylise(model, pairs, rt.device)

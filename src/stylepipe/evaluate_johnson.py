@@ -18,6 +18,7 @@ import torch
 
 from stylepipe import paths
 from stylepipe.config import Params
+from stylepipe.metrics import floor_metrics, image_metrics, mean_rows, quality_checks
 from stylepipe.models.adain import AdaINStylizer
 from stylepipe.models.encoders import VGGEncoder
 from stylepipe.models.johnson import load_johnson_stylizer
@@ -44,8 +45,6 @@ def evaluate_johnson(
     model_root: Path = paths.JOHNSON_DIR,
 ) -> dict[str, float]:
     """Metrics of every Johnson style beside AdaIN on the same pairs; writes out_dir/johnson_grid.png."""
-    from stylepipe.evaluate import _mean_rows, floor_metrics, image_metrics, quality_checks
-
     metrics: dict[str, float] = {}
     rows: list[list[torch.Tensor]] = []
     size = params.evaluate.image_size
@@ -60,11 +59,11 @@ def evaluate_johnson(
                 scored[method].append(image_metrics(enc, out, c[0], s[0], 1.0))
             rows.append([content, painting, outs["adain"].cpu(), outs["johnson"].cpu()])
         x = torch.rand(1, 3, size, size, device=device)
-        metrics.update({f"johnson.{style}.{k}": v for k, v in _mean_rows(scored["johnson"]).items()})
-        metrics.update({f"johnson.{style}.adain.{k}": v for k, v in _mean_rows(scored["adain"]).items()})
+        metrics.update({f"johnson.{style}.{k}": v for k, v in mean_rows(scored["johnson"]).items()})
+        metrics.update({f"johnson.{style}.adain.{k}": v for k, v in mean_rows(scored["adain"]).items()})
         floor = floor_metrics(enc, chosen, device)
         metrics.update({f"johnson.{style}.floor.{k}": v for k, v in floor.items()})
-        checks = quality_checks(_mean_rows(scored["johnson"]), floor)
+        checks = quality_checks(mean_rows(scored["johnson"]), floor)
         metrics.update({f"johnson.{style}.checks.{k}": v for k, v in checks.items()})
         metrics[f"johnson.{style}.fps"] = calls_per_second(partial(net, x), params.evaluate.speed_repeats, device)
         metrics[f"johnson.{style}.pairs"] = len(scored["johnson"])
