@@ -24,7 +24,7 @@ from typing import Any, get_args
 
 from stylepipe import paths
 from stylepipe.config import CompileMode, Device, Params, load_params
-from stylepipe.errors import MissingInputError, StylepipeError
+from stylepipe.errors import InputError, MissingInputError, StylepipeError
 from stylepipe.stagetable import STAGES, Stage, stage_named
 
 STOP_GRACE_S = 30  # what torchrun gets to stop its workers (and they to clean up) before SIGKILL
@@ -165,7 +165,10 @@ def _stylize(params, args) -> Any:
     from stylepipe.models.johnson import parse_model_name
     from stylepipe.stylize import StylizeOptions, stylize
 
-    johnson_style = parse_model_name(args.model)
+    try:
+        johnson_style = parse_model_name(args.model)
+    except InputError as err:
+        raise InputError(f"--model: {err}") from None
     if johnson_style is not None:
         return _stylize_johnson(johnson_style, args)
     options = StylizeOptions(

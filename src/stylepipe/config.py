@@ -10,6 +10,7 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from stylepipe.errors import StylepipeError
+from stylepipe.paths import STYLE_NAME
 
 PARAMS_FILE = "params.yaml"
 Auto = Literal["auto"] | bool
@@ -255,9 +256,6 @@ class TrainAdain(TrainBase):
                 f"{len(self.style_layers)} style_layers {self.style_layers}"
             )
         return self
-
-
-STYLE_NAME = r"^[A-Za-z0-9_-]+$"  # a folder name under models/johnson/ and a DVC foreach key
 
 
 class TrainJohnson(TrainBase):

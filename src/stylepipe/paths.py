@@ -16,6 +16,7 @@ DECODER = ADAIN_DIR / "decoder.pt"
 STYLE_BANK = ADAIN_DIR / "style_bank.pt"
 JOHNSON_DIR = Path("models/johnson")  # one folder per style: models/johnson/<style>/
 JOHNSON_MODEL = "transformer_net.pt"
+STYLE_NAME = r"^[A-Za-z0-9_-]+$"  # a folder name under JOHNSON_DIR and a DVC foreach key
 JOHNSON_EXPORT_DIR = Path("models/export/johnson")  # models/export/johnson/<style>/
 ONNX_DIR = Path("models/export/onnx")
 OPENVINO_DIR = Path("models/export/openvino")

@@ -33,7 +33,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from stylepipe import paths
-from stylepipe.config import STYLE_NAME
 from stylepipe.errors import InputError
 from stylepipe.io import atomic_path
 from stylepipe.models.adain import NearestUp2x, mean_std
@@ -199,9 +198,9 @@ def parse_model_name(name: str) -> str | None:
     if name == "adain":
         return None
     style = name.removeprefix(MODEL_PREFIX)
-    if not name.startswith(MODEL_PREFIX) or not re.match(STYLE_NAME, style):
+    if not name.startswith(MODEL_PREFIX) or not re.match(paths.STYLE_NAME, style):
         raise InputError(
-            f"--model {name!r}: expected 'adain' or 'johnson:<style>' with a style name of letters, digits, "
+            f"model name {name!r}: expected 'adain' or 'johnson:<style>' with a style name of letters, digits, "
             "'_' or '-' (e.g. johnson:Cubism)"
         )
     return style
