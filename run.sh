@@ -106,6 +106,7 @@ case "${1:-}" in
         log "running the tests"
         export STYLEPIPE_CLUSTER_TESTS=1
         PATH="$PWD/.venv/bin:$PATH" .venv/bin/ruff check .
+        PATH="$PWD/.venv/bin:$PATH" .venv/bin/lint-imports --no-cache   # the layer contracts in pyproject.toml
         PATH="$PWD/.venv/bin:$PATH" .venv/bin/python -m pytest "$@"
         ;;
     *) sed -n '2,12p' "$0"; exit 2 ;;
