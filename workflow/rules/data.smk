@@ -32,6 +32,7 @@ rule weights:
         "src/stylepipe/models/__init__.py",
         "src/stylepipe/models/adain.py",
         "src/stylepipe/models/encoders.py",
+        "src/stylepipe/models/functional.py",
         "src/stylepipe/models/published.py",
         "src/stylepipe/models/weights.py",
         "src/stylepipe/paths.py",

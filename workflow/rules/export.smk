@@ -13,6 +13,7 @@ rule export_onnx:
         "src/stylepipe/models/__init__.py",
         "src/stylepipe/models/adain.py",
         "src/stylepipe/models/encoders.py",
+        "src/stylepipe/models/functional.py",
         "src/stylepipe/models/statistics.py",
         "src/stylepipe/paths.py",
     output:
@@ -44,6 +45,7 @@ rule export_openvino:
         "src/stylepipe/models/__init__.py",
         "src/stylepipe/models/adain.py",
         "src/stylepipe/models/encoders.py",
+        "src/stylepipe/models/functional.py",
         "src/stylepipe/models/statistics.py",
         "src/stylepipe/paths.py",
         "src/stylepipe/runtime.py",
@@ -78,6 +80,7 @@ rule compile_blob:
         "src/stylepipe/models/__init__.py",
         "src/stylepipe/models/adain.py",
         "src/stylepipe/models/encoders.py",
+        "src/stylepipe/models/functional.py",
         "src/stylepipe/models/johnson.py",
         "src/stylepipe/models/statistics.py",
         "src/stylepipe/paths.py",
