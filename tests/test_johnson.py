@@ -162,7 +162,7 @@ def test_colour_weight_pulls_the_output_palette_to_the_painting(real_encoder, tm
             lambda c: iter(lambda: fixed, None), tmp_path / str(weight), "h")
         task.extract.close()
         with torch.no_grad():
-            gaps[weight] = float(colour_loss(task.net(fixed[0]), _style()))
+            gaps[weight] = float(colour_loss(task.net(fixed[0]), _style().expand(len(fixed[0]), -1, -1, -1)))
     assert gaps[20.0] < 0.5 * gaps[0.0], gaps
 
 

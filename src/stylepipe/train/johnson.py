@@ -77,7 +77,7 @@ class JohnsonTask:
         if self.weights["tv"]:
             terms["tv"] = total_variation(output.float())
         if self.weights["colour"]:
-            terms["colour"] = colour_loss(output.float(), self.style_rgb)
+            terms["colour"] = colour_loss(output.float(), self.style_rgb.expand(len(output), -1, -1, -1))
         return terms
 
     def losses(self, content: torch.Tensor, style: torch.Tensor) -> dict[str, torch.Tensor]:
