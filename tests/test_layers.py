@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from .conftest import ROOT
 
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
@@ -33,19 +35,15 @@ def _copy_tree(tmp_path: Path) -> Path:
     return root
 
 
-def test_a_core_module_importing_the_cli_breaks_the_layer_contract(tmp_path: Path):
+@pytest.mark.parametrize(
+    ("module", "imports"),
+    [("io", "cli"), ("demo.oak", "demo.host")],
+    ids=["core-imports-cli", "oak-runner-imports-host-runner"],
+)
+def test_an_import_against_a_contract_fails_naming_it(tmp_path: Path, module: str, imports: str):
     root = _copy_tree(tmp_path)
-    with (root / "src/stylepipe/io.py").open("a") as f:
-        f.write("\nimport stylepipe.cli  # noqa: E402\n")
+    with (root / "src/stylepipe" / f"{module.replace('.', '/')}.py").open("a") as f:
+        f.write(f"\nimport stylepipe.{imports}  # noqa: E402\n")
     result = _lint_imports(root)
     assert result.returncode != 0
-    assert "stylepipe.io is not allowed to import stylepipe.cli" in result.stdout
-
-
-def test_the_oak_runner_importing_the_host_runner_breaks_the_demo_contract(tmp_path: Path):
-    root = _copy_tree(tmp_path)
-    with (root / "src/stylepipe/demo/oak.py").open("a") as f:
-        f.write("\nimport stylepipe.demo.host  # noqa: E402\n")
-    result = _lint_imports(root)
-    assert result.returncode != 0
-    assert "stylepipe.demo.oak is not allowed to import stylepipe.demo.host" in result.stdout
+    assert f"stylepipe.{module} is not allowed to import stylepipe.{imports}" in result.stdout
