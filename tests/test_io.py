@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from stylepipe import io
-from stylepipe.io import atomic_dir, exchange_paths, remove_stale_tmp, write_json
+from stylepipe.io import atomic_dir, exchange_paths, remove_stale_tmp, write_json, write_torch
 
 
 @pytest.fixture
@@ -120,3 +120,15 @@ def test_a_killed_writers_temporary_file_goes_with_the_next_write(tmp_path: Path
     live.write_text("{")
     write_json(tmp_path / "out.json", {"a": 1})
     assert sorted(p.name for p in tmp_path.iterdir()) == [live.name, "out.json"]
+
+
+def test_equal_tensors_saved_twice_give_equal_bytes(tmp_path: Path) -> None:
+    """DVC hashes outputs by content: a re-run that saves the same weights must not look like a new model."""
+    import torch
+
+    blob = {"state_dict": {"w": torch.arange(6.0).reshape(2, 3)}, "layer": "relu3_1"}
+    write_torch(tmp_path / "a" / "decoder.pt", blob)
+    write_torch(tmp_path / "b" / "decoder.pt", blob)
+    assert (tmp_path / "a/decoder.pt").read_bytes() == (tmp_path / "b/decoder.pt").read_bytes()
+    loaded = torch.load(tmp_path / "a/decoder.pt", weights_only=True)
+    assert torch.equal(loaded["state_dict"]["w"], blob["state_dict"]["w"])

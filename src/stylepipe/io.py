@@ -92,6 +92,16 @@ def download_verified(url: str, dest: Path, verify: Callable[[Path], None], time
         verify(tmp)
 
 
+def write_torch(path: str | os.PathLike[str], obj: Any) -> None:
+    """torch.save `obj` atomically, through a file object: given a path, torch names the archive's inner
+    folder after the (temporary) file, so equal objects would give different bytes run to run and DVC would
+    see a new output; through a file object the folder is always 'archive'."""
+    import torch  # here, not at the top: the CLI imports this module before it knows it needs torch
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
+
+
 def write_json(path: str | os.PathLike[str], data: Any) -> None:
     """Write JSON atomically (sorted keys, trailing newline) so DVC metrics diff cleanly."""
     with atomic_path(path) as tmp:

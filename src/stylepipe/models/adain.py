@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from stylepipe import paths
-from stylepipe.io import atomic_path
+from stylepipe.io import write_torch
 from stylepipe.models.encoders import (
     ENCODER_MISSING,
     SPECS,
@@ -167,8 +167,7 @@ def save_decoder(decoder: Decoder, path: str | Path) -> None:
     """Atomically save a decoder with what it was trained against: encoder name, AdaIN layer, width."""
     blob = {"encoder": decoder.encoder_name, "layer": decoder.layer, "width": decoder.width,
             "state_dict": decoder.state_dict()}
-    with atomic_path(path) as tmp:
-        torch.save(blob, tmp)
+    write_torch(path, blob)
 
 
 def load_decoder(path: str | Path, map_location: str | torch.device = "cpu") -> Decoder:

@@ -34,7 +34,7 @@ from torch import nn
 
 from stylepipe import paths
 from stylepipe.errors import InputError
-from stylepipe.io import atomic_path
+from stylepipe.io import write_torch
 from stylepipe.models.adain import NearestUp2x, mean_std
 from stylepipe.models.encoders import WeightsError, load_state_checked, read_weights_file
 
@@ -171,8 +171,7 @@ def save_johnson(net: TransformerNet, path: str | Path, style: str, encoder: str
     """Atomically save a trained net with its pad, style name and loss-network encoder name."""
     state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
     blob = {"arch": ARCH, "pad": net.pad, "style": style, "encoder": encoder, "state_dict": state}
-    with atomic_path(path) as tmp:
-        torch.save(blob, tmp)
+    write_torch(path, blob)
 
 
 def load_johnson(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[TransformerNet, dict]:

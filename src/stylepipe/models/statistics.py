@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import torch
 
 from stylepipe.errors import InputError
-from stylepipe.io import atomic_path
+from stylepipe.io import write_torch
 
 if TYPE_CHECKING:
     from stylepipe.models.adain import AdaINStylizer
@@ -82,8 +82,7 @@ class StyleBank:
         """Atomically write the bank (float32, on the CPU)."""
         blob = {"format": BANK_FORMAT, "encoder": self.encoder, "layer": self.layer, "names": list(self.names),
                 "mean": self.mean.detach().float().cpu(), "std": self.std.detach().float().cpu()}
-        with atomic_path(path) as tmp:
-            torch.save(blob, tmp)
+        write_torch(path, blob)
         return Path(path)
 
     @classmethod

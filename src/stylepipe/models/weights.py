@@ -19,7 +19,7 @@ import torch
 
 from stylepipe import paths
 from stylepipe.config import Params
-from stylepipe.io import atomic_path, download_verified, file_digest, write_json
+from stylepipe.io import download_verified, file_digest, write_json, write_torch
 from stylepipe.models import published
 from stylepipe.models.encoders import WeightsError, build_encoder, full_depth, load_state_checked
 
@@ -143,8 +143,7 @@ def run_weights(params: Params, out_dir: Path = paths.ENCODER_DIR, cache_dir: Pa
     encoder = build_encoder(name, full_depth(name))  # all the plan (AdaIN cuts at relu4_1, Johnson at relu4_3)
     load_state_checked(encoder, state, origin["source"])
     out = out_dir / "encoder.pt"
-    with atomic_path(out) as tmp:
-        torch.save({"name": name, "state_dict": encoder.state_dict()}, tmp)
+    write_torch(out, {"name": name, "state_dict": encoder.state_dict()})
     record = {"encoder": name, **origin, "file": str(out), "file_sha256": file_digest(out)}
     write_json(out_dir / "encoder.json", record)
     return record

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from stylepipe.errors import InputError, StylepipeError
-from stylepipe.io import atomic_path
+from stylepipe.io import write_torch
 
 ROOT = Path(".cache/checkpoints")
 SUFFIX = ".pt"
@@ -84,8 +84,7 @@ def list_checkpoints(directory: Path) -> list[Path]:
 def save_checkpoint(directory: Path, key: str, payload: dict[str, Any], keep: int = KEEP) -> Path:
     """Write the checkpoint of `key` atomically, then keep only the newest `keep` of the folder."""
     path = checkpoint_path(directory, key)
-    with atomic_path(path) as tmp:
-        torch.save({**payload, "key": key, "rng": rng_state()}, tmp)
+    write_torch(path, {**payload, "key": key, "rng": rng_state()})
     prune_folder(Path(directory), keep)
     return path
 

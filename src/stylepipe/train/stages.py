@@ -28,7 +28,7 @@ from stylepipe.data.datasets import (
 )
 from stylepipe.data.shards import ShardStore
 from stylepipe.errors import InputError
-from stylepipe.io import atomic_dir, atomic_path, file_digest, write_json
+from stylepipe.io import atomic_dir, atomic_path, file_digest, write_json, write_torch
 from stylepipe.losses import colour_loss, content_loss, structure_loss, style_loss, total_variation
 from stylepipe.models.adain import (
     AdaINStylizer,
@@ -268,8 +268,7 @@ def pass_through(params: Params, out_dir: Path, reports: Path, recon: Path) -> d
                    "styles": bank["names"], "mlflow_run_id": tracker.run_id}
         with atomic_dir(out_dir) as tmp:
             save_decoder(decoder, tmp / "decoder.pt")
-            with atomic_path(tmp / "style_bank.pt") as bank_tmp:
-                torch.save(bank, bank_tmp)
+            write_torch(tmp / "style_bank.pt", bank)
             write_json(tmp / "summary.json", summary)
         write_untrained_history(reports / "losses.csv", ADAIN_COLUMNS)
         tracker.artifact(out_dir / "summary.json")
@@ -348,8 +347,7 @@ def _train_process(
         if stage == "train_adain":
             encoder_cpu = encoder.to("cpu", memory_format=torch.contiguous_format)
             bank = build_style_bank(AdaINStylizer(encoder_cpu, decoder_cpu), stores[1], cfg.style_size)
-            with atomic_path(out_dir / "style_bank.pt") as tmp:
-                torch.save(bank, tmp)
+            write_torch(out_dir / "style_bank.pt", bank)
             summary["styles"] = bank["names"]
         write_json(out_dir / "summary.json", summary)
         tracker.metrics({f"final_{k}": v for k, v in result.final.items() if k not in ("step", "lr")})
