@@ -34,6 +34,7 @@ from stylepipe.models.adain import (
     AdaINStylizer,
     Decoder,
     adain,
+    check_pair,
     expect_decoder,
     load_decoder,
     mean_std,
@@ -241,7 +242,7 @@ def import_decoder(params: Params, out_dir: Path, reports: Path, cache_dir: Path
     source = fetch(init.file, init.sha256, "adain.init.sha256", cache_dir / "published")
     encoder = load_encoder(paths.ENCODER, last=params.adain.layer)
     decoder = published_decoder(source, init.format, encoder.spec.name)
-    AdaINStylizer(encoder, decoder, f"{source} with {paths.ENCODER}")
+    check_pair(encoder, decoder, f"{source} with {paths.ENCODER}")
     with stage_run(params, "train_recon", ["common", "adain", "train_recon"]) as tracker:
         summary = {"stage": "train_recon", "steps": 0, "imported": init.file, "sha256": file_digest(source),
                    "format": init.format, "mlflow_run_id": tracker.run_id}
