@@ -30,12 +30,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from stylepipe.core.paths import DECODER, ENCODER
+from stylepipe.core.runtime import calls_per_second
+from stylepipe.core.tiling import pad_to_grid
 from stylepipe.models.adain import AdaINStylizer, Decoder, load_stylizer
 from stylepipe.models.encoders import build_encoder
 from stylepipe.models.fast import fast_network
-from stylepipe.paths import DECODER, ENCODER
-from stylepipe.runtime import calls_per_second
-from stylepipe.tiling import pad_to_grid
 
 GPU_SIZES = ((512, 512), (1080, 1920))
 VARIANTS = {  # name: (channels_last, compile, compile mode)

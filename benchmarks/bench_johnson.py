@@ -18,11 +18,11 @@ from pathlib import Path
 
 import torch
 
-from stylepipe.config import Common, TrainJohnson
+from stylepipe.core.config import Common, TrainJohnson
+from stylepipe.core.paths import ENCODER
+from stylepipe.core.runtime import Runtime, calls_per_second, resolve_runtime
 from stylepipe.models.encoders import build_encoder, load_encoder
 from stylepipe.models.johnson import JohnsonStylizer, TransformerNet
-from stylepipe.paths import ENCODER
-from stylepipe.runtime import Runtime, calls_per_second, resolve_runtime
 from stylepipe.train.johnson import build_task
 from stylepipe.train.loop import make_step
 

@@ -58,7 +58,7 @@ def prepared_stores(raw: Path) -> tuple[ShardStore, ShardStore]:
     out = CACHE / f"prepared-{raw.name}"
     if not (out / "report.json").is_file():
         # only when generating (pydantic, pycocotools): a GPU box can be handed .cache/bench/ ready-made
-        from stylepipe.config import Preprocess
+        from stylepipe.core.config import Preprocess
         from stylepipe.data.preprocess import run_preprocess
         from tests.data_fixtures import make_params
 

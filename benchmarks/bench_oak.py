@@ -25,8 +25,8 @@ from typing import Any
 import torch
 import yaml
 
-from stylepipe import paths
-from stylepipe.config import parse_params
+from stylepipe.core import paths
+from stylepipe.core.config import parse_params
 from stylepipe.export.johnson import onnx_name
 from stylepipe.export.onnx import (
     STATS_ONNX,

@@ -15,7 +15,7 @@ from pathlib import Path
 from PIL import JpegImagePlugin
 from realistic import FULL_COCO, FULL_WIKIART, describe, make_raw
 
-from stylepipe.config import Preprocess
+from stylepipe.core.config import Preprocess
 from stylepipe.data.preprocess import convert_image, run_preprocess
 from tests.data_fixtures import make_params
 

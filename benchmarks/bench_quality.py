@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stylepipe import paths
+from stylepipe.core import paths
+from stylepipe.core.media import list_images, open_image
+from stylepipe.core.viz import save_grid
 from stylepipe.data.datasets import center_resize_crop, image_to_tensor
-from stylepipe.media import list_images, open_image
 from stylepipe.metrics import (
     colour_histogram_distance,
     colour_transfer,
@@ -32,7 +33,6 @@ from stylepipe.metrics import (
     quality_checks,
 )
 from stylepipe.models.adain import load_stylizer
-from stylepipe.viz import save_grid
 
 DEFAULT_EVAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "eval"
 

@@ -24,11 +24,11 @@ from pathlib import Path
 
 import torch
 
-from stylepipe.config import Common, TrainAdain
+from stylepipe.core.config import Common, TrainAdain
+from stylepipe.core.paths import ENCODER
+from stylepipe.core.runtime import Runtime, resolve_runtime
 from stylepipe.models.adain import Decoder
 from stylepipe.models.encoders import build_encoder, load_encoder
-from stylepipe.paths import ENCODER
-from stylepipe.runtime import Runtime, resolve_runtime
 from stylepipe.train.loop import make_step
 from stylepipe.train.stages import AdainTask
 

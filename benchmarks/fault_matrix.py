@@ -36,7 +36,7 @@ from tests.data_fixtures import ServerState, http_server
 KILL_AT_NTH_OUTPUT = """
 import os, signal, sys
 from pathlib import Path
-import stylepipe.io as io
+import stylepipe.core.io as io
 from stylepipe.cli import main
 
 flush, left = io.fsync_path, [int(sys.argv[1])]

@@ -43,14 +43,14 @@ def load_default_params() -> dict[str, Any]:
 
 
 def tiny_params_dict() -> dict[str, Any]:
-    from stylepipe.config import deep_merge
+    from stylepipe.core.config import deep_merge
 
     return deep_merge(load_default_params(), copy.deepcopy(TINY_OVERLAY))
 
 
 @pytest.fixture
 def tiny_params():
-    from stylepipe.config import parse_params
+    from stylepipe.core.config import parse_params
 
     return parse_params(tiny_params_dict())
 
@@ -74,7 +74,7 @@ def run(cmd: list[str], cwd: Path, check: bool = True, timeout: float = 900) -> 
 
 def make_project_copy(dest: Path, overlay: dict[str, Any] | None = None) -> Path:
     """Copy the project's tracked sources into `dest`, write tiny params, git init + dvc init + commit."""
-    from stylepipe.config import deep_merge
+    from stylepipe.core.config import deep_merge
 
     dest.mkdir(parents=True, exist_ok=True)
     for name in PROJECT_FILES:

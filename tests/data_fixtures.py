@@ -137,7 +137,7 @@ def write_coco_json(path: Path, file_names: list[str], sizes: list[tuple[int, in
 
 def make_params(**sections: object) -> object:
     """The repo's params.yaml with some sections replaced (pydantic section objects)."""
-    from stylepipe.config import load_params
+    from stylepipe.core.config import load_params
 
     root = Path(__file__).resolve().parents[1]
     return load_params(root / "params.yaml").model_copy(update=sections)

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import torch
 
-from stylepipe.config import Common, TrainAdain
+from stylepipe.core.config import Common, TrainAdain
+from stylepipe.core.runtime import resolve_runtime, seed_everything
 from stylepipe.models.adain import Decoder
 from stylepipe.models.encoders import build_encoder
-from stylepipe.runtime import resolve_runtime, seed_everything
 from stylepipe.train.distributed import init_distributed, per_rank_batch, shutdown_distributed
 from stylepipe.train.loop import fit
 from stylepipe.train.stages import AdainTask

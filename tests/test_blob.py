@@ -15,7 +15,7 @@ import pytest
 import yaml
 from onnx import TensorProto, helper
 
-from stylepipe.config import Params, deep_merge, parse_params
+from stylepipe.core.config import Params, deep_merge, parse_params
 from stylepipe.export import blob as blob_mod
 from stylepipe.export.blob import BLOB_NAME, BlobError, optimizer_params, run_compile_blob
 

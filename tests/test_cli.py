@@ -118,7 +118,7 @@ def test_a_stage_runs_the_function_its_table_row_names(tmp_path: Path, monkeypat
 def test_a_bug_keeps_its_traceback_and_a_project_error_is_one_line(tmp_path: Path, monkeypatch, capsys):
     """A ValueError from inside a library is a bug, shown in full; the project's own errors are one line."""
     from stylepipe import cli
-    from stylepipe.errors import InputError
+    from stylepipe.core.errors import InputError
 
     params = tmp_path / "params.yaml"
     params.write_text((ROOT / "params.yaml").read_text())
@@ -159,8 +159,9 @@ def test_full_disk_is_a_clear_error_not_a_bug(tmp_path: Path, monkeypatch, capsy
 SIGTERM_SCRIPT = """
 import sys, time
 from pathlib import Path
-from stylepipe import cli, tracking
-from stylepipe.io import atomic_path
+from stylepipe import cli
+from stylepipe.core import tracking
+from stylepipe.core.io import atomic_path
 import stylepipe.train.distributed as distributed
 
 mode = sys.argv[1]

@@ -10,8 +10,8 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from stylepipe.config import ConfigError, Params, load_params, parse_params
-from stylepipe.profiles import apply_profile
+from stylepipe.core.config import ConfigError, Params, load_params, parse_params
+from stylepipe.core.profiles import apply_profile
 
 from .conftest import ROOT, load_default_params
 

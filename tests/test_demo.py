@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from stylepipe.config import Params, deep_merge, parse_params
+from stylepipe.core.config import Params, deep_merge, parse_params
 from stylepipe.demo.clip import ken_burns, load_source_image
 from stylepipe.demo.host import make_style_runner, render_video, run_demo, run_host, stream
 from stylepipe.demo.oak import build_pipeline, run_live, save_pipeline, style_message

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from stylepipe.config import Common
+from stylepipe.core.config import Common
+from stylepipe.core.runtime import resolve_runtime
 from stylepipe.data.datasets import RandomPairs
-from stylepipe.runtime import resolve_runtime
 from stylepipe.train.distributed import SINGLE, DistEnv, per_rank_batch, torchrun_argv
 from stylepipe.train.loop import fit
 from stylepipe.train.stages import AdainTask
@@ -118,7 +118,7 @@ def test_stage_relaunches_itself_through_torchrun():
 def test_decoding_on_the_device_yields_the_same_batches(tmp_path: Path):
     """`decode_on: device` (JPEG bytes from the workers, batch-decoded where the model runs) gives the
     pairs of the PIL path: same images, same crops, up to the JPEG decoders' rounding."""
-    from stylepipe.config import TrainAdain
+    from stylepipe.core.config import TrainAdain
     from stylepipe.train.stages import chunk_loader
 
     content = _store(tmp_path / "content", [("train", None, (80, 60)), ("train", None, (64, 96))])

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stylepipe.config import RemoteFile, RemoteParams
+from stylepipe.core.config import RemoteFile, RemoteParams
 from stylepipe.data.aria2 import Aria2Daemon, Aria2NotInstalledError, DownloadError, download_files, free_port
 from tests.data_fixtures import ServerState, http_server, make_params
 
@@ -131,7 +131,7 @@ def test_missing_binary_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_run_download_sample(tmp_path: Path) -> None:
-    from stylepipe.config import Download, SampleParams
+    from stylepipe.core.config import Download, SampleParams
     from stylepipe.data.download import run_download
 
     params = make_params(download=Download(sample=SampleParams(paintings_per_style=1, painting_size=96,
@@ -146,7 +146,7 @@ def test_run_download_sample(tmp_path: Path) -> None:
 
 
 def test_run_download_remote(tmp_path: Path) -> None:
-    from stylepipe.config import Download
+    from stylepipe.core.config import Download
     from stylepipe.data.download import run_download
 
     with http_server(ServerState(files={"/a.bin": PAYLOAD})) as url:
@@ -242,7 +242,7 @@ def _aria2_children(pid: int) -> list[int]:
 
 @pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="needs /proc")
 def test_ctrl_c_stops_the_daemon_and_the_stage_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from stylepipe.config import Download
+    from stylepipe.core.config import Download
     from stylepipe.data.download import run_download
     from tests.conftest import load_default_params, tool_env
 

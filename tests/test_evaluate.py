@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
+from stylepipe.core.io import write_json
 from stylepipe.evaluate import assemble_metrics, headline, numeric_metrics, style_separation, verdict
-from stylepipe.io import write_json
 from stylepipe.metrics import colour_histogram_distance, colour_transfer, ssim_luminance
 from stylepipe.models.adain import mean_std
 from stylepipe.report import write_report

@@ -14,7 +14,7 @@ import yaml
 from onnx import TensorProto, helper
 from torch import nn
 
-from stylepipe.config import Params, deep_merge, parse_params
+from stylepipe.core.config import Params, deep_merge, parse_params
 from stylepipe.export.onnx import BAKED_ONNX, STATS_ONNX, ExportError, exported_origin, run_export_onnx
 from stylepipe.export.opcheck import check_graph
 from stylepipe.export.openvino import check_fp16_range, run_export_openvino

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from stylepipe import io
-from stylepipe.io import atomic_dir, exchange_paths, remove_stale_tmp, write_json, write_torch
+from stylepipe.core import io
+from stylepipe.core.io import atomic_dir, exchange_paths, remove_stale_tmp, write_json, write_torch
 
 
 @pytest.fixture

@@ -17,7 +17,8 @@ from PIL import Image
 from torch import nn
 
 from stylepipe.cli import main
-from stylepipe.config import Common, ConfigError, Params, TrainJohnson, deep_merge, parse_params
+from stylepipe.core.config import Common, ConfigError, Params, TrainJohnson, deep_merge, parse_params
+from stylepipe.core.runtime import resolve_runtime, seed_everything
 from stylepipe.losses import colour_loss, gram, gram_loss, gram_target_loss
 from stylepipe.models.encoders import LayerError, WeightsError, build_encoder, deepest_layer, load_encoder
 from stylepipe.models.johnson import (
@@ -30,7 +31,6 @@ from stylepipe.models.johnson import (
     save_johnson,
 )
 from stylepipe.models.weights import hed_h5_path, hed_state_dict
-from stylepipe.runtime import resolve_runtime, seed_everything
 from stylepipe.train.johnson import build_task
 from stylepipe.train.loop import fit
 

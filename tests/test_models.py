@@ -9,8 +9,8 @@ import pytest
 import torch
 from torchvision.models.vgg import cfgs, make_layers
 
-from stylepipe.config import parse_params
-from stylepipe.io import file_digest
+from stylepipe.core.config import parse_params
+from stylepipe.core.io import file_digest
 from stylepipe.models.adain import (
     AdaINStylizer,
     Decoder,

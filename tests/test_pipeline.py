@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stylepipe.io import file_digest
+from stylepipe.core.io import file_digest
 from stylepipe.stagetable import STAGE_NAMES
 
 from .conftest import make_project_copy, run

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stylepipe.config import Preprocess
+from stylepipe.core.config import Preprocess
 from stylepipe.data.preprocess import assign_splits, resized_size, run_preprocess
 from stylepipe.data.shards import ShardStore
 from tests.data_fixtures import build_raw, make_params
@@ -205,7 +205,7 @@ def _cgroup(tmp_path: Path, lines: str, files: dict[str, str]) -> tuple[Path, Pa
 
 
 def test_cgroup_cpu_quota_is_read_v2_and_v1(tmp_path: Path) -> None:
-    from stylepipe.cpus import cgroup_cpu_quota, granted_cpus
+    from stylepipe.core.cpus import cgroup_cpu_quota, granted_cpus
 
     # v2: the tightest cpu.max on the way up from the process's cgroup counts ("max" = no limit)
     root, proc = _cgroup(tmp_path / "v2", "0::/slurm/job_7\n",
@@ -224,7 +224,7 @@ def test_cgroup_cpu_quota_is_read_v2_and_v1(tmp_path: Path) -> None:
 
 def test_affinity_limits_the_cpus_granted() -> None:
     """taskset / SLURM's cpuset: one CPU in the mask is one CPU granted, whatever os.cpu_count() says."""
-    code = ("import os; from stylepipe.cpus import granted_cpus; "
+    code = ("import os; from stylepipe.core.cpus import granted_cpus; "
             "os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); print(granted_cpus(), os.cpu_count())")
     granted, total = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                     check=True).stdout.split()
@@ -260,8 +260,8 @@ def _dies_on_the_third(job: tuple) -> tuple:
 
 @pytest.mark.timeout(120)  # the failure this guards against is a hang
 def test_a_killed_worker_is_a_clear_error_not_a_hang(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from stylepipe.core.errors import StylepipeError
     from stylepipe.data import preprocess
-    from stylepipe.errors import StylepipeError
 
     monkeypatch.setattr(preprocess, "_process", _dies_on_the_third)
     items = [preprocess.Item("content", f"{i}.jpg", f"{i}.jpg", None, "coco") for i in range(16)]

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import yaml
 
-from stylepipe.config import deep_merge
-from stylepipe.profiles import apply_profile
+from stylepipe.core.config import deep_merge
+from stylepipe.core.profiles import apply_profile
 
 from .conftest import ROOT
 

@@ -17,14 +17,14 @@ import pytest
 import torch
 from torch import nn
 
-from stylepipe.config import Params, deep_merge, parse_params
-from stylepipe.io import file_digest
+from stylepipe.core.config import Params, deep_merge, parse_params
+from stylepipe.core.io import file_digest
+from stylepipe.core.runtime import resolve_runtime
 from stylepipe.models.adain import load_stylizer
 from stylepipe.models.encoders import WeightsError, load_encoder
 from stylepipe.models.published import fetch
 from stylepipe.models.statistics import StyleBank
 from stylepipe.models.weights import run_weights
-from stylepipe.runtime import resolve_runtime
 from stylepipe.stylize import AdaINStylize, StylizeOptions
 from stylepipe.train.stages import import_decoder
 from tests.conftest import tiny_params_dict
@@ -362,7 +362,7 @@ def test_style_interpolation_and_colour_preservation_match_the_reference(publish
 
 
 def model_common():
-    from stylepipe.config import Common
+    from stylepipe.core.config import Common
 
     return Common(device="cpu", compile=False, bf16=False, channels_last=False)
 
@@ -524,8 +524,8 @@ def test_checksum_prints_the_entry_to_paste_and_the_profile_takes_it(published, 
     import yaml
 
     from stylepipe.cli import main
-    from stylepipe.config import load_params
-    from stylepipe.profiles import apply_profile
+    from stylepipe.core.config import load_params
+    from stylepipe.core.profiles import apply_profile
     from tests.conftest import ROOT
 
     enc_file = published["files"]["t7"][0]
@@ -547,7 +547,7 @@ def test_checksum_prints_the_entry_to_paste_and_the_profile_takes_it(published, 
 
 
 def test_params_refuse_a_published_decoder_at_another_depth_or_width():
-    from stylepipe.config import ConfigError
+    from stylepipe.core.config import ConfigError
 
     init = {"file": "published/decoder.t7", "format": "t7"}
     for layer, width in (("relu3_1", 1.0), ("relu4_1", 0.5)):

@@ -13,7 +13,7 @@ import shutil
 import pytest
 import torch
 
-from stylepipe.config import load_params
+from stylepipe.core.config import load_params
 from stylepipe.evaluate import held_out_pairs
 from stylepipe.metrics import floor_metrics, image_metrics, metric_encoder, quality_checks
 from stylepipe.models.adain import load_stylizer

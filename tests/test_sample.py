@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from stylepipe.config import SampleParams
+from stylepipe.core.config import SampleParams
 from stylepipe.data.paintings import STYLES
 from stylepipe.data.sample import write_sample
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from stylepipe.errors import InputError
+from stylepipe.core.errors import InputError
 from stylepipe.models.statistics import StatsOrigin, StyleBank, StyleBankError
 
 

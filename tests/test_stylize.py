@@ -13,11 +13,12 @@ import torch.nn.functional as F
 from PIL import Image
 
 from stylepipe.cli import main
-from stylepipe.media import open_image, probe_video
+from stylepipe.core.media import open_image, probe_video
+from stylepipe.core.runtime import Runtime
+from stylepipe.core.tiling import InsufficientMemoryError, choose_tile, feather, plan_windows
 from stylepipe.models.adain import AdaINStylizer, Decoder
 from stylepipe.models.encoders import build_encoder
 from stylepipe.models.statistics import StatsOrigin, StyleBank, StyleBankError
-from stylepipe.runtime import Runtime
 from stylepipe.stylize import (
     AdaINStylize,
     StylizeError,
@@ -28,7 +29,6 @@ from stylepipe.stylize import (
     run_stylizer,
     stylize,
 )
-from stylepipe.tiling import InsufficientMemoryError, choose_tile, feather, plan_windows
 
 from .conftest import ADAIN_DEPTHS, depth_id, save_tiny_models
 
@@ -329,8 +329,8 @@ def test_only_the_accepted_image_formats_are_decoded(tmp_path, monkeypatch):
     """An EPS named .jpg is refused by name, and Pillow's EPS decoder (Ghostscript) never runs."""
     from PIL import EpsImagePlugin
 
+    from stylepipe.core.media import MediaError
     from stylepipe.data.preprocess import ImageRejected, convert_image
-    from stylepipe.media import MediaError
 
     def refuse(*args, **kwargs):
         raise AssertionError("the EPS decoder ran (Ghostscript would have been started)")
@@ -398,7 +398,7 @@ def test_audio_mp4_cannot_hold_is_re_encoded(tmp_path, codec, expected):
 
 
 def test_audio_that_cannot_be_decoded_is_dropped_with_a_warning(tmp_path, monkeypatch):
-    from stylepipe import media
+    from stylepipe.core import media
 
     src = _marked_clip(tmp_path / "clip.mkv", audio_codec="pcm_s16le")
     monkeypatch.setattr(media, "decodable", lambda codec: False)  # as a build without that decoder

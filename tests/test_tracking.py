@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from stylepipe.tracking import TrackingError, flatten, resolve_uri, stage_run
+from stylepipe.core.tracking import TrackingError, flatten, resolve_uri, stage_run
 
 
 def test_relative_sqlite_uri_is_anchored_at_the_repo_root(tmp_path: Path):
@@ -23,7 +23,7 @@ def test_flatten_names_params_like_params_yaml():
 
 
 def test_disabled_tracking_logs_nothing(tmp_path: Path):
-    from stylepipe.config import Tracking, load_params
+    from stylepipe.core.config import Tracking, load_params
 
     params = load_params(Path(__file__).parents[1] / "params.yaml")
     params = params.model_copy(update={"tracking": Tracking(enabled=False, uri="sqlite:///runs.db")})
@@ -35,7 +35,7 @@ def test_disabled_tracking_logs_nothing(tmp_path: Path):
 
 
 def _log_one_run(root: str) -> str:
-    from stylepipe.config import load_params
+    from stylepipe.core.config import load_params
 
     params = load_params(Path(__file__).parents[1] / "params.yaml")
     with stage_run(params, "train_recon", ["common"], root=Path(root)) as tracker:
@@ -54,7 +54,7 @@ def test_two_stages_starting_at_once_share_a_fresh_store(tmp_path: Path):
 
 def test_disabled_tracking_never_logs_the_serving_model(tmp_path: Path, monkeypatch):
     """MLflow's model logging outside a run opens one in its default store (./mlruns or ./mlflow.db)."""
-    from stylepipe.config import Tracking, load_params
+    from stylepipe.core.config import Tracking, load_params
 
     monkeypatch.chdir(tmp_path)
     params = load_params(Path(__file__).parents[1] / "params.yaml")
@@ -76,7 +76,7 @@ def _closed_port_uri() -> tuple[socket.socket, str]:
 def test_unreachable_server_is_a_clear_error_within_seconds(tmp_path: Path, monkeypatch, listening: bool):
     """A refused connection, or a server that accepts and never answers, fails the stage naming
     tracking.uri, bounded by the retries and timeout the stage sets (not MLflow's minutes)."""
-    from stylepipe.config import Tracking, load_params
+    from stylepipe.core.config import Tracking, load_params
 
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
     sock, uri = _closed_port_uri()
@@ -97,7 +97,7 @@ def test_experiment_created_by_another_stage_meanwhile_is_used():
     from mlflow.exceptions import MlflowException
     from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_ALREADY_EXISTS
 
-    from stylepipe.tracking import ensure_experiment
+    from stylepipe.core.tracking import ensure_experiment
 
     class RacingMlflow:
         def __init__(self, error_code: int) -> None:

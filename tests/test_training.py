@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from stylepipe import codedeps
-from stylepipe.config import Common, TrainAdain
+from stylepipe.core.config import Common, TrainAdain
+from stylepipe.core.runtime import resolve_runtime, seed_everything
 from stylepipe.models.adain import Decoder
 from stylepipe.models.encoders import build_encoder
 from stylepipe.models.weights import hed_h5_path, hed_state_dict
-from stylepipe.runtime import resolve_runtime, seed_everything
 from stylepipe.train.checkpoint import (
     KEEP,
     CheckpointSkipped,
@@ -305,7 +305,7 @@ def test_new_decoder_calibrates_its_input_to_unit_rms():
 
 @pytest.mark.parametrize(("layer", "width"), [("relu4_1", 0.5), ("relu3_1", 1.0)])
 def test_train_adain_refuses_a_recon_decoder_of_another_layer_or_width(tmp_path: Path, layer: str, width: float):
-    from stylepipe.config import Adain
+    from stylepipe.core.config import Adain
     from stylepipe.models.adain import save_decoder
     from stylepipe.models.encoders import WeightsError
     from stylepipe.train.stages import initial_decoder

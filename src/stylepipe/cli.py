@@ -22,9 +22,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, get_args
 
-from stylepipe import paths
-from stylepipe.config import CompileMode, Device, Params, load_params
-from stylepipe.errors import InputError, MissingInputError, StylepipeError
+from stylepipe.core import paths
+from stylepipe.core.config import CompileMode, Device, Params, load_params
+from stylepipe.core.errors import InputError, MissingInputError, StylepipeError
 from stylepipe.stagetable import STAGES, Stage, stage_named
 
 STOP_GRACE_S = 30  # what torchrun gets to stop its workers (and they to clean up) before SIGKILL
@@ -127,7 +127,7 @@ def _add_demo_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _profile(params_path: Path, args) -> Any:
-    from stylepipe.profiles import apply_profile
+    from stylepipe.core.profiles import apply_profile
 
     return apply_profile(args.name, params_path)
 
@@ -145,7 +145,7 @@ def _checkpoints(args) -> Any:
 
 def _checksum(args) -> None:
     """Print FILE's digest and the params.yaml entry that pins it (e.g. WikiArt, which has no published one)."""
-    from stylepipe.io import file_digest
+    from stylepipe.core.io import file_digest
 
     if not args.file.is_file():
         raise MissingInputError(f"{args.file}: no such file")

@@ -21,7 +21,7 @@ from types import ModuleType
 
 import grimp
 
-from stylepipe.io import file_digest
+from stylepipe.core.io import file_digest
 
 PACKAGE = "stylepipe"
 CLI_MODULE = f"{PACKAGE}.cli"
@@ -70,7 +70,7 @@ def code_digest(roots: Iterable[str]) -> str:
 
 
 def _imported_modules(node: ast.AST, known: set[str]) -> set[str]:
-    """stylepipe modules imported anywhere inside `node` (`from stylepipe import paths` -> stylepipe.paths)."""
+    """stylepipe modules imported anywhere inside `node` (`from stylepipe.core import paths` -> stylepipe.core.paths)."""
     found: set[str] = set()
     for sub in ast.walk(node):
         if isinstance(sub, ast.ImportFrom) and sub.module and sub.level == 0:

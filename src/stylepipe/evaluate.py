@@ -9,10 +9,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from stylepipe import paths
-from stylepipe.config import Evaluate, Params
+from stylepipe.core import paths
+from stylepipe.core.config import Evaluate, Params
+from stylepipe.core.io import atomic_path, write_json
+from stylepipe.core.runtime import calls_per_second, resolve_runtime, seed_everything
+from stylepipe.core.tracking import flatten, stage_run
+from stylepipe.core.viz import save_grid
 from stylepipe.data.datasets import fixed_pairs
-from stylepipe.io import atomic_path, write_json
 from stylepipe.metrics import (
     colour_histogram_distance,
     floor_metrics,
@@ -24,10 +27,7 @@ from stylepipe.metrics import (
 from stylepipe.models.adain import AdaINStylizer, load_stylizer
 from stylepipe.models.encoders import VGGEncoder
 from stylepipe.report import write_report
-from stylepipe.runtime import calls_per_second, resolve_runtime, seed_everything
-from stylepipe.tracking import flatten, stage_run
 from stylepipe.train.stages import open_stores
-from stylepipe.viz import save_grid
 
 GRID_MAX = 4
 HEADLINE_FILE = "metrics.json"  # what `dvc metrics show` prints: a few numbers that fit a terminal

@@ -16,14 +16,14 @@ from pathlib import Path
 
 import torch
 
-from stylepipe import paths
-from stylepipe.config import Params
+from stylepipe.core import paths
+from stylepipe.core.config import Params
+from stylepipe.core.runtime import calls_per_second
+from stylepipe.core.viz import save_grid
 from stylepipe.metrics import floor_metrics, image_metrics, mean_rows, quality_checks
 from stylepipe.models.adain import AdaINStylizer
 from stylepipe.models.encoders import VGGEncoder
 from stylepipe.models.johnson import load_johnson_stylizer
-from stylepipe.runtime import calls_per_second
-from stylepipe.viz import save_grid
 
 GRID = "johnson_grid.png"
 

@@ -32,8 +32,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from stylepipe import paths
-from stylepipe.errors import InputError
+from stylepipe.core import paths
+from stylepipe.core.errors import InputError
 from stylepipe.losses import content_loss, gram_target_loss, target_grams, total_variation
 from stylepipe.models import encoders
 from stylepipe.models.encoders import relu_names  # noqa: F401  (re-exported: the layer naming)
@@ -206,7 +206,7 @@ def run_gatys(
 
 
 def write_history_csv(path: Path, history: list[dict]) -> None:
-    from stylepipe.io import atomic_path
+    from stylepipe.core.io import atomic_path
 
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["step", "loss", "content", "style", "tv"])
@@ -225,11 +225,11 @@ def gatys_files(
     """The `stylepipe gatys` command: read, optimise, save image + loss history atomically."""
     from PIL import Image
 
-    from stylepipe.io import atomic_path
+    from stylepipe.core.io import atomic_path
+    from stylepipe.core.runtime import resolve_runtime
+    from stylepipe.core.viz import to_pil
     from stylepipe.models.encoders import load_encoder
-    from stylepipe.runtime import resolve_runtime
     from stylepipe.stylize import read_image
-    from stylepipe.viz import to_pil
 
     fmt = Image.registered_extensions().get(output.suffix.lower())
     if fmt is None:

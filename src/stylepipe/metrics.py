@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from skimage.metrics import structural_similarity
 
-from stylepipe import paths
+from stylepipe.core import paths
 from stylepipe.losses import content_loss, gram_loss, style_loss
 from stylepipe.models.adain import adain, mean_std
 from stylepipe.models.encoders import TAPS, VGGEncoder, load_encoder

@@ -9,8 +9,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from stylepipe.io import atomic_path
-from stylepipe.tracking import flatten
+from stylepipe.core.io import atomic_path
+from stylepipe.core.tracking import flatten
 
 SWEEP_PLOTS = (("content_loss", "content loss (relu4_1)"), ("style_loss", "style loss (mean/std)"),
                ("gram_loss", "Gram style loss"), ("ssim_content", "SSIM of luminance vs content"),

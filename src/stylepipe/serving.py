@@ -32,8 +32,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 import stylepipe
+from stylepipe.core.viz import to_pil
 from stylepipe.data.datasets import image_to_tensor
-from stylepipe.viz import to_pil
 
 MODEL_NAME = "model"
 DEFAULT_MAX_PIXELS = 3840 * 2160
@@ -74,7 +74,7 @@ def _b64(value: Any, what: str, max_chars: int) -> bytes:
 def decode_image(value: Any, what: str, max_pixels: int) -> torch.Tensor:
     """base64 image of an accepted format -> [3, H, W], upright as the CLI reads it (EXIF orientation);
     the size is checked from the header before decoding the pixels."""
-    from stylepipe.media import NOT_ACCEPTED, open_allowed, upright_rgb
+    from stylepipe.core.media import NOT_ACCEPTED, open_allowed, upright_rgb
 
     data = _b64(value, what, max_chars=4 * (16 * max_pixels + 4096) // 3)
     try:
@@ -95,9 +95,9 @@ class AdaINPyfunc(mlflow.pyfunc.PythonModel):
     """AdaIN stylisation of base64 images (see the module docstring for the request format)."""
 
     def load_context(self, context) -> None:
+        from stylepipe.core.runtime import Runtime
         from stylepipe.models.adain import load_stylizer
         from stylepipe.models.statistics import StatsOrigin, StyleBank
-        from stylepipe.runtime import Runtime
 
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.model = load_stylizer(context.artifacts["encoder"], context.artifacts["decoder"]).to(self.device)

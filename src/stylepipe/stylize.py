@@ -29,12 +29,11 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-from stylepipe import paths
-from stylepipe.config import Common
-from stylepipe.data.datasets import image_to_tensor, resize_short, short_side_size
-from stylepipe.errors import InputError
-from stylepipe.io import atomic_path
-from stylepipe.media import (
+from stylepipe.core import paths
+from stylepipe.core.config import Common
+from stylepipe.core.errors import InputError
+from stylepipe.core.io import atomic_path
+from stylepipe.core.media import (
     MediaError,
     VideoWriter,
     is_video,
@@ -43,13 +42,14 @@ from stylepipe.media import (
     open_image,
     probe_video,
 )
+from stylepipe.core.runtime import Runtime, resolve_runtime
+from stylepipe.core.tiling import GRID, available_bytes, choose_tile, feather, pad_to_grid, plan_windows
+from stylepipe.core.viz import to_pil
+from stylepipe.data.datasets import image_to_tensor, resize_short, short_side_size
 from stylepipe.models.adain import AdaINStylizer, load_stylizer
 from stylepipe.models.fast import FastAdaIN, fast_network
 from stylepipe.models.functional import blend, coral, mean_std_of_sums, normalise
 from stylepipe.models.statistics import StatsOrigin, StyleBank
-from stylepipe.runtime import Runtime, resolve_runtime
-from stylepipe.tiling import GRID, available_bytes, choose_tile, feather, pad_to_grid, plan_windows
-from stylepipe.viz import to_pil
 
 Stylizer = Callable[[torch.Tensor], torch.Tensor]
 PreserveColor = Literal["luminance", "coral"] | None

@@ -107,8 +107,8 @@ def _png(rng: np.random.Generator, width: int, height: int) -> str:
 
 
 def _start_stage(url: str, experiment: str, root: str) -> str:
-    from stylepipe.config import Tracking, load_params
-    from stylepipe.tracking import stage_run
+    from stylepipe.core.config import Tracking, load_params
+    from stylepipe.core.tracking import stage_run
 
     params = load_params(Path(root) / "params.yaml")
     params = params.model_copy(update={"tracking": Tracking(uri=url, experiment=experiment)})

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from stylepipe.io import file_digest
+from stylepipe.core.io import file_digest
 
 from ..conftest import make_project_copy, run, tool_env
 from .services import require_tools, s3_server, ssh_server

@@ -22,7 +22,7 @@ from typing import IO
 
 import inflate64
 
-from stylepipe.errors import InputError
+from stylepipe.core.errors import InputError
 
 CHUNK = 1 << 20
 DEFAULT_MAX_MEMBERS = 1_000_000  # params preprocess.max_archive_members
@@ -299,7 +299,7 @@ def extract_to_cache(archive: Path, cache_root: Path, max_bytes: int,
                      on_bad_member: Callable[[str, str], None] | None = None,
                      max_members: int = DEFAULT_MAX_MEMBERS) -> Path:
     """Extract once into cache_root/<archive name>/ (atomically); reuse when the archive is unchanged."""
-    from stylepipe.io import atomic_dir, remove_stale_tmp
+    from stylepipe.core.io import atomic_dir, remove_stale_tmp
 
     target = cache_root / archive.name.replace(".", "_")
     st = archive.stat()

@@ -23,9 +23,9 @@ from typing import Any, ClassVar
 import aria2p
 from tqdm import tqdm
 
-from stylepipe.config import RemoteFile, RemoteParams
-from stylepipe.errors import StylepipeError
-from stylepipe.io import atomic_path, file_digest
+from stylepipe.core.config import RemoteFile, RemoteParams
+from stylepipe.core.errors import StylepipeError
+from stylepipe.core.io import atomic_path, file_digest
 
 ARIA2_ERRORS = {
     1: "unknown error", 2: "timeout", 3: "resource not found (404)", 5: "download too slow",

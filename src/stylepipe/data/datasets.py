@@ -13,8 +13,8 @@ import torch
 from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
 
+from stylepipe.core.errors import InputError
 from stylepipe.data.shards import ShardStore
-from stylepipe.errors import InputError
 
 
 def image_to_tensor(img: Image.Image) -> torch.Tensor:

@@ -7,11 +7,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from stylepipe import paths
-from stylepipe.config import ConfigError, Params
+from stylepipe.core import paths
+from stylepipe.core.config import ConfigError, Params
+from stylepipe.core.io import atomic_dir, file_digest, write_json
 from stylepipe.data.aria2 import download_files
 from stylepipe.data.sample import write_sample
-from stylepipe.io import atomic_dir, file_digest, write_json
 
 SOURCE_FILE = "SOURCE.json"
 

@@ -20,14 +20,14 @@ from typing import Any
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
-from stylepipe import paths
-from stylepipe.config import Params
-from stylepipe.cpus import granted_cpus
+from stylepipe.core import paths
+from stylepipe.core.config import Params
+from stylepipe.core.cpus import granted_cpus
+from stylepipe.core.errors import InputError, MissingInputError, StylepipeError
+from stylepipe.core.io import atomic_dir, remove_stale_tmp, write_json
+from stylepipe.core.media import IMAGE_FORMATS, open_allowed, to_rgb
 from stylepipe.data.archives import DEFAULT_MAX_MEMBERS, extract_to_cache, is_archive
 from stylepipe.data.shards import ShardWriter
-from stylepipe.errors import InputError, MissingInputError, StylepipeError
-from stylepipe.io import atomic_dir, remove_stale_tmp, write_json
-from stylepipe.media import IMAGE_FORMATS, open_allowed, to_rgb
 
 EXTRACT_DIR = Path(".cache/extract")
 JPEG_QUALITY = 90

@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from stylepipe.config import SampleParams
+from stylepipe.core.config import SampleParams
+from stylepipe.core.errors import StylepipeError
 from stylepipe.data.paintings import ARTISTS, STYLES, generate_painting
-from stylepipe.errors import StylepipeError
 
 # Colour RGB photos bundled inside the scikit-image wheel (no pooch download needed).
 SKIMAGE_PHOTOS = (

@@ -11,7 +11,7 @@ from typing import Any
 
 from PIL import Image
 
-from stylepipe.errors import MissingInputError
+from stylepipe.core.errors import MissingInputError
 
 MANIFEST = "manifest.jsonl"
 RECORD_KEYS = ("id", "source", "split", "label", "width", "height", "shard", "offset", "length")

@@ -20,12 +20,12 @@ import av
 import numpy as np
 from PIL import Image
 
-from stylepipe import paths
-from stylepipe.config import Params
+from stylepipe.core import paths
+from stylepipe.core.config import Params
+from stylepipe.core.errors import InputError, MissingInputError
+from stylepipe.core.io import atomic_dir, write_json
+from stylepipe.core.media import VideoWriter, upright_frame
 from stylepipe.demo.ui import Display, StyleCycler, compose, load_bank
-from stylepipe.errors import InputError, MissingInputError
-from stylepipe.io import atomic_dir, write_json
-from stylepipe.media import VideoWriter, upright_frame
 from stylepipe.models.statistics import StatsOrigin
 
 Runner = Callable[[np.ndarray], np.ndarray]  # RGB uint8 (H, W, 3) -> RGB uint8 (H, W, 3)

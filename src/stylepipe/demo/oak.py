@@ -16,10 +16,10 @@ from typing import Any
 import depthai as dai
 import numpy as np
 
+from stylepipe.core.errors import InputError
+from stylepipe.core.io import write_json
+from stylepipe.core.media import VideoWriter
 from stylepipe.demo.ui import Display, StyleCycler, compose, load_bank
-from stylepipe.errors import InputError
-from stylepipe.io import write_json
-from stylepipe.media import VideoWriter
 from stylepipe.models.statistics import StatsOrigin
 
 STYLE_INPUTS = ("style_mean", "style_std")

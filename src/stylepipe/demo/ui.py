@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from stylepipe.errors import InputError, StylepipeError
+from stylepipe.core.errors import InputError, StylepipeError
 from stylepipe.models.statistics import StatsOrigin
 
 

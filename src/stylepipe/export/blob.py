@@ -25,12 +25,12 @@ import blobconverter
 import onnx
 import requests
 
-from stylepipe import paths
-from stylepipe.config import Params
-from stylepipe.errors import StylepipeError
+from stylepipe.core import paths
+from stylepipe.core.config import Params
+from stylepipe.core.errors import StylepipeError
+from stylepipe.core.io import atomic_dir, file_digest, write_json
 from stylepipe.export.johnson import onnx_name
 from stylepipe.export.onnx import BAKED_ONNX, STATS_ONNX
-from stylepipe.io import atomic_dir, file_digest, write_json
 
 BLOB_NAME = "adain_baked.blob"
 IMAGE_INPUT = "content"

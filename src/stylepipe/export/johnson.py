@@ -21,13 +21,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from stylepipe import paths
-from stylepipe.config import Params
+from stylepipe.core import paths
+from stylepipe.core.config import Params
+from stylepipe.core.io import atomic_dir, write_json
+from stylepipe.core.runtime import calls_per_second
 from stylepipe.export.onnx import ExportError, _check_one, deterministic_content, export_graph, ort_session
 from stylepipe.export.openvino import _model_entry, check_fp16_range, fp16_compute_error, probe_images
-from stylepipe.io import atomic_dir, write_json
 from stylepipe.models.johnson import JohnsonStylizer, load_johnson, model_path, mvn_form
-from stylepipe.runtime import calls_per_second
 
 DOC = "Johnson fast style transfer (stylepipe): RGB float [0,1] NCHW in, RGB float [0,1] out"
 

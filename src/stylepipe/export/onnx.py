@@ -21,12 +21,12 @@ from onnx import numpy_helper
 from onnx.reference import ReferenceEvaluator
 from torch import nn
 
-from stylepipe import paths
-from stylepipe.config import Params
-from stylepipe.errors import StylepipeError
+from stylepipe.core import paths
+from stylepipe.core.config import Params
+from stylepipe.core.errors import StylepipeError
+from stylepipe.core.io import atomic_dir, file_digest, write_json
 from stylepipe.export.opcheck import check_graph
 from stylepipe.export.projection import oak_projection
-from stylepipe.io import atomic_dir, file_digest, write_json
 from stylepipe.models.adain import AdaINStylizer, load_stylizer
 from stylepipe.models.functional import adain
 from stylepipe.models.statistics import StatsOrigin, StyleBank

@@ -20,8 +20,10 @@ import openvino as ov
 import torch
 from torch import nn
 
-from stylepipe import paths
-from stylepipe.config import Params
+from stylepipe.core import paths
+from stylepipe.core.config import Params
+from stylepipe.core.io import atomic_dir, file_digest, write_json
+from stylepipe.core.runtime import calls_per_second
 from stylepipe.export.onnx import (
     BAKED_ONNX,
     STATS_ONNX,
@@ -31,10 +33,8 @@ from stylepipe.export.onnx import (
     model_record,
     ort_run,
 )
-from stylepipe.io import atomic_dir, file_digest, write_json
 from stylepipe.models.adain import load_stylizer
 from stylepipe.models.statistics import StyleBank
-from stylepipe.runtime import calls_per_second
 
 FP16_MAX = 65504.0
 F32_CONFIG = {"INFERENCE_PRECISION_HINT": "f32"}

@@ -7,8 +7,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from stylepipe import paths
-from stylepipe.io import write_torch
+from stylepipe.core import paths
+from stylepipe.core.io import write_torch
 from stylepipe.models.encoders import (
     ENCODER_MISSING,
     SPECS,

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from stylepipe.errors import InputError, StylepipeError
+from stylepipe.core.errors import InputError, StylepipeError
 
 TAPS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
 TAP_CHANNELS = {"relu1_1": 64, "relu2_1": 128, "relu3_1": 256, "relu4_1": 512}

@@ -32,9 +32,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stylepipe import paths
-from stylepipe.errors import InputError
-from stylepipe.io import write_torch
+from stylepipe.core import paths
+from stylepipe.core.errors import InputError
+from stylepipe.core.io import write_torch
 from stylepipe.models.adain import NearestUp2x, mean_std
 from stylepipe.models.encoders import WeightsError, load_state_checked, read_weights_file
 

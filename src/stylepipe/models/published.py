@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from stylepipe.io import download_verified, file_digest
+from stylepipe.core.io import download_verified, file_digest
 from stylepipe.models.adain import Decoder, NearestUp2x
 from stylepipe.models.encoders import WeightsError, load_state_checked
 

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import torch
 
-from stylepipe.errors import InputError
-from stylepipe.io import write_torch
+from stylepipe.core.errors import InputError
+from stylepipe.core.io import write_torch
 
 if TYPE_CHECKING:
     from stylepipe.models.adain import AdaINStylizer

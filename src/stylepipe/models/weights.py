@@ -17,9 +17,9 @@ from pathlib import Path
 
 import torch
 
-from stylepipe import paths
-from stylepipe.config import Params
-from stylepipe.io import download_verified, file_digest, write_json, write_torch
+from stylepipe.core import paths
+from stylepipe.core.config import Params
+from stylepipe.core.io import download_verified, file_digest, write_json, write_torch
 from stylepipe.models import published
 from stylepipe.models.encoders import WeightsError, build_encoder, full_depth, load_state_checked
 

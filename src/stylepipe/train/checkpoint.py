@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from stylepipe.errors import InputError, StylepipeError
-from stylepipe.io import write_torch
+from stylepipe.core.errors import InputError, StylepipeError
+from stylepipe.core.io import write_torch
 
 ROOT = Path(".cache/checkpoints")
 SUFFIX = ".pt"

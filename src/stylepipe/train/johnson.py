@@ -26,19 +26,19 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from stylepipe import paths
-from stylepipe.config import Params, TrainJohnson
-from stylepipe.errors import InputError
-from stylepipe.io import write_json
+from stylepipe.core import paths
+from stylepipe.core.config import Params, TrainJohnson
+from stylepipe.core.errors import InputError
+from stylepipe.core.io import write_json
+from stylepipe.core.runtime import Runtime, resolve_runtime, seed_everything
+from stylepipe.core.tracking import Tracker, stage_run
+from stylepipe.core.viz import save_grid
 from stylepipe.losses import colour_loss, content_loss, gram_target_loss, target_grams, total_variation
 from stylepipe.models.encoders import FeatureExtractor, deepest_layer, load_encoder
 from stylepipe.models.johnson import TransformerNet, model_path, save_johnson
-from stylepipe.runtime import Runtime, resolve_runtime, seed_everything
-from stylepipe.tracking import Tracker, stage_run
 from stylepipe.train.checkpoint import params_hash
 from stylepipe.train.loop import LoopResult, fit, write_history
 from stylepipe.train.stages import _inputs_digest, chunk_loader, open_stores, preview_pairs, style_image
-from stylepipe.viz import save_grid
 
 STAGE = "train_johnson"
 TERMS = ("content", "style", "tv", "colour")

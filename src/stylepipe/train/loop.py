@@ -30,10 +30,10 @@ import torch
 from torch import nn
 
 from stylepipe.codedeps import PACKAGE, code_digest
-from stylepipe.config import TrainBase
-from stylepipe.errors import StylepipeError
-from stylepipe.io import atomic_path
-from stylepipe.runtime import Runtime
+from stylepipe.core.config import TrainBase
+from stylepipe.core.errors import StylepipeError
+from stylepipe.core.io import atomic_path
+from stylepipe.core.runtime import Runtime
 from stylepipe.train.checkpoint import load_checkpoint, params_hash, save_checkpoint, set_rng_state
 from stylepipe.train.distributed import SINGLE, DistEnv, barrier, mean_across_ranks, wrap_ddp
 from stylepipe.train.schedules import build_scheduler

@@ -9,7 +9,7 @@ from __future__ import annotations
 from torch.optim import Optimizer
 from torch.optim import lr_scheduler as sched
 
-from stylepipe.config import TrainBase
+from stylepipe.core.config import TrainBase
 
 
 def inverse_decay(decay: float):

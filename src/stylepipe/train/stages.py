@@ -15,8 +15,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from stylepipe import paths
-from stylepipe.config import Adain, Params, TrainAdain, TrainBase
+from stylepipe.core import paths
+from stylepipe.core.config import Adain, Params, TrainAdain, TrainBase
+from stylepipe.core.errors import InputError
+from stylepipe.core.io import atomic_dir, atomic_path, file_digest, write_json, write_torch
+from stylepipe.core.runtime import Runtime, resolve_runtime, seed_everything
+from stylepipe.core.tracking import stage_run
+from stylepipe.core.viz import save_grid
 from stylepipe.data.augment import jitter_colours
 from stylepipe.data.datasets import (
     EncodedPairs,
@@ -27,8 +32,6 @@ from stylepipe.data.datasets import (
     image_to_tensor,
 )
 from stylepipe.data.shards import ShardStore
-from stylepipe.errors import InputError
-from stylepipe.io import atomic_dir, atomic_path, file_digest, write_json, write_torch
 from stylepipe.losses import colour_loss, content_loss, structure_loss, style_loss, total_variation
 from stylepipe.models.adain import (
     AdaINStylizer,
@@ -42,8 +45,6 @@ from stylepipe.models.adain import (
 )
 from stylepipe.models.encoders import VGGEncoder, load_encoder
 from stylepipe.models.published import fetch, published_decoder
-from stylepipe.runtime import Runtime, resolve_runtime, seed_everything
-from stylepipe.tracking import stage_run
 from stylepipe.train.checkpoint import params_hash
 from stylepipe.train.distributed import (
     SINGLE,
@@ -54,7 +55,6 @@ from stylepipe.train.distributed import (
     shutdown_distributed,
 )
 from stylepipe.train.loop import Batch, fit, write_history
-from stylepipe.viz import save_grid
 
 PREVIEW_PAIRS = 4
 

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from stylepipe.io import atomic_path
+from stylepipe.core.io import atomic_path
 
 
 def to_pil(img: torch.Tensor) -> Image.Image:

@@ -23,7 +23,7 @@ import numpy as np
 from av.codec.codec import UnknownCodecError
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
-from stylepipe.errors import InputError
+from stylepipe.core.errors import InputError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
 # The only Pillow decoders ever tried, whatever a file's name says: EPS/PDF would run Ghostscript, and the

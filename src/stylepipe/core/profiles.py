@@ -15,8 +15,8 @@ import yaml
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 
-from stylepipe.config import ConfigError, parse_params
-from stylepipe.io import atomic_path
+from stylepipe.core.config import ConfigError, parse_params
+from stylepipe.core.io import atomic_path
 
 PROFILES_DIR = Path("profiles")
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from stylepipe.errors import StylepipeError
+from stylepipe.core.errors import StylepipeError
 
 GRID = 8
 TILE_CANDIDATES = (4096, 2048, 1536, 1024, 768, 512, 384, 256)

@@ -9,8 +9,8 @@ from typing import Annotated, Any, Literal, TypeVar
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from stylepipe.errors import StylepipeError
-from stylepipe.paths import STYLE_NAME
+from stylepipe.core.errors import StylepipeError
+from stylepipe.core.paths import STYLE_NAME
 
 PARAMS_FILE = "params.yaml"
 Auto = Literal["auto"] | bool

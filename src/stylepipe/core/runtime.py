@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from stylepipe.config import Common, ConfigError
+from stylepipe.core.config import Common, ConfigError
 
 
 @dataclass(frozen=True)

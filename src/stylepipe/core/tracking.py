@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from stylepipe.config import Params
-from stylepipe.errors import StylepipeError
+from stylepipe.core.config import Params
+from stylepipe.core.errors import StylepipeError
 
 ARTIFACT_DIR = "mlartifacts"
 # MLflow's defaults (7 retries, backoff factor 2, 120 s per request) keep a stage waiting on a dead server
