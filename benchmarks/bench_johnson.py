@@ -21,9 +21,9 @@ import torch
 from stylepipe.core.config import Common, TrainJohnson
 from stylepipe.core.paths import ENCODER
 from stylepipe.core.runtime import Runtime, calls_per_second, resolve_runtime
-from stylepipe.models.encoders import build_encoder, load_encoder
-from stylepipe.models.johnson import JohnsonStylizer, TransformerNet
-from stylepipe.train.johnson import build_task
+from stylepipe.johnson.model import JohnsonStylizer, TransformerNet
+from stylepipe.johnson.train import build_task
+from stylepipe.nn.encoders import build_encoder, load_encoder
 from stylepipe.train.loop import make_step
 
 VARIANTS = {  # name: (bf16, channels_last, compile)
@@ -65,10 +65,10 @@ def infer_fps(rt: Runtime, args: argparse.Namespace) -> float:
 
 def exported_fps(args: argparse.Namespace) -> dict[str, float]:
     """ONNX Runtime and OpenVINO (f32 and default precision) on the CPU, through the export code."""
-    from stylepipe.export.johnson import ort_fps
     from stylepipe.export.onnx import export_graph
     from stylepipe.export.openvino import F32_CONFIG, compile_cpu, convert_onnx, measure_fps
-    from stylepipe.models.johnson import mvn_form
+    from stylepipe.johnson.export import ort_fps
+    from stylepipe.johnson.model import mvn_form
 
     model = JohnsonStylizer(mvn_form(TransformerNet(args.pad))).eval()
     x = torch.rand(1, 3, args.size, args.size)

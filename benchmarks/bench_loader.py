@@ -30,7 +30,7 @@ from torchvision import transforms
 
 from stylepipe.data.datasets import EncodedPairs, RandomPairs, decode_batch
 from stylepipe.data.shards import ShardStore
-from stylepipe.train.stages import open_stores
+from stylepipe.train.plumbing import open_stores
 
 # AdaIN training at the FIELD_NOTES H100 speed: 83.2 it/s x batch 8 (compiled, bf16, fused Adam)
 STEP_PAIRS_PER_S = 83.2 * 8

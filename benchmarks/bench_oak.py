@@ -6,7 +6,7 @@ GMAC, parameters, FP16 errors and operator checks are read from the stages' repo
 CPU FPS is measured afresh on their IR at the export size. AdaIN variants (every `--adain-layers` x
 `--adain-widths`: the encoder cut at that layer, a decoder of that width) and Johnson width variants
 (`--widths`) are built untrained (speed and compute do not depend on the weights), exported through the
-same code, checked and measured the same way. Projected OAK-1 FPS: stylepipe.export.projection (cited RVC2
+same code, checked and measured the same way. Projected OAK-1 FPS: stylepipe.export.myriad.projection (cited RVC2
 figures; see README, The OAK-1 demo).
 
     python benchmarks/bench_oak.py                      # table for the models in models/export
@@ -25,25 +25,17 @@ from typing import Any
 import torch
 import yaml
 
+from stylepipe.adain.export import BakedModel, StatsModel, exported_origin
+from stylepipe.adain.model import ADAIN_LAYERS, AdaINStylizer, Decoder
 from stylepipe.core import paths
 from stylepipe.core.config import parse_params
-from stylepipe.export.johnson import onnx_name
-from stylepipe.export.onnx import (
-    STATS_ONNX,
-    BakedModel,
-    ExportError,
-    StatsModel,
-    count_macs,
-    deterministic_content,
-    export_graph,
-    exported_origin,
-)
-from stylepipe.export.opcheck import check_graph
+from stylepipe.core.paths import STATS_ONNX, johnson_onnx_name
+from stylepipe.export.myriad.opcheck import check_graph
+from stylepipe.export.myriad.projection import oak_projection
+from stylepipe.export.onnx import ExportError, count_macs, deterministic_content, export_graph
 from stylepipe.export.openvino import F32_CONFIG, compile_cpu, convert_onnx, fp16_compute_error, measure_fps
-from stylepipe.export.projection import oak_projection
-from stylepipe.models.adain import ADAIN_LAYERS, AdaINStylizer, Decoder
-from stylepipe.models.encoders import build_encoder
-from stylepipe.models.johnson import JohnsonStylizer, TransformerNet, mvn_form
+from stylepipe.johnson.model import JohnsonStylizer, TransformerNet, mvn_form
+from stylepipe.nn.encoders import build_encoder
 
 COLUMNS = ("model", "gmac", "params_m", "ov_cpu_fps_f32", "ov_cpu_fps_default", "ir_fp16_weights_max_err",
            "fp16_arith_max_err", "myriad_ops_ok", "oak1_fps", "oak1_fps_optimistic")  # fmt: skip
@@ -156,8 +148,9 @@ def width_rows(widths: list[float], pad: int, h: int, w: int, opset: int, repeat
         for width in widths:
             torch.manual_seed(0)
             net = JohnsonStylizer(mvn_form(TransformerNet(pad, width))).eval()
+            onnx_path = Path(tmp) / johnson_onnx_name(f"w{int(width * 1000)}")
             rows.append(measured_row(f"johnson width {width:g} (pad {pad}, untrained)", net, content,
-                                     Path(tmp) / onnx_name(f"w{int(width * 1000)}"), opset, repeats))  # fmt: skip
+                                     onnx_path, opset, repeats))
     return rows
 
 

@@ -21,18 +21,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from stylepipe.adain.model import load_stylizer
 from stylepipe.core import paths
 from stylepipe.core.media import list_images, open_image
 from stylepipe.core.viz import save_grid
 from stylepipe.data.datasets import center_resize_crop, image_to_tensor
-from stylepipe.metrics import (
+from stylepipe.nn.metrics import (
     colour_histogram_distance,
     colour_transfer,
     image_metrics,
     metric_encoder,
     quality_checks,
 )
-from stylepipe.models.adain import load_stylizer
 
 DEFAULT_EVAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "eval"
 

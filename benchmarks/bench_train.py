@@ -24,13 +24,13 @@ from pathlib import Path
 
 import torch
 
+from stylepipe.adain.model import Decoder
+from stylepipe.adain.train import AdainTask
 from stylepipe.core.config import Common, TrainAdain
 from stylepipe.core.paths import ENCODER
 from stylepipe.core.runtime import Runtime, resolve_runtime
-from stylepipe.models.adain import Decoder
-from stylepipe.models.encoders import build_encoder, load_encoder
+from stylepipe.nn.encoders import build_encoder, load_encoder
 from stylepipe.train.loop import make_step
-from stylepipe.train.stages import AdainTask
 
 LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
 H100_BF16_PEAK_TFLOPS = 989.0
@@ -204,7 +204,7 @@ def end_to_end(base: Runtime, encoder: str, batch: int, crop: int, steps: int, w
                prepared: Path | None, decode_on: str = "workers") -> float:
     """it/s of the real loop (`fit`: loader, steps, checkpoint) on shards, after a warm-up run."""
     from stylepipe.train.loop import fit
-    from stylepipe.train.stages import chunk_loader, open_stores
+    from stylepipe.train.plumbing import chunk_loader, open_stores
 
     torch._dynamo.reset()
     with tempfile.TemporaryDirectory() as tmp:

@@ -105,8 +105,8 @@ def depth_id(depth: tuple[str, float]) -> str:
 def save_tiny_models(directory: Path, layer: str = "relu4_1", width: float = 1.0) -> tuple[Path, Path]:
     """A randomly initialised vgg16_hed encoder (to relu4_1, as deep as either AdaIN layer needs) and a
     decoder for `layer` of `width`, saved as the weights and training stages write them."""
-    from stylepipe.models.adain import Decoder, save_decoder
-    from stylepipe.models.encoders import build_encoder
+    from stylepipe.adain.model import Decoder, save_decoder
+    from stylepipe.nn.encoders import build_encoder
 
     torch.manual_seed(0)
     enc, dec = directory / "encoder.pt", directory / "decoder.pt"

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import torch
 
+from stylepipe.adain.model import Decoder
+from stylepipe.adain.train import AdainTask
 from stylepipe.core.config import Common, TrainAdain
 from stylepipe.core.runtime import resolve_runtime, seed_everything
-from stylepipe.models.adain import Decoder
-from stylepipe.models.encoders import build_encoder
+from stylepipe.nn.encoders import build_encoder
 from stylepipe.train.distributed import init_distributed, per_rank_batch, shutdown_distributed
 from stylepipe.train.loop import fit
-from stylepipe.train.stages import AdainTask
 
 GLOBAL_BATCH = 4
 CFG = TrainAdain(iterations=6, batch_size=GLOBAL_BATCH, crop=16, lr=1e-3, lr_decay=1e-3, checkpoint_every=3,

@@ -16,8 +16,8 @@ import yaml
 from onnx import TensorProto, helper
 
 from stylepipe.core.config import Params, deep_merge, parse_params
-from stylepipe.export import blob as blob_mod
-from stylepipe.export.blob import BLOB_NAME, BlobError, optimizer_params, run_compile_blob
+from stylepipe.export.myriad import blob as blob_mod
+from stylepipe.export.myriad.blob import BLOB_NAME, BlobError, optimizer_params, run_compile_blob
 
 from .netutil import refusing_port
 

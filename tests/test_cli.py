@@ -72,7 +72,7 @@ def test_stylize_rejects_bad_alpha_and_unreadable_image(tmp_path: Path, tiny_mod
     style = _image(tmp_path / "s.png")
     assert main(["stylize", str(style), "--style", str(style), "-o", str(tmp_path / "o.png"), "--alpha", "1.5",
                  "--encoder", str(enc), "--decoder", str(dec)]) == 1
-    assert "--alpha 1.5 is out of range" in capsys.readouterr().err
+    assert "--alpha: alpha 1.5 is out of range" in capsys.readouterr().err
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"not an image")
     assert main(["stylize", str(bad), "--style", str(style), "-o", str(tmp_path / "o.png"),
@@ -101,8 +101,8 @@ def test_every_stage_of_the_table_is_a_subcommand_under_both_spellings(stage):
 
 def test_a_stage_runs_the_function_its_table_row_names(tmp_path: Path, monkeypatch):
     """The CLI calls the table's function with params, and with the style for a per-style stage."""
-    import stylepipe.export.johnson as export_johnson
-    import stylepipe.models.weights as weights
+    import stylepipe.johnson.export as export_johnson
+    import stylepipe.nn.weights as weights
 
     params = tmp_path / "params.yaml"
     params.write_text((ROOT / "params.yaml").read_text())

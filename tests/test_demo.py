@@ -19,8 +19,8 @@ from stylepipe.demo.clip import ken_burns, load_source_image
 from stylepipe.demo.host import make_style_runner, render_video, run_demo, run_host, stream
 from stylepipe.demo.oak import build_pipeline, run_live, save_pipeline, style_message
 from stylepipe.demo.ui import DisplayError, StyleCycler
-from stylepipe.models.encoders import TAP_CHANNELS
-from stylepipe.models.statistics import StyleBankError
+from stylepipe.nn.encoders import TAP_CHANNELS
+from stylepipe.nn.statistics import StyleBankError
 
 from .conftest import ADAIN_DEPTHS, depth_id, save_tiny_models
 
@@ -109,8 +109,8 @@ def save_bank(path: Path, layer: str, recorded: bool = True) -> Path:
 
 def export_models(directory: Path, layer: str, width: float) -> dict[str, Path]:
     """Untrained models at one AdaIN depth exported to ONNX and IR, with a style bank of that layer."""
-    from stylepipe.export.onnx import run_export_onnx
-    from stylepipe.export.openvino import run_export_openvino
+    from stylepipe.adain.export import run_export_onnx
+    from stylepipe.adain.openvino import run_export_openvino
 
     enc, dec = save_tiny_models(directory, layer, width)
     paths = {"encoder_path": enc, "decoder_path": dec, "bank_path": save_bank(directory / "bank.pt", layer)}

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from stylepipe.adain.train import AdainTask
 from stylepipe.core.config import Common
 from stylepipe.core.runtime import resolve_runtime
 from stylepipe.data.datasets import RandomPairs
 from stylepipe.train.distributed import SINGLE, DistEnv, per_rank_batch, torchrun_argv
 from stylepipe.train.loop import fit
-from stylepipe.train.stages import AdainTask
 from tests.conftest import ADAIN_DEPTHS, depth_id
 from tests.ddp_worker import CFG, global_batches, make_task
 from tests.test_datasets import _store
@@ -119,7 +119,7 @@ def test_decoding_on_the_device_yields_the_same_batches(tmp_path: Path):
     """`decode_on: device` (JPEG bytes from the workers, batch-decoded where the model runs) gives the
     pairs of the PIL path: same images, same crops, up to the JPEG decoders' rounding."""
     from stylepipe.core.config import TrainAdain
-    from stylepipe.train.stages import chunk_loader
+    from stylepipe.train.plumbing import chunk_loader
 
     content = _store(tmp_path / "content", [("train", None, (80, 60)), ("train", None, (64, 96))])
     style = _store(tmp_path / "style", [("train", "A", (70, 70)), ("train", "B", (90, 50))])

@@ -10,10 +10,10 @@ import torch
 from PIL import Image
 
 from stylepipe.core.io import write_json
-from stylepipe.evaluate import assemble_metrics, headline, numeric_metrics, style_separation, verdict
-from stylepipe.metrics import colour_histogram_distance, colour_transfer, ssim_luminance
-from stylepipe.models.adain import mean_std
-from stylepipe.report import write_report
+from stylepipe.evaluate.report import write_report
+from stylepipe.evaluate.stage import assemble_metrics, headline, numeric_metrics, style_separation, verdict
+from stylepipe.nn.functional import mean_std
+from stylepipe.nn.metrics import colour_histogram_distance, colour_transfer, ssim_luminance
 
 from .conftest import run
 

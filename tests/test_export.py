@@ -14,13 +14,16 @@ import yaml
 from onnx import TensorProto, helper
 from torch import nn
 
+from stylepipe.adain.export import exported_origin, run_export_onnx
+from stylepipe.adain.openvino import run_export_openvino
 from stylepipe.core.config import Params, deep_merge, parse_params
-from stylepipe.export.onnx import BAKED_ONNX, STATS_ONNX, ExportError, exported_origin, run_export_onnx
-from stylepipe.export.opcheck import check_graph
-from stylepipe.export.openvino import check_fp16_range, run_export_openvino
-from stylepipe.models.encoders import TAP_CHANNELS
-from stylepipe.models.functional import adain
-from stylepipe.models.statistics import StatsOrigin, StyleBank, StyleBankError
+from stylepipe.core.paths import BAKED_ONNX, STATS_ONNX
+from stylepipe.export.myriad.opcheck import check_graph
+from stylepipe.export.onnx import ExportError
+from stylepipe.export.openvino import check_fp16_range
+from stylepipe.nn.encoders import TAP_CHANNELS
+from stylepipe.nn.functional import adain
+from stylepipe.nn.statistics import StatsOrigin, StyleBank, StyleBankError
 
 from .conftest import ADAIN_DEPTHS, depth_id, save_tiny_models
 
@@ -209,8 +212,8 @@ def test_fp16_overflow_check_fires() -> None:
 
 
 def test_fp16_check_sees_adain_squared_deviation(weights: dict[str, Path]) -> None:
-    from stylepipe.export.onnx import StatsModel
-    from stylepipe.models.adain import load_stylizer
+    from stylepipe.adain.export import StatsModel
+    from stylepipe.adain.model import load_stylizer
 
     model = StatsModel(load_stylizer(weights["encoder_path"], weights["decoder_path"])).eval()
     with torch.no_grad():
@@ -228,8 +231,8 @@ def test_projection_constants_are_the_reference_networks_macs() -> None:
     """The cited FPS x GMAC: recount torchvision's ResNets' convolution MACs at 224x224."""
     import torchvision
 
+    from stylepipe.export.myriad.projection import RESNET18, RESNET50, oak_projection, projected_oak_fps
     from stylepipe.export.onnx import count_macs
-    from stylepipe.export.projection import RESNET18, RESNET50, oak_projection, projected_oak_fps
 
     x = torch.zeros(1, 3, 224, 224)
     for ref, build in ((RESNET50, torchvision.models.resnet50), (RESNET18, torchvision.models.resnet18)):

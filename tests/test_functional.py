@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from stylepipe.models.functional import (
+from stylepipe.nn.functional import (
     EPS,
     adain,
     adain_blend,

@@ -11,10 +11,10 @@ import torch
 from PIL import Image
 
 from stylepipe.cli import main
-from stylepipe.gatys import FeatureExtractor, GatysError, GatysOptions, relu_names, run_gatys
-from stylepipe.losses import gram_loss
-from stylepipe.models.encoders import TAPS, build_encoder
-from stylepipe.models.weights import hed_h5_path, hed_state_dict
+from stylepipe.gatys.optimise import FeatureExtractor, GatysError, GatysOptions, relu_names, run_gatys
+from stylepipe.nn.encoders import TAPS, build_encoder
+from stylepipe.nn.losses import gram_loss
+from stylepipe.nn.weights import hed_h5_path, hed_state_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 HED_SHA = "4502df9d0a88873911ea191cb2be5147d190f6a7f4c21731a418960f6bdb8e8f"

@@ -19,9 +19,7 @@ from torch import nn
 from stylepipe.cli import main
 from stylepipe.core.config import Common, ConfigError, Params, TrainJohnson, deep_merge, parse_params
 from stylepipe.core.runtime import resolve_runtime, seed_everything
-from stylepipe.losses import colour_loss, gram, gram_loss, gram_target_loss
-from stylepipe.models.encoders import LayerError, WeightsError, build_encoder, deepest_layer, load_encoder
-from stylepipe.models.johnson import (
+from stylepipe.johnson.model import (
     JohnsonStylizer,
     TransformerNet,
     load_johnson,
@@ -30,8 +28,10 @@ from stylepipe.models.johnson import (
     parse_model_name,
     save_johnson,
 )
-from stylepipe.models.weights import hed_h5_path, hed_state_dict
-from stylepipe.train.johnson import build_task
+from stylepipe.johnson.train import build_task
+from stylepipe.nn.encoders import LayerError, WeightsError, build_encoder, deepest_layer, load_encoder
+from stylepipe.nn.losses import colour_loss, gram, gram_loss, gram_target_loss
+from stylepipe.nn.weights import hed_h5_path, hed_state_dict
 from stylepipe.train.loop import fit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -217,7 +217,7 @@ def test_save_load_and_clear_errors(tmp_path: Path):
 
 def test_width_multiplier_slims_the_net_and_round_trips(tmp_path: Path):
     from stylepipe.export.onnx import count_macs
-    from stylepipe.models.johnson import TransformerNet, save_johnson
+    from stylepipe.johnson.model import TransformerNet, save_johnson
 
     x = torch.rand(1, 3, 32, 32)
     full, half = TransformerNet(0), TransformerNet(0, 0.5)
@@ -252,7 +252,7 @@ def test_mvn_form_is_the_same_maths():
 
 
 def test_onnx_and_openvino_export_parity(tmp_path: Path):
-    from stylepipe.export.johnson import run_export_johnson
+    from stylepipe.johnson.export import run_export_johnson
 
     _saved_model(tmp_path / "models")
     report = run_export_johnson(_params(), STYLE, tmp_path / "models", tmp_path / "export")
@@ -302,7 +302,7 @@ def test_stylize_with_a_johnson_model_end_to_end(tmp_path: Path, monkeypatch, ca
     assert main(["--params", params, "stylize", str(content), "-o", "x.png", "--model", "johnsn:Cubism"]) == 1
     assert "--model: model name 'johnsn:Cubism': expected 'adain' or 'johnson:<style>'" in capsys.readouterr().err
     assert main(["--params", params, "stylize", str(content), "-o", "x.png"]) == 1
-    assert "give style image(s) (--style) or a style statistics file" in capsys.readouterr().err
+    assert "--style, --style-stats: give style image(s) or a style statistics file" in capsys.readouterr().err
     assert main(["--params", params, "stylize", str(content), "-o", "x.png", "--model", f"johnson:{STYLE}",
                  "--style", str(content)]) == 1
     assert "--style: AdaIN options; johnson:Cubism has its style built in" in capsys.readouterr().err
@@ -310,8 +310,8 @@ def test_stylize_with_a_johnson_model_end_to_end(tmp_path: Path, monkeypatch, ca
 
 
 def test_evaluate_scores_johnson_beside_adain_on_the_same_pairs(tmp_path: Path):
-    from stylepipe.evaluate_johnson import evaluate_johnson
-    from stylepipe.models.adain import AdaINStylizer, Decoder
+    from stylepipe.adain.model import AdaINStylizer, Decoder
+    from stylepipe.evaluate.johnson import evaluate_johnson
 
     torch.manual_seed(0)
     adain = AdaINStylizer(build_encoder("vgg16_hed"), Decoder("vgg16_hed")).eval()

@@ -17,16 +17,16 @@ import pytest
 import torch
 from torch import nn
 
+from stylepipe.adain.model import load_stylizer
+from stylepipe.adain.stylize import AdaINStylize, StylizeOptions
+from stylepipe.adain.train import import_decoder
 from stylepipe.core.config import Params, deep_merge, parse_params
 from stylepipe.core.io import file_digest
 from stylepipe.core.runtime import resolve_runtime
-from stylepipe.models.adain import load_stylizer
-from stylepipe.models.encoders import WeightsError, load_encoder
-from stylepipe.models.published import fetch
-from stylepipe.models.statistics import StyleBank
-from stylepipe.models.weights import run_weights
-from stylepipe.stylize import AdaINStylize, StylizeOptions
-from stylepipe.train.stages import import_decoder
+from stylepipe.nn.encoders import WeightsError, load_encoder
+from stylepipe.nn.published import fetch
+from stylepipe.nn.statistics import StyleBank
+from stylepipe.nn.weights import run_weights
 from tests.conftest import tiny_params_dict
 from tests.data_fixtures import ServerState, http_server
 
@@ -312,7 +312,8 @@ def test_imported_model_matches_the_published_forward(published, fmt, tmp_path, 
 
 def test_legacy_torch_save_files_import_alike(published, tmp_path):
     """The port's 2018 release predates torch.save's zip format."""
-    from stylepipe.models.published import detect_format, published_decoder
+    from stylepipe.adain.published import published_decoder
+    from stylepipe.nn.published import detect_format
 
     legacy = tmp_path / "decoder.pth"
     torch.save(published["decoder"].state_dict(), legacy, _use_new_zipfile_serialization=False)
@@ -325,7 +326,7 @@ def test_legacy_torch_save_files_import_alike(published, tmp_path):
 
 def test_encoder_taps_match_the_published_layers(published, tmp_path, monkeypatch):
     """Every tap (Gatys, Johnson's loss network, the style losses) reads the published network's ReLU."""
-    from stylepipe.models.encoders import FeatureExtractor
+    from stylepipe.nn.encoders import FeatureExtractor
 
     enc_file, dec_file = published["files"]["t7"]
     root = import_both(tmp_path, enc_file, dec_file, "t7", monkeypatch)
@@ -564,8 +565,9 @@ def test_camera_path_exports_clean_and_fits_fp16_at_the_profile_stats_scale(publ
     squared deviations overflow FP16 unscaled but fit at the pretrained profile's export.stats_scale."""
     import yaml
 
-    from stylepipe.export.onnx import ExportError, StatsModel, export_graph
-    from stylepipe.export.opcheck import check_graph
+    from stylepipe.adain.export import StatsModel
+    from stylepipe.export.myriad.opcheck import check_graph
+    from stylepipe.export.onnx import ExportError, export_graph
     from stylepipe.export.openvino import check_fp16_range, fp16_compute_error, probe_images
     from tests.conftest import ROOT
 
@@ -590,8 +592,8 @@ def test_loss_curves_show_an_imported_stage_without_rows(tmp_path):
     """evaluate's curves.png when train_recon/train_adain imported their model (header-only losses.csv)."""
     from PIL import Image
 
-    from stylepipe.evaluate import loss_curves
-    from stylepipe.train.stages import ADAIN_COLUMNS, RECON_COLUMNS, write_untrained_history
+    from stylepipe.adain.train import ADAIN_COLUMNS, RECON_COLUMNS, write_untrained_history
+    from stylepipe.evaluate.stage import loss_curves
 
     write_untrained_history(tmp_path / "recon.csv", RECON_COLUMNS)
     write_untrained_history(tmp_path / "adain.csv", ADAIN_COLUMNS)

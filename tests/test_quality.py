@@ -13,10 +13,10 @@ import shutil
 import pytest
 import torch
 
+from stylepipe.adain.model import load_stylizer
 from stylepipe.core.config import load_params
-from stylepipe.evaluate import held_out_pairs
-from stylepipe.metrics import floor_metrics, image_metrics, metric_encoder, quality_checks
-from stylepipe.models.adain import load_stylizer
+from stylepipe.evaluate.stage import held_out_pairs
+from stylepipe.nn.metrics import floor_metrics, image_metrics, metric_encoder, quality_checks
 
 from .conftest import ROOT, make_project_copy, run
 

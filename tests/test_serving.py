@@ -25,9 +25,9 @@ import torch
 from mlflow.exceptions import MlflowException
 from PIL import Image
 
-from stylepipe.models.adain import AdaINStylizer, Decoder, save_decoder
-from stylepipe.models.encoders import build_encoder
-from stylepipe.models.statistics import StyleBank, StyleBankError
+from stylepipe.adain.model import AdaINStylizer, Decoder, save_decoder
+from stylepipe.nn.encoders import build_encoder
+from stylepipe.nn.statistics import StyleBank, StyleBankError
 from stylepipe.serving import AdaINPyfunc, encode_file, encode_png, log_serving_model
 
 from .conftest import ADAIN_DEPTHS, depth_id, save_tiny_models, tool_env
@@ -267,11 +267,12 @@ def test_posts_a_real_image_and_gets_a_stylised_image(server, tmp_path):
         (_rows(content=base64.b64encode(b"GIF89a junk").decode(), style_name="stripes"), "not a readable image"),
         (_rows(content=_photo(40, 40)), "give exactly one of style, style_stats, style_name"),
         (_rows(content=_photo(40, 40), style_name="monet"), "'monet' is not in the model's style bank"),
-        (_rows(content=_photo(40, 40), style_name="stripes", alpha=3.0), "--alpha 3.0 is out of range"),
+        (_rows(content=_photo(40, 40), style_name="stripes", alpha=3.0), "alpha 3.0 is out of range"),
     ],
 )
 def test_bad_requests_get_a_4xx_with_a_message(server, body, message):
     status, reply = _post(server, body)
     assert 400 <= status < 500, reply
     assert message in reply.get("message", "")
+    assert " --" not in reply.get("message", ""), "a REST client is shown a CLI flag it never typed"
     assert _post(server, _rows(content=_photo(24, 24), style_name="stripes"))[0] == 200  # still serving

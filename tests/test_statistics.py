@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from stylepipe.core.errors import InputError
-from stylepipe.models.statistics import StatsOrigin, StyleBank, StyleBankError
+from stylepipe.nn.statistics import StatsOrigin, StyleBank, StyleBankError
 
 
 @pytest.fixture

@@ -12,23 +12,15 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from stylepipe.adain.model import AdaINStylizer, Decoder
+from stylepipe.adain.stylize import AdaINStylize, StylizeOptions, coral, keep_content_colour, stylize
+from stylepipe.apply import StylizeError, apply_padded, run_stylizer
 from stylepipe.cli import main
 from stylepipe.core.media import open_image, probe_video
 from stylepipe.core.runtime import Runtime
 from stylepipe.core.tiling import InsufficientMemoryError, choose_tile, feather, plan_windows
-from stylepipe.models.adain import AdaINStylizer, Decoder
-from stylepipe.models.encoders import build_encoder
-from stylepipe.models.statistics import StatsOrigin, StyleBank, StyleBankError
-from stylepipe.stylize import (
-    AdaINStylize,
-    StylizeError,
-    StylizeOptions,
-    apply_padded,
-    coral,
-    keep_content_colour,
-    run_stylizer,
-    stylize,
-)
+from stylepipe.nn.encoders import build_encoder
+from stylepipe.nn.statistics import StatsOrigin, StyleBank, StyleBankError
 
 from .conftest import ADAIN_DEPTHS, depth_id, save_tiny_models
 
@@ -88,7 +80,7 @@ def test_memory_budget_picks_tiles_or_fails_clearly(model, two_styles):
     assert choose_tile(64, 64, 4, budget=1 << 40, context=64) == 0
     tile = choose_tile(4320, 7680, 4, budget=12 << 30, context=64)
     assert 0 < tile < 7680
-    with pytest.raises(InsufficientMemoryError, match=r"7680x4320 frame needs about .* GiB .* --content-size"):
+    with pytest.raises(InsufficientMemoryError, match=r"7680x4320 frame needs about .* GiB .* smaller content size"):
         choose_tile(4320, 7680, 4, budget=1 << 30, context=64)
     small = AdaINStylize(model, CPU, StylizeOptions(memory_budget=1 << 20), stats=_one(two_styles, 0))
     with pytest.raises(InsufficientMemoryError):
@@ -111,9 +103,9 @@ def test_interpolation_weights_and_alpha(model, two_styles):
     identity = AdaINStylize(model, CPU, StylizeOptions(alpha=0.0), stats=_one(two_styles, 0))(content)
     recon = model.decoder(model.encoder.encode(content)).clamp(0, 1)
     assert torch.allclose(identity, recon, atol=1e-5)
-    with pytest.raises(StylizeError, match="pass --weights"):
+    with pytest.raises(StylizeError, match="pass weights"):
         AdaINStylize(model, CPU, StylizeOptions(), stats=two_styles)
-    with pytest.raises(StylizeError, match=r"--alpha 1\.5 is out of range"):
+    with pytest.raises(StylizeError, match=r"^alpha 1\.5 is out of range"):
         AdaINStylize(model, CPU, StylizeOptions(alpha=1.5), stats=two_styles)
 
 

@@ -7,12 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from stylepipe import codedeps
+from stylepipe.adain.model import Decoder
+from stylepipe.adain.train import AdainTask, ReconTask
+from stylepipe.core import code
 from stylepipe.core.config import Common, TrainAdain
 from stylepipe.core.runtime import resolve_runtime, seed_everything
-from stylepipe.models.adain import Decoder
-from stylepipe.models.encoders import build_encoder
-from stylepipe.models.weights import hed_h5_path, hed_state_dict
+from stylepipe.nn.encoders import build_encoder
+from stylepipe.nn.weights import hed_h5_path, hed_state_dict
 from stylepipe.train.checkpoint import (
     KEEP,
     CheckpointSkipped,
@@ -22,7 +23,6 @@ from stylepipe.train.checkpoint import (
     save_checkpoint,
 )
 from stylepipe.train.loop import NonFiniteLossError, fit
-from stylepipe.train.stages import AdainTask, ReconTask
 
 RT = resolve_runtime(Common(device="cpu"))
 HED_SHA256 = "4502df9d0a88873911ea191cb2be5147d190f6a7f4c21731a418960f6bdb8e8f"
@@ -143,12 +143,12 @@ def test_code_change_starts_over_and_reports_the_skipped_checkpoint(tmp_path: Pa
     cfg = _cfg(iterations=2)
     fit(_adain_task(), cfg, RT, _batches, tmp_path / "c", "hash")
     assert fit(_adain_task(), cfg, RT, _batches, tmp_path / "c", "hash").resumed_from == 2
-    real_digest = codedeps.file_digest
+    real_digest = code.file_digest
 
     def edited_losses(path, *args):  # losses.py now reads differently: an edit of the AdAIN loss
         return "edited" if Path(path).name == "losses.py" else real_digest(path, *args)
 
-    monkeypatch.setattr(codedeps, "file_digest", edited_losses)
+    monkeypatch.setattr(code, "file_digest", edited_losses)
     with pytest.warns(CheckpointSkipped, match="starting from step 0"):
         result = fit(_adain_task(), cfg, RT, _batches, tmp_path / "c", "hash")
     assert result.resumed_from == 0
@@ -183,7 +183,7 @@ def test_checkpoints_are_bounded_and_pruned(tmp_path: Path):
 
 
 def test_style_loss_gradient_is_finite_on_constant_channels():
-    from stylepipe.losses import style_loss
+    from stylepipe.nn.losses import style_loss
 
     out = torch.zeros(1, 4, 4, 4, requires_grad=True)  # a dead-ReLU map: variance exactly 0
     style = {"relu1_1": torch.rand(1, 4, 4, 4)}
@@ -228,7 +228,7 @@ def test_schedules_follow_their_definitions():
 
 
 def test_style_loss_options():
-    from stylepipe.losses import style_loss
+    from stylepipe.nn.losses import style_loss
 
     g = torch.Generator().manual_seed(0)
     out = {k: torch.rand(2, 8, 4, 4, generator=g) for k in ("a", "b")}
@@ -262,7 +262,7 @@ def test_adain_task_adds_colour_and_structure_terms_when_weighted():
 
 
 def test_colour_loss_is_zero_only_for_the_same_palette():
-    from stylepipe.losses import colour_loss
+    from stylepipe.nn.losses import colour_loss
 
     g = torch.Generator().manual_seed(0)
     style = torch.rand(1, 3, 16, 16, generator=g)
@@ -272,7 +272,7 @@ def test_colour_loss_is_zero_only_for_the_same_palette():
 
 
 def test_structure_loss_ignores_statistics_but_not_layout():
-    from stylepipe.losses import structure_loss
+    from stylepipe.nn.losses import structure_loss
 
     g = torch.Generator().manual_seed(0)
     content = {"a": torch.rand(2, 8, 6, 6, generator=g)}
@@ -305,10 +305,10 @@ def test_new_decoder_calibrates_its_input_to_unit_rms():
 
 @pytest.mark.parametrize(("layer", "width"), [("relu4_1", 0.5), ("relu3_1", 1.0)])
 def test_train_adain_refuses_a_recon_decoder_of_another_layer_or_width(tmp_path: Path, layer: str, width: float):
+    from stylepipe.adain.model import save_decoder
+    from stylepipe.adain.train import initial_decoder
     from stylepipe.core.config import Adain
-    from stylepipe.models.adain import save_decoder
-    from stylepipe.models.encoders import WeightsError
-    from stylepipe.train.stages import initial_decoder
+    from stylepipe.nn.encoders import WeightsError
 
     save_decoder(Decoder("vgg16_hed", "relu3_1", 0.5), tmp_path / "recon.pt")
     assert initial_decoder("vgg16_hed", Adain(layer="relu3_1", decoder_width=0.5), tmp_path / "recon.pt").width == 0.5
@@ -330,7 +330,8 @@ def test_checkpoints_command_lists_and_prunes(tmp_path: Path, monkeypatch, capsy
     assert main(["checkpoints", "prune", "--keep", "1"]) == 0
     assert [p.name for p in list_checkpoints(folder)] == ["key2.pt"]
     assert main(["checkpoints", "prune", "--keep", "-1"]) == 1
-    assert "expected 0 or more, got -1" in capsys.readouterr().err
+    assert "checkpoints prune --keep: the number of checkpoints to keep: expected 0 or more, got -1" in (
+        capsys.readouterr().err)
 
 
 class _RunsCode:

@@ -102,6 +102,15 @@ def _run_stage(stage: Stage, params: Params, args: argparse.Namespace) -> Any:
 def _demo(params: Params, args: argparse.Namespace) -> Any:
     """`demo --live` runs on an OAK-1 and `demo --host SOURCE` stylises a video or webcam on this host;
     plain `demo` is the pipeline stage."""
+    from stylepipe.demo.ui import DisplayError
+
+    try:
+        return _demo_run(params, args)
+    except DisplayError as err:
+        raise DisplayError(f"{err} (--record out.mp4)") from None
+
+
+def _demo_run(params: Params, args: argparse.Namespace) -> Any:
     size = (params.export.width, params.export.height)
     if args.live:
         from stylepipe.demo.oak import run_live
@@ -137,7 +146,10 @@ def _checkpoints(args) -> Any:
     from stylepipe.train.checkpoint import KEEP, ROOT, list_checkpoints, prune_checkpoints
 
     if args.action == "prune":
-        removed = prune_checkpoints(ROOT, KEEP if args.keep is None else args.keep)
+        try:
+            removed = prune_checkpoints(ROOT, KEEP if args.keep is None else args.keep)
+        except InputError as err:
+            raise InputError(f"checkpoints prune --keep: {err}") from None
         return {"removed": [str(p) for p in removed]}
     folders = sorted({p.parent for p in ROOT.rglob("*.pt")}) if ROOT.is_dir() else []
     return {str(f): [p.name for p in list_checkpoints(f)] for f in folders}
@@ -152,7 +164,7 @@ def _checksum(args) -> None:
     digest = file_digest(args.file, args.algorithm)
     print(f"{digest}  {args.file}")
     if args.algorithm == "sha256" and args.file.suffix in (".pth", ".t7"):
-        from stylepipe.models.published import detect_format
+        from stylepipe.nn.published import detect_format
 
         print("# params.yaml / profiles/pretrained.yaml: weights.vgg19_normalised (encoder) or adain.init "
               f"(decoder):\n  file: {args.file}\n  sha256: {digest}\n  format: {detect_format(args.file)}")
@@ -161,9 +173,21 @@ def _checksum(args) -> None:
           f"  {args.algorithm}: {digest}")
 
 
+STYLIZE_FLAGS = {"alpha": "--alpha", "weights": "--weights", "mask": "--mask", "preserve_color": "--preserve-color",
+                 "tile": "--tile", "style": "--style", "style_stats": "--style-stats", "style_names": "--style-names"}
+
+
+def _flagged(err: StylepipeError, options: tuple[str, ...]) -> StylepipeError:
+    """The library's error with the CLI's flags for the options at fault in front: `--alpha: alpha 1.5 ...`."""
+    flags = [STYLIZE_FLAGS[name] for name in options if name in STYLIZE_FLAGS]
+    return type(err)(f"{', '.join(flags)}: {err}") if flags else err
+
+
 def _stylize(params, args) -> Any:
-    from stylepipe.models.johnson import parse_model_name
-    from stylepipe.stylize import StylizeOptions, stylize
+    from stylepipe.adain.stylize import StylizeOptions, stylize
+    from stylepipe.apply import StylizeError
+    from stylepipe.core.tiling import InsufficientMemoryError
+    from stylepipe.johnson.model import parse_model_name
 
     try:
         johnson_style = parse_model_name(args.model)
@@ -177,18 +201,23 @@ def _stylize(params, args) -> Any:
         compile_mode=args.compile_mode or params.common.compile_mode,
     )
     common = params.common if args.device is None else params.common.model_copy(update={"device": args.device})
-    return stylize(
-        args.content, args.output, style=args.style or (), style_stats=args.style_stats,
-        style_names=args.style_names, options=options,
-        content_size=args.content_size, style_size=args.style_size, save_style_stats=args.save_style_stats,
-        encoder=args.encoder, decoder=args.decoder, common=common, progress=not args.no_progress,
-    )
+    try:
+        return stylize(
+            args.content, args.output, style=args.style or (), style_stats=args.style_stats,
+            style_names=args.style_names, options=options,
+            content_size=args.content_size, style_size=args.style_size, save_style_stats=args.save_style_stats,
+            encoder=args.encoder, decoder=args.decoder, common=common, progress=not args.no_progress,
+        )
+    except StylizeError as err:
+        raise _flagged(err, err.options) from None
+    except InsufficientMemoryError as err:
+        raise InsufficientMemoryError(f"{err} (--content-size)") from None
 
 
 def _stylize_johnson(style: str, args) -> Any:
     """`--model johnson:<style>`: the per-style network has its style built in."""
-    from stylepipe.models.johnson import load_johnson_stylizer
-    from stylepipe.stylize import StylizeError, run_stylizer
+    from stylepipe.apply import StylizeError, run_stylizer
+    from stylepipe.johnson.model import load_johnson_stylizer
 
     adain_only = {"--style": args.style, "--style-stats": args.style_stats, "--weights": args.weights,
                   "--mask": args.mask, "--preserve-color": args.preserve_color,
@@ -207,7 +236,8 @@ def _tile_arg(value: str) -> str:
 
 
 def _gatys(params, args) -> Any:
-    from stylepipe.gatys import GatysOptions, gatys_files
+    from stylepipe.gatys.files import gatys_files
+    from stylepipe.gatys.optimise import GatysOptions
 
     names = ("iterations", "size", "optimizer", "lr", "init", "content_weight", "style_weight", "tv_weight",
              "content_layer")
@@ -266,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--decoder", type=Path, default=paths.DECODER)
     st.add_argument("--model", default="adain",
                     help="adain (default: any style image) or johnson:<style> (a trained per-style network)")
-    # Options left out (None) take GatysOptions' defaults (stylepipe.gatys is imported lazily, with torch).
+    # Options left out (None) take GatysOptions' defaults (stylepipe.gatys.optimise is imported lazily, with torch).
     g = sub.add_parser("gatys", help="Gatys et al. optimisation-based transfer (slow, needs no training)")
     g.add_argument("content", type=Path, help="content image")
     g.add_argument("style", type=Path, help="style image")
@@ -278,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lr", type=float, help="learning rate (default 1.0 for lbfgs, 0.02 for adam)")
     g.add_argument("--init", choices=("content", "noise"), help="start image (default content)")
     g.add_argument("--content-weight", type=float, help="default 1")
-    g.add_argument("--style-weight", type=float, help="default tuned for vgg16_hed, see stylepipe.gatys")
+    g.add_argument("--style-weight", type=float, help="default tuned for vgg16_hed, see stylepipe.gatys.optimise")
     g.add_argument("--tv-weight", type=float, help="default 0")
     g.add_argument("--content-layer", help="default relu4_1")
     g.add_argument("--style-layers", help="comma-separated (default relu1_1,relu2_1,relu3_1,relu4_1)")

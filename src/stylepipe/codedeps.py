@@ -5,52 +5,25 @@ checkpoint is reused only by the code that wrote it; both follow this closure (g
 graph from the sources, without importing them). A stage's command is `stylepipe <stage>`: its roots are
 what cli.py imports at module level plus the module of the stage's function in stylepipe.stagetable.
 cli.py and the table are argument parsing and dispatch and are left out, so a new subcommand or stage
-re-runs nothing. `python -m stylepipe.codedeps` prints every stage's list as dvc.yaml declares it.
+re-runs nothing. `python -m stylepipe.codedeps` prints every stage's list as dvc.yaml declares it, and
+`--write` rewrites those lists in dvc.yaml and workflow/rules/*.smk.
 """
 
 from __future__ import annotations
 
+import argparse
 import ast
-import functools
-import hashlib
 import importlib
 import importlib.util
-from collections.abc import Iterable
+import re
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import ModuleType
 
-import grimp
+from stylepipe.core.code import PACKAGE, closure, import_graph, module_path
 
-from stylepipe.core.io import file_digest
-
-PACKAGE = "stylepipe"
 CLI_MODULE = f"{PACKAGE}.cli"
 TABLE_MODULE = f"{PACKAGE}.stagetable"
-
-
-@functools.cache
-def import_graph() -> grimp.ImportGraph:
-    """The package's import graph (imports inside functions included), built once per process."""
-    return grimp.build_graph(PACKAGE, cache_dir=None)
-
-
-def module_path(module: str) -> Path:
-    """The source file of a stylepipe module (a package's __init__.py for a package)."""
-    spec = importlib.util.find_spec(module)
-    if spec is None or spec.origin is None:
-        raise ModuleNotFoundError(f"{module}: no source file found")
-    return Path(spec.origin)
-
-
-def closure(roots: Iterable[str]) -> set[str]:
-    """`roots`, every stylepipe module they import directly or indirectly, and the packages holding them
-    (whose __init__ runs first)."""
-    graph = import_graph()
-    modules: set[str] = set()
-    for root in roots:
-        modules |= {root, *graph.find_upstream_modules(root)}
-    parents = {".".join(m.split(".")[:i]) for m in modules for i in range(1, m.count(".") + 1)}
-    return modules | parents
 
 
 def repo_paths(modules: Iterable[str]) -> list[str]:
@@ -59,18 +32,9 @@ def repo_paths(modules: Iterable[str]) -> list[str]:
     return sorted(f"src/{module_path(m).relative_to(source_root).as_posix()}" for m in modules)
 
 
-def code_digest(roots: Iterable[str]) -> str:
-    """A hash of the source files of closure(roots): it changes when any code they run changes."""
-    source_root = module_path(PACKAGE).parent.parent
-    h = hashlib.sha256()
-    for module in sorted(closure(roots)):
-        path = module_path(module)
-        h.update(f"{path.relative_to(source_root).as_posix()}:{file_digest(path)}\n".encode())
-    return h.hexdigest()[:16]
-
-
 def _imported_modules(node: ast.AST, known: set[str]) -> set[str]:
-    """stylepipe modules imported anywhere inside `node` (`from stylepipe.core import paths` -> stylepipe.core.paths)."""
+    """stylepipe modules imported anywhere inside `node`
+    (`from stylepipe.core import paths` -> stylepipe.core.paths)."""
     found: set[str] = set()
     for sub in ast.walk(node):
         if isinstance(sub, ast.ImportFrom) and sub.module and sub.level == 0:
@@ -115,7 +79,54 @@ def stage_code(stage: str) -> list[str]:
     return repo_paths(closure(stage_roots(stage)))
 
 
-def main() -> None:
+DVC_DEP = re.compile(r"^\s+- src/stylepipe/")
+SMK_DEP = re.compile(r'^\s+"src/stylepipe/')
+
+
+def replace_deps(lines: list[str], header: str, dep: re.Pattern[str], line: Callable[[str, str], str],
+                 code: list[str]) -> list[str]:
+    """`lines` with the run of code-dep lines that follows `header` replaced by one `line(indent, path)`
+    per path of `code`; a ValueError when that section has no code-dep line (nothing to anchor on)."""
+    start = lines.index(header)
+    first = next((i for i in range(start, len(lines)) if dep.match(lines[i])), None)
+    if first is None:
+        raise ValueError(f"{header.strip().rstrip(':')}: no src/stylepipe/ dependency line to replace")
+    end = first
+    while end < len(lines) and dep.match(lines[end]):
+        end += 1
+    indent = lines[first][: len(lines[first]) - len(lines[first].lstrip())]
+    return lines[:first] + [line(indent, path) for path in code] + lines[end:]
+
+
+def write_deps(root: Path) -> list[Path]:
+    """Rewrite every stage's src/stylepipe code deps in `root`'s dvc.yaml and workflow/rules/*.smk to
+    stage_code; returns the files that changed."""
+    code = {stage: stage_code(stage) for stage in stages()}
+    edits = [(root / "dvc.yaml", "  {}:", DVC_DEP, lambda indent, path: f"{indent}- {path}")]
+    edits += [(smk, "rule {}:", SMK_DEP, lambda indent, path: f'{indent}"{path}",')
+              for smk in sorted((root / "workflow/rules").glob("*.smk"))]
+    changed = []
+    for path, header, dep, line in edits:
+        text = path.read_text()
+        lines = text.splitlines()
+        for stage, paths in code.items():
+            if header.format(stage) in lines:
+                lines = replace_deps(lines, header.format(stage), dep, line, paths)
+        new = "\n".join(lines) + "\n"
+        if new != text:
+            path.write_text(new)
+            changed.append(path)
+    return changed
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m stylepipe.codedeps", description=__doc__.split("\n")[0])
+    parser.add_argument("--write", action="store_true",
+                        help="rewrite the code deps in dvc.yaml and workflow/rules/*.smk (run in the repository root)")
+    if parser.parse_args(argv).write:
+        for path in write_deps(Path.cwd()):
+            print(f"rewrote {path}")
+        return
     for stage in stages():
         print(f"{stage}:")
         for path in stage_code(stage):

@@ -95,9 +95,9 @@ class AdaINPyfunc(mlflow.pyfunc.PythonModel):
     """AdaIN stylisation of base64 images (see the module docstring for the request format)."""
 
     def load_context(self, context) -> None:
+        from stylepipe.adain.model import load_stylizer
         from stylepipe.core.runtime import Runtime
-        from stylepipe.models.adain import load_stylizer
-        from stylepipe.models.statistics import StatsOrigin, StyleBank
+        from stylepipe.nn.statistics import StatsOrigin, StyleBank
 
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.model = load_stylizer(context.artifacts["encoder"], context.artifacts["decoder"]).to(self.device)
@@ -111,7 +111,7 @@ class AdaINPyfunc(mlflow.pyfunc.PythonModel):
         self.runtime = Runtime(self.device, bf16=False, channels_last=False, compile=False)
 
     def _style(self, row: dict) -> Any:
-        from stylepipe.models.statistics import StatsOrigin, StyleBank, StyleBankError
+        from stylepipe.nn.statistics import StatsOrigin, StyleBank, StyleBankError
 
         given = [k for k in ("style", "style_stats", "style_name") if isinstance(row.get(k), str) and row[k]]
         if len(given) != 1:
@@ -140,7 +140,8 @@ class AdaINPyfunc(mlflow.pyfunc.PythonModel):
 
     @torch.no_grad()
     def _stylise_row(self, row: dict) -> dict:
-        from stylepipe.stylize import AdaINStylize, StylizeError, StylizeOptions, apply_padded
+        from stylepipe.adain.stylize import AdaINStylize, StylizeOptions
+        from stylepipe.apply import StylizeError, apply_padded
 
         content = decode_image(row.get("content"), "content", self.max_pixels)
         alpha = row.get("alpha")

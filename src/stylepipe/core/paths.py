@@ -19,8 +19,15 @@ JOHNSON_MODEL = "transformer_net.pt"
 STYLE_NAME = r"^[A-Za-z0-9_-]+$"  # a folder name under JOHNSON_DIR and a DVC foreach key
 JOHNSON_EXPORT_DIR = Path("models/export/johnson")  # models/export/johnson/<style>/
 ONNX_DIR = Path("models/export/onnx")
+STATS_ONNX = "adain_stats.onnx"  # AdaIN with the style statistics as inputs, in ONNX_DIR
+BAKED_ONNX = "adain_baked.onnx"  # AdaIN with one style baked in, in ONNX_DIR
 OPENVINO_DIR = Path("models/export/openvino")
 BLOB_DIR = Path("models/export/blob")
 BLOB = BLOB_DIR / "adain_baked.blob"
 DEMO_DIR = Path("demo")
 REPORTS = Path("reports")
+
+
+def johnson_onnx_name(style: str) -> str:
+    """One '.' only (blobconverter breaks on more): johnson_<style>.onnx."""
+    return f"johnson_{style}.onnx"

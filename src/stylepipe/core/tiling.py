@@ -119,5 +119,5 @@ def choose_tile(height: int, width: int, element_bytes: int, budget: int, contex
     need = host + estimate_bytes(TILE_CANDIDATES[-1] + 2 * context, TILE_CANDIDATES[-1] + 2 * context, element_bytes)
     raise InsufficientMemoryError(
         f"a {width}x{height} frame needs about {need / 2**30:.1f} GiB even in {TILE_CANDIDATES[-1]} px tiles, "
-        f"but only {budget / 2**30:.1f} GiB may be used: use a smaller --content-size"
+        f"but only {budget / 2**30:.1f} GiB may be used: use a smaller content size"
     )

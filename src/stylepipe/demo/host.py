@@ -26,7 +26,7 @@ from stylepipe.core.errors import InputError, MissingInputError
 from stylepipe.core.io import atomic_dir, write_json
 from stylepipe.core.media import VideoWriter, upright_frame
 from stylepipe.demo.ui import Display, StyleCycler, compose, load_bank
-from stylepipe.models.statistics import StatsOrigin
+from stylepipe.nn.statistics import StatsOrigin
 
 Runner = Callable[[np.ndarray], np.ndarray]  # RGB uint8 (H, W, 3) -> RGB uint8 (H, W, 3)
 BAKED = "adain_baked"
@@ -117,8 +117,8 @@ def _torch_infer(
     """The PyTorch stats model on CUDA when present (else the CPU): (infer, device label, what it takes)."""
     import torch
 
-    from stylepipe.export.onnx import StatsModel
-    from stylepipe.models.adain import load_stylizer
+    from stylepipe.adain.export import StatsModel
+    from stylepipe.adain.model import load_stylizer
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = StatsModel(load_stylizer(encoder_path, decoder_path), stats_scale).eval().to(device)
@@ -251,9 +251,9 @@ def run_demo(
     decoder_path: Path = paths.DECODER,
 ) -> dict[str, Any]:
     """The `demo` stage: OAK pipeline JSONs, demo.mp4 rendered on the host from the clip, demo.json."""
+    from stylepipe.adain.export import exported_origin
     from stylepipe.demo.clip import ken_burns, load_source_image
     from stylepipe.demo.oak import build_pipeline, save_pipeline
-    from stylepipe.export.onnx import exported_origin
 
     size = (params.export.width, params.export.height)
     blob = blob_dir / "adain_baked.blob"

@@ -20,7 +20,7 @@ from stylepipe.core.errors import InputError
 from stylepipe.core.io import write_json
 from stylepipe.core.media import VideoWriter
 from stylepipe.demo.ui import Display, StyleCycler, compose, load_bank
-from stylepipe.models.statistics import StatsOrigin
+from stylepipe.nn.statistics import StatsOrigin
 
 STYLE_INPUTS = ("style_mean", "style_std")
 CONTENT_INPUT = "content"

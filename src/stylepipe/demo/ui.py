@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from stylepipe.core.errors import InputError, StylepipeError
-from stylepipe.models.statistics import StatsOrigin
+from stylepipe.nn.statistics import StatsOrigin
 
 
 class DisplayError(StylepipeError, RuntimeError):
@@ -48,7 +48,7 @@ class StyleCycler:
 def load_bank(bank_path: Path, model: StatsOrigin | None = None) -> dict[str, Any]:
     """The style bank as numpy: names, mean and std [S, C, 1, 1] float32 and their channel count C;
     with `model`, the bank must fit it (an error names the file and both sides)."""
-    from stylepipe.models.statistics import StyleBank
+    from stylepipe.nn.statistics import StyleBank
 
     bank = StyleBank.load_trained(bank_path, model)
     return {"names": bank.names, "mean": bank.mean.numpy(), "std": bank.std.numpy(), "channels": bank.origin.channels}
@@ -71,7 +71,7 @@ class Display:
     def __init__(self, title: str) -> None:
         if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
             raise DisplayError("a live window was requested but no display is available (DISPLAY is unset): "
-                               "record to a file instead (--record out.mp4)")  # fmt: skip
+                               "record to a file instead")  # fmt: skip
         import matplotlib.pyplot as plt
 
         self.plt = plt

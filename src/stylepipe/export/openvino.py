@@ -1,4 +1,4 @@
-"""The `export_openvino` stage: ONNX -> OpenVINO IR (FP16 weights), parity vs ONNX Runtime, FP16 range.
+"""ONNX -> OpenVINO IR (FP16 weights): conversion, parity vs ONNX Runtime, the FP16 range, CPU speed.
 
 Parity runs the IR on the CPU with INFERENCE_PRECISION_HINT=f32 (the CPU would otherwise pick bf16 where
 it can, which is not what is being checked). The FP16 range check runs the PyTorch network in float32
@@ -20,21 +20,9 @@ import openvino as ov
 import torch
 from torch import nn
 
-from stylepipe.core import paths
-from stylepipe.core.config import Params
-from stylepipe.core.io import atomic_dir, file_digest, write_json
+from stylepipe.core.io import file_digest
 from stylepipe.core.runtime import calls_per_second
-from stylepipe.export.onnx import (
-    BAKED_ONNX,
-    STATS_ONNX,
-    ExportError,
-    StatsModel,
-    deterministic_content,
-    model_record,
-    ort_run,
-)
-from stylepipe.models.adain import load_stylizer
-from stylepipe.models.statistics import StyleBank
+from stylepipe.export.onnx import ExportError, deterministic_content, ort_run
 
 FP16_MAX = 65504.0
 F32_CONFIG = {"INFERENCE_PRECISION_HINT": "f32"}
@@ -147,13 +135,7 @@ def probe_images(height: int, width: int, seed: int) -> list[torch.Tensor]:
     return [deterministic_content(height, width, seed), torch.rand(1, 3, height, width, generator=gen), board]
 
 
-def range_inputs(height: int, width: int, bank: StyleBank, seed: int) -> list[tuple[torch.Tensor, ...]]:
-    """The probe images, each with every bank style's statistics."""
-    images = probe_images(height, width, seed)
-    return [(img, bank.mean[i : i + 1], bank.std[i : i + 1]) for img in images for i in range(len(bank))]
-
-
-def _model_entry(onnx_path: Path, xml_path: Path, feeds: dict[str, np.ndarray], cfg: Any) -> dict[str, Any]:
+def convert_and_check(onnx_path: Path, xml_path: Path, feeds: dict[str, np.ndarray], cfg: Any) -> dict[str, Any]:
     convert_onnx(onnx_path, xml_path)
     ref = ort_run(onnx_path, feeds)
     compiled = compile_cpu(xml_path, F32_CONFIG)
@@ -183,42 +165,3 @@ def _model_entry(onnx_path: Path, xml_path: Path, feeds: dict[str, np.ndarray], 
     }
 
 
-def run_export_openvino(
-    params: Params,
-    onnx_dir: Path = paths.ONNX_DIR,
-    out_dir: Path = paths.OPENVINO_DIR,
-    encoder_path: Path = paths.ENCODER,
-    decoder_path: Path = paths.DECODER,
-    bank_path: Path = paths.STYLE_BANK,
-) -> dict[str, Any]:
-    """Convert both ONNX models to FP16 IR, check parity and the FP16 range, write out_dir/report.json."""
-    cfg = params.export
-    for name in (STATS_ONNX, BAKED_ONNX):
-        if not (onnx_dir / name).is_file():
-            raise ExportError(f"{onnx_dir / name}: not found (run the export_onnx stage first)")
-    stats = StatsModel(load_stylizer(encoder_path, decoder_path), cfg.stats_scale).eval()
-    bank = StyleBank.load_trained(bank_path, stats.origin)
-    probes = range_inputs(cfg.height, cfg.width, bank, params.common.seed)
-    report: dict[str, Any] = {
-        "openvino_version": ov.get_version(),
-        "openvino_atol": cfg.openvino_atol,
-        "height": cfg.height,
-        "width": cfg.width,
-        "speed_repeats": cfg.speed_repeats,
-        "parity_precision": "f32",
-        **model_record(stats),
-        "fp16_range": check_fp16_range(stats, probes, cfg.stats_scale),
-        "fp16_compute_error": fp16_compute_error(stats, probes[0]),
-        "models": {},
-    }
-    content, mean, std = (t.numpy() for t in probes[0])
-    feeds = {
-        STATS_ONNX: {"content": content, "style_mean": mean, "style_std": std},
-        BAKED_ONNX: {"content": content},
-    }
-    with atomic_dir(out_dir) as tmp:
-        for name, feed in feeds.items():
-            xml = tmp / name.replace(".onnx", ".xml")
-            report["models"][name] = _model_entry(onnx_dir / name, xml, feed, cfg)
-        write_json(tmp / "report.json", report)
-    return report

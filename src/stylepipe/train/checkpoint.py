@@ -122,7 +122,7 @@ def prune_folder(directory: Path, keep: int) -> list[Path]:
 def prune_checkpoints(root: Path = ROOT, keep: int = KEEP) -> list[Path]:
     """Prune every stage folder under `root` (Johnson's per-style folders included) to `keep` checkpoints."""
     if keep < 0:
-        raise InputError(f"checkpoints prune --keep: expected 0 or more, got {keep}")
+        raise InputError(f"the number of checkpoints to keep: expected 0 or more, got {keep}")
     root = Path(root)
     if not root.is_dir():
         return []

@@ -7,7 +7,7 @@ checkpointing every N steps, MLflow logging every N steps and preview images.
 Data is consumed in "chunks" of `checkpoint_every` steps, each drawn from the dataset re-seeded with
 (seed, chunk index). A resumed run therefore sees exactly the batches an uninterrupted run would. A run
 resumes only from the checkpoint of its key: the stage's params hash and the code the task runs (the
-import closure of the task's module and of this loop, codedeps.code_digest). A chunk is checkpointed
+import closure of the task's module and of this loop, core.code.code_digest). A chunk is checkpointed
 only when every loss of the chunk and every weight is finite, so a diverged model is never "the last
 good checkpoint".
 
@@ -29,7 +29,7 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from stylepipe.codedeps import PACKAGE, code_digest
+from stylepipe.core.code import PACKAGE, code_digest
 from stylepipe.core.config import TrainBase
 from stylepipe.core.errors import StylepipeError
 from stylepipe.core.io import atomic_path

@@ -16,14 +16,14 @@ from pathlib import Path
 
 import torch
 
+from stylepipe.adain.model import AdaINStylizer
 from stylepipe.core import paths
 from stylepipe.core.config import Params
 from stylepipe.core.runtime import calls_per_second
 from stylepipe.core.viz import save_grid
-from stylepipe.metrics import floor_metrics, image_metrics, mean_rows, quality_checks
-from stylepipe.models.adain import AdaINStylizer
-from stylepipe.models.encoders import VGGEncoder
-from stylepipe.models.johnson import load_johnson_stylizer
+from stylepipe.johnson.model import load_johnson_stylizer
+from stylepipe.nn.encoders import VGGEncoder
+from stylepipe.nn.metrics import floor_metrics, image_metrics, mean_rows, quality_checks
 
 GRID = "johnson_grid.png"
 
@@ -33,7 +33,7 @@ def style_pairs(pairs: list, style: str, params: Params) -> list:
     chosen = [p for p in pairs if p[2]["style_label"] == style]
     if chosen:
         return chosen
-    from stylepipe.train.stages import open_stores, style_image
+    from stylepipe.train.plumbing import open_stores, style_image
 
     painting = style_image(open_stores()[1], style, params.evaluate.image_size)
     return [(c, painting, {**info, "style_label": style}) for c, _, info in pairs]

@@ -9,17 +9,17 @@ a saved file's width is read back from its weights' shapes.
 Scaling: images go in and come out in [0, 1] RGB. Inside, the network works on the example's 0-255
 scale (input x 255, output / 255), so its weights, initialisation and the reference's Adam lr 1e-3 mean
 what they mean there: learning the output directly in [0, 1] makes every step 255x larger relative to
-the image, and measured on the sample (40 steps, same seed) the style loss then blew up 900x before
-recovering, while the 0-255 form fell steadily (887 -> 169). `TransformerNet.forward` is unclamped (the
+the image, and the style loss diverges before it recovers. `TransformerNet.forward` is unclamped (the
 losses see the raw output, as in the example); `JohnsonStylizer` clamps to [0, 1] for inference/export.
 
-The seed's border refinement: `pad` > 0 reflect-pads the input by `pad` pixels and crops them off the
+Border refinement: `pad` > 0 reflect-pads the input by `pad` pixels and crops them off the
 output, so the borders the network sees are not the image's borders. H + 2*pad and W + 2*pad must be
 multiples of 4 (the two stride-2 stages and the two x2 upsamplings): `pad` is even and images are cropped
 to multiples of 8 by every reader here. `forward` has no Python-side shape checks (export-clean).
 
 For export, `mvn_form` swaps every InstanceNorm2d for the same maths with eps outside the sqrt
-((x - mean) / (sqrt(var) + eps), `adain.mean_std`), which the Myriad X compiles (FIELD_NOTES section 4).
+((x - mean) / (sqrt(var) + eps), `nn.functional.mean_std`): the Myriad X has no InstanceNormalization
+op, and this form compiles to the elementwise ops it runs.
 """
 
 from __future__ import annotations
@@ -35,8 +35,9 @@ from torch import nn
 from stylepipe.core import paths
 from stylepipe.core.errors import InputError
 from stylepipe.core.io import write_torch
-from stylepipe.models.adain import NearestUp2x, mean_std
-from stylepipe.models.encoders import WeightsError, load_state_checked, read_weights_file
+from stylepipe.nn.encoders import WeightsError, load_state_checked, read_weights_file
+from stylepipe.nn.functional import mean_std
+from stylepipe.nn.layers import NearestUp2x
 
 ARCH = "TransformerNet"
 PIXEL_SCALE = 255.0  # the reference network's pixel scale (see the module docstring)

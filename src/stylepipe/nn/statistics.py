@@ -11,15 +11,28 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 import torch
 
 from stylepipe.core.errors import InputError
 from stylepipe.core.io import write_torch
 
-if TYPE_CHECKING:
-    from stylepipe.models.adain import AdaINStylizer
+
+class _EncoderSpec(Protocol):
+    name: str
+
+
+class _Encoder(Protocol):
+    spec: _EncoderSpec
+
+
+class StyleModel(Protocol):
+    """What a model that takes style statistics tells about them (AdaIN's stylizer is one)."""
+
+    channels: int
+    encoder: _Encoder
+    layer: str
 
 BANK_FORMAT = "stylepipe.style_stats/1"
 
@@ -38,7 +51,7 @@ class StatsOrigin:
     layer: str | None = None
 
     @classmethod
-    def of(cls, model: AdaINStylizer) -> StatsOrigin:
+    def of(cls, model: StyleModel) -> StatsOrigin:
         """What a model's AdaIN takes: its encoder, its layer and that layer's channel count."""
         return cls(model.channels, model.encoder.spec.name, model.layer)
 

@@ -1,5 +1,5 @@
-"""The per-frame fast path of AdaIN inference (pure torch: it runs wherever torch does, e.g. the GPU
-benchmark machine): cached style statistics as inputs, encoder and decoder under bf16 autocast with the
+"""The per-frame fast path of AdaIN inference (pure torch: it runs wherever torch does, a GPU
+included): cached style statistics as inputs, encoder and decoder under bf16 autocast with the
 AdaIN statistics in fp32, optional channels_last, torch.compile and CUDA graphs."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import contextlib
 import torch
 from torch import nn
 
-from stylepipe.models.adain import AdaINStylizer
-from stylepipe.models.functional import adain_blend
+from stylepipe.adain.model import AdaINStylizer
+from stylepipe.nn.functional import adain_blend
 
 
 class FastAdaIN(nn.Module):

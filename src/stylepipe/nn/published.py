@@ -24,8 +24,8 @@ import torch
 from torch import nn
 
 from stylepipe.core.io import download_verified, file_digest
-from stylepipe.models.adain import Decoder, NearestUp2x
-from stylepipe.models.encoders import WeightsError, load_state_checked
+from stylepipe.nn.encoders import WeightsError
+from stylepipe.nn.layers import NearestUp2x
 
 Format = Literal["pth", "t7"]
 FORMATS: tuple[Format, ...] = ("pth", "t7")
@@ -158,24 +158,6 @@ def read_published(path: Path, declared: Format, sequence: nn.Sequential | nn.Mo
     read = _state_from_pth if detected == "pth" else _state_from_t7
     convs = read(path, slots, f"{what}: {describe_layout(slots)}")
     return {f"{prefix}{i}.{name}": tensor for i, params in convs.items() for name, tensor in params.items()}
-
-
-PUBLISHED_ENCODER = "vgg19_normalised"
-DECODER_WHAT = "the published AdaIN decoder (vgg19_normalised relu4_1 -> RGB)"
-
-
-def published_decoder(path: Path, declared: Format, encoder_name: str) -> Decoder:
-    """The published decoder at `path` as stylepipe's Decoder (vgg19_normalised at relu4_1, width 1,
-    unscaled input); it decodes only the published encoder's features, so another encoder is refused."""
-    if encoder_name != PUBLISHED_ENCODER:
-        raise WeightsError(
-            f"{path}: a published AdaIN decoder decodes relu4_1 of {PUBLISHED_ENCODER}, but the encoder is "
-            f"{encoder_name!r} (set weights.encoder: {PUBLISHED_ENCODER} and re-run the weights stage)"
-        )
-    decoder = Decoder(PUBLISHED_ENCODER, "relu4_1", 1.0)
-    state = read_published(path, declared, decoder.net, "net.", DECODER_WHAT)
-    load_state_checked(decoder, {"input_scale": torch.ones(()), **state}, path)
-    return decoder
 
 
 def _state_from_pth(path: Path, slots: list[Slot], expected_model: str) -> dict[int, dict[str, torch.Tensor]]:

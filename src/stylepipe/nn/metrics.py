@@ -10,9 +10,9 @@ import torch
 from skimage.metrics import structural_similarity
 
 from stylepipe.core import paths
-from stylepipe.losses import content_loss, gram_loss, style_loss
-from stylepipe.models.adain import adain, mean_std
-from stylepipe.models.encoders import TAPS, VGGEncoder, load_encoder
+from stylepipe.nn.encoders import TAPS, VGGEncoder, load_encoder
+from stylepipe.nn.functional import adain, mean_std
+from stylepipe.nn.losses import content_loss, gram_loss, style_loss
 
 HIST_BINS = 32
 SSIM_MIN = 0.45  # below this, faces and buildings stop being recognisable at a glance

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from stylepipe.adain.model import AdaINStylizer, load_stylizer
 from stylepipe.core import paths
 from stylepipe.core.config import Evaluate, Params
 from stylepipe.core.io import atomic_path, write_json
@@ -16,7 +17,9 @@ from stylepipe.core.runtime import calls_per_second, resolve_runtime, seed_every
 from stylepipe.core.tracking import flatten, stage_run
 from stylepipe.core.viz import save_grid
 from stylepipe.data.datasets import fixed_pairs
-from stylepipe.metrics import (
+from stylepipe.evaluate.report import write_report
+from stylepipe.nn.encoders import VGGEncoder
+from stylepipe.nn.metrics import (
     colour_histogram_distance,
     floor_metrics,
     image_metrics,
@@ -24,10 +27,7 @@ from stylepipe.metrics import (
     metric_encoder,
     quality_checks,
 )
-from stylepipe.models.adain import AdaINStylizer, load_stylizer
-from stylepipe.models.encoders import VGGEncoder
-from stylepipe.report import write_report
-from stylepipe.train.stages import open_stores
+from stylepipe.train.plumbing import open_stores
 
 GRID_MAX = 4
 HEADLINE_FILE = "metrics.json"  # what `dvc metrics show` prints: a few numbers that fit a terminal
@@ -42,7 +42,7 @@ def gatys_reference(
     enc: VGGEncoder, pairs: list, cfg: Evaluate, seed: int, device: torch.device
 ) -> tuple[dict[str, float], list[torch.Tensor]]:
     """Gatys' optimisation on the given pairs, scored with the same metrics as AdaIN at alpha 1."""
-    from stylepipe.gatys import GatysOptions, run_gatys
+    from stylepipe.gatys.optimise import GatysOptions, run_gatys
 
     opts = GatysOptions(iterations=cfg.gatys_iterations, init=cfg.gatys_init, seed=seed)
     rows, images = [], []
@@ -130,7 +130,7 @@ def run_evaluate(params: Params, out_dir: Path = paths.REPORTS / "evaluate") -> 
     metrics = assemble_metrics(sweep, floor, gatys, speed, style_separation(cross), len(pairs), cfg.image_size,
                                str(rt.device))
     out_dir.mkdir(parents=True, exist_ok=True)
-    from stylepipe.evaluate_johnson import evaluate_johnson
+    from stylepipe.evaluate.johnson import evaluate_johnson
 
     metrics.update(evaluate_johnson(params, model, enc, pairs, rt.device, out_dir))
     metrics["verdict"] = verdict(metrics)

@@ -6,57 +6,35 @@ train_adain fine-tunes it for `adain.init.steps` iterations (0: passes it throug
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Self
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
+from stylepipe.adain.model import AdaINStylizer, Decoder, check_pair, expect_decoder, load_decoder, save_decoder
+from stylepipe.adain.published import published_decoder
 from stylepipe.core import paths
 from stylepipe.core.config import Adain, Params, TrainAdain, TrainBase
-from stylepipe.core.errors import InputError
 from stylepipe.core.io import atomic_dir, atomic_path, file_digest, write_json, write_torch
 from stylepipe.core.runtime import Runtime, resolve_runtime, seed_everything
 from stylepipe.core.tracking import stage_run
 from stylepipe.core.viz import save_grid
-from stylepipe.data.augment import jitter_colours
-from stylepipe.data.datasets import (
-    EncodedPairs,
-    RandomPairs,
-    center_resize_crop,
-    decode_batch,
-    fixed_pairs,
-    image_to_tensor,
-)
 from stylepipe.data.shards import ShardStore
-from stylepipe.losses import colour_loss, content_loss, structure_loss, style_loss, total_variation
-from stylepipe.models.adain import (
-    AdaINStylizer,
-    Decoder,
-    adain,
-    check_pair,
-    expect_decoder,
-    load_decoder,
-    mean_std,
-    save_decoder,
-)
-from stylepipe.models.encoders import VGGEncoder, load_encoder
-from stylepipe.models.published import fetch, published_decoder
+from stylepipe.nn.encoders import VGGEncoder, load_encoder
+from stylepipe.nn.functional import adain, mean_std
+from stylepipe.nn.losses import colour_loss, content_loss, structure_loss, style_loss, total_variation
+from stylepipe.nn.published import fetch
 from stylepipe.train.checkpoint import params_hash
 from stylepipe.train.distributed import (
-    SINGLE,
     DistEnv,
     env_from_torchrun,
     init_distributed,
-    per_rank_batch,
     shutdown_distributed,
 )
-from stylepipe.train.loop import Batch, fit, write_history
-
-PREVIEW_PAIRS = 4
+from stylepipe.train.loop import fit, write_history
+from stylepipe.train.plumbing import chunk_loader, inputs_digest, open_stores, preview_pairs, style_image
 
 
 @dataclass
@@ -140,58 +118,6 @@ class AdainTask:
                                                 self.structure_layers)
             total = total + self.structure_weight * terms["structure"]
         return {"loss": total, **terms}
-
-
-def open_stores(prepared: Path = paths.PREPARED) -> tuple[ShardStore, ShardStore]:
-    return ShardStore(prepared / "content"), ShardStore(prepared / "style")
-
-
-def chunk_loader(
-    stores: tuple[ShardStore, ShardStore], cfg: TrainBase, seed: int, device: torch.device,
-    dist_env: DistEnv = SINGLE, key: str = "train",
-) -> Callable[[int], Iterator[Batch]]:
-    """chunk index -> iterator over `checkpoint_every` batches drawn with seed (seed, chunk); under
-    torchrun, this process's share of each global batch from its own random stream. With
-    `decode_on: device` the same pairs arrive JPEG-encoded and are decoded as a batch on `device`.
-    `colour_jitter` > 0 re-colours every image (a generator seeded by seed, chunk and rank: resumable)."""
-    batch = per_rank_batch(cfg.batch_size, dist_env, key)
-    on_device = cfg.decode_on == "device"
-    dataset = (EncodedPairs if on_device else RandomPairs)(
-        *stores, crop=cfg.crop, split="train", seed=seed, length=cfg.checkpoint_every * batch,
-        rank=dist_env.rank, world_size=dist_env.world_size, batch=batch,
-    )
-
-    def batches(chunk: int) -> Iterator[Batch]:
-        dataset.set_epoch(chunk)
-        loader = DataLoader(
-            dataset, batch_size=batch, num_workers=cfg.num_workers, drop_last=True, persistent_workers=False,
-            pin_memory=device.type == "cuda" and not on_device, collate_fn=list if on_device else None,
-        )
-        pairs = (decode_batch(b, device) for b in loader) if on_device else iter(loader)
-        if not cfg.colour_jitter:
-            return pairs
-        generator = torch.Generator().manual_seed(seed * 1_000_003 + chunk * 1009 + dist_env.rank)
-        return ((jitter_colours(c, cfg.colour_jitter, generator), jitter_colours(s, cfg.colour_jitter, generator))
-                for c, s in pairs)
-
-    return batches
-
-
-def preview_pairs(
-    stores: tuple[ShardStore, ShardStore], size: int, seed: int, split: str = "val"
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fixed pairs (the same every run): of the validation split, rendered during training; of the
-    training split, what a new decoder calibrates its input scale on (the same on every rank)."""
-    pairs = fixed_pairs(*stores, n=PREVIEW_PAIRS, seed=seed, size=size, split=split)
-    return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
-
-
-def _inputs_digest(*inputs: Path) -> list[str]:
-    digests = []
-    for p in inputs:
-        files = sorted(p.rglob("*")) if p.is_dir() else [p]
-        digests += [f"{f}:{file_digest(f)}" for f in files if f.is_file() and f.suffix != ".bin"]
-    return digests
 
 
 def run_train_recon(
@@ -313,7 +239,7 @@ def _train_process(
     phash = params_hash(
         stage, {**cfg.model_dump(mode="json"), "adain": model_cfg.model_dump(mode="json")},
         params.common.seed, dist_env.world_size,
-        _inputs_digest(paths.ENCODER, paths.PREPARED, *([decoder_init] if decoder_init else [])),
+        inputs_digest(paths.ENCODER, paths.PREPARED, *([decoder_init] if decoder_init else [])),
     )
     ckpt_dir = Path(".cache/checkpoints") / stage
     previews = out_dir / "previews"
@@ -373,17 +299,6 @@ def render_preview(
             out = decoder(encoder.encode(c))
     decoder.train(was_training)
     save_grid([content, style, out.float().clamp(0, 1).cpu()], path)
-
-
-def style_image(styles: ShardStore, label: str, size: int) -> torch.Tensor:
-    """The one painting that represents style `label` (its first validation image, else its first training
-    image), centre-resize-cropped to size x size, [3, size, size] in [0, 1]."""
-    candidates = [i for i in styles.indices("val") if styles.records[i]["label"] == label] or [
-        i for i in styles.indices("train") if styles.records[i]["label"] == label
-    ]
-    if not candidates:
-        raise InputError(f"{styles.dir}: no painting of style {label!r} (styles present: {styles.labels})")
-    return image_to_tensor(center_resize_crop(styles.read_image(candidates[0]), size))
 
 
 @torch.no_grad()

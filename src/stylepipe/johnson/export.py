@@ -24,17 +24,13 @@ import torch
 from stylepipe.core import paths
 from stylepipe.core.config import Params
 from stylepipe.core.io import atomic_dir, write_json
+from stylepipe.core.paths import johnson_onnx_name
 from stylepipe.core.runtime import calls_per_second
-from stylepipe.export.onnx import ExportError, _check_one, deterministic_content, export_graph, ort_session
-from stylepipe.export.openvino import _model_entry, check_fp16_range, fp16_compute_error, probe_images
-from stylepipe.models.johnson import JohnsonStylizer, load_johnson, model_path, mvn_form
+from stylepipe.export.onnx import ExportError, check_model, deterministic_content, export_graph, ort_session
+from stylepipe.export.openvino import check_fp16_range, convert_and_check, fp16_compute_error, probe_images
+from stylepipe.johnson.model import JohnsonStylizer, load_johnson, model_path, mvn_form
 
 DOC = "Johnson fast style transfer (stylepipe): RGB float [0,1] NCHW in, RGB float [0,1] out"
-
-
-def onnx_name(style: str) -> str:
-    """One '.' only (blobconverter breaks on more): johnson_<style>.onnx."""
-    return f"johnson_{style}.onnx"
 
 
 def eager_fps(model: torch.nn.Module, x: torch.Tensor, repeats: int) -> float:
@@ -59,7 +55,7 @@ def run_export_johnson(
     content = deterministic_content(cfg.height, cfg.width, params.common.seed)
     with torch.no_grad():
         mvn_diff = float((exported(content) - trained(content)).abs().max())
-    fname = onnx_name(style)
+    fname = johnson_onnx_name(style)
     metadata = {
         "input_color_order": "RGB", "input_scale": "float32 in [0, 1]", "input_layout": "NCHW",
         "output": "stylized: RGB float32 in [0, 1], NCHW", "input_size": f"{cfg.height}x{cfg.width}",
@@ -76,8 +72,8 @@ def run_export_johnson(
     feeds = {"content": content.numpy()}
     with atomic_dir(out_root / style) as tmp:
         export_graph(exported, (content,), ["content"], tmp / fname, cfg.opset, metadata, doc=DOC)
-        report["onnx"] = _check_one(trained, (content,), ["content"], tmp / fname, cfg.atol)
-        report["openvino"] = _model_entry(tmp / fname, tmp / fname.replace(".onnx", ".xml"), feeds, cfg)
+        report["onnx"] = check_model(trained, (content,), ["content"], tmp / fname, cfg.atol)
+        report["openvino"] = convert_and_check(tmp / fname, tmp / fname.replace(".onnx", ".xml"), feeds, cfg)
         report["cpu_fps"] = {
             "torch_eager_f32": round(eager_fps(trained, content, cfg.speed_repeats), 3),
             "onnxruntime": round(ort_fps(tmp / fname, feeds, cfg.speed_repeats), 3),

@@ -3,10 +3,10 @@
 Loss = content_weight * content_loss(F_c(x), F_c(content))            (MSE, mean-reduced)
      + style_weight * sum_l w_l * MSE(gram(F_l(x)), gram(F_l(style)))   (Gram normalised by C*H*W)
      + tv_weight * total_variation(x)
-using `stylepipe.losses` (the style term is `losses.gram_loss` with the style Grams computed once).
+using `stylepipe.nn.losses` (the style term is `losses.gram_loss` with the style Grams computed once).
 
 Features are read with forward hooks on the encoder's ReLU modules, named `reluB_K` (block B, conv K of
-the block) from `encoder.layers` (`stylepipe.models.encoders.FeatureExtractor`); the forward stops right
+the block) from `encoder.layers` (`stylepipe.nn.encoders.FeatureExtractor`); the forward stops right
 after the deepest requested layer.
 
 * Pixels: x is optimised directly and clamped to [0, 1] in place (under no_grad) at the start of every
@@ -20,23 +20,20 @@ after the deepest requested layer.
 
 from __future__ import annotations
 
-import csv
 import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from stylepipe.core import paths
 from stylepipe.core.errors import InputError
-from stylepipe.losses import content_loss, gram_target_loss, target_grams, total_variation
-from stylepipe.models import encoders
-from stylepipe.models.encoders import relu_names  # noqa: F401  (re-exported: the layer naming)
+from stylepipe.nn import encoders
+from stylepipe.nn.encoders import relu_names  # noqa: F401  (re-exported: the layer naming)
+from stylepipe.nn.losses import content_loss, gram_target_loss, target_grams, total_variation
 
 DEFAULT_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
 OPTIMIZERS = ("lbfgs", "adam")
@@ -94,7 +91,7 @@ def check_layers(encoder: nn.Module, layers: Sequence[str]) -> list[str]:
     return encoders.check_layers(encoder, layers, GatysError)
 
 
-def _check_options(opts: GatysOptions) -> None:
+def check_options(opts: GatysOptions) -> None:
     if opts.optimizer not in OPTIMIZERS:
         raise GatysError(f"optimizer {opts.optimizer!r}: expected one of {', '.join(OPTIMIZERS)}")
     if opts.init not in INITS:
@@ -130,7 +127,7 @@ def run_gatys(
 ) -> GatysResult:
     """Optimise an image [3, H, W] in [0, 1] to match content's and style's features (on encoder's device)."""
     opts = opts or GatysOptions()
-    _check_options(opts)
+    check_options(opts)
     if content.dim() != 3 or style.dim() != 3 or content.shape[0] != 3 or style.shape[0] != 3:
         raise GatysError(f"expected [3, H, W] images, got content {tuple(content.shape)}, style {tuple(style.shape)}")
     style_layers = list(opts.style_layers)
@@ -203,61 +200,3 @@ def run_gatys(
     with torch.no_grad():
         result = image.detach().clamp(0, 1)[0].cpu()
     return GatysResult(image=result, history=history, seconds=seconds)
-
-
-def write_history_csv(path: Path, history: list[dict]) -> None:
-    from stylepipe.core.io import atomic_path
-
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["step", "loss", "content", "style", "tv"])
-        writer.writeheader()
-        writer.writerows(history)
-
-
-def history_path(output: Path) -> Path:
-    return output.with_name(f"{output.stem}_history.csv")
-
-
-def gatys_files(
-    content: Path, style: Path, output: Path, opts: GatysOptions, common,
-    encoder: Path = paths.ENCODER, progress: bool = True,
-) -> dict:
-    """The `stylepipe gatys` command: read, optimise, save image + loss history atomically."""
-    from PIL import Image
-
-    from stylepipe.core.io import atomic_path
-    from stylepipe.core.runtime import resolve_runtime
-    from stylepipe.core.viz import to_pil
-    from stylepipe.models.encoders import load_encoder
-    from stylepipe.stylize import read_image
-
-    fmt = Image.registered_extensions().get(output.suffix.lower())
-    if fmt is None:
-        raise GatysError(f"{output}: unknown image extension {output.suffix!r} (use e.g. .png)")
-    _check_options(opts)
-    runtime = resolve_runtime(common)
-    enc = load_encoder(encoder, map_location=runtime.device).to(runtime.device)
-    check_layers(enc, [opts.content_layer, *opts.style_layers])
-    content_img = read_image(content, opts.size)
-    style_img = read_image(style, opts.size)
-    result = run_gatys(enc, content_img, style_img, opts, progress=progress)
-    with atomic_path(output) as tmp:
-        to_pil(result.image).save(tmp, format=fmt)
-    hist = history_path(output)
-    write_history_csv(hist, result.history)
-    first, last = result.history[0], result.history[-1]
-    return {
-        "output": str(output),
-        "history": str(hist),
-        "encoder": enc.spec.name,
-        "device": str(runtime.device),
-        "size": list(result.image.shape[1:]),
-        "optimizer": opts.optimizer,
-        "init": opts.init,
-        "iterations": result.iterations,
-        "seconds": round(result.seconds, 3),
-        "iterations_per_s": round(result.iterations / result.seconds, 3) if result.seconds else None,
-        "weights": {"content": opts.content_weight, "style": opts.style_weight, "tv": opts.tv_weight},
-        "initial_loss": first["loss"],
-        "final": {k: last[k] for k in ("loss", "content", "style", "tv")},
-    }

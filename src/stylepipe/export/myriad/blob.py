@@ -29,8 +29,7 @@ from stylepipe.core import paths
 from stylepipe.core.config import Params
 from stylepipe.core.errors import StylepipeError
 from stylepipe.core.io import atomic_dir, file_digest, write_json
-from stylepipe.export.johnson import onnx_name
-from stylepipe.export.onnx import BAKED_ONNX, STATS_ONNX
+from stylepipe.core.paths import BAKED_ONNX, STATS_ONNX, johnson_onnx_name
 
 BLOB_NAME = "adain_baked.blob"
 IMAGE_INPUT = "content"
@@ -69,7 +68,7 @@ def compile_params(inputs: dict[str, list[int]]) -> list[str]:
 def blob_sources(params: Params, onnx_dir: Path, johnson_dir: Path) -> list[Path]:
     """The ONNX models compiled online: AdaIN baked and stats-input, and each listed Johnson style."""
     styles = params.train_johnson.styles
-    return [onnx_dir / BAKED_ONNX, onnx_dir / STATS_ONNX, *(johnson_dir / s / onnx_name(s) for s in styles)]
+    return [onnx_dir / BAKED_ONNX, onnx_dir / STATS_ONNX, *(johnson_dir / s / johnson_onnx_name(s) for s in styles)]
 
 
 def onnx_io_shapes(onnx_path: Path) -> dict[str, dict[str, list[int]]]:

@@ -1,151 +1,17 @@
-"""Encoders, weights conversion and download, AdaIN and the decoder."""
+"""AdaIN: the statistics it transfers, the decoder (plan, width, file format) and the stylizer."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import h5py
 import pytest
 import torch
-from torchvision.models.vgg import cfgs, make_layers
 
-from stylepipe.core.config import parse_params
-from stylepipe.core.io import file_digest
-from stylepipe.models.adain import (
-    AdaINStylizer,
-    Decoder,
-    adain,
-    decoder_plan,
-    load_decoder,
-    load_stylizer,
-    mean_std,
-    save_decoder,
-)
-from stylepipe.models.encoders import TAP_CHANNELS, WeightsError, build_encoder, full_depth, load_encoder
-from stylepipe.models.weights import (
-    download_checkpoint,
-    hed_h5_path,
-    hed_state_dict,
-    run_weights,
-    torchvision_state_dict,
-)
+from stylepipe.adain.model import AdaINStylizer, Decoder, decoder_plan, load_decoder, load_stylizer, save_decoder
+from stylepipe.nn.encoders import TAP_CHANNELS, WeightsError, build_encoder
+from stylepipe.nn.functional import adain, mean_std
 
-from .conftest import ADAIN_DEPTHS, depth_id, tiny_params_dict
-from .data_fixtures import ServerState, http_server
-from .netutil import refusing_port
-
-HED_SHA = "4502df9d0a88873911ea191cb2be5147d190f6a7f4c21731a418960f6bdb8e8f"
-
-
-@pytest.mark.parametrize("name", ["vgg16_hed", "vgg19", "vgg19_bn"])
-def test_encoder_taps_and_shapes(name):
-    enc = build_encoder(name)
-    feats = enc(torch.rand(2, 3, 64, 48))
-    assert list(feats) == ["relu1_1", "relu2_1", "relu3_1", "relu4_1"]
-    for i, (tap, f) in enumerate(feats.items()):
-        assert f.shape == (2, TAP_CHANNELS[tap], 64 // 2**i, 48 // 2**i)
-        assert (f >= 0).all()
-    assert not any(p.requires_grad for p in enc.parameters())
-
-
-def test_encoder_stays_in_eval_mode_and_bn_stats_never_update():
-    enc = build_encoder("vgg19_bn")
-    before = {k: v.clone() for k, v in enc.state_dict().items() if "running" in k}
-    enc.train()
-    assert not enc.training
-    enc(torch.rand(2, 3, 32, 32) * 5)
-    after = {k: v for k, v in enc.state_dict().items() if "running" in k}
-    assert all(torch.equal(before[k], after[k]) for k in before)
-
-
-def test_hed_weights_convert_to_torch_layout():
-    h5 = hed_h5_path()
-    state = hed_state_dict(h5, HED_SHA)
-    with h5py.File(h5) as f:
-        kernel = torch.from_numpy(f["block1/layers/conv2d/vars/0"][()])
-        last = torch.from_numpy(f["block4/layers/conv2d_2/vars/1"][()])
-    first_key = "layers.1.weight"
-    assert torch.equal(state[first_key], kernel.permute(3, 2, 0, 1))
-    assert state[first_key].shape == (64, 3, 3, 3)
-    biases = [k for k in state if k.endswith("bias")]
-    assert torch.equal(state[biases[-1]], last)
-    assert len(biases) == 10  # VGG16 convs up to relu4_3 (all of block 4)
-
-
-def test_hed_checksum_mismatch_is_refused():
-    with pytest.raises(WeightsError, match="does not match the pinned"):
-        hed_state_dict(hed_h5_path(), "0" * 64)
-
-
-def test_weights_stage_writes_uniform_file(tmp_path: Path):
-    params = parse_params(tiny_params_dict())
-    record = run_weights(params, tmp_path / "encoder")
-    enc = load_encoder(tmp_path / "encoder" / "encoder.pt")
-    assert enc.spec.name == "vgg16_hed"
-    assert record["file_sha256"] == file_digest(tmp_path / "encoder" / "encoder.pt")
-    # real pretrained filters respond to structure: an edge image gives stronger relu1_1 than a flat one
-    flat = torch.full((1, 3, 32, 32), 0.5)
-    edges = flat.clone()
-    edges[..., ::4, :] = 1.0
-    assert enc(edges)["relu1_1"].std() > enc(flat)["relu1_1"].std() * 2
-
-
-def test_load_encoder_errors_name_the_file(tmp_path: Path):
-    with pytest.raises(WeightsError, match="not found"):
-        load_encoder(tmp_path / "missing.pt")
-    junk = tmp_path / "junk.pt"
-    junk.write_bytes(b"not a torch file")
-    with pytest.raises(WeightsError, match=r"junk\.pt: not a readable"):
-        load_encoder(junk)
-    wrong = tmp_path / "wrong.pt"
-    state = build_encoder("vgg16_hed").state_dict()
-    state["layers.1.weight"] = torch.zeros(32, 3, 3, 3)
-    torch.save({"name": "vgg16_hed", "state_dict": state}, wrong)
-    with pytest.raises(WeightsError, match=r"shape mismatch.*layers\.1\.weight"):
-        load_encoder(wrong)
-
-
-def _fake_torchvision_checkpoint(directory: Path, name: str) -> Path:
-    """A real torchvision VGG feature stack (random weights) saved under torchvision's naming scheme."""
-    torch.manual_seed(0)
-    features = make_layers(cfgs["E"], batch_norm=name == "vgg19_bn")
-    state = {f"features.{k}": v for k, v in features.state_dict().items()}
-    tmp = directory / "tmp.pth"
-    torch.save(state, tmp)
-    final = directory / f"{name}-{file_digest(tmp)[:8]}.pth"
-    tmp.rename(final)
-    return final
-
-
-@pytest.mark.parametrize("name", ["vgg19", "vgg19_bn"])
-def test_torchvision_download_and_mapping(tmp_path: Path, name: str):
-    served = tmp_path / "served"
-    served.mkdir()
-    ckpt = _fake_torchvision_checkpoint(served, name)
-    with http_server(ServerState(files={f"/{ckpt.name}": ckpt.read_bytes()})) as base:
-        got = download_checkpoint(f"{base}/{ckpt.name}", tmp_path / "cache" / ckpt.name)
-    state = torchvision_state_dict(got, name)
-    theirs = torch.load(ckpt, weights_only=True)
-    assert torch.equal(state["layers.1.weight"], theirs["features.0.weight"])
-    enc = build_encoder(name, full_depth(name))
-    enc.load_state_dict(state)  # every key and shape fits, all of block 4
-
-
-def test_torchvision_download_rejects_wrong_hash(tmp_path: Path):
-    served = tmp_path / "served"
-    served.mkdir()
-    ckpt = _fake_torchvision_checkpoint(served, "vgg19")
-    lying = served / "vgg19-00000000.pth"
-    ckpt.rename(lying)
-    state = ServerState(files={f"/{lying.name}": lying.read_bytes()})
-    with http_server(state) as base, pytest.raises(WeightsError, match="does not start with 00000000"):
-        download_checkpoint(f"{base}/{lying.name}", tmp_path / "cache" / lying.name)
-    assert not (tmp_path / "cache" / lying.name).exists()
-
-
-def test_torchvision_download_offline_is_a_clear_error(tmp_path: Path):
-    with refusing_port() as port, pytest.raises(WeightsError, match=r"download failed.*vgg16_hed"):
-        download_checkpoint(f"http://127.0.0.1:{port}/vgg19-dcbb9e9d.pth", tmp_path / "x.pth", timeout_s=5)
+from .conftest import ADAIN_DEPTHS, depth_id
 
 
 def test_adain_matches_style_statistics():
@@ -256,7 +122,7 @@ def test_decoder_round_trip_and_mismatch(tmp_path: Path):
 
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_decoder_upsampling_equals_nearest_interpolate(channels_last: bool):
-    from stylepipe.models.adain import upsample_nearest2x
+    from stylepipe.nn.layers import upsample_nearest2x
 
     x = torch.randn(2, 5, 7, 9, requires_grad=True)
     xx = x.contiguous(memory_format=torch.channels_last) if channels_last else x

@@ -1,10 +1,6 @@
-"""`stylepipe stylize` and its Python API: images, folders and videos through any stylizer.
+"""AdaIN stylisation behind `stylepipe stylize` and its Python API (the file, folder and video I/O is
+`stylepipe.apply`'s).
 
-Two layers:
-* `run_stylizer(content, output, stylizer)`: model-agnostic I/O. A stylizer is any callable taking a
-  [1, 3, H, W] float tensor in [0, 1] (H, W multiples of 8) and returning one of the same size. Handles
-  images (any mode, any size: reflect-padded to multiples of 8 and cropped back), folders (bad files are
-  skipped and reported), videos (PyAV, audio copied), `content_size`, progress bars.
 * `AdaINStylize`: the AdaIN stylizer with the reference tools' options: alpha, interpolation between
   several styles (weighted mean of their feature statistics = the reference's weighted sum of AdaIN
   outputs), spatial masks (per-region AdaIN as the Lua reference: each region of the content features
@@ -13,12 +9,12 @@ Two layers:
   recoloured to the content's RGB mean/covariance before encoding), tiling for large frames with the
   statistics of the whole frame's content features (so tiles share one tone), and the fast path (cached
   style statistics, bf16 autocast, channels_last, torch.compile, optional CUDA graphs).
-`stylize(...)` wires both for the CLI.
+`stylize(...)` wires it to `apply.run_stylizer` for the CLI.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -27,75 +23,23 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from tqdm import tqdm
 
+from stylepipe.adain.fast import FastAdaIN, fast_network
+from stylepipe.adain.model import AdaINStylizer, load_stylizer
+from stylepipe.apply import StylizeError, read_image, run_stylizer
 from stylepipe.core import paths
 from stylepipe.core.config import Common
-from stylepipe.core.errors import InputError
-from stylepipe.core.io import atomic_path
 from stylepipe.core.media import (
     MediaError,
-    VideoWriter,
-    is_video,
-    iter_video_frames,
-    list_images,
     open_image,
-    probe_video,
 )
 from stylepipe.core.runtime import Runtime, resolve_runtime
 from stylepipe.core.tiling import GRID, available_bytes, choose_tile, feather, pad_to_grid, plan_windows
-from stylepipe.core.viz import to_pil
-from stylepipe.data.datasets import image_to_tensor, resize_short, short_side_size
-from stylepipe.models.adain import AdaINStylizer, load_stylizer
-from stylepipe.models.fast import FastAdaIN, fast_network
-from stylepipe.models.functional import blend, coral, mean_std_of_sums, normalise
-from stylepipe.models.statistics import StatsOrigin, StyleBank
+from stylepipe.nn.functional import blend, coral, mean_std_of_sums, normalise
+from stylepipe.nn.statistics import StatsOrigin, StyleBank
 
-Stylizer = Callable[[torch.Tensor], torch.Tensor]
 PreserveColor = Literal["luminance", "coral"] | None
-RECOMPUTE = "compute them with this model (`stylepipe stylize --style ... --save-style-stats`)"
-MIN_SIDE = 16  # at the deepest AdaIN layer (relu4_1, 1/8 scale) the map must be 2x2 for reflection padding
-
-
-class StylizeError(InputError):
-    """An input cannot be used or an option is out of range; the message names the file or option."""
-
-
-# ----------------------------------------------------------------------------------------------- images
-
-
-def read_image(path: Path, size: int = 0, upscale: bool = False) -> torch.Tensor:
-    """RGB tensor [3, H, W] in [0, 1]; `size` > 0 resizes the shorter side (down only unless `upscale`)."""
-    try:
-        img = open_image(path)
-    except MediaError as err:
-        raise StylizeError(str(err)) from None
-    img = _resize(img, size, upscale)
-    if min(img.size) < MIN_SIDE:
-        raise StylizeError(f"{path}: image {img.size[0]}x{img.size[1]} is too small (need at least {MIN_SIDE} px)")
-    return image_to_tensor(img)
-
-
-def _resize(img: Image.Image, size: int, upscale: bool = False) -> Image.Image:
-    if size and (upscale or min(img.size) > size):
-        return resize_short(img, size) if upscale else img.resize(short_side_size(*img.size, size),
-                                                                  Image.Resampling.LANCZOS)
-    return img
-
-
-def apply_padded(stylizer: Stylizer, image: torch.Tensor) -> torch.Tensor:
-    """Run a stylizer on a [3, H, W] image of any size: pad to the grid, stylise, crop back."""
-    padded, (h, w) = pad_to_grid(image[None])
-    return stylizer(padded)[0, :, :h, :w]
-
-
-def save_image(img: torch.Tensor, path: Path) -> None:
-    """Atomically write a [3, H, W] tensor; the format follows the suffix (.png, .jpg, .webp, ...)."""
-    fmt = Image.registered_extensions().get(path.suffix.lower())
-    if fmt is None:
-        raise StylizeError(f"{path}: unknown image suffix {path.suffix!r} (use .png or .jpg)")
-    with atomic_path(path) as tmp:
-        to_pil(img).save(tmp, format=fmt)
+RECOMPUTE = "compute them with this model from the style images (and save them with save_style_stats)"
 
 
 # ------------------------------------------------------------------------------------------ colour ops
@@ -118,13 +62,13 @@ def keep_content_colour(stylised: torch.Tensor, content: torch.Tensor) -> torch.
 def normalise_weights(weights: Sequence[float] | None, n: int) -> torch.Tensor:
     if weights is None:
         if n != 1:
-            raise StylizeError(f"{n} styles given: pass --weights (one per style) or --mask")
+            raise StylizeError(f"{n} styles given: pass weights (one per style) or a mask", ("weights", "mask"))
         return torch.ones(1)
     if len(weights) != n:
-        raise StylizeError(f"--weights has {len(weights)} values for {n} styles")
+        raise StylizeError(f"weights has {len(weights)} values for {n} styles", ("weights",))
     w = torch.tensor([float(v) for v in weights])
     if (w < 0).any() or float(w.sum()) <= 0:
-        raise StylizeError(f"--weights {list(weights)} must be non-negative with a positive sum")
+        raise StylizeError(f"weights {list(weights)} must be non-negative with a positive sum", ("weights",))
     return w / w.sum()
 
 
@@ -181,17 +125,19 @@ class StylizeOptions:
 
     def validate(self) -> None:
         if not 0.0 <= self.alpha <= 1.0:
-            raise StylizeError(f"--alpha {self.alpha} is out of range: expected 0..1")
+            raise StylizeError(f"alpha {self.alpha} is out of range: expected 0..1", ("alpha",))
         if self.preserve_color not in (None, "luminance", "coral"):
-            raise StylizeError(f"--preserve-color {self.preserve_color!r}: expected luminance or coral")
+            raise StylizeError(f"preserve_color {self.preserve_color!r}: expected luminance or coral",
+                               ("preserve_color",))
         if self.mask is not None and self.weights is not None:
-            raise StylizeError("--mask and --weights exclude each other: the mask decides which style goes where")
+            raise StylizeError("mask and weights exclude each other: the mask decides which style goes where",
+                               ("mask", "weights"))
         for name in ("tile_overlap", "tile_context"):
             if getattr(self, name) % GRID or getattr(self, name) < 0:
-                raise StylizeError(f"{name} {getattr(self, name)} must be a non-negative multiple of {GRID}")
+                raise StylizeError(f"{name} {getattr(self, name)} must be a non-negative multiple of {GRID}", (name,))
         if self.tile is not None and self.tile and (self.tile % GRID or self.tile <= self.tile_overlap):
-            raise StylizeError(f"--tile {self.tile} must be a multiple of {GRID} larger than the overlap "
-                               f"{self.tile_overlap}")
+            raise StylizeError(f"tile {self.tile} must be a multiple of {GRID} larger than the overlap "
+                               f"{self.tile_overlap}", ("tile",))
 
 
 class AdaINStylize:
@@ -203,8 +149,8 @@ class AdaINStylize:
         if stats is None and style_images is None:
             raise StylizeError("no style given: pass style image(s) or a style statistics file")
         if options.preserve_color == "coral" and style_images is None:
-            raise StylizeError("--preserve-color coral recolours the style image, which cached statistics do not "
-                               "have: use --preserve-color luminance with --style-stats")
+            raise StylizeError("preserve_color coral recolours the style image, which cached statistics do not "
+                               "have: use preserve_color luminance with style statistics", ("preserve_color",))
         if stats is not None:
             stats.check_fits(StatsOrigin.of(model), f"styles {stats.names}", RECOMPUTE)
         self.model, self.rt, self.opts = model, rt, options
@@ -219,7 +165,7 @@ class AdaINStylize:
             try:
                 self.regions = mask_regions(open_image(options.mask), self.n_styles)
             except MediaError as err:
-                raise StylizeError(f"--mask: {err}") from None
+                raise StylizeError(str(err), ("mask",)) from None
         self.element_bytes = 2 if rt.bf16 else 4
         # without coral the target statistics are the same for every frame: mixed and moved once
         self.fixed_style = None if stats is None or options.preserve_color == "coral" else self._region_style(stats)
@@ -323,120 +269,6 @@ class AdaINStylize:
         return mean.float()[:, None, :, None, None], std.float()[:, None, :, None, None]
 
 
-# ------------------------------------------------------------------------------------------- I/O driver
-
-
-def _output_for(content: Path, output: Path, suffix: str = ".png") -> Path:
-    if output.is_dir() or output.suffix == "":
-        return output / f"{content.stem}_stylized{suffix}"
-    return output
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
-
-
-def _refuse_overwriting(sources: Sequence[Path], targets: Sequence[Path]) -> None:
-    """No output may land on an input: the original would be replaced by its stylised copy."""
-    for target in targets:
-        hit = next((s for s in sources if _same_file(s, target)), None)
-        if hit is not None:
-            raise StylizeError(f"{target}: the output would overwrite the input {hit}; choose another -o")
-
-
-def folder_targets(images: Sequence[Path], output: Path) -> dict[Path, Path]:
-    """Output file per input image: <stem>_stylized.png, or <stem>_<ext>_stylized.png for inputs whose
-    stems collide (a.jpg and a.png), so that no two inputs write the same file."""
-    stems: dict[str, int] = {}
-    for path in images:
-        stems[path.stem] = stems.get(path.stem, 0) + 1
-    targets = {path: output / (f"{path.stem}_stylized.png" if stems[path.stem] == 1
-                               else f"{path.stem}_{path.suffix.lstrip('.').lower()}_stylized.png") for path in images}
-    by_target: dict[Path, list[str]] = {}
-    for path, target in targets.items():
-        by_target.setdefault(target, []).append(path.name)
-    clashes = {target.name: names for target, names in by_target.items() if len(names) > 1}
-    if clashes:
-        raise StylizeError(f"{output}: several inputs would write the same output {clashes}; rename them")
-    return targets
-
-
-def _fit(image: torch.Tensor, size: int) -> torch.Tensor:
-    """Shrink [3, H, W] so the shorter side is `size` (never upscale; 0 = keep)."""
-    h, w = image.shape[-2:]
-    if not size or min(h, w) <= size:
-        return image
-    nw, nh = short_side_size(w, h, size)
-    return F.interpolate(image[None], size=(nh, nw), mode="bicubic", antialias=True, align_corners=False)[0].clamp(0, 1)
-
-
-def _stylise_image(stylizer: Stylizer, source: Path, target: Path, size: int) -> str:
-    image = read_image(source, size)
-    save_image(apply_padded(stylizer, image), target)
-    return str(target)
-
-
-def _stylise_video(stylizer: Stylizer, source: Path, target: Path, size: int, progress: bool) -> dict:
-    try:
-        info = probe_video(source)
-    except MediaError as err:
-        raise StylizeError(str(err)) from None
-    if target.suffix.lower() != ".mp4":
-        raise StylizeError(f"{target}: video output must be an .mp4 file")
-    writer = None
-    with atomic_path(target) as tmp:
-        bar = tqdm(total=info.frames or None, desc=source.name, unit="frame", disable=not progress)
-        try:
-            for frame in iter_video_frames(source):
-                image = _fit(torch.from_numpy(frame).permute(2, 0, 1).float() / 255.0, size)
-                out = apply_padded(stylizer, image)
-                out = out[:, : out.shape[1] // 2 * 2, : out.shape[2] // 2 * 2]  # H.264 needs even sizes
-                if writer is None:
-                    writer = VideoWriter(tmp, info.fps, out.shape[2], out.shape[1],
-                                         audio_from=source if info.has_audio else None)
-                writer.write(np.asarray(to_pil(out)))
-                bar.update()
-        except MediaError as err:
-            raise StylizeError(str(err)) from None
-        finally:
-            bar.close()
-            if writer is not None:
-                writer.close()
-        if writer is None or writer.frames == 0:
-            raise StylizeError(f"{source}: video has no frames")
-    return {"output": str(target), "frames": writer.frames, "audio": writer.audio}
-
-
-def run_stylizer(content: Path, output: Path, stylizer: Stylizer, content_size: int = 0,
-                 progress: bool = True) -> dict:
-    """Stylise an image (output: a file, or a folder), a folder of images (output: a folder; unreadable
-    files are skipped and reported; a.jpg and a.png get distinct outputs) or a video (output: an .mp4;
-    audio copied) with any stylizer. An output that would overwrite an input is refused before any work."""
-    content, output = Path(content), Path(output)
-    if content.is_dir():
-        if output.exists() and not output.is_dir():
-            raise StylizeError(f"{output}: a folder input needs an output folder, not a file")
-        targets = folder_targets(list_images(content), output)
-        _refuse_overwriting(list(targets), list(targets.values()))
-        written, skipped = [], {}
-        for path, target in tqdm(targets.items(), desc=str(content), unit="image", disable=not progress):
-            try:
-                written.append(_stylise_image(stylizer, path, target, content_size))
-            except StylizeError as err:
-                skipped[str(path)] = str(err)
-        if not written and skipped:
-            raise StylizeError(f"{content}: no image could be stylised: {skipped}")
-        return {"written": written, "skipped": skipped}
-    if not content.exists():
-        raise StylizeError(f"{content}: no such file or folder")
-    target = _output_for(content, output, ".mp4" if is_video(content) else ".png")
-    _refuse_overwriting([content], [target])
-    if is_video(content):
-        return {"written": [], "skipped": {}, "video": _stylise_video(stylizer, content, target, content_size,
-                                                                       progress)}
-    return {"written": [_stylise_image(stylizer, content, target, content_size)], "skipped": {}}
-
-
 def stylize(
     content: Path,
     output: Path,
@@ -456,9 +288,9 @@ def stylize(
     options = options or StylizeOptions()
     options.validate()
     if bool(style) == (style_stats is not None):
-        raise StylizeError("give style image(s) (--style) or a style statistics file (--style-stats), one of them")
+        raise StylizeError("give style image(s) or a style statistics file, one of them", ("style", "style_stats"))
     if style_names and style_stats is None:
-        raise StylizeError("--style-names selects styles of a --style-stats file")
+        raise StylizeError("style_names selects styles of a style statistics file", ("style_names", "style_stats"))
     rt = resolve_runtime(common or Common())
     model = load_stylizer(encoder, decoder).to(rt.device)
     images = None

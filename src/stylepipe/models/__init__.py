@@ -1,1 +1,0 @@
-"""Networks: encoders and their weights, the AdaIN decoder, Johnson's transformer, published models."""
