@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from stylepipe.data.shards import ShardStore, ShardWriter
+
 
 @dataclass
 class ServerState:
@@ -183,3 +185,12 @@ def build_raw(raw: Path) -> dict[str, str]:
     (raw / "wikiart" / "StyleB" / "broken.jpg").write_bytes(b"not an image at all")
     return {"tiny.jpg": "too small", "truncated.jpg": "truncated", "empty.jpg": "empty",
             "missing.jpg": "missing", "broken.jpg": "not a recognised image"}
+
+
+def shard_store(path: Path, items: list[tuple[str, str | None, tuple[int, int]]]) -> ShardStore:
+    """A shard store at `path` of seeded JPEG photos, one per (split, label, (width, height)) item."""
+    with ShardWriter(path, shard_max_bytes=3_000) as w:
+        for k, (split, label, (width, height)) in enumerate(items):
+            w.add(jpeg(photo(width, height, k)), id=f"img{k}", source="t", split=split, label=label,
+                  width=width, height=height)
+    return ShardStore(path)

@@ -1,6 +1,6 @@
 """Two-node data-parallel training: two `torchrun --nnodes 2` launches, as two nodes' job steps would
 start them, meet through a c10d rendezvous on 127.0.0.1 and train with gloo; the update per global batch
-is the single process's, as tests/test_distributed.py checks for one node."""
+is the single process's, as tests/train/test_distributed.py checks for one node."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from torch.distributed import TCPStore
 
 from ..conftest import make_project_copy, run
-from ..test_distributed import assert_same_update, single_process_reference, worker_args, worker_env
+from ..train.test_distributed import assert_same_update, single_process_reference, worker_args, worker_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 

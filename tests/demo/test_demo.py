@@ -22,9 +22,9 @@ from stylepipe.demo.ui import DisplayError, StyleCycler
 from stylepipe.nn.encoders import TAP_CHANNELS
 from stylepipe.nn.statistics import StyleBankError
 
-from .conftest import ADAIN_DEPTHS, depth_id, save_tiny_models
+from ..conftest import ADAIN_DEPTHS, depth_id, save_tiny_models
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SIZE = (48, 32)  # (width, height)
 SHALLOW, DEEP = ADAIN_DEPTHS
 

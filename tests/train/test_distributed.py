@@ -20,11 +20,11 @@ from stylepipe.data.datasets import RandomPairs
 from stylepipe.train.distributed import SINGLE, DistEnv, per_rank_batch, torchrun_argv
 from stylepipe.train.loop import fit
 from tests.conftest import ADAIN_DEPTHS, depth_id
-from tests.ddp_worker import CFG, global_batches, make_task
-from tests.test_datasets import _store
+from tests.data_fixtures import shard_store
+from tests.train.ddp_worker import CFG, global_batches, make_task
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def worker_env() -> dict[str, str]:
@@ -96,8 +96,8 @@ def test_global_batch_must_split_over_processes():
 
 
 def test_each_rank_draws_its_own_stream_and_share(tmp_path: Path):
-    content = _store(tmp_path / "content", [("train", None, (40, 40))] * 3)
-    style = _store(tmp_path / "style", [("train", "A", (40, 40))] * 3)
+    content = shard_store(tmp_path / "content", [("train", None, (40, 40))] * 3)
+    style = shard_store(tmp_path / "style", [("train", "A", (40, 40))] * 3)
     streams = []
     for rank in range(2):
         ds = RandomPairs(content, style, crop=16, seed=3, length=5, rank=rank, world_size=2)
@@ -121,8 +121,8 @@ def test_decoding_on_the_device_yields_the_same_batches(tmp_path: Path):
     from stylepipe.core.config import TrainAdain
     from stylepipe.train.plumbing import chunk_loader
 
-    content = _store(tmp_path / "content", [("train", None, (80, 60)), ("train", None, (64, 96))])
-    style = _store(tmp_path / "style", [("train", "A", (70, 70)), ("train", "B", (90, 50))])
+    content = shard_store(tmp_path / "content", [("train", None, (80, 60)), ("train", None, (64, 96))])
+    style = shard_store(tmp_path / "style", [("train", "A", (70, 70)), ("train", "B", (90, 50))])
     base = dict(iterations=4, batch_size=2, crop=32, lr=1e-3, checkpoint_every=3, log_every=1, image_every=9,
                 num_workers=2)
     cpu = torch.device("cpu")

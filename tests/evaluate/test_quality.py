@@ -18,7 +18,7 @@ from stylepipe.core.config import load_params
 from stylepipe.evaluate.stage import held_out_pairs
 from stylepipe.nn.metrics import floor_metrics, image_metrics, metric_encoder, quality_checks
 
-from .conftest import ROOT, make_project_copy, run
+from ..conftest import ROOT, make_project_copy, run
 
 pytestmark = pytest.mark.integration
 

@@ -34,7 +34,7 @@ from stylepipe.nn.losses import colour_loss, gram, gram_loss, gram_target_loss
 from stylepipe.nn.weights import hed_h5_path, hed_state_dict
 from stylepipe.train.loop import fit
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RT = resolve_runtime(Common(device="cpu"))
 HED_SHA = "4502df9d0a88873911ea191cb2be5147d190f6a7f4c21731a418960f6bdb8e8f"
 STYLE = "Cubism"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import ROOT, run
+from ..conftest import ROOT, run
 
 PROFILE = ROOT / "workflow" / "profiles" / "local"
 

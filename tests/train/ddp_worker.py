@@ -1,7 +1,7 @@
-"""Run by tests/test_distributed.py under real torchrun: train a tiny AdaIN decoder with DDP on gloo.
+"""Run by tests/train/test_distributed.py under real torchrun: train a tiny AdaIN decoder with DDP on gloo.
 
 Every process takes its slice of the same global batches; rank 0 saves the history and the weights.
-    python -m torch.distributed.run --standalone --nproc_per_node N tests/ddp_worker.py OUT_DIR [LAYER WIDTH]
+    python -m torch.distributed.run --standalone --nproc_per_node N tests/train/ddp_worker.py OUT_DIR [LAYER WIDTH]
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import yaml
 from stylepipe.core.config import deep_merge
 from stylepipe.core.profiles import apply_profile
 
-from .conftest import ROOT
+from ..conftest import ROOT
 
 
 def _comments(text: str) -> list[str]:

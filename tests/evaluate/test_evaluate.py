@@ -15,7 +15,7 @@ from stylepipe.evaluate.stage import assemble_metrics, headline, numeric_metrics
 from stylepipe.nn.functional import mean_std
 from stylepipe.nn.metrics import colour_histogram_distance, colour_transfer, ssim_luminance
 
-from .conftest import run
+from ..conftest import run
 
 
 def test_identical_images_have_zero_distance_and_full_ssim():

@@ -25,9 +25,9 @@ from stylepipe.nn.encoders import TAP_CHANNELS
 from stylepipe.nn.functional import adain
 from stylepipe.nn.statistics import StatsOrigin, StyleBank, StyleBankError
 
-from .conftest import ADAIN_DEPTHS, depth_id, save_tiny_models
+from ..conftest import ADAIN_DEPTHS, depth_id, save_tiny_models
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SIZE = 32
 
 

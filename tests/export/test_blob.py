@@ -19,9 +19,9 @@ from stylepipe.core.config import Params, deep_merge, parse_params
 from stylepipe.export.myriad import blob as blob_mod
 from stylepipe.export.myriad.blob import BLOB_NAME, BlobError, optimizer_params, run_compile_blob
 
-from .netutil import refusing_port
+from ..netutil import refusing_port
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def make_params(**blob: Any) -> Params:

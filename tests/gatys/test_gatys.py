@@ -16,7 +16,7 @@ from stylepipe.nn.encoders import TAPS, build_encoder
 from stylepipe.nn.losses import gram_loss
 from stylepipe.nn.weights import hed_h5_path, hed_state_dict
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HED_SHA = "4502df9d0a88873911ea191cb2be5147d190f6a7f4c21731a418960f6bdb8e8f"
 VGG16_RELUS = ["relu1_1", "relu1_2", "relu2_1", "relu2_2", "relu3_1", "relu3_2", "relu3_3", "relu4_1"]
 

@@ -160,7 +160,7 @@ CRASH = """
 import os, signal, sys
 from stylepipe.data import shards
 from stylepipe.data.preprocess import run_preprocess
-from tests.test_preprocess import params
+from tests.data.test_preprocess import params
 add = shards.ShardWriter.add
 def add_then_die(self, data, **meta):
     if len(self.records) == 2:

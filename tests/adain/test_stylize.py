@@ -22,7 +22,7 @@ from stylepipe.core.tiling import InsufficientMemoryError, choose_tile, feather,
 from stylepipe.nn.encoders import build_encoder
 from stylepipe.nn.statistics import StatsOrigin, StyleBank, StyleBankError
 
-from .conftest import ADAIN_DEPTHS, depth_id, save_tiny_models
+from ..conftest import ADAIN_DEPTHS, depth_id, save_tiny_models
 
 CPU = Runtime(torch.device("cpu"), bf16=False, channels_last=False, compile=False)
 DEEP = [d for d in ADAIN_DEPTHS if d[0] == "relu4_1"]  # for the I/O tests, where the depth does not matter

@@ -20,9 +20,9 @@ from stylepipe.nn.weights import (
     torchvision_state_dict,
 )
 
-from .conftest import tiny_params_dict
-from .data_fixtures import ServerState, http_server
-from .netutil import refusing_port
+from ..conftest import tiny_params_dict
+from ..data_fixtures import ServerState, http_server
+from ..netutil import refusing_port
 
 HED_SHA = "4502df9d0a88873911ea191cb2be5147d190f6a7f4c21731a418960f6bdb8e8f"
 

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from stylepipe.core.config import ConfigError, Params, load_params, parse_params
 from stylepipe.core.profiles import apply_profile
 
-from .conftest import ROOT, load_default_params
+from ..conftest import ROOT, load_default_params
 
 
 def test_repo_params_are_valid():

@@ -11,7 +11,7 @@ from stylepipe.adain.model import AdaINStylizer, Decoder, decoder_plan, load_dec
 from stylepipe.nn.encoders import TAP_CHANNELS, WeightsError, build_encoder
 from stylepipe.nn.functional import adain, mean_std
 
-from .conftest import ADAIN_DEPTHS, depth_id
+from ..conftest import ADAIN_DEPTHS, depth_id
 
 
 def test_adain_matches_style_statistics():

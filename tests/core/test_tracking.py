@@ -25,7 +25,7 @@ def test_flatten_names_params_like_params_yaml():
 def test_disabled_tracking_logs_nothing(tmp_path: Path):
     from stylepipe.core.config import Tracking, load_params
 
-    params = load_params(Path(__file__).parents[1] / "params.yaml")
+    params = load_params(Path(__file__).parents[2] / "params.yaml")
     params = params.model_copy(update={"tracking": Tracking(enabled=False, uri="sqlite:///runs.db")})
     with stage_run(params, "train_adain", ["common"], root=tmp_path) as tracker:
         tracker.metrics({"loss": 1.0}, step=1)
@@ -37,7 +37,7 @@ def test_disabled_tracking_logs_nothing(tmp_path: Path):
 def _log_one_run(root: str) -> str:
     from stylepipe.core.config import load_params
 
-    params = load_params(Path(__file__).parents[1] / "params.yaml")
+    params = load_params(Path(__file__).parents[2] / "params.yaml")
     with stage_run(params, "train_recon", ["common"], root=Path(root)) as tracker:
         tracker.metrics({"loss": 1.0}, step=1)
         return tracker.run_id
@@ -57,7 +57,7 @@ def test_disabled_tracking_never_logs_the_serving_model(tmp_path: Path, monkeypa
     from stylepipe.core.config import Tracking, load_params
 
     monkeypatch.chdir(tmp_path)
-    params = load_params(Path(__file__).parents[1] / "params.yaml")
+    params = load_params(Path(__file__).parents[2] / "params.yaml")
     params = params.model_copy(update={"tracking": Tracking(enabled=False)})
     calls = []
     with stage_run(params, "evaluate", ["common"], root=tmp_path) as tracker:
@@ -82,7 +82,7 @@ def test_unreachable_server_is_a_clear_error_within_seconds(tmp_path: Path, monk
     sock, uri = _closed_port_uri()
     if listening:
         sock.listen(8)
-    params = load_params(Path(__file__).parents[1] / "params.yaml")
+    params = load_params(Path(__file__).parents[2] / "params.yaml")
     params = params.model_copy(update={"tracking": Tracking(uri=uri)})
     started = time.monotonic()
     with sock, pytest.raises(TrackingError, match=rf"tracking.uri={uri}: the MLflow tracking store does not answer"):  # noqa: SIM117

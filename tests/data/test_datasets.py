@@ -2,34 +2,24 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 from torch.utils.data import DataLoader
 
 from stylepipe.data.datasets import RandomPairs, center_resize_crop, fixed_pairs, worker_share
-from stylepipe.data.shards import ShardStore, ShardWriter
-from tests.data_fixtures import jpeg, photo
+from stylepipe.data.shards import ShardStore
+from tests.data_fixtures import shard_store
 
 CROP = 32
-
-
-def _store(path: Path, items: list[tuple[str, str | None, tuple[int, int]]]) -> ShardStore:
-    with ShardWriter(path, shard_max_bytes=3_000) as w:
-        for k, (split, label, (width, height)) in enumerate(items):
-            w.add(jpeg(photo(width, height, k)), id=f"img{k}", source="t", split=split, label=label,
-                  width=width, height=height)
-    return ShardStore(path)
 
 
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory: pytest.TempPathFactory) -> tuple[ShardStore, ShardStore]:
     root = tmp_path_factory.mktemp("stores")
-    content = _store(root / "content", [("train", None, (80, 60)), ("train", None, (20, 24)),
+    content = shard_store(root / "content", [("train", None, (80, 60)), ("train", None, (20, 24)),
                                         ("train", None, (120, 64)), ("val", None, (64, 64)),
                                         ("val", None, (90, 50))])
-    style = _store(root / "style", [("train", "A", (70, 70)), ("val", "A", (60, 80)),
+    style = shard_store(root / "style", [("train", "A", (70, 70)), ("val", "A", (60, 80)),
                                     ("train", "B", (50, 40)),
                                     ("val", "B", (64, 48)), ("val", "C", (40, 64))])
     return content, style
