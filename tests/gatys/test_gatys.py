@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 
 from stylepipe.cli import main
-from stylepipe.gatys.optimise import FeatureExtractor, GatysError, GatysOptions, relu_names, run_gatys
-from stylepipe.nn.encoders import TAPS, build_encoder
+from stylepipe.gatys.optimise import FeatureExtractor, GatysError, GatysOptions, run_gatys
+from stylepipe.nn.encoders import TAPS, build_encoder, relu_names
 from stylepipe.nn.losses import gram_loss
 from stylepipe.nn.weights import hed_h5_path, hed_state_dict
 

@@ -32,7 +32,6 @@ from tqdm import tqdm
 
 from stylepipe.core.errors import InputError
 from stylepipe.nn import encoders
-from stylepipe.nn.encoders import relu_names  # noqa: F401  (re-exported: the layer naming)
 from stylepipe.nn.losses import content_loss, gram_target_loss, target_grams, total_variation
 
 DEFAULT_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
