@@ -37,8 +37,9 @@ def _copy_tree(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize(
     ("module", "imports"),
-    [("core.io", "cli"), ("demo.oak", "demo.host")],
-    ids=["core-imports-cli", "oak-runner-imports-host-runner"],
+    [("core.io", "cli"), ("demo.oak", "demo.host"), ("johnson.model", "adain.model"), ("nn.functional", "train.loop")],
+    ids=["core-imports-cli", "oak-runner-imports-host-runner", "method-imports-another-method",
+         "building-block-imports-training"],
 )
 def test_an_import_against_a_contract_fails_naming_it(tmp_path: Path, module: str, imports: str):
     root = _copy_tree(tmp_path)
