@@ -1,4 +1,4 @@
-"""AdaIN's decoder and inference network; the AdaIN math itself lives in `models.functional`."""
+"""AdaIN's decoder and inference network; the AdaIN math itself lives in `nn.functional`."""
 
 from __future__ import annotations
 

@@ -4,8 +4,8 @@ Loss (Johnson et al. 2016, the PyTorch example's reductions):
     content_weight * MSE(F_c(net(x)), F_c(x))                         F_c = relu2_2 by default
   + style_weight   * sum_l MSE(gram(F_l(net(x))), gram(F_l(style)))   relu1_2, relu2_2, relu3_3, relu4_3
   + tv_weight      * total_variation(net(x))                          (optional)
-  + colour_weight  * MSE of RGB mean/std, net(x) against the style     (optional, `losses.colour_loss`)
-with Grams normalised by C*H*W (`losses.gram`) and the style's Grams computed once. Features come from
+  + colour_weight  * MSE of RGB mean/std, net(x) against the style     (optional, `nn.losses.colour_loss`)
+with Grams normalised by C*H*W (`nn.functional.gram`) and the style's Grams computed once. Features come from
 the frozen encoder of the `weights` stage, cut after the deepest layer, through the hook-based
 `encoders.FeatureExtractor`.
 

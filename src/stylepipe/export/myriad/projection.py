@@ -8,7 +8,7 @@ latency including the USB3 transfer):
     ResNet-50 at 224x224: 26.5 FPS x 4.087 GMAC = 108.3 GMAC/s effective  -> the projection
     ResNet-18 at 224x224: 94.8 FPS x 1.814 GMAC = 172.0 GMAC/s effective  -> the optimistic bound
 
-The GMAC are torchvision's ResNets' convolution multiply-accumulates as `export.onnx.count_macs` counts
+The GMAC are torchvision's ResNets' convolution multiply-accumulates as `stylepipe.export.onnx.count_macs` counts
 them (the tests recount them). projected FPS = effective GMAC/s / the model's GMAC per frame. ResNet-50 is
 the closer kin (dense 3x3/1x1 convolutions, more work per frame), so its rate is the projection. Style
 networks also keep large full-resolution activations and run reflect Pad (on the SHAVEs), MVN and nearest
