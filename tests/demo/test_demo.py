@@ -95,8 +95,20 @@ def test_render_video_is_decodable(tmp_path: Path) -> None:
 def test_gui_without_display_is_clear(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
-    with pytest.raises(DisplayError, match="no display"):
+    with pytest.raises(DisplayError, match="no display") as err:
         run_host(tmp_path / "missing.mp4", lambda f: f, None, SIZE, show=True)
+    assert "--" not in str(err.value)  # the library names no CLI flag: the CLI adds --record
+
+
+def test_the_cli_names_the_record_option_when_no_display_is_available(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    from stylepipe import cli
+
+    def no_display(params, args):
+        raise DisplayError("a live window was requested but no display is available: record to a file instead")
+
+    monkeypatch.setattr(cli, "_demo_run", no_display)
+    assert cli.main(["demo", "--host", "0"]) == 1
+    assert "record to a file instead (--record out.mp4)" in capsys.readouterr().err
 
 
 def save_bank(path: Path, layer: str, recorded: bool = True) -> Path:
