@@ -27,10 +27,10 @@ from stylepipe.core.media import list_images, open_image
 from stylepipe.core.viz import save_grid
 from stylepipe.data.datasets import center_resize_crop, image_to_tensor
 from stylepipe.nn.metrics import (
-    colour_histogram_distance,
     colour_transfer,
     image_metrics,
     metric_encoder,
+    own_style_closest,
     quality_checks,
 )
 
@@ -44,15 +44,10 @@ def load_folder(folder: Path, size: int) -> dict[str, torch.Tensor]:
     return {p.stem: image_to_tensor(center_resize_crop(open_image(p), size)) for p in images}
 
 
-def own_style_closest(outputs: dict[tuple[str, str], torch.Tensor], styles: dict[str, torch.Tensor]) -> dict:
-    """Per style: the mean histogram distance of its outputs to each style; True when its own is the least."""
-    verdict = {}
-    for s_name in styles:
-        outs = [img for (_, s), img in outputs.items() if s == s_name]
-        dists = {o: float(np.mean([colour_histogram_distance(img, styles[o]) for img in outs])) for o in styles}
-        verdict[s_name] = {"own": dists[s_name], "nearest_other": min(v for k, v in dists.items() if k != s_name),
-                           "closest_is_own": min(dists, key=dists.get) == s_name}
-    return verdict
+def separation(outputs: dict[tuple[str, str], torch.Tensor], contents: dict, styles: dict) -> dict:
+    """`own_style_closest` per style name, on the (content, style) outputs."""
+    grid = [[outputs[(c, s)] for s in styles] for c in contents]
+    return dict(zip(styles, own_style_closest(grid, list(styles.values())), strict=True))
 
 
 @torch.no_grad()
@@ -87,17 +82,17 @@ def main() -> int:
     contents = load_folder(args.eval_dir / "content", args.size)
     styles = load_folder(args.eval_dir / "style", args.size)
     model_m, floor_m, outputs, floor_outputs = score(model, enc, contents, styles)
-    separation = own_style_closest(outputs, styles)
-    floor_separation = own_style_closest(floor_outputs, styles)
+    by_style = separation(outputs, contents, styles)
+    floor_by_style = separation(floor_outputs, contents, styles)
     checks = {**quality_checks(model_m, floor_m),
-              "every_style_closest_to_own": all(v["closest_is_own"] for v in separation.values())}
+              "every_style_closest_to_own": all(v["closest_is_own"] for v in by_style.values())}
     print(f"{len(contents)} contents x {len(styles)} styles at {args.size} px, alpha 1, "
           f"model {args.decoder} ({model.decoder.describe()})")
     print(f"{'metric':<22}{'model':>12}{'floor':>12}")
     for key in model_m:
         print(f"{key:<22}{model_m[key]:>12.4g}{floor_m[key]:>12.4g}")
-    own = sum(v["closest_is_own"] for v in separation.values())
-    floor_own = sum(v["closest_is_own"] for v in floor_separation.values())
+    own = sum(v["closest_is_own"] for v in by_style.values())
+    floor_own = sum(v["closest_is_own"] for v in floor_by_style.values())
     print(f"styles whose outputs are closest in histogram to their own style: {own}/{len(styles)} "
           f"(floor: {floor_own}/{len(styles)})")
     for name, ok in checks.items():
@@ -108,8 +103,8 @@ def main() -> int:
         rows += [[c, *(outputs[(cn, sn)] for sn in names)] for cn, c in contents.items()]
         save_grid(rows, args.grid)
     if args.json:
-        args.json.write_text(json.dumps({"model": model_m, "floor": floor_m, "styles": separation,
-                                         "floor_styles": floor_separation, "checks": checks}, indent=2))
+        args.json.write_text(json.dumps({"model": model_m, "floor": floor_m, "styles": by_style,
+                                         "floor_styles": floor_by_style, "checks": checks}, indent=2))
     return 0 if all(checks.values()) else 1
 
 

@@ -72,7 +72,8 @@ def test_metrics_and_plots(project: Path):
     assert max(len(line) for line in table.splitlines()) <= 120, table  # readable in a 120-column terminal
     detail = json.loads((project / "reports/evaluate/metrics_detail.json").read_text())
     for key in ("content_loss", "style_loss", "ssim_content", "hist_distance_style", "speed.fps_cached_style",
-                "style_separation", "reference_gatys.style_loss", "baseline_colour_transfer.ssim_content"):
+                "style_separation", "reference_gatys.style_loss", "baseline_colour_transfer.ssim_content",
+                "own_style_closest", "baseline_colour_transfer.own_style_closest", "grid_styles"):
         assert key in detail, key
     assert [row["metric"] for row in detail["verdict"]] == ["style_loss", "ssim_content", "hist_distance_style"]
     assert detail["verdict"][0]["vs_floor"].startswith(("better by", "worse by", "equal"))

@@ -11,9 +11,16 @@ from PIL import Image
 
 from stylepipe.core.io import write_json
 from stylepipe.evaluate.report import write_report
-from stylepipe.evaluate.stage import assemble_metrics, headline, numeric_metrics, style_separation, verdict
+from stylepipe.evaluate.stage import (
+    assemble_metrics,
+    headline,
+    numeric_metrics,
+    palette_separation,
+    style_separation,
+    verdict,
+)
 from stylepipe.nn.functional import mean_std
-from stylepipe.nn.metrics import colour_histogram_distance, colour_transfer, ssim_luminance
+from stylepipe.nn.metrics import colour_histogram_distance, colour_transfer, own_style_closest, ssim_luminance
 
 from ..conftest import run
 
@@ -37,6 +44,30 @@ def test_style_separation_detects_a_collapsed_decoder():
     assert style_separation([content_row]) == 0.0
     varied = [[torch.full((3, 8, 8), v) for v in (0.1, 0.5, 0.9)]]
     assert style_separation(varied) > 0.5
+
+
+def _solid(r: float, g: float, b: float) -> torch.Tensor:
+    return torch.tensor([r, g, b]).view(3, 1, 1).expand(3, 8, 8).clone()
+
+
+def test_own_style_closest_tells_kept_palettes_from_one_house_palette():
+    styles = [_solid(0.9, 0.1, 0.1), _solid(0.1, 0.9, 0.1), _solid(0.1, 0.1, 0.9)]
+    kept = [[s.clone() for s in styles] for _ in range(2)]  # each column in its own style's colours
+    assert [v["closest_is_own"] for v in own_style_closest(kept, styles)] == [True, True, True]
+    house = [[styles[1].clone() for _ in styles] for _ in range(2)]  # every style comes out green
+    verdict = own_style_closest(house, styles)
+    assert [v["closest_is_own"] for v in verdict] == [False, True, False]
+    assert verdict[0]["own"] > verdict[0]["nearest_other"] == 0.0
+
+
+def test_palette_separation_counts_the_model_and_the_floor_on_the_same_grid():
+    styles = [_solid(0.9, 0.1, 0.1), _solid(0.1, 0.1, 0.9)]
+    g = torch.Generator().manual_seed(2)
+    pairs = [(torch.rand(3, 8, 8, generator=g), s, {}) for s in styles]
+    house = [[styles[0].clone(), styles[0].clone()] for _ in pairs]  # the model paints everything red
+    counts = palette_separation(pairs, house)
+    assert counts["grid_styles"] == 2 and counts["own_style_closest"] == 1
+    assert 0 <= counts["baseline_colour_transfer.own_style_closest"] <= 2
 
 
 def test_colour_transfer_matches_style_statistics():

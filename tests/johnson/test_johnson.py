@@ -319,16 +319,38 @@ def test_evaluate_scores_johnson_beside_adain_on_the_same_pairs(tmp_path: Path):
     g = torch.Generator().manual_seed(0)
     pairs = [(torch.rand(3, 32, 32, generator=g), torch.rand(3, 32, 32, generator=g), {"style_label": lab})
              for lab in (STYLE, "Abstract", STYLE)]
+    learned = torch.rand(3, 32, 32, generator=g)
+    asked = []
+
+    def painting_of(style: str, size: int) -> torch.Tensor:
+        asked.append((style, size))
+        return learned
+
     params = _params(evaluate={"image_size": 32, "speed_repeats": 1})
-    metrics = evaluate_johnson(params, adain, adain.encoder, pairs, torch.device("cpu"), tmp_path, tmp_path / "models")
-    assert metrics[f"johnson.{STYLE}.pairs"] == 2  # the two evaluation pairs of that style
+    metrics = evaluate_johnson(params, adain, adain.encoder, pairs, torch.device("cpu"), tmp_path, tmp_path / "models",
+                               painting_of)
+    assert asked == [(STYLE, 32)]
+    assert metrics[f"johnson.{STYLE}.pairs"] == 3  # every evaluation content, with the painting it learned
     for prefix in (f"johnson.{STYLE}.", f"johnson.{STYLE}.adain."):
         assert {"content_loss", "style_loss", "gram_loss", "ssim_content"} <= {
             k.removeprefix(prefix) for k in metrics if k.startswith(prefix)
         }
     assert metrics[f"johnson.{STYLE}.fps"] > 0
-    floor = metrics[f"johnson.{STYLE}.floor.style_loss"]  # the colour-transfer floor on the same two pairs
+    floor = metrics[f"johnson.{STYLE}.floor.style_loss"]  # the colour-transfer floor on the same pairs
     assert floor > 0 and metrics[f"johnson.{STYLE}.checks.style_loss_below_floor"] == (
         metrics[f"johnson.{STYLE}.style_loss"] < floor)
     with Image.open(tmp_path / "johnson_grid.png") as grid:
-        assert grid.size == (4 * 36 + 4, 2 * 36 + 4)  # two rows: content | style | AdaIN | Johnson
+        assert grid.size == (4 * 36 + 4, 3 * 36 + 4)  # three rows: content | style | AdaIN | Johnson
+
+
+def test_johnson_is_scored_once_per_held_out_photo_with_its_own_painting():
+    from stylepipe.evaluate.johnson import own_painting_pairs
+
+    photos = [torch.full((3, 4, 4), float(i)) for i in range(3)]
+    painting = torch.zeros(3, 4, 4)
+    pairs = [(photos[0], torch.ones(3, 4, 4), {"content_index": 7, "style_label": "Abstract"}),
+             (photos[1], torch.ones(3, 4, 4), {"content_index": 2, "style_label": STYLE}),
+             (photos[2], torch.ones(3, 4, 4), {"content_index": 7, "style_label": "Ukiyo_e"})]
+    chosen = own_painting_pairs(pairs, STYLE, painting)
+    assert [c for c, _, _ in chosen] == [photos[0], photos[1]]  # content 7 once
+    assert all(p is painting and info["style_label"] == STYLE for _, p, info in chosen)

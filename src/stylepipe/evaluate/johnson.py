@@ -1,16 +1,17 @@
-"""Johnson's per-style networks beside AdaIN in the evaluate stage, on the same evaluation pairs.
+"""Johnson's per-style networks beside AdaIN in the evaluate stage.
 
-For every style in train_johnson.styles: the evaluation pairs whose painting is of that style (else, when
-`evaluate.num_pairs` is too small to reach it, every pair's content with that style's representative
-painting), scored with the evaluate stage's own metrics for both methods at alpha 1 (content loss at
-relu4_1 against the AdaIN target, mean/std and Gram style losses, SSIM, colour histogram) and timed at
-evaluate.image_size. Metrics are `johnson.<style>.<metric>`, `johnson.<style>.adain.<metric>`, the
-colour-transfer floor on the same pairs `johnson.<style>.floor.<metric>` and the quality bar's checks;
-reports/evaluate/johnson_grid.png shows content | style | AdaIN | Johnson rows.
-"""
+For every style in train_johnson.styles: every distinct content photo of the evaluation pairs with the
+painting that style's network learned (its first validation painting, `train.plumbing.style_image`), so a
+per-style network is scored on its own style over every held-out photo rather than on the one pair that
+happens to carry its label. Both methods are scored with the evaluate stage's own metrics at alpha 1
+(content loss at relu4_1 against the AdaIN target, mean/std and Gram style losses, SSIM, colour histogram)
+and timed at evaluate.image_size. Metrics are `johnson.<style>.<metric>`, `johnson.<style>.adain.<metric>`,
+the colour-transfer floor on the same pairs `johnson.<style>.floor.<metric>` and the quality bar's checks;
+reports/evaluate/johnson_grid.png shows content | style | AdaIN | Johnson rows."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -28,30 +29,39 @@ from stylepipe.nn.metrics import floor_metrics, image_metrics, mean_rows, qualit
 GRID = "johnson_grid.png"
 
 
-def style_pairs(pairs: list, style: str, params: Params) -> list:
-    """The evaluation pairs of `style`; if there are none, every content with the style's painting."""
-    chosen = [p for p in pairs if p[2]["style_label"] == style]
-    if chosen:
-        return chosen
+def own_painting_pairs(pairs: list, style: str, painting: torch.Tensor) -> list:
+    """Every distinct content of `pairs` (by its content_index, else its position) with `painting`."""
+    seen: set = set()
+    chosen = []
+    for position, (content, _, info) in enumerate(pairs):
+        key = info.get("content_index", position)
+        if key not in seen:
+            seen.add(key)
+            chosen.append((content, painting, {**info, "style_label": style}))
+    return chosen
+
+
+def training_painting(style: str, size: int) -> torch.Tensor:
+    """The painting train_johnson learns for `style`, at the evaluation size."""
     from stylepipe.train.plumbing import open_stores, style_image
 
-    painting = style_image(open_stores()[1], style, params.evaluate.image_size)
-    return [(c, painting, {**info, "style_label": style}) for c, _, info in pairs]
+    return style_image(open_stores()[1], style, size)
 
 
 @torch.no_grad()
 def evaluate_johnson(
     params: Params, adain: AdaINStylizer, enc: VGGEncoder, pairs: list, device: torch.device, out_dir: Path,
-    model_root: Path = paths.JOHNSON_DIR,
+    model_root: Path = paths.JOHNSON_DIR, painting_of: Callable[[str, int], torch.Tensor] = training_painting,
 ) -> dict[str, float]:
-    """Metrics of every Johnson style beside AdaIN on the same pairs; writes out_dir/johnson_grid.png."""
+    """Metrics of every Johnson style beside AdaIN on every evaluation content with the style's own
+    painting (`painting_of(style, size)`); writes out_dir/johnson_grid.png."""
     metrics: dict[str, float] = {}
     rows: list[list[torch.Tensor]] = []
     size = params.evaluate.image_size
     for style in params.train_johnson.styles:
         net = load_johnson_stylizer(style, model_root).to(device)
         scored = {"johnson": [], "adain": []}
-        chosen = style_pairs(pairs, style, params)
+        chosen = own_painting_pairs(pairs, style, painting_of(style, size))
         for content, painting, _ in chosen:
             c, s = content.to(device)[None], painting.to(device)[None]
             outs = {"johnson": net(c)[0], "adain": adain.stylize(c, s)[0]}

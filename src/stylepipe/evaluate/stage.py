@@ -21,10 +21,12 @@ from stylepipe.evaluate.report import write_report
 from stylepipe.nn.encoders import VGGEncoder
 from stylepipe.nn.metrics import (
     colour_histogram_distance,
+    colour_transfer,
     floor_metrics,
     image_metrics,
     mean_rows,
     metric_encoder,
+    own_style_closest,
     quality_checks,
 )
 from stylepipe.train.plumbing import open_stores
@@ -129,6 +131,7 @@ def run_evaluate(params: Params, out_dir: Path = paths.REPORTS / "evaluate") -> 
         gatys, gatys_images = gatys_reference(enc, pairs[: cfg.gatys_pairs], cfg, params.common.seed, rt.device)
     metrics = assemble_metrics(sweep, floor, gatys, speed, style_separation(cross), len(pairs), cfg.image_size,
                                str(rt.device))
+    metrics.update(palette_separation(pairs, cross))
     out_dir.mkdir(parents=True, exist_ok=True)
     from stylepipe.evaluate.johnson import evaluate_johnson
 
@@ -264,6 +267,20 @@ def style_separation(cross: list[list[torch.Tensor]]) -> float:
         for row in cross for i in range(len(row)) for j in range(i + 1, len(row))
     ]
     return float(np.mean(dists)) if dists else 0.0
+
+
+def palette_separation(pairs: list, cross: list[list[torch.Tensor]]) -> dict[str, int]:
+    """How many of the grid's styles have stylisations nearest in colour histogram to their own painting
+    (`own_style_closest`), for the model and for the colour-transfer floor on the same grid."""
+    contents = [p[0] for p in pairs][: len(cross)]
+    styles = [p[1] for p in pairs][: len(cross[0])]
+    floor = [[colour_transfer(c, s) for s in styles] for c in contents]
+
+    def count(outputs: list[list[torch.Tensor]]) -> int:
+        return sum(bool(v["closest_is_own"]) for v in own_style_closest(outputs, styles))
+
+    return {"grid_styles": len(styles), "own_style_closest": count(cross),
+            "baseline_colour_transfer.own_style_closest": count(floor)}
 
 
 def _write_grid(pairs, cross, outputs, alphas, gatys_images, path: Path) -> None:

@@ -37,6 +37,20 @@ def colour_histogram_distance(a: torch.Tensor, b: torch.Tensor, bins: int = HIST
     return dist / 3.0
 
 
+def own_style_closest(outputs: list[list[torch.Tensor]], styles: list[torch.Tensor]) -> list[dict[str, float | bool]]:
+    """Per style (column j of `outputs`, one row per content): the mean histogram distance of its outputs
+    to their own style and to the nearest other one, and whether the own style is the nearer: whether the
+    styles' palettes stay apart instead of converging on one house palette."""
+    verdict = []
+    for j in range(len(styles)):
+        column = [row[j] for row in outputs]
+        dists = [float(np.mean([colour_histogram_distance(img, style) for img in column])) for style in styles]
+        others = [d for k, d in enumerate(dists) if k != j]
+        nearest_other = min(others) if others else float("inf")
+        verdict.append({"own": dists[j], "nearest_other": nearest_other, "closest_is_own": dists[j] < nearest_other})
+    return verdict
+
+
 def colour_transfer(content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
     """Floor baseline: match per-channel RGB mean/std of the content to the style."""
     c_mean, c_std = mean_std(content[None])
