@@ -132,3 +132,14 @@ def test_equal_tensors_saved_twice_give_equal_bytes(tmp_path: Path) -> None:
     assert (tmp_path / "a/decoder.pt").read_bytes() == (tmp_path / "b/decoder.pt").read_bytes()
     loaded = torch.load(tmp_path / "a/decoder.pt", weights_only=True)
     assert torch.equal(loaded["state_dict"]["w"], blob["state_dict"]["w"])
+
+
+def test_write_csv_keeps_integers_and_rounds_floats_to_six_digits(tmp_path: Path):
+    """losses.csv and alpha_sweep.csv are DVC outputs: their bytes follow from the values alone."""
+    from stylepipe.core.io import write_csv
+
+    out = tmp_path / "losses.csv"
+    write_csv(out, [{"step": 10, "loss": 0.123456789, "lr": 1e-3}, {"step": 20, "loss": 12345678.0, "lr": 5e-4}])
+    assert out.read_bytes() == b"step,loss,lr\r\n10,0.123457,0.001\r\n20,1.23457e+07,0.0005\r\n"
+    write_csv(out, [{"b": 1.0, "a": "x"}], fieldnames=["a", "b"])
+    assert out.read_bytes() == b"a,b\r\nx,1\r\n"

@@ -108,6 +108,21 @@ def write_json(path: str | os.PathLike[str], data: Any) -> None:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
+def csv_cell(value: Any) -> str:
+    """Floats to 6 significant digits (losses and metrics, readable and stable across platforms)."""
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def write_csv(path: str | os.PathLike[str], rows: list[dict[str, Any]], fieldnames: list[str] | None = None) -> None:
+    """Rows of dicts as CSV with a header, atomically (the columns: `fieldnames`, else the first row's keys)."""
+    import csv
+
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fieldnames or list(rows[0]))
+        writer.writeheader()
+        writer.writerows({k: csv_cell(v) for k, v in row.items()} for row in rows)
+
+
 def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)

@@ -142,10 +142,11 @@ def upright_frame(frame: av.VideoFrame) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(arr, turns)) if turns else arr
 
 
-def iter_video_frames(path: Path) -> Iterator[np.ndarray]:
-    """RGB uint8 frames (H, W, 3) of the first video stream, upright (see `upright_frame`)."""
+def iter_video_frames(path: str | Path, options: dict[str, str] | None = None) -> Iterator[np.ndarray]:
+    """RGB uint8 frames (H, W, 3) of the first video stream, upright (see `upright_frame`); `options` go
+    to av.open (e.g. format v4l2 for a webcam)."""
     try:
-        with av.open(str(path)) as container:
+        with av.open(str(path), **(options or {})) as container:
             for frame in container.decode(video=0):
                 yield upright_frame(frame)
     except av.FFmpegError as err:

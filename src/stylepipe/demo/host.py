@@ -13,10 +13,10 @@ import contextlib
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 from PIL import Image
 
@@ -24,7 +24,7 @@ from stylepipe.core import paths
 from stylepipe.core.config import Params
 from stylepipe.core.errors import InputError, MissingInputError
 from stylepipe.core.io import atomic_dir, write_json
-from stylepipe.core.media import VideoWriter, upright_frame
+from stylepipe.core.media import VideoWriter, iter_video_frames
 from stylepipe.demo.ui import Display, StyleCycler, compose, load_bank
 from stylepipe.nn.statistics import StatsOrigin
 
@@ -212,12 +212,9 @@ def read_frames(
     """RGB frames from a video file (upright: its display-matrix rotation applied), or a webcam given as
     /dev/videoN (V4L2), resized to size=(w, h)."""
     source = str(source)
-    options = {"format": "v4l2"} if source.startswith("/dev/video") else {}
-    with av.open(source, **options) as container:
-        for i, frame in enumerate(container.decode(video=0)):
-            if max_frames is not None and i >= max_frames:
-                return
-            yield _resize(upright_frame(frame), size)
+    options = {"format": "v4l2"} if source.startswith("/dev/video") else None
+    for frame in islice(iter_video_frames(source, options), max_frames):
+        yield _resize(frame, size)
 
 
 def run_host(

@@ -12,7 +12,7 @@ import torch
 from stylepipe.adain.model import AdaINStylizer, load_stylizer
 from stylepipe.core import paths
 from stylepipe.core.config import Evaluate, Params
-from stylepipe.core.io import atomic_path, write_json
+from stylepipe.core.io import atomic_path, write_csv, write_json
 from stylepipe.core.runtime import calls_per_second, resolve_runtime, seed_everything
 from stylepipe.core.tracking import flatten, stage_run
 from stylepipe.core.viz import save_grid
@@ -140,7 +140,7 @@ def run_evaluate(params: Params, out_dir: Path = paths.REPORTS / "evaluate") -> 
     metrics["checks"] = quality_checks(metrics, floor)
     write_json(out_dir / DETAIL_FILE, metrics)
     write_json(out_dir / HEADLINE_FILE, headline(metrics))
-    _write_sweep(out_dir / "alpha_sweep.csv", sweep)
+    write_csv(out_dir / "alpha_sweep.csv", [{k: float(v) for k, v in row.items()} for row in sweep])
     _write_grid(pairs, cross, outputs, cfg.alphas, gatys_images, out_dir / "grid.png")
     loss_curves(
         {s: paths.REPORTS / s / "losses.csv" for s in ("train_recon", "train_adain")}, out_dir / "curves.png"
@@ -239,14 +239,6 @@ def assemble_metrics(sweep: list[dict[str, float]], floor: dict[str, float], gat
 def numeric_metrics(metrics: dict) -> dict[str, float]:
     """Numeric leaves of nested metrics, keys joined with dots (what MLflow logs)."""
     return {k: v for k, v in flatten(metrics).items() if isinstance(v, int | float) and not isinstance(v, bool)}
-
-
-def _write_sweep(path: Path, sweep: list[dict[str, float]]) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(sweep[0]))
-        writer.writeheader()
-        for row in sweep:
-            writer.writerow({k: f"{v:.6g}" for k, v in row.items()})
 
 
 @torch.no_grad()

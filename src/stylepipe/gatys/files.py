@@ -3,20 +3,10 @@ the image and its loss history atomically."""
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 from stylepipe.core import paths
 from stylepipe.gatys.optimise import GatysError, GatysOptions, check_layers, check_options, run_gatys
-
-
-def write_history_csv(path: Path, history: list[dict]) -> None:
-    from stylepipe.core.io import atomic_path
-
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["step", "loss", "content", "style", "tv"])
-        writer.writeheader()
-        writer.writerows(history)
 
 
 def history_path(output: Path) -> Path:
@@ -31,7 +21,7 @@ def gatys_files(
     from PIL import Image
 
     from stylepipe.apply import read_image
-    from stylepipe.core.io import atomic_path
+    from stylepipe.core.io import atomic_path, write_csv
     from stylepipe.core.runtime import resolve_runtime
     from stylepipe.core.viz import to_pil
     from stylepipe.nn.encoders import load_encoder
@@ -49,7 +39,7 @@ def gatys_files(
     with atomic_path(output) as tmp:
         to_pil(result.image).save(tmp, format=fmt)
     hist = history_path(output)
-    write_history_csv(hist, result.history)
+    write_csv(hist, result.history, ["step", "loss", "content", "style", "tv"])
     first, last = result.history[0], result.history[-1]
     return {
         "output": str(output),

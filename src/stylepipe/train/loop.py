@@ -18,7 +18,6 @@ the logging/preview callbacks, and the logged losses are averaged over all proce
 
 from __future__ import annotations
 
-import csv
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -32,7 +31,7 @@ from torch import nn
 from stylepipe.core.code import PACKAGE, code_digest
 from stylepipe.core.config import TrainBase
 from stylepipe.core.errors import StylepipeError
-from stylepipe.core.io import atomic_path
+from stylepipe.core.io import write_csv
 from stylepipe.core.runtime import Runtime
 from stylepipe.train.checkpoint import load_checkpoint, params_hash, save_checkpoint, set_rng_state
 from stylepipe.train.distributed import SINGLE, DistEnv, barrier, mean_across_ranks, wrap_ddp
@@ -188,8 +187,4 @@ def write_history(path: Path, history: list[dict[str, float]]) -> None:
     """Loss curve as CSV (one row per log step) for `dvc plots` and the report."""
     if not history:
         return
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(history[0].keys()))
-        writer.writeheader()
-        for row in history:
-            writer.writerow({k: (int(v) if k == "step" else f"{v:.6g}") for k, v in row.items()})
+    write_csv(path, [{k: (int(v) if k == "step" else float(v)) for k, v in row.items()} for row in history])
