@@ -17,7 +17,7 @@ from stylepipe.adain.model import AdaINStylizer, Decoder, check_pair, expect_dec
 from stylepipe.adain.published import published_decoder
 from stylepipe.core import paths
 from stylepipe.core.config import Adain, Params, TrainAdain, TrainBase
-from stylepipe.core.io import atomic_dir, atomic_path, file_digest, write_json, write_torch
+from stylepipe.core.io import atomic_dir, atomic_path, file_digest, write_json
 from stylepipe.core.runtime import Runtime, resolve_runtime, seed_everything
 from stylepipe.core.tracking import stage_run
 from stylepipe.core.viz import save_grid
@@ -26,6 +26,7 @@ from stylepipe.nn.encoders import VGGEncoder, load_encoder
 from stylepipe.nn.functional import adain, mean_std
 from stylepipe.nn.losses import colour_loss, content_loss, structure_loss, style_loss, total_variation
 from stylepipe.nn.published import fetch
+from stylepipe.nn.statistics import StyleBank
 from stylepipe.train.checkpoint import params_hash
 from stylepipe.train.distributed import (
     DistEnv,
@@ -192,10 +193,10 @@ def pass_through(params: Params, out_dir: Path, reports: Path, recon: Path) -> d
     bank = build_style_bank(model, open_stores()[1], params.train_adain.style_size)
     with stage_run(params, "train_adain", ["common", "adain", "train_adain"]) as tracker:
         summary = {"stage": "train_adain", "steps": 0, "imported": model_cfg.init.file,
-                   "styles": bank["names"], "mlflow_run_id": tracker.run_id}
+                   "styles": bank.names, "mlflow_run_id": tracker.run_id}
         with atomic_dir(out_dir) as tmp:
             save_decoder(decoder, tmp / "decoder.pt")
-            write_torch(tmp / "style_bank.pt", bank)
+            bank.save(tmp / "style_bank.pt")
             write_json(tmp / "summary.json", summary)
         write_untrained_history(reports / "losses.csv", ADAIN_COLUMNS)
         tracker.artifact(out_dir / "summary.json")
@@ -274,8 +275,8 @@ def _train_process(
         if stage == "train_adain":
             encoder_cpu = encoder.to("cpu", memory_format=torch.contiguous_format)
             bank = build_style_bank(AdaINStylizer(encoder_cpu, decoder_cpu), stores[1], cfg.style_size)
-            write_torch(out_dir / "style_bank.pt", bank)
-            summary["styles"] = bank["names"]
+            bank.save(out_dir / "style_bank.pt")
+            summary["styles"] = bank.names
         write_json(out_dir / "summary.json", summary)
         tracker.metrics({f"final_{k}": v for k, v in result.final.items() if k not in ("step", "lr")})
         tracker.artifact(reports / "losses.csv")
@@ -302,14 +303,13 @@ def render_preview(
 
 
 @torch.no_grad()
-def build_style_bank(model: AdaINStylizer, styles: ShardStore, size: int) -> dict:
+def build_style_bank(model: AdaINStylizer, styles: ShardStore, size: int) -> StyleBank:
     """Cached mean/std at the AdaIN layer of one painting per style label (validation split first), for
-    export and the demo: {"names": [S], "mean": [S,C,1,1], "std": [S,C,1,1], "encoder", "layer"}."""
+    export and the demo."""
     names, means, stds = [], [], []
     for label in styles.labels:
         m, s = model.style_stats(style_image(styles, label, size)[None])
         names.append(label)
         means.append(m[0])
         stds.append(s[0])
-    return {"names": names, "mean": torch.stack(means), "std": torch.stack(stds),
-            "encoder": model.encoder.spec.name, "layer": model.layer}
+    return StyleBank(names, torch.stack(means), torch.stack(stds), model.encoder.spec.name, model.layer)
