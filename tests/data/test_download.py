@@ -229,6 +229,12 @@ def test_resume_after_daemon_killed(tmp_path: Path) -> None:
     assert any(0 < s < len(PAYLOAD) for s in state.starts[first_run:]), state.starts
 
 
+def _default_sigint() -> None:
+    """Ctrl-C as at a terminal: a run started in the background of a non-interactive shell (CI under
+    `nohup ... &`) inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _aria2_children(pid: int) -> list[int]:
     """aria2c processes whose parent is `pid` (from /proc)."""
     kids = []
@@ -254,7 +260,8 @@ def test_ctrl_c_stops_the_daemon_and_the_stage_resumes(tmp_path: Path, monkeypat
                                          files=[{"name": "a.bin", "urls": [f"{url}/a.bin"], "sha256": SHA}])
         (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
         proc = subprocess.Popen([sys.executable, "-m", "stylepipe.cli", "download"], cwd=tmp_path,
-                                env=tool_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                env=tool_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=_default_sigint)
         staged = tmp_path / ".cache" / "downloads" / "a.bin"
         _wait_for(lambda: _partial_size(staged) > 0 and _aria2_children(proc.pid))
         children = _aria2_children(proc.pid)
