@@ -13,6 +13,7 @@ from stylepipe.core import code
 from stylepipe.core.config import Common, TrainAdain
 from stylepipe.core.runtime import resolve_runtime, seed_everything
 from stylepipe.nn.encoders import build_encoder
+from stylepipe.nn.functional import adain, mean_std, normalise
 from stylepipe.nn.weights import hed_h5_path, hed_state_dict
 from stylepipe.train.checkpoint import (
     KEEP,
@@ -269,6 +270,49 @@ def test_colour_loss_is_zero_only_for_the_same_palette():
     shuffled = style.flatten(2)[..., torch.randperm(256, generator=g)].view_as(style)  # same pixels, new layout
     assert float(colour_loss(shuffled, style)) < 1e-10
     assert float(colour_loss(style * 0.5, style)) > 1e-3
+
+
+def test_histogram_loss_tells_apart_palettes_that_share_mean_and_std():
+    from stylepipe.nn.losses import colour_loss, histogram_loss
+
+    g = torch.Generator().manual_seed(0)
+    two_colours = (torch.rand(1, 3, 32, 32, generator=g) > 0.5).float()  # a peaky palette: 0 or 1
+    noise = torch.randn(1, 3, 32, 32, generator=g)
+    gaussian = normalise(noise, *mean_std(noise)) * mean_std(two_colours)[1] + mean_std(two_colours)[0]
+    assert float(colour_loss(gaussian, two_colours)) < 1e-8  # same per-channel mean and std
+    assert float(histogram_loss(gaussian, two_colours)) > 0.02
+    shuffled = two_colours.flatten(2)[..., torch.randperm(1024, generator=g)].view_as(two_colours)
+    assert float(histogram_loss(shuffled, two_colours)) == 0.0
+
+
+def test_histogram_loss_resamples_a_style_of_another_size_and_pulls_each_pixel_by_rank():
+    from stylepipe.nn.losses import histogram_loss
+
+    style = torch.linspace(0, 1, 64).view(1, 1, 8, 8).repeat(2, 3, 1, 1)  # a uniform ramp, 64 values
+    output = torch.full((2, 3, 4, 4), 0.5, requires_grad=True)
+    loss = histogram_loss(output, style)
+    assert float(loss) == pytest.approx(float(((torch.linspace(0, 1, 64)[torch.linspace(0, 63, 16).round().long()]
+                                                - 0.5) ** 2).mean()), rel=1e-5)
+    loss.backward()
+    assert output.grad.abs().sum() > 0
+    matched = torch.linspace(0, 1, 64)[torch.linspace(0, 63, 16).round().long()].view(1, 1, 4, 4).repeat(2, 3, 1, 1)
+    assert float(histogram_loss(matched, style)) < 1e-12
+
+
+def test_adain_task_uses_the_configured_colour_term():
+    from stylepipe.nn.losses import colour_loss, histogram_loss
+
+    task = _adain_task()
+    task.colour_weight = 100.0
+    content, style = next(_batches(0))
+    for kind, fn in (("moments", colour_loss), ("histogram", histogram_loss)):
+        task.colour_term = kind
+        with torch.no_grad():
+            terms = task.losses(content, style)
+            layer = task.encoder.last
+            target = adain(task.encoder(content)[layer], *mean_std(task.encoder(style)[layer]))
+            expected = fn(task.decoder(target).float(), style.float())
+        assert float(terms["colour"]) == pytest.approx(float(expected), rel=1e-5), kind
 
 
 def test_structure_loss_ignores_statistics_but_not_layout():

@@ -24,7 +24,7 @@ from stylepipe.core.viz import save_grid
 from stylepipe.data.shards import ShardStore
 from stylepipe.nn.encoders import VGGEncoder, load_encoder
 from stylepipe.nn.functional import adain, mean_std
-from stylepipe.nn.losses import colour_loss, content_loss, structure_loss, style_loss, total_variation
+from stylepipe.nn.losses import COLOUR_TERMS, content_loss, structure_loss, style_loss, total_variation
 from stylepipe.nn.published import fetch
 from stylepipe.nn.statistics import StyleBank
 from stylepipe.train.checkpoint import params_hash
@@ -74,6 +74,7 @@ class AdainTask:
     style_layer_weights: tuple[float, ...] | None = None
     tv_weight: float = 0.0
     colour_weight: float = 0.0
+    colour_term: str = "moments"
     structure_weight: float = 0.0
     structure_layers: tuple[str, ...] = ()
 
@@ -82,7 +83,7 @@ class AdainTask:
         weights = tuple(cfg.style_layer_weights) if cfg.style_layer_weights is not None else None
         return cls(encoder, decoder, cfg.content_weight, cfg.style_weight, tuple(cfg.style_layers),
                    cfg.style_reduction, cfg.style_sqrt, weights, cfg.tv_weight, cfg.colour_weight,
-                   cfg.structure_weight, tuple(cfg.structure_layers))
+                   cfg.colour_term, cfg.structure_weight, tuple(cfg.structure_layers))
 
     def trainable(self) -> nn.Module:
         return self.decoder
@@ -111,7 +112,7 @@ class AdainTask:
             terms["tv"] = total_variation(output.float())
             total = total + self.tv_weight * terms["tv"]
         if self.colour_weight:
-            terms["colour"] = colour_loss(output.float(), style.float())
+            terms["colour"] = COLOUR_TERMS[self.colour_term](output.float(), style.float())
             total = total + self.colour_weight * terms["colour"]
         if self.structure_weight:
             terms["structure"] = structure_loss({k: out_feats[k].float() for k in self.structure_layers},

@@ -244,7 +244,8 @@ class TrainAdain(TrainBase):
     style_sqrt: bool = False  # square root of each layer's distance
     style_layer_weights: list[NonNegFloat] | None = [1.0, 0.5, 0.5]  # one per style layer; None = all 1
     tv_weight: NonNegFloat = 0.0
-    colour_weight: NonNegFloat = 30000.0  # RGB mean/std of the output against the style image's (losses.colour_loss)
+    colour_weight: NonNegFloat = 30000.0  # the output's RGB palette against the style image's
+    colour_term: Literal["moments", "histogram"] = "moments"  # losses.COLOUR_TERMS: mean/std or whole histogram
     structure_weight: NonNegFloat = 700.0  # normalised features of output vs content (losses.structure_loss)
     structure_layers: list[Literal["relu1_1", "relu2_1", "relu3_1", "relu4_1"]] = ["relu1_1", "relu2_1"]
 
