@@ -9,11 +9,11 @@ than to any other style. Exit status 1 when a criterion fails.
 
     python benchmarks/bench_quality.py                                   # models/adain/decoder.pt
     python benchmarks/bench_quality.py --decoder other.pt --grid grid.png --json figures.json
-    python benchmarks/bench_quality.py --match-histogram   # each output histogram-matched to its painting
+    python benchmarks/bench_quality.py --palette histogram   # outputs matched to their painting's palette
 
-`--match-histogram` scores what exact per-channel histogram matching of every output to its painting
-(skimage's `match_histograms`, the colour control of Gatys et al. 2017) would give: the palette criterion
-met by construction, and what it costs in luminance SSIM.
+`--palette` overrides the decoder's `adain.palette` setting: `histogram` scores the outputs matched to each
+painting's palette (`stylepipe.nn.palette`, as `stylize --palette histogram`): the palette criterion met
+by construction, and what it costs in luminance SSIM.
 """
 
 from __future__ import annotations
@@ -25,9 +25,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from skimage.exposure import match_histograms
 
-from stylepipe.adain.model import load_stylizer
+from stylepipe.adain.model import PALETTES, load_stylizer
 from stylepipe.core import paths
 from stylepipe.core.media import list_images, open_image
 from stylepipe.core.viz import save_grid
@@ -56,21 +55,13 @@ def separation(outputs: dict[tuple[str, str], torch.Tensor], contents: dict, sty
     return dict(zip(styles, own_style_closest(grid, list(styles.values())), strict=True))
 
 
-def histogram_matched(output: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-    """`output` [3, H, W] with each channel's values remapped, by rank, to the painting's distribution."""
-    matched = match_histograms(output.numpy(), style.numpy(), channel_axis=0)
-    return torch.from_numpy(np.ascontiguousarray(matched)).to(output.dtype).clamp(0, 1)
-
-
 @torch.no_grad()
-def score(model, enc, contents: dict, styles: dict, match_histogram: bool = False) -> tuple[dict, dict, dict, dict]:
+def score(model, enc, contents: dict, styles: dict) -> tuple[dict, dict, dict, dict]:
     """Mean metrics of the model and of the floor, and both's outputs keyed by (content, style)."""
     rows, floor_rows, outputs, floor_outputs = [], [], {}, {}
     for c_name, c in contents.items():
         for s_name, s in styles.items():
             out, floor = model.stylize(c[None], s[None])[0], colour_transfer(c, s)
-            if match_histogram:
-                out = histogram_matched(out, s)
             outputs[(c_name, s_name)], floor_outputs[(c_name, s_name)] = out, floor
             rows.append(image_metrics(enc, out, c, s, 1.0))
             floor_rows.append(image_metrics(enc, floor, c, s, 1.0))
@@ -89,22 +80,22 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--grid", type=Path, help="write content x style outputs here (PNG)")
     ap.add_argument("--json", type=Path, help="write the figures here")
-    ap.add_argument("--match-histogram", action="store_true",
-                    help="histogram-match each output to its painting before scoring (see above)")
+    ap.add_argument("--palette", choices=PALETTES, help="override the decoder's palette setting (see above)")
     args = ap.parse_args()
     torch.manual_seed(0)
     model = load_stylizer(args.encoder, args.decoder)
+    if args.palette:
+        model.decoder.palette = args.palette
     enc = metric_encoder(torch.device("cpu"), args.encoder)
     contents = load_folder(args.eval_dir / "content", args.size)
     styles = load_folder(args.eval_dir / "style", args.size)
-    model_m, floor_m, outputs, floor_outputs = score(model, enc, contents, styles, args.match_histogram)
+    model_m, floor_m, outputs, floor_outputs = score(model, enc, contents, styles)
     by_style = separation(outputs, contents, styles)
     floor_by_style = separation(floor_outputs, contents, styles)
     checks = {**quality_checks(model_m, floor_m),
               "every_style_closest_to_own": all(v["closest_is_own"] for v in by_style.values())}
     print(f"{len(contents)} contents x {len(styles)} styles at {args.size} px, alpha 1, "
-          f"model {args.decoder} ({model.decoder.describe()})"
-          + (", outputs histogram-matched to their painting" if args.match_histogram else ""))
+          f"model {args.decoder} ({model.decoder.describe()})")
     print(f"{'metric':<22}{'model':>12}{'floor':>12}")
     for key in model_m:
         print(f"{key:<22}{model_m[key]:>12.4g}{floor_m[key]:>12.4g}")

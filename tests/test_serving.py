@@ -82,6 +82,20 @@ def test_a_bank_of_another_layer_fails_at_load(tmp_path: Path) -> None:
         loaded_pyfunc(tmp_path, ("relu3_1", 1.0), bank_layer="relu4_1")
 
 
+def test_a_palette_model_serves_outputs_in_the_style_images_palette(tmp_path: Path) -> None:
+    """A decoder trained with adain.palette histogram: a request's style image brings its palette, and a
+    bank without palettes is a 4xx saying how to get them."""
+    from stylepipe.serving import decode_image
+
+    model = loaded_pyfunc(tmp_path, ("relu3_1", 0.5))
+    model.model.decoder.palette = "histogram"  # as load_stylizer reads it from such a decoder's file
+    dark = torch.rand(3, 32, 32) * 0.2
+    out = model.predict(None, pd.DataFrame([{"content": _photo(40, 40), "style": encode_png(dark)}]))
+    assert decode_image(out["image"][0], "image", MAX_PIXELS).max() <= 0.21
+    with pytest.raises(MlflowException, match="hold no palette"):
+        model.predict(None, pd.DataFrame([{"content": _photo(40, 40), "style_name": "stripes"}]))
+
+
 EPS = (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 32 32\n%%EndComments\n"
        b"newpath 0 0 moveto 32 32 lineto stroke\nshowpage\n%%EOF\n")
 

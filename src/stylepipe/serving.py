@@ -118,11 +118,11 @@ class AdaINPyfunc(mlflow.pyfunc.PythonModel):
             raise _bad_request(f"give exactly one of style, style_stats, style_name (got {given or 'none'})")
         if given[0] == "style":
             image = decode_image(row["style"], "style", self.max_pixels)
+            from stylepipe.adain.model import style_stats_of_images
             from stylepipe.data.datasets import resize_short
 
             image = image_to_tensor(resize_short(to_pil(image), STYLE_SIZE))
-            m, s = self.model.style_stats(image[None].to(self.device))
-            return StyleBank(["request"], m.cpu(), s.cpu(), self.model.encoder.spec.name, self.model.layer)
+            return style_stats_of_images(self.model, ["request"], [image])
         if given[0] == "style_name":
             if self.bank is None or row["style_name"] not in self.bank.names:
                 names = self.bank.names if self.bank is not None else []

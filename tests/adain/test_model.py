@@ -120,6 +120,17 @@ def test_decoder_round_trip_and_mismatch(tmp_path: Path):
         load_decoder(tmp_path / "nope.pt")
 
 
+def test_decoder_file_records_its_palette_and_older_files_have_none(tmp_path: Path):
+    save_decoder(Decoder("vgg16_hed", "relu3_1", 0.5, "histogram"), tmp_path / "palette.pt")
+    assert load_decoder(tmp_path / "palette.pt").palette == "histogram"
+    blob = torch.load(tmp_path / "palette.pt", weights_only=True)
+    torch.save({k: v for k, v in blob.items() if k != "palette"}, tmp_path / "older.pt")
+    assert load_decoder(tmp_path / "older.pt").palette == "none"
+    torch.save({**blob, "palette": "lab"}, tmp_path / "bad.pt")
+    with pytest.raises(WeightsError, match=r"bad\.pt: palette 'lab' is not supported: expected one of"):
+        load_decoder(tmp_path / "bad.pt")
+
+
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_decoder_upsampling_equals_nearest_interpolate(channels_last: bool):
     from stylepipe.nn.layers import upsample_nearest2x

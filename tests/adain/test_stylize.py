@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from stylepipe.adain.model import AdaINStylizer, Decoder
+from stylepipe.adain.model import AdaINStylizer, Decoder, style_stats_of_images
 from stylepipe.adain.stylize import AdaINStylize, StylizeOptions, coral, keep_content_colour, stylize
 from stylepipe.apply import StylizeError, apply_padded, run_stylizer
 from stylepipe.cli import main
@@ -20,6 +20,7 @@ from stylepipe.core.media import open_image, probe_video
 from stylepipe.core.runtime import Runtime
 from stylepipe.core.tiling import InsufficientMemoryError, choose_tile, feather, plan_windows
 from stylepipe.nn.encoders import build_encoder
+from stylepipe.nn.palette import palette_of
 from stylepipe.nn.statistics import StatsOrigin, StyleBank, StyleBankError
 
 from ..conftest import ADAIN_DEPTHS, depth_id, save_tiny_models
@@ -406,3 +407,55 @@ def test_the_host_demo_reads_portrait_video_upright(tmp_path):
     src = _marked_clip(tmp_path / "portrait.mp4", rotation=-90)
     frame = next(read_frames(src, (32, 48)))
     assert frame[:8, -8:].mean() > 200 and frame[:8, :8].mean() < 50
+
+
+@pytest.fixture(scope="module")
+def palette_model() -> AdaINStylizer:
+    """A model whose decoder was trained for outputs matched to the painting's palette."""
+    torch.manual_seed(0)
+    decoder = Decoder("vgg16_hed", "relu3_1", 0.5, "histogram")
+    return AdaINStylizer(build_encoder("vgg16_hed", "relu3_1"), decoder).eval()
+
+
+def _palette_styles(model: AdaINStylizer) -> StyleBank:
+    return style_stats_of_images(model, ["red", "blue"], [_tinted(5, [1.0, 0.2, 0.1]), _tinted(6, [0.1, 0.3, 1.0])])
+
+
+def _tinted(seed: int, rgb: list[float]) -> torch.Tensor:
+    return smooth(32, 32, seed)[0] * torch.tensor(rgb)[:, None, None]
+
+
+def test_a_palette_decoder_stylises_in_the_paintings_palette(palette_model):
+    """The default follows the decoder: its output takes each painting's colour distribution, as the
+    Python API's `stylize` does; --palette none gives the network's own output."""
+    content, styles = smooth(48, 64, 7), _palette_styles(palette_model)
+    for i in range(2):
+        out = AdaINStylize(palette_model, CPU, StylizeOptions(), stats=_one_with_palette(styles, i))(content)
+        own = palette_of(out[0])
+        assert (own - styles.palette[i]).abs().mean() < 0.02
+        raw = AdaINStylize(palette_model, CPU, StylizeOptions(palette="none"), stats=_one_with_palette(styles, i))
+        assert (palette_of(raw(content)[0]) - styles.palette[i]).abs().mean() > 0.05
+    api = palette_model.stylize(content, _tinted(6, [0.1, 0.3, 1.0])[None])
+    assert (palette_of(api[0]) - styles.palette[1]).abs().mean() < 0.02
+
+
+def test_palette_follows_the_mask_and_refuses_statistics_without_it(palette_model, tmp_path):
+    content, styles = smooth(48, 64, 8), _palette_styles(palette_model)
+    half = np.zeros((48, 64), np.uint8)
+    half[:, :32] = 255  # left: red, right: blue
+    Image.fromarray(half).save(tmp_path / "half.png")
+    out = AdaINStylize(palette_model, CPU, StylizeOptions(mask=tmp_path / "half.png"), stats=styles)(content)
+    assert out[0, 2, :, :32].mean() + 0.2 < out[0, 2, :, 32:].mean()  # blue channel: low left, high right
+    bare = StyleBank(styles.names, styles.mean, styles.std, styles.encoder, styles.layer)
+    with pytest.raises(StyleBankError, match=r"hold no palette"):
+        AdaINStylize(palette_model, CPU, StylizeOptions(weights=[1, 1]), stats=bare)
+    AdaINStylize(palette_model, CPU, StylizeOptions(palette="none", weights=[1, 1]), stats=bare)(content)
+
+
+def test_palette_option_is_validated():
+    with pytest.raises(StylizeError, match="palette 'lab': expected histogram or none"):
+        StylizeOptions(palette="lab").validate()
+
+
+def _one_with_palette(stats: StyleBank, i: int) -> StyleBank:
+    return stats.select([stats.names[i]], "test")

@@ -227,3 +227,21 @@ def test_a_bank_of_another_layer_is_refused(exported: dict[str, Path], tmp_path:
         run_demo(make_params(frames=2, backend=backend), blob_dir=tmp_path / "no-blob", out_dir=tmp_path / "demo",
                  **paths)
     assert not (tmp_path / "demo").exists()
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "torch"])
+def test_host_runner_matches_frames_to_the_banks_palette(exported: dict[str, Path], tmp_path: Path,
+                                                          backend: str) -> None:
+    """A bank with palettes (train_adain writes them for a palette-matching model) recolours every frame
+    on the host, each style to its own; the graph itself holds no sorting for the Myriad X."""
+    bank = torch.load(exported["bank_path"], weights_only=True)
+    palette = torch.stack([torch.linspace(0.0, 0.3, 16).repeat(3, 1), torch.linspace(0.7, 1.0, 16).repeat(3, 1)])
+    torch.save({**bank, "palette": palette}, tmp_path / "palette.pt")
+    frame = next(ken_burns(load_source_image(), 1, SIZE))
+    plain = make_style_runner(backend, **exported)(frame)
+    runner = make_style_runner(backend, **{**exported, "bank_path": tmp_path / "palette.pt"})
+    dark = runner(frame)
+    runner.cycler.on_key("n")
+    light = runner(frame)
+    assert dark.max() <= 0.3 * 255 + 1 and light.min() >= 0.7 * 255 - 1
+    assert plain.max() > 0.3 * 255 + 1 and plain.min() < 0.7 * 255 - 1  # the bank without palettes: unmatched

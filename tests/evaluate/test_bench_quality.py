@@ -1,4 +1,4 @@
-"""benchmarks/bench_quality.py's histogram matching: what its --match-histogram figures stand on."""
+"""benchmarks/bench_quality.py: it scores what the model gives, palette matching included."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from pathlib import Path
 
 import torch
 
-from stylepipe.nn.metrics import colour_histogram_distance
+from stylepipe.adain.model import AdaINStylizer, Decoder
+from stylepipe.nn.encoders import build_encoder
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_quality.py"
 
@@ -19,13 +20,19 @@ def _bench():
     return module
 
 
-def test_histogram_matched_output_takes_the_paintings_palette_and_keeps_its_own_order():
-    g = torch.Generator().manual_seed(0)
-    output = torch.rand(3, 32, 32, generator=g)
-    painting = (torch.rand(3, 48, 48, generator=g) ** 4)  # darker, peaky palette, another size
-    matched = _bench().histogram_matched(output, painting)
-    assert matched.shape == output.shape
-    assert colour_histogram_distance(matched, painting) < 0.05 < colour_histogram_distance(output, painting)
-    for ch in range(3):  # a monotone remap: brighter stays brighter
-        order = output[ch].flatten().argsort()
-        assert bool((matched[ch].flatten()[order].diff() >= 0).all())
+def test_a_palette_model_is_scored_on_its_matched_outputs():
+    """Two flat-palette paintings: the untrained network's grey outputs keep neither palette; matched to
+    each painting's palette (adain.palette histogram, or --palette), every style is nearest its own."""
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(1)
+    contents = {f"c{i}": torch.rand(3, 32, 32, generator=g) for i in range(2)}
+    styles = {"dark": torch.rand(3, 32, 32, generator=g) * 0.3, "light": 0.7 + torch.rand(3, 32, 32, generator=g) * 0.3}
+    encoder = build_encoder("vgg16_hed", "relu3_1")
+    metric = build_encoder("vgg16_hed", "relu4_1")
+    bench = _bench()
+    for palette, expected in (("none", False), ("histogram", True)):
+        model = AdaINStylizer(encoder, Decoder("vgg16_hed", "relu3_1", 0.5, palette)).eval()
+        model_m, _, outputs, _ = bench.score(model, metric, contents, styles)
+        own = [v["closest_is_own"] for v in bench.separation(outputs, contents, styles).values()]
+        assert all(own) is expected, (palette, own)
+    assert model_m["hist_distance_style"] < 0.1

@@ -46,8 +46,12 @@ def test_a_train_adain_bank_without_format_or_origin_keys_loads(tmp_path: Path, 
         ({"names": ["a"], "mean": torch.zeros(1, 8, 1, 1), "std": torch.ones(1, 4, 1, 1)},
          r"mean \[1, 8, 1, 1\] and std \[1, 4, 1, 1\] differ in shape"),
         ({"names": ["a"], "mean": torch.zeros(1, 8, 1, 1), "std": torch.zeros(1, 8, 1, 1)}, "std must be positive"),
+        ({"names": ["a"], "mean": torch.zeros(1, 8, 1, 1), "std": torch.ones(1, 8, 1, 1),
+          "palette": torch.zeros(1, 4, 8)}, r"palette must be \[S, 3, Q\] for S=1 names and Q >= 2 quantiles"),
+        ({"names": ["a"], "mean": torch.zeros(1, 8, 1, 1), "std": torch.ones(1, 8, 1, 1),
+          "palette": torch.linspace(1, 0, 8).repeat(1, 3, 1)}, "palette must hold finite quantiles, non-decreasing"),
     ],
-    ids=["no-std", "names-string", "count", "shapes", "zero-std"],
+    ids=["no-std", "names-string", "count", "shapes", "zero-std", "palette-shape", "palette-order"],
 )
 def test_a_malformed_file_is_refused_naming_it(tmp_path: Path, blob: dict, message: str) -> None:
     torch.save(blob, tmp_path / "bad.pt")
@@ -88,3 +92,17 @@ def test_mixed_is_the_weighted_mean_of_the_statistics(bank: StyleBank) -> None:
     assert mean.shape == std.shape == (1, 8, 1, 1)
     torch.testing.assert_close(mean, (bank.mean[:1] + bank.mean[2:]) / 2)
     torch.testing.assert_close(std, (bank.std[:1] + bank.std[2:]) / 2)
+
+
+def test_palettes_are_saved_selected_and_mixed(tmp_path: Path, bank: StyleBank) -> None:
+    bank.palette = torch.linspace(0, 1, 16).repeat(3, 3, 1) * torch.tensor([0.2, 0.6, 1.0])[:, None, None]
+    loaded = StyleBank.load(bank.save(tmp_path / "bank.pt"))
+    assert torch.equal(loaded.palette, bank.palette)
+    assert torch.equal(loaded.select(["wash", "ink"], "f").palette, bank.palette[[2, 0]])
+    mixed = loaded.mixed_palette(torch.tensor([0.5, 0.0, 0.5]))
+    assert torch.allclose(mixed, 0.6 * bank.palette[:1] / 0.2)
+
+
+def test_a_bank_without_palettes_says_how_to_get_them(bank: StyleBank) -> None:
+    with pytest.raises(StyleBankError, match=r"hold no palette.*--save-style-stats.*--palette none"):
+        bank.mixed_palette(torch.tensor([1.0, 0.0, 0.0]))

@@ -31,6 +31,7 @@ rule demo:
         "src/stylepipe/nn/encoders.py",
         "src/stylepipe/nn/functional.py",
         "src/stylepipe/nn/layers.py",
+        "src/stylepipe/nn/palette.py",
         "src/stylepipe/nn/statistics.py",
     output:
         directory("demo"),

@@ -41,6 +41,7 @@ rule evaluate:
         "src/stylepipe/nn/layers.py",
         "src/stylepipe/nn/losses.py",
         "src/stylepipe/nn/metrics.py",
+        "src/stylepipe/nn/palette.py",
         "src/stylepipe/nn/statistics.py",
         "src/stylepipe/serving.py",
         "src/stylepipe/train/__init__.py",

@@ -20,6 +20,7 @@ rule export_onnx:
         "src/stylepipe/nn/encoders.py",
         "src/stylepipe/nn/functional.py",
         "src/stylepipe/nn/layers.py",
+        "src/stylepipe/nn/palette.py",
         "src/stylepipe/nn/statistics.py",
     output:
         directory("models/export/onnx"),
@@ -59,6 +60,7 @@ rule export_openvino:
         "src/stylepipe/nn/encoders.py",
         "src/stylepipe/nn/functional.py",
         "src/stylepipe/nn/layers.py",
+        "src/stylepipe/nn/palette.py",
         "src/stylepipe/nn/statistics.py",
     output:
         directory("models/export/openvino"),

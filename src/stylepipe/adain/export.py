@@ -70,10 +70,11 @@ def exported_origin(path: Path) -> StatsOrigin:
 
 def model_record(stats: StatsModel) -> dict[str, Any]:
     """The exported AdaIN architecture, for the graphs' metadata and the reports: the encoder, the AdaIN
-    layer, the channels of the style statistics there, and the decoder's width."""
+    layer, the channels of the style statistics there, the decoder's width, and whether its output is to be
+    matched to the style bank's palette (on the host: the graph holds no sorting, which the Myriad X lacks)."""
     origin = stats.origin
     return {"encoder": origin.encoder, "adain_layer": origin.layer, "style_channels": origin.channels,
-            "decoder_width": stats.decoder.width}
+            "decoder_width": stats.decoder.width, "palette": stats.decoder.palette}
 
 
 def run_export_onnx(

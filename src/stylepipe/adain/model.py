@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -21,8 +22,11 @@ from stylepipe.nn.encoders import (
 )
 from stylepipe.nn.functional import adain_blend, mean_std
 from stylepipe.nn.layers import NearestUp2x
+from stylepipe.nn.palette import match_palette, palette_of, palettes_of
+from stylepipe.nn.statistics import StyleBank
 
 ADAIN_LAYERS = ("relu3_1", "relu4_1")  # where AdaIN can re-normalise: the decoder mirrors the encoder from here
+PALETTES = ("histogram", "none")  # histogram: the decoded image is matched to the painting's palette
 
 
 def decoder_plan(encoder_name: str, layer: str, width: float = 1.0) -> list[tuple[int, int] | str]:
@@ -50,8 +54,11 @@ class Decoder(nn.Module):
     """Mirror of the VGG encoder from `layer` (relu3_1 or relu4_1): reflection-padded convs, nearest
     upsampling, no normalisation; `width` < 1 thins the hidden channels (a lighter model for the OAK-1)."""
 
-    def __init__(self, encoder_name: str = "vgg16_hed", layer: str = "relu4_1", width: float = 1.0) -> None:
+    def __init__(self, encoder_name: str = "vgg16_hed", layer: str = "relu4_1", width: float = 1.0,
+                 palette: str = "none") -> None:
         super().__init__()
+        if palette not in PALETTES:
+            raise WeightsError(f"palette {palette!r} is not supported: expected one of {list(PALETTES)}")
         if layer not in ADAIN_LAYERS:
             raise WeightsError(f"AdaIN layer {layer!r} is not supported: expected one of {list(ADAIN_LAYERS)}")
         if encoder_name not in SPECS:
@@ -67,7 +74,7 @@ class Decoder(nn.Module):
             if i != len(plan) - 1:
                 layers.append(nn.ReLU())
         self.net = nn.Sequential(*layers)
-        self.encoder_name, self.layer, self.width = encoder_name, layer, width
+        self.encoder_name, self.layer, self.width, self.palette = encoder_name, layer, width, palette
         self.register_buffer("input_scale", torch.ones(()))
         self.in_channels = plan[0][0]
         for m in self.modules():
@@ -90,7 +97,8 @@ class Decoder(nn.Module):
         self.input_scale.fill_(1.0 / feat.float().pow(2).mean().sqrt().clamp_min(1e-6).item())
 
     def describe(self) -> str:
-        return f"encoder {self.encoder_name!r} at {self.layer} (width {self.width:g})"
+        palette = ", palette matched" if self.palette == "histogram" else ""
+        return f"encoder {self.encoder_name!r} at {self.layer} (width {self.width:g}{palette})"
 
 
 class AdaINStylizer(nn.Module):
@@ -111,6 +119,11 @@ class AdaINStylizer(nn.Module):
     def channels(self) -> int:
         return self.decoder.in_channels
 
+    @property
+    def matches_palette(self) -> bool:
+        """Whether the decoder was trained for outputs matched to the painting's palette (`nn.palette`)."""
+        return self.decoder.palette == "histogram"
+
     def style_stats(self, style: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return mean_std(self.encoder.encode(style))
 
@@ -125,8 +138,22 @@ class AdaINStylizer(nn.Module):
 
     @torch.no_grad()
     def stylize(self, content: torch.Tensor, style: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+        """The network's output, matched to the painting's palette with strength `alpha` when the decoder
+        was trained for it."""
         s_mean, s_std = self.style_stats(style)
-        return self.forward(content, s_mean, s_std, alpha)
+        out = self.forward(content, s_mean, s_std, alpha)
+        if self.matches_palette and alpha > 0:
+            out = match_palette(out, palettes_of(style), alpha)
+        return out
+
+
+@torch.no_grad()
+def style_stats_of_images(model: AdaINStylizer, names: Sequence[str], images: Sequence[torch.Tensor]) -> StyleBank:
+    """Statistics and palette of each style image ([3, H, W] in [0, 1]), named by `names`."""
+    device = next(model.parameters()).device
+    pairs = [model.style_stats(image[None].to(device)) for image in images]
+    return StyleBank(list(names), torch.cat([m for m, _ in pairs]).cpu(), torch.cat([s for _, s in pairs]).cpu(),
+                     model.encoder.spec.name, model.layer, torch.stack([palette_of(image.cpu()) for image in images]))
 
 
 def check_pair(encoder: VGGEncoder, decoder: Decoder, source: str = "AdaIN model") -> None:
@@ -141,16 +168,18 @@ def check_pair(encoder: VGGEncoder, decoder: Decoder, source: str = "AdaIN model
 def save_decoder(decoder: Decoder, path: str | Path) -> None:
     """Atomically save a decoder with what it was trained against: encoder name, AdaIN layer, width."""
     blob = {"encoder": decoder.encoder_name, "layer": decoder.layer, "width": decoder.width,
-            "state_dict": decoder.state_dict()}
+            "palette": decoder.palette, "state_dict": decoder.state_dict()}
     write_torch(path, blob)
 
 
 def load_decoder(path: str | Path, map_location: str | torch.device = "cpu") -> Decoder:
-    """A saved decoder; files written before the layer was recorded hold relu4_1 decoders of width 1."""
+    """A saved decoder; files written before the layer was recorded hold relu4_1 decoders of width 1, and
+    before the palette was recorded, decoders without palette matching."""
     hint = "decoder weights not found (train it: `dvc repro train_adain`)"
     blob = read_weights_file(path, ("encoder", "state_dict"), hint, map_location)
     try:
-        decoder = Decoder(blob["encoder"], blob.get("layer", "relu4_1"), float(blob.get("width", 1.0)))
+        decoder = Decoder(blob["encoder"], blob.get("layer", "relu4_1"), float(blob.get("width", 1.0)),
+                          blob.get("palette", "none"))
     except WeightsError as err:
         raise WeightsError(f"{path}: {err}") from None
     state = {"input_scale": torch.ones(()), **blob["state_dict"]}  # decoders without one read unscaled input

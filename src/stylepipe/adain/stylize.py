@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from stylepipe.adain.fast import FastAdaIN, fast_network
-from stylepipe.adain.model import AdaINStylizer, load_stylizer
+from stylepipe.adain.model import AdaINStylizer, load_stylizer, style_stats_of_images
 from stylepipe.apply import StylizeError, read_image, run_stylizer
 from stylepipe.core import paths
 from stylepipe.core.config import Common
@@ -36,9 +36,11 @@ from stylepipe.core.media import (
 from stylepipe.core.runtime import Runtime, resolve_runtime
 from stylepipe.core.tiling import GRID, available_bytes, choose_tile, feather, pad_to_grid, plan_windows
 from stylepipe.nn.functional import blend, coral, mean_std_of_sums, normalise
+from stylepipe.nn.palette import match_palette
 from stylepipe.nn.statistics import StatsOrigin, StyleBank
 
 PreserveColor = Literal["luminance", "coral"] | None
+Palette = Literal["histogram", "none"] | None
 RECOMPUTE = "compute them with this model from the style images (and save them with save_style_stats)"
 
 
@@ -72,15 +74,6 @@ def normalise_weights(weights: Sequence[float] | None, n: int) -> torch.Tensor:
     return w / w.sum()
 
 
-@torch.no_grad()
-def style_stats_of_images(model: AdaINStylizer, names: Sequence[str], images: Sequence[torch.Tensor]) -> StyleBank:
-    """Statistics of each style image ([3, H, W] in [0, 1]), named by `names`."""
-    device = next(model.parameters()).device
-    pairs = [model.style_stats(image[None].to(device)) for image in images]
-    return StyleBank(list(names), torch.cat([m for m, _ in pairs]).cpu(), torch.cat([s for _, s in pairs]).cpu(),
-                      model.encoder.spec.name, model.layer)
-
-
 # ------------------------------------------------------------------------------------------------ masks
 
 
@@ -111,6 +104,14 @@ def region_onehot(regions: Image.Image, source: Path, size: tuple[int, int], n: 
 # -------------------------------------------------------------------------------------- AdaIN stylizer
 
 
+class StyleTarget(NamedTuple):
+    """What one frame is stylised towards: [R, C, 1, 1] statistics, and [R, 3, Q] palettes when matched."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+    palette: torch.Tensor | None
+
+
 @dataclass
 class StylizeOptions:
     alpha: float = 1.0
@@ -122,6 +123,7 @@ class StylizeOptions:
     tile_context: int = 64  # extra pixels each tile sees on every side (discarded)
     memory_budget: int | None = None  # bytes; None = measured on the device
     compile_mode: str | None = None
+    palette: Palette = None  # None: as the decoder was trained (histogram matching or none)
 
     def validate(self) -> None:
         if not 0.0 <= self.alpha <= 1.0:
@@ -129,6 +131,8 @@ class StylizeOptions:
         if self.preserve_color not in (None, "luminance", "coral"):
             raise StylizeError(f"preserve_color {self.preserve_color!r}: expected luminance or coral",
                                ("preserve_color",))
+        if self.palette not in (None, "histogram", "none"):
+            raise StylizeError(f"palette {self.palette!r}: expected histogram or none", ("palette",))
         if self.mask is not None and self.weights is not None:
             raise StylizeError("mask and weights exclude each other: the mask decides which style goes where",
                                ("mask", "weights"))
@@ -167,24 +171,34 @@ class AdaINStylize:
             except MediaError as err:
                 raise StylizeError(str(err), ("mask",)) from None
         self.element_bytes = 2 if rt.bf16 else 4
+        self.match_palette = (options.palette or model.decoder.palette) == "histogram"
+        if stats is not None and self.match_palette:
+            stats.require_palette(f"styles {stats.names}")
         # without coral the target statistics are the same for every frame: mixed and moved once
         self.fixed_style = None if stats is None or options.preserve_color == "coral" else self._region_style(stats)
 
-    # -- target statistics for one content frame
-    def _style_for(self, content: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    # -- target statistics (and palette) for one content frame
+    def _style_for(self, content: torch.Tensor) -> StyleTarget:
         if self.fixed_style is not None:
             return self.fixed_style
         recoloured = [coral(s, content[0].cpu()) for s in self.style_images]
         names = [str(i) for i in range(len(recoloured))]
         return self._region_style(style_stats_of_images(self.model, names, recoloured))
 
-    def _region_style(self, stats: StyleBank) -> tuple[torch.Tensor, torch.Tensor]:
-        """[R, C, 1, 1] target statistics per region on the device: one mixed style, or one per mask region."""
+    def _region_style(self, stats: StyleBank) -> StyleTarget:
+        """[R, C, 1, 1] target statistics per region on the device, and [R, 3, Q] palettes when the output
+        is matched to them: one mixed style, or one per mask region."""
+        palette = None
         if self.regions is None:
-            mean, std = stats.mixed(normalise_weights(self.opts.weights, len(stats)))
+            weights = normalise_weights(self.opts.weights, len(stats))
+            mean, std = stats.mixed(weights)
+            if self.match_palette:
+                palette = stats.mixed_palette(weights)
         else:
             mean, std = stats.mean, stats.std
-        return mean.to(self.rt.device), std.to(self.rt.device)
+            if self.match_palette:
+                palette = stats.require_palette()
+        return StyleTarget(mean.to(self.rt.device), std.to(self.rt.device), palette)
 
     def tile_size(self, height: int, width: int) -> int:
         if self.opts.tile is not None:
@@ -197,15 +211,28 @@ class AdaINStylize:
         h, w = content.shape[-2:]
         if h % GRID or w % GRID:
             raise StylizeError(f"content {w}x{h}: stylizers take multiples of {GRID} (use apply_padded)")
-        s_mean, s_std = self._style_for(content)
+        style = self._style_for(content)
         tile = self.tile_size(h, w)
         if tile == 0 and self.regions is None:
-            out = self.net(self.rt.to_device(content), s_mean, s_std, self.opts.alpha).float().cpu()
+            out = self.net(self.rt.to_device(content), style.mean, style.std, self.opts.alpha).float().cpu()
         else:
-            out = self._general(content, s_mean, s_std, tile)
+            out = self._general(content, style.mean, style.std, tile)
+        if style.palette is not None and self.opts.alpha > 0:
+            out = self._matched(out, style.palette)
         if self.opts.preserve_color == "luminance":
             out = keep_content_colour(out, content.to(out))
         return out
+
+    def _matched(self, out: torch.Tensor, palette: torch.Tensor) -> torch.Tensor:
+        """The whole frame matched to the palette (after tiling, so tiles share one map); with a mask, to each
+        region's palette, composited by the mask at full resolution."""
+        alpha = self.opts.alpha
+        if self.regions is None:
+            return match_palette(out, palette, alpha)
+        h, w = out.shape[-2:]
+        index = np.asarray(self.regions.resize((w, h), Image.Resampling.NEAREST), dtype=np.int64)
+        onehot = F.one_hot(torch.from_numpy(index), len(palette)).permute(2, 0, 1)[:, None].to(out)
+        return sum(onehot[k] * match_palette(out, palette[k : k + 1], alpha) for k in range(len(palette)))
 
     # -- the general path: regions and/or tiles, content statistics of the whole frame
     def _general(self, content: torch.Tensor, s_mean: torch.Tensor, s_std: torch.Tensor, tile: int) -> torch.Tensor:

@@ -13,7 +13,15 @@ from typing import Self
 import torch
 from torch import nn
 
-from stylepipe.adain.model import AdaINStylizer, Decoder, check_pair, expect_decoder, load_decoder, save_decoder
+from stylepipe.adain.model import (
+    AdaINStylizer,
+    Decoder,
+    check_pair,
+    expect_decoder,
+    load_decoder,
+    save_decoder,
+    style_stats_of_images,
+)
 from stylepipe.adain.published import published_decoder
 from stylepipe.core import paths
 from stylepipe.core.config import Adain, Params, TrainAdain, TrainBase
@@ -190,6 +198,7 @@ def pass_through(params: Params, out_dir: Path, reports: Path, recon: Path) -> d
     model_cfg = params.adain
     encoder = load_encoder(paths.ENCODER, last=model_cfg.layer)
     decoder = initial_decoder(encoder.spec.name, model_cfg, recon)
+    decoder.palette = model_cfg.palette
     model = AdaINStylizer(encoder, decoder, f"{recon} with {paths.ENCODER}").eval()
     bank = build_style_bank(model, open_stores()[1], params.train_adain.style_size)
     with stage_run(params, "train_adain", ["common", "adain", "train_adain"]) as tracker:
@@ -231,15 +240,18 @@ def _train_process(
     model_cfg = params.adain
     encoder = rt.prepare(load_encoder(paths.ENCODER, last=model_cfg.layer))
     decoder = initial_decoder(encoder.spec.name, model_cfg, decoder_init)
+    adain_stage = stage == "train_adain"
+    if adain_stage:
+        decoder.palette = model_cfg.palette
     stores = open_stores()
     if decoder_init is None:
         calibration = torch.cat(preview_pairs(stores, cfg.crop, params.common.seed, "train"))
         decoder.calibrate(encoder.encode(rt.to_device(calibration)))
     decoder = rt.prepare(decoder)
-    adain_stage = stage == "train_adain"
     task = AdainTask.from_params(encoder, decoder, cfg) if adain_stage else ReconTask(encoder, decoder)
+    # adain.palette acts after the network only: a finished run's checkpoint serves either setting
     phash = params_hash(
-        stage, {**cfg.model_dump(mode="json"), "adain": model_cfg.model_dump(mode="json")},
+        stage, {**cfg.model_dump(mode="json"), "adain": model_cfg.model_dump(mode="json", exclude={"palette"})},
         params.common.seed, dist_env.world_size,
         inputs_digest(paths.ENCODER, paths.PREPARED, *([decoder_init] if decoder_init else [])),
     )
@@ -306,11 +318,8 @@ def render_preview(
 @torch.no_grad()
 def build_style_bank(model: AdaINStylizer, styles: ShardStore, size: int) -> StyleBank:
     """Cached mean/std at the AdaIN layer of one painting per style label (validation split first), for
-    export and the demo."""
-    names, means, stds = [], [], []
-    for label in styles.labels:
-        m, s = model.style_stats(style_image(styles, label, size)[None])
-        names.append(label)
-        means.append(m[0])
-        stds.append(s[0])
-    return StyleBank(names, torch.stack(means), torch.stack(stds), model.encoder.spec.name, model.layer)
+    export and the demo; with its palette when the model matches palettes (the demo matches its frames to
+    the palettes a bank holds)."""
+    names, images = list(styles.labels), [style_image(styles, label, size) for label in styles.labels]
+    bank = style_stats_of_images(model, names, images)
+    return bank if model.matches_palette else replace(bank, palette=None)

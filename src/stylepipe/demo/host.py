@@ -25,7 +25,7 @@ from stylepipe.core.config import Params
 from stylepipe.core.errors import InputError, MissingInputError
 from stylepipe.core.io import atomic_dir, write_json
 from stylepipe.core.media import VideoWriter, iter_video_frames
-from stylepipe.demo.ui import Display, StyleCycler, compose, load_bank
+from stylepipe.demo.ui import Display, StyleCycler, compose, load_bank, with_palette
 from stylepipe.nn.statistics import StatsOrigin
 
 Runner = Callable[[np.ndarray], np.ndarray]  # RGB uint8 (H, W, 3) -> RGB uint8 (H, W, 3)
@@ -100,12 +100,13 @@ class StyleRunner:
     """The style-statistics model as frame -> frame with the cycler's current style from the bank."""
 
     def __init__(self, infer: StatsInfer, bank: dict[str, Any], device: str, index: int = 0) -> None:
-        self.infer, self.mean, self.std, self.device = infer, bank["mean"], bank["std"], device
+        self.infer, self.bank, self.device = infer, bank, device
         self.cycler = StyleCycler(bank["names"], index)
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         i = self.cycler.index
-        return to_frame(self.infer(to_tensor(frame), self.mean[i : i + 1], self.std[i : i + 1]))
+        out = self.infer(to_tensor(frame), self.bank["mean"][i : i + 1], self.bank["std"][i : i + 1])
+        return to_frame(with_palette(out, self.bank, i))
 
     def label(self) -> str:
         return f"{self.cycler.name} ({self.device})"

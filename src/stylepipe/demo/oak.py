@@ -19,7 +19,7 @@ import numpy as np
 from stylepipe.core.errors import InputError
 from stylepipe.core.io import write_json
 from stylepipe.core.media import VideoWriter
-from stylepipe.demo.ui import Display, StyleCycler, compose, load_bank
+from stylepipe.demo.ui import Display, StyleCycler, compose, load_bank, with_palette
 from stylepipe.nn.statistics import StatsOrigin
 
 STYLE_INPUTS = ("style_mean", "style_std")
@@ -132,9 +132,12 @@ def _planar_bgr_to_rgb(frame: np.ndarray, width: int, height: int) -> np.ndarray
     return np.ascontiguousarray(frame.reshape(3, height, width)[::-1].transpose(1, 2, 0))
 
 
-def _nn_to_rgb(msg: dai.NNData, width: int, height: int) -> np.ndarray:
-    out = np.asarray(msg.getFirstLayerFp16(), dtype=np.float32).reshape(3, height, width)
-    return (np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8).transpose(1, 2, 0)
+def _nn_output(msg: dai.NNData, width: int, height: int) -> np.ndarray:
+    return np.asarray(msg.getFirstLayerFp16(), dtype=np.float32).reshape(1, 3, height, width)
+
+
+def _nn_to_rgb(out: np.ndarray) -> np.ndarray:
+    return (np.clip(out[0], 0, 1) * 255 + 0.5).astype(np.uint8).transpose(1, 2, 0)
 
 
 def find_device() -> Any:
@@ -180,7 +183,7 @@ def run_live(
                 q_style.send(style_message(bank["mean"][0], bank["std"][0], channels))
             while max_frames is None or frames < max_frames:
                 original = _planar_bgr_to_rgb(q_prev.get().getFrame(), width, height)
-                stylised = _nn_to_rgb(q_nn.get(), width, height)
+                stylised = _nn_to_rgb(with_palette(_nn_output(q_nn.get(), width, height), bank, cycler.index))
                 frames += 1
                 fps = frames / (time.perf_counter() - start)
                 label = f"{fps:4.1f} FPS" + (f"  {cycler.name} (OAK-1)" if bank else "")

@@ -46,12 +46,28 @@ class StyleCycler:
 
 
 def load_bank(bank_path: Path, model: StatsOrigin | None = None) -> dict[str, Any]:
-    """The style bank as numpy: names, mean and std [S, C, 1, 1] float32 and their channel count C;
-    with `model`, the bank must fit it (an error names the file and both sides)."""
+    """The style bank as numpy: names, mean and std [S, C, 1, 1] float32, their channel count C, and the
+    palettes [S, 3, Q] (None when the model was not trained to match them); with `model`, the bank must fit
+    it (an error names the file and both sides)."""
     from stylepipe.nn.statistics import StyleBank
 
     bank = StyleBank.load_trained(bank_path, model)
-    return {"names": bank.names, "mean": bank.mean.numpy(), "std": bank.std.numpy(), "channels": bank.origin.channels}
+    palette = None if bank.palette is None else bank.palette.numpy()
+    return {"names": bank.names, "mean": bank.mean.numpy(), "std": bank.std.numpy(),
+            "channels": bank.origin.channels, "palette": palette}
+
+
+def with_palette(output: np.ndarray, bank: dict[str, Any] | None, index: int) -> np.ndarray:
+    """The network's output [1, 3, H, W] matched to style `index`'s palette on the host (sorting is no
+    Myriad X operation), or unchanged when the bank holds no palettes."""
+    if bank is None or bank["palette"] is None:
+        return output
+    import torch
+
+    from stylepipe.nn.palette import match_palette
+
+    palette = torch.from_numpy(bank["palette"][index : index + 1])
+    return match_palette(torch.from_numpy(np.ascontiguousarray(output, np.float32)), palette).numpy()
 
 
 def compose(original: np.ndarray, stylised: np.ndarray, text: str) -> np.ndarray:

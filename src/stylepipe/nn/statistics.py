@@ -73,16 +73,19 @@ class StatsOrigin:
 @dataclass
 class StyleBank:
     """Mean/std at the AdaIN layer of S named styles ([S, C, 1, 1] each, C = 256 at relu3_1, 512 at
-    relu4_1): what AdaIN needs of a style, computed once, for one encoder at one layer.
+    relu4_1): what AdaIN needs of a style, computed once, for one encoder at one layer; and each style's
+    RGB palette ([S, 3, Q] quantiles, `nn.palette`) for models that match their output to it.
 
-    On disk a dict {"names", "mean", "std", "encoder", "layer"} saved with torch.save, plus "format" when
-    written here; files without "encoder" or "layer" are checked by their channel count alone."""
+    On disk a dict {"names", "mean", "std", "encoder", "layer", "palette"} saved with torch.save, plus
+    "format" when written here; files without "encoder" or "layer" are checked by their channel count
+    alone, files without "palette" serve models that do not match palettes."""
 
     names: list[str]
     mean: torch.Tensor
     std: torch.Tensor
     encoder: str | None = None
     layer: str | None = None
+    palette: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.names)
@@ -95,6 +98,8 @@ class StyleBank:
         """Atomically write the bank (float32, on the CPU)."""
         blob = {"format": BANK_FORMAT, "encoder": self.encoder, "layer": self.layer, "names": list(self.names),
                 "mean": self.mean.detach().float().cpu(), "std": self.std.detach().float().cpu()}
+        if self.palette is not None:
+            blob["palette"] = self.palette.detach().float().cpu()
         write_torch(path, blob)
         return Path(path)
 
@@ -120,7 +125,11 @@ class StyleBank:
         if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
             raise StyleBankError(f"{source}: names must be a list of style names")
         _check_moments(mean, std, len(names), source)
-        return cls(list(names), mean.float(), std.float(), blob.get("encoder"), blob.get("layer"))
+        palette = blob.get("palette")
+        if palette is not None:
+            _check_palette(palette, len(names), source)
+            palette = palette.float()
+        return cls(list(names), mean.float(), std.float(), blob.get("encoder"), blob.get("layer"), palette)
 
     @classmethod
     def load_trained(cls, path: str | Path, model: StatsOrigin | None = None) -> StyleBank:
@@ -142,7 +151,8 @@ class StyleBank:
         if missing:
             raise StyleBankError(f"{source}: no style named {missing}; the file has {self.names}")
         idx = [self.names.index(n) for n in names]
-        return StyleBank(list(names), self.mean[idx], self.std[idx], self.encoder, self.layer)
+        palette = None if self.palette is None else self.palette[idx]
+        return StyleBank(list(names), self.mean[idx], self.std[idx], self.encoder, self.layer, palette)
 
     def at(self, index: int, source: str) -> StyleBank:
         """The style at `index` (e.g. the one an export bakes in)."""
@@ -155,6 +165,30 @@ class StyleBank:
         in the style statistics, so this equals the weighted sum of per-style AdaIN features."""
         w = weights[:, None, None, None]
         return (w * self.mean).sum(0, keepdim=True), (w * self.std).sum(0, keepdim=True)
+
+    def mixed_palette(self, weights: torch.Tensor) -> torch.Tensor:
+        """[1, 3, Q] palette interpolated with `weights`: the weighted mean of the quantile functions, which
+        is the palette between the styles in the 1-D optimal-transport sense."""
+        return (weights[:, None, None] * self.require_palette()).sum(0, keepdim=True)
+
+    def require_palette(self, source: str = "style statistics") -> torch.Tensor:
+        """The [S, 3, Q] palettes, or an error saying that this bank has none and how to get them."""
+        if self.palette is None:
+            raise StyleBankError(f"{source} of {self.names} hold no palette, which this model matches its output "
+                                 f"to: save them again with this version (stylize --save-style-stats, or "
+                                 f"re-run train_adain), or stylize with --palette none")
+        return self.palette
+
+
+def _check_palette(palette: Any, styles: int, source: str) -> None:
+    """A palette as `nn.palette` makes it: float [S, 3, Q], Q >= 2, finite, each channel non-decreasing."""
+    if not isinstance(palette, torch.Tensor) or not palette.is_floating_point():
+        raise StyleBankError(f"{source}: palette must be a float tensor, got {type(palette).__name__}")
+    if palette.ndim != 3 or palette.shape[0] != styles or palette.shape[1] != 3 or palette.shape[2] < 2:
+        raise StyleBankError(f"{source}: palette must be [S, 3, Q] for S={styles} names and Q >= 2 quantiles, "
+                             f"got {list(palette.shape)}")
+    if not torch.isfinite(palette).all() or (palette.diff(dim=2) < 0).any():
+        raise StyleBankError(f"{source}: palette must hold finite quantiles, non-decreasing along Q")
 
 
 def _check_moments(mean: Any, std: Any, styles: int, source: str) -> None:
