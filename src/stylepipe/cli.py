@@ -285,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="keep the content's colours (default luminance; coral = recolour the style image)")
     st.add_argument("--palette", choices=("histogram", "none"),
                     help="match the output to the painting's palette (histogram) or not (none); default: as "
-                         "the decoder was trained (params adain.palette)")
+                         "the decoder file records (params adain.palette)")
     st.add_argument("--content-size", "--size", type=int, default=0,
                     help="shrink the content's shorter side to this (0 = keep the original size)")
     st.add_argument("--style-size", type=int, default=512, help="style images' shorter side (0 = as is)")

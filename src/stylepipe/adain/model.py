@@ -121,7 +121,8 @@ class AdaINStylizer(nn.Module):
 
     @property
     def matches_palette(self) -> bool:
-        """Whether the decoder was trained for outputs matched to the painting's palette (`nn.palette`)."""
+        """Whether the decoder's outputs are matched to the painting's palette (`adain.palette`, recorded in
+        its file; `nn.palette`)."""
         return self.decoder.palette == "histogram"
 
     def style_stats(self, style: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -139,7 +140,7 @@ class AdaINStylizer(nn.Module):
     @torch.no_grad()
     def stylize(self, content: torch.Tensor, style: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
         """The network's output, matched to the painting's palette with strength `alpha` when the decoder
-        was trained for it."""
+        records palette matching."""
         s_mean, s_std = self.style_stats(style)
         out = self.forward(content, s_mean, s_std, alpha)
         if self.matches_palette and alpha > 0:
@@ -166,7 +167,8 @@ def check_pair(encoder: VGGEncoder, decoder: Decoder, source: str = "AdaIN model
 
 
 def save_decoder(decoder: Decoder, path: str | Path) -> None:
-    """Atomically save a decoder with what it was trained against: encoder name, AdaIN layer, width."""
+    """Atomically save a decoder with what it was trained against (encoder name, AdaIN layer, width) and
+    whether its outputs are palette-matched."""
     blob = {"encoder": decoder.encoder_name, "layer": decoder.layer, "width": decoder.width,
             "palette": decoder.palette, "state_dict": decoder.state_dict()}
     write_torch(path, blob)

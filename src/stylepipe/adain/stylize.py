@@ -123,7 +123,7 @@ class StylizeOptions:
     tile_context: int = 64  # extra pixels each tile sees on every side (discarded)
     memory_budget: int | None = None  # bytes; None = measured on the device
     compile_mode: str | None = None
-    palette: Palette = None  # None: as the decoder was trained (histogram matching or none)
+    palette: Palette = None  # None: as the decoder file records (adain.palette)
 
     def validate(self) -> None:
         if not 0.0 <= self.alpha <= 1.0:

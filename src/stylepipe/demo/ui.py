@@ -47,7 +47,7 @@ class StyleCycler:
 
 def load_bank(bank_path: Path, model: StatsOrigin | None = None) -> dict[str, Any]:
     """The style bank as numpy: names, mean and std [S, C, 1, 1] float32, their channel count C, and the
-    palettes [S, 3, Q] (None when the model was not trained to match them); with `model`, the bank must fit
+    palettes [S, 3, Q] (None when the model does not match palettes); with `model`, the bank must fit
     it (an error names the file and both sides)."""
     from stylepipe.nn.statistics import StyleBank
 
