@@ -83,7 +83,7 @@ def test_a_bank_of_another_layer_fails_at_load(tmp_path: Path) -> None:
 
 
 def test_a_palette_model_serves_outputs_in_the_style_images_palette(tmp_path: Path) -> None:
-    """A decoder trained with adain.palette histogram: a request's style image brings its palette, and a
+    """A decoder recording adain.palette histogram: a request's style image brings its palette, and a
     bank without palettes is a 4xx saying how to get them."""
     from stylepipe.serving import decode_image
 

@@ -411,7 +411,7 @@ def test_the_host_demo_reads_portrait_video_upright(tmp_path):
 
 @pytest.fixture(scope="module")
 def palette_model() -> AdaINStylizer:
-    """A model whose decoder was trained for outputs matched to the painting's palette."""
+    """A model whose decoder file records palette matching (adain.palette histogram)."""
     torch.manual_seed(0)
     decoder = Decoder("vgg16_hed", "relu3_1", 0.5, "histogram")
     return AdaINStylizer(build_encoder("vgg16_hed", "relu3_1"), decoder).eval()

@@ -232,7 +232,7 @@ def test_a_bank_of_another_layer_is_refused(exported: dict[str, Path], tmp_path:
 @pytest.mark.parametrize("backend", ["onnxruntime", "torch"])
 def test_host_runner_matches_frames_to_the_banks_palette(exported: dict[str, Path], tmp_path: Path,
                                                           backend: str) -> None:
-    """A bank with palettes (train_adain writes them for a palette-matching model) recolours every frame
+    """A bank with palettes (train_adain writes them with adain.palette histogram) recolours every frame
     on the host, each style to its own; the graph itself holds no sorting for the Myriad X."""
     bank = torch.load(exported["bank_path"], weights_only=True)
     palette = torch.stack([torch.linspace(0.0, 0.3, 16).repeat(3, 1), torch.linspace(0.7, 1.0, 16).repeat(3, 1)])
