@@ -122,7 +122,7 @@ class AdaINPyfunc(mlflow.pyfunc.PythonModel):
             from stylepipe.data.datasets import resize_short
 
             image = image_to_tensor(resize_short(to_pil(image), STYLE_SIZE))
-            return style_stats_of_images(self.model, ["request"], [image])
+            return style_stats_of_images(self.model, ["request"], [image], self.model.matches_palette)
         if given[0] == "style_name":
             if self.bank is None or row["style_name"] not in self.bank.names:
                 names = self.bank.names if self.bank is not None else []

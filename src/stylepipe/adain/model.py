@@ -149,12 +149,15 @@ class AdaINStylizer(nn.Module):
 
 
 @torch.no_grad()
-def style_stats_of_images(model: AdaINStylizer, names: Sequence[str], images: Sequence[torch.Tensor]) -> StyleBank:
-    """Statistics and palette of each style image ([3, H, W] in [0, 1]), named by `names`."""
+def style_stats_of_images(model: AdaINStylizer, names: Sequence[str], images: Sequence[torch.Tensor],
+                          with_palette: bool = True) -> StyleBank:
+    """Statistics of each style image ([3, H, W] in [0, 1]), named by `names`, and its palette unless
+    `with_palette` is false (a caller that will not match palettes skips the per-image quantiles)."""
     device = next(model.parameters()).device
     pairs = [model.style_stats(image[None].to(device)) for image in images]
+    palette = torch.stack([palette_of(image.cpu()) for image in images]) if with_palette else None
     return StyleBank(list(names), torch.cat([m for m, _ in pairs]).cpu(), torch.cat([s for _, s in pairs]).cpu(),
-                     model.encoder.spec.name, model.layer, torch.stack([palette_of(image.cpu()) for image in images]))
+                     model.encoder.spec.name, model.layer, palette)
 
 
 def check_pair(encoder: VGGEncoder, decoder: Decoder, source: str = "AdaIN model") -> None:

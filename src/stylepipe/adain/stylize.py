@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from stylepipe.adain.fast import FastAdaIN, fast_network
-from stylepipe.adain.model import AdaINStylizer, load_stylizer, style_stats_of_images
+from stylepipe.adain.model import PALETTES, AdaINStylizer, load_stylizer, style_stats_of_images
 from stylepipe.apply import StylizeError, read_image, run_stylizer
 from stylepipe.core import paths
 from stylepipe.core.config import Common
@@ -131,7 +131,7 @@ class StylizeOptions:
         if self.preserve_color not in (None, "luminance", "coral"):
             raise StylizeError(f"preserve_color {self.preserve_color!r}: expected luminance or coral",
                                ("preserve_color",))
-        if self.palette not in (None, "histogram", "none"):
+        if self.palette is not None and self.palette not in PALETTES:
             raise StylizeError(f"palette {self.palette!r}: expected histogram or none", ("palette",))
         if self.mask is not None and self.weights is not None:
             raise StylizeError("mask and weights exclude each other: the mask decides which style goes where",
@@ -183,7 +183,7 @@ class AdaINStylize:
             return self.fixed_style
         recoloured = [coral(s, content[0].cpu()) for s in self.style_images]
         names = [str(i) for i in range(len(recoloured))]
-        return self._region_style(style_stats_of_images(self.model, names, recoloured))
+        return self._region_style(style_stats_of_images(self.model, names, recoloured, self.match_palette))
 
     def _region_style(self, stats: StyleBank) -> StyleTarget:
         """[R, C, 1, 1] target statistics per region on the device, and [R, 3, Q] palettes when the output

@@ -321,5 +321,4 @@ def build_style_bank(model: AdaINStylizer, styles: ShardStore, size: int) -> Sty
     export and the demo; with its palette when the model matches palettes (the demo matches its frames to
     the palettes a bank holds)."""
     names, images = list(styles.labels), [style_image(styles, label, size) for label in styles.labels]
-    bank = style_stats_of_images(model, names, images)
-    return bank if model.matches_palette else replace(bank, palette=None)
+    return style_stats_of_images(model, names, images, with_palette=model.matches_palette)

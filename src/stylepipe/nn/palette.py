@@ -18,8 +18,14 @@ def palette_of(image: torch.Tensor, quantiles: int = QUANTILES) -> torch.Tensor:
     """[3, Q] quantiles of each RGB channel of `image` [3, H, W] at the Q bin centres (i + 0.5) / Q."""
     if image.ndim != 3 or image.shape[0] != 3:
         raise ValueError(f"palette_of takes an RGB image [3, H, W], got {list(image.shape)}")
-    probs = (torch.arange(quantiles, dtype=torch.float64) + 0.5) / quantiles
-    return torch.quantile(image.reshape(3, -1).double(), probs, dim=1).T.float().contiguous()
+    return _quantiles(image.reshape(3, -1).double(), quantiles).float()
+
+
+def _quantiles(rows: torch.Tensor, quantiles: int) -> torch.Tensor:
+    """[R, Q] quantiles of each row of `rows` [R, N] at the bin centres (i + 0.5) / Q, in the rows' dtype
+    (float64 for a palette that is stored, float32 on the per-frame path)."""
+    probs = (torch.arange(quantiles, dtype=rows.dtype, device=rows.device) + 0.5) / quantiles
+    return torch.quantile(rows, probs, dim=1).T.contiguous()
 
 
 def _interp(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
@@ -40,13 +46,7 @@ def match_palette(image: torch.Tensor, palette: torch.Tensor, strength: float = 
     n, c, h, w = image.shape
     flat = image.reshape(n * c, h * w).float()
     target = palette.to(flat).expand(n, c, -1).reshape(n * c, -1)
-    q = target.shape[1]
-    ordered = flat.sort(dim=1).values
-    position = ((torch.arange(q, device=flat.device, dtype=flat.dtype) + 0.5) / q * (h * w) - 0.5).clamp(0, h * w - 1)
-    below = position.floor().long()
-    above = (below + 1).clamp_max(h * w - 1)
-    t = position - below
-    own = ordered[:, below] * (1 - t) + ordered[:, above] * t
+    own = _quantiles(flat, target.shape[1])
     matched = _interp(flat, own, target).reshape(n, c, h, w).to(image.dtype)
     if strength == 1.0:
         return matched
