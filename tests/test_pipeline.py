@@ -124,6 +124,30 @@ def test_training_param_change_reruns_only_downstream(project: Path):
     run(["git", "commit", "-qm", "double the AdaIN learning rate"], project)
 
 
+def test_palette_switch_reuses_the_trained_decoder(project: Path):
+    """adain.palette acts after the network: switching it re-runs train_adain from its finished checkpoint
+    (no training step), records the setting in the decoder, puts the palettes in the style bank, and the
+    evaluate stage scores the matched outputs."""
+    import torch
+
+    before = json.loads((project / "reports/evaluate/metrics.json").read_text())
+    params_file = project / "params.yaml"
+    params = yaml.safe_load(params_file.read_text())
+    params["adain"]["palette"] = "histogram"
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    proc = run(["dvc", "repro"], project)
+    assert {"train_adain", "evaluate"} <= ran_stages(proc.stdout), proc.stdout
+    summary = json.loads((project / "models/adain/summary.json").read_text())
+    assert summary["resumed_from"] == summary["steps"] == params["train_adain"]["iterations"]
+    assert torch.load(project / "models/adain/decoder.pt", weights_only=True)["palette"] == "histogram"
+    bank = torch.load(project / "models/adain/style_bank.pt", weights_only=True)
+    assert bank["palette"].shape == (len(bank["names"]), 3, 64)
+    after = json.loads((project / "reports/evaluate/metrics.json").read_text())
+    assert after["hist"] < before["hist"] / 2
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-qm", "match outputs to the paintings' palettes"], project)
+
+
 def test_push_then_pull_in_a_fresh_clone_restores_models(project: Path, tmp_path: Path):
     remote = tmp_path / "remote"
     run(["dvc", "remote", "add", "-f", "-d", "local", str(remote)], project)
