@@ -9,11 +9,12 @@ than to any other style. Exit status 1 when a criterion fails.
 
     python benchmarks/bench_quality.py                                   # models/adain/decoder.pt
     python benchmarks/bench_quality.py --decoder other.pt --grid grid.png --json figures.json
-    python benchmarks/bench_quality.py --palette histogram   # outputs matched to their painting's palette
+    python benchmarks/bench_quality.py --palette none --detail 0   # the network's own outputs
 
-`--palette` overrides the decoder's `adain.palette` setting: `histogram` scores the outputs matched to each
-painting's palette (`stylepipe.nn.palette`, as `stylize --palette histogram`): the palette criterion met
-by construction, and what it costs in luminance SSIM.
+`--palette` and `--detail` override the decoder's `adain.palette` and `adain.detail` settings, as
+`stylize --palette/--detail` do: `--palette none --detail 0` scores what the network draws by itself,
+`histogram` the outputs matched to each painting's palette (`stylepipe.nn.palette`) and `--detail` the
+weight of the content's fine luminance detail restored on them (`stylepipe.nn.detail`).
 """
 
 from __future__ import annotations
@@ -81,11 +82,14 @@ def main() -> int:
     ap.add_argument("--grid", type=Path, help="write content x style outputs here (PNG)")
     ap.add_argument("--json", type=Path, help="write the figures here")
     ap.add_argument("--palette", choices=PALETTES, help="override the decoder's palette setting (see above)")
+    ap.add_argument("--detail", type=float, help="override the decoder's fine-detail weight (0..1, see above)")
     args = ap.parse_args()
     torch.manual_seed(0)
     model = load_stylizer(args.encoder, args.decoder)
     if args.palette:
         model.decoder.palette = args.palette
+    if args.detail is not None:
+        model.decoder.detail = args.detail
     enc = metric_encoder(torch.device("cpu"), args.encoder)
     contents = load_folder(args.eval_dir / "content", args.size)
     styles = load_folder(args.eval_dir / "style", args.size)

@@ -174,8 +174,8 @@ def _checksum(args) -> None:
 
 
 STYLIZE_FLAGS = {"alpha": "--alpha", "weights": "--weights", "mask": "--mask", "preserve_color": "--preserve-color",
-                 "palette": "--palette", "tile": "--tile", "style": "--style", "style_stats": "--style-stats",
-                 "style_names": "--style-names"}
+                 "palette": "--palette", "detail": "--detail", "tile": "--tile", "style": "--style",
+                 "style_stats": "--style-stats", "style_names": "--style-names"}
 
 
 def _flagged(err: StylepipeError, options: tuple[str, ...]) -> StylepipeError:
@@ -198,7 +198,7 @@ def _stylize(params, args) -> Any:
         return _stylize_johnson(johnson_style, args)
     options = StylizeOptions(
         alpha=args.alpha, weights=args.weights, preserve_color=args.preserve_color, mask=args.mask,
-        palette=args.palette, tile=None if args.tile == "auto" else int(args.tile),
+        palette=args.palette, detail=args.detail, tile=None if args.tile == "auto" else int(args.tile),
         compile_mode=args.compile_mode or params.common.compile_mode,
     )
     common = params.common if args.device is None else params.common.model_copy(update={"device": args.device})
@@ -222,7 +222,7 @@ def _stylize_johnson(style: str, args) -> Any:
 
     adain_only = {"--style": args.style, "--style-stats": args.style_stats, "--weights": args.weights,
                   "--mask": args.mask, "--preserve-color": args.preserve_color, "--palette": args.palette,
-                  "--alpha": None if args.alpha == 1.0 else args.alpha}
+                  "--detail": args.detail, "--alpha": None if args.alpha == 1.0 else args.alpha}
     given = [flag for flag, value in adain_only.items() if value is not None]
     if given:
         raise StylizeError(f"{', '.join(given)}: AdaIN options; johnson:{style} has its style built in")
@@ -286,6 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--palette", choices=("histogram", "none"),
                     help="match the output to the painting's palette (histogram) or not (none); default: as "
                          "the decoder file records (params adain.palette)")
+    st.add_argument("--detail", type=float,
+                    help="0..1: how much of the content's fine luminance detail is restored on the output; "
+                         "default: as the decoder file records (params adain.detail)")
     st.add_argument("--content-size", "--size", type=int, default=0,
                     help="shrink the content's shorter side to this (0 = keep the original size)")
     st.add_argument("--style-size", type=int, default=512, help="style images' shorter side (0 = as is)")

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from stylepipe.adain.model import AdaINStylizer, Decoder, decoder_plan, load_decoder, load_stylizer, save_decoder
+from stylepipe.nn.detail import restore_fine_detail
 from stylepipe.nn.encoders import TAP_CHANNELS, WeightsError, build_encoder
 from stylepipe.nn.functional import adain, mean_std
 
@@ -129,6 +130,28 @@ def test_decoder_file_records_its_palette_and_older_files_have_none(tmp_path: Pa
     torch.save({**blob, "palette": "lab"}, tmp_path / "bad.pt")
     with pytest.raises(WeightsError, match=r"bad\.pt: palette 'lab' is not supported: expected one of"):
         load_decoder(tmp_path / "bad.pt")
+
+
+def test_decoder_file_records_its_detail_and_every_forward_restores_it(tmp_path: Path):
+    save_decoder(Decoder("vgg16_hed", "relu3_1", 0.5, detail=0.75), tmp_path / "detail.pt")
+    decoder = load_decoder(tmp_path / "detail.pt")
+    assert decoder.detail == 0.75 and "detail 0.75" in decoder.describe()
+    blob = torch.load(tmp_path / "detail.pt", weights_only=True)
+    torch.save({k: v for k, v in blob.items() if k != "detail"}, tmp_path / "older.pt")
+    assert load_decoder(tmp_path / "older.pt").detail == 0.0
+    torch.save({**blob, "detail": 1.5}, tmp_path / "bad.pt")
+    with pytest.raises(WeightsError, match=r"bad\.pt: detail 1\.5 is not supported: expected a number in 0\.\.1"):
+        load_decoder(tmp_path / "bad.pt")
+    torch.manual_seed(0)
+    model = AdaINStylizer(build_encoder("vgg16_hed", "relu3_1"), decoder).eval()
+    content = torch.rand(1, 3, 32, 32)
+    stats = model.style_stats(torch.rand(1, 3, 32, 32))
+    with torch.no_grad():
+        restored = model(content, *stats)
+        decoder.detail = 0.0
+        plain = model(content, *stats)
+    assert not torch.allclose(restored, plain)
+    assert torch.allclose(restored, restore_fine_detail(plain, content, 0.75).clamp(0, 1), atol=1e-5)
 
 
 @pytest.mark.parametrize("channels_last", [False, True])

@@ -20,6 +20,7 @@ from stylepipe.core.media import open_image, probe_video
 from stylepipe.core.runtime import Runtime
 from stylepipe.core.tiling import InsufficientMemoryError, choose_tile, feather, plan_windows
 from stylepipe.nn.encoders import build_encoder
+from stylepipe.nn.metrics import ssim_luminance
 from stylepipe.nn.palette import palette_of
 from stylepipe.nn.statistics import StatsOrigin, StyleBank, StyleBankError
 
@@ -31,7 +32,7 @@ DEEP = [d for d in ADAIN_DEPTHS if d[0] == "relu4_1"]  # for the I/O tests, wher
 
 def build_model(layer: str, width: float) -> AdaINStylizer:
     torch.manual_seed(0)
-    return AdaINStylizer(build_encoder("vgg16_hed", layer), Decoder("vgg16_hed", layer, width)).eval()
+    return AdaINStylizer(build_encoder("vgg16_hed", layer), Decoder("vgg16_hed", layer, width, detail=1.0)).eval()
 
 
 @pytest.fixture(scope="module", params=ADAIN_DEPTHS, ids=depth_id)
@@ -102,7 +103,7 @@ def test_interpolation_weights_and_alpha(model, two_styles):
     mean, _ = two_styles.mixed(torch.tensor([0.25, 0.75]))
     assert torch.allclose(mean, 0.25 * two_styles.mean[:1] + 0.75 * two_styles.mean[1:])
     identity = AdaINStylize(model, CPU, StylizeOptions(alpha=0.0), stats=_one(two_styles, 0))(content)
-    recon = model.decoder(model.encoder.encode(content)).clamp(0, 1)
+    recon = model.decoder.finish(model.decoder(model.encoder.encode(content)), content)  # with the fine detail
     assert torch.allclose(identity, recon, atol=1e-5)
     with pytest.raises(StylizeError, match="pass weights"):
         AdaINStylize(model, CPU, StylizeOptions(), stats=two_styles)
@@ -455,6 +456,25 @@ def test_palette_follows_the_mask_and_refuses_statistics_without_it(palette_mode
 def test_palette_option_is_validated():
     with pytest.raises(StylizeError, match="palette 'lab': expected histogram or none"):
         StylizeOptions(palette="lab").validate()
+
+
+def test_detail_option_overrides_the_decoders_setting_and_is_validated(tmp_path):
+    """The decoder file records adain.detail (1 in the tiny models); --detail 0 gives the network's own
+    output, which lacks the photo's pixel-scale edges; out-of-range weights are refused before any work."""
+    enc, dec = save_tiny_models(tmp_path, "relu3_1", 0.5)
+    content, style = _img(tmp_path / "c.png", (32, 32)), _img(tmp_path / "s.png", (32, 32))
+    written = {}
+    for detail in (None, 0.0):
+        out = tmp_path / f"out_{detail}.png"
+        stylize(content, out, style=[style], options=StylizeOptions(detail=detail, palette="none"), encoder=enc,
+                decoder=dec, progress=False)
+        written[detail] = torch.from_numpy(np.asarray(Image.open(out), np.float32) / 255).permute(2, 0, 1)
+    photo = torch.from_numpy(np.asarray(Image.open(content), np.float32) / 255).permute(2, 0, 1)
+    assert ssim_luminance(written[None], photo) > ssim_luminance(written[0.0], photo) + 0.1
+    with pytest.raises(StylizeError, match=r"detail 1\.5 is out of range: expected 0\.\.1"):
+        stylize(content, tmp_path / "bad.png", style=[style], options=StylizeOptions(detail=1.5), encoder=enc,
+                decoder=dec, progress=False)
+    assert not (tmp_path / "bad.png").exists()
 
 
 def _one_with_palette(stats: StyleBank, i: int) -> StyleBank:

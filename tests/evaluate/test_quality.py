@@ -3,7 +3,8 @@
 The default params.yaml is reproduced for real (`dvc repro train_adain train_johnson@<style>` in a project
 copy, 2 CPU cores: several minutes) and the trained models are scored on the evaluate stage's held-out
 sample photos with the evaluate stage's own functions. Each must beat the colour-transfer floor on style
-and keep the content readable; a recipe change that breaks either fails here, not in a user's grid.
+and keep the content readable, and AdaIN's outputs must stay nearest their own painting's palette; a
+recipe change that breaks any of these fails here, not in a user's grid.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 from stylepipe.adain.model import load_stylizer
 from stylepipe.core.config import Params, load_params
 from stylepipe.evaluate.johnson import own_painting_pairs
-from stylepipe.evaluate.stage import held_out_pairs
+from stylepipe.evaluate.stage import cross_stylise, held_out_pairs, palette_separation
 from stylepipe.johnson.model import load_johnson_stylizer
 from stylepipe.nn.metrics import floor_metrics, image_metrics, mean_rows, metric_encoder, quality_checks
 from stylepipe.train.plumbing import open_stores, style_image
@@ -49,14 +50,16 @@ def _bar(outputs: list[torch.Tensor], pairs: list, repo: Path) -> tuple[dict, di
 
 
 @pytest.mark.timeout(1800)
-def test_default_adain_model_is_above_the_floor(trained):
+def test_default_adain_model_is_above_the_floor_and_keeps_the_palettes_apart(trained):
     repo, params = trained
     model = load_stylizer(repo / "models/encoder/encoder.pt", repo / "models/adain/decoder.pt")
     pairs = held_out_pairs(params, repo / "data/prepared")
     with torch.no_grad():
         outputs = [model.stylize(c[None], s[None])[0] for c, s, _ in pairs]
+        separation = palette_separation(pairs, cross_stylise(model, pairs, torch.device("cpu")))
     checks, achieved, floor = _bar(outputs, pairs, repo)
     assert all(checks.values()), (checks, achieved, floor)
+    assert separation["own_style_closest"] == separation["grid_styles"], separation
 
 
 @pytest.mark.timeout(1800)

@@ -28,6 +28,7 @@ rule demo:
         "src/stylepipe/export/onnx.py",
         "src/stylepipe/export/openvino.py",
         "src/stylepipe/nn/__init__.py",
+        "src/stylepipe/nn/detail.py",
         "src/stylepipe/nn/encoders.py",
         "src/stylepipe/nn/functional.py",
         "src/stylepipe/nn/layers.py",

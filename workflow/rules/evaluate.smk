@@ -36,6 +36,7 @@ rule evaluate:
         "src/stylepipe/johnson/__init__.py",
         "src/stylepipe/johnson/model.py",
         "src/stylepipe/nn/__init__.py",
+        "src/stylepipe/nn/detail.py",
         "src/stylepipe/nn/encoders.py",
         "src/stylepipe/nn/functional.py",
         "src/stylepipe/nn/layers.py",

@@ -40,7 +40,7 @@ class StatsModel(nn.Module):
         self, content: torch.Tensor, style_mean: torch.Tensor, style_std: torch.Tensor
     ) -> torch.Tensor:
         feat = self.encoder.encode(content)
-        return self.decoder(adain(feat, style_mean, style_std, self.stats_scale)).clamp(0.0, 1.0)
+        return self.decoder.finish(self.decoder(adain(feat, style_mean, style_std, self.stats_scale)), content)
 
 
 class BakedModel(nn.Module):
@@ -70,11 +70,12 @@ def exported_origin(path: Path) -> StatsOrigin:
 
 def model_record(stats: StatsModel) -> dict[str, Any]:
     """The exported AdaIN architecture, for the graphs' metadata and the reports: the encoder, the AdaIN
-    layer, the channels of the style statistics there, the decoder's width, and whether its output is to be
-    matched to the style bank's palette (on the host: the graph holds no sorting, which the Myriad X lacks)."""
+    layer, the channels of the style statistics there, the decoder's width, the weight of the content's fine
+    detail the graph restores, and whether its output is to be matched to the style bank's palette (on the
+    host: the graph holds no sorting, which the Myriad X lacks)."""
     origin = stats.origin
     return {"encoder": origin.encoder, "adain_layer": origin.layer, "style_channels": origin.channels,
-            "decoder_width": stats.decoder.width, "palette": stats.decoder.palette}
+            "decoder_width": stats.decoder.width, "detail": stats.decoder.detail, "palette": stats.decoder.palette}
 
 
 def run_export_onnx(

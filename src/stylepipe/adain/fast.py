@@ -14,7 +14,8 @@ from stylepipe.nn.functional import adain_blend
 
 
 class FastAdaIN(nn.Module):
-    """(content, style_mean, style_std, alpha) -> stylised [N, 3, H, W] in [0, 1], float32 output."""
+    """(content, style_mean, style_std, alpha) -> stylised [N, 3, H, W] in [0, 1], float32 output, the
+    content's fine detail restored as the decoder records (outside autocast: a float32 residual)."""
 
     def __init__(self, model: AdaINStylizer, bf16: bool) -> None:
         super().__init__()
@@ -33,7 +34,8 @@ class FastAdaIN(nn.Module):
 
     def forward(self, content: torch.Tensor, style_mean: torch.Tensor, style_std: torch.Tensor,
                 alpha: float = 1.0) -> torch.Tensor:
-        return self.decode(adain_blend(self.encode(content), style_mean, style_std, alpha))
+        decoded = self.decode(adain_blend(self.encode(content), style_mean, style_std, alpha))
+        return self.decoder.finish(decoded, content)
 
 
 def fast_network(model: AdaINStylizer, device: torch.device, bf16: bool = True, channels_last: bool = False,

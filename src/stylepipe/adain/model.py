@@ -10,6 +10,7 @@ from torch import nn
 
 from stylepipe.core import paths
 from stylepipe.core.io import write_torch
+from stylepipe.nn.detail import restore_fine_detail
 from stylepipe.nn.encoders import (
     ENCODER_MISSING,
     SPECS,
@@ -55,10 +56,11 @@ class Decoder(nn.Module):
     upsampling, no normalisation; `width` < 1 thins the hidden channels (a lighter model for the OAK-1)."""
 
     def __init__(self, encoder_name: str = "vgg16_hed", layer: str = "relu4_1", width: float = 1.0,
-                 palette: str = "none") -> None:
+                 palette: str = "none", detail: float = 0.0) -> None:
         super().__init__()
         if palette not in PALETTES:
             raise WeightsError(f"palette {palette!r} is not supported: expected one of {list(PALETTES)}")
+        check_detail(detail)
         if layer not in ADAIN_LAYERS:
             raise WeightsError(f"AdaIN layer {layer!r} is not supported: expected one of {list(ADAIN_LAYERS)}")
         if encoder_name not in SPECS:
@@ -75,6 +77,7 @@ class Decoder(nn.Module):
                 layers.append(nn.ReLU())
         self.net = nn.Sequential(*layers)
         self.encoder_name, self.layer, self.width, self.palette = encoder_name, layer, width, palette
+        self.detail = float(detail)
         self.register_buffer("input_scale", torch.ones(()))
         self.in_channels = plan[0][0]
         for m in self.modules():
@@ -90,6 +93,11 @@ class Decoder(nn.Module):
     def forward(self, feat: torch.Tensor) -> torch.Tensor:
         return self.net(feat * self.input_scale)
 
+    def finish(self, decoded: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
+        """The decoded image with the content's fine detail restored (`adain.detail`, recorded in the
+        file; `nn.detail`), clamped to [0, 1]: what every entry point shows."""
+        return restore_fine_detail(decoded, content, self.detail).clamp(0.0, 1.0)
+
     @torch.no_grad()
     def calibrate(self, feat: torch.Tensor) -> None:
         """Scale the input to unit RMS: encoder features on the Caffe 0-255 scale (RMS ~30 at relu3_1)
@@ -98,7 +106,8 @@ class Decoder(nn.Module):
 
     def describe(self) -> str:
         palette = ", palette matched" if self.palette == "histogram" else ""
-        return f"encoder {self.encoder_name!r} at {self.layer} (width {self.width:g}{palette})"
+        detail = f", detail {self.detail:g}" if self.detail else ""
+        return f"encoder {self.encoder_name!r} at {self.layer} (width {self.width:g}{palette}{detail})"
 
 
 class AdaINStylizer(nn.Module):
@@ -135,12 +144,13 @@ class AdaINStylizer(nn.Module):
         style_std: torch.Tensor,
         alpha: float = 1.0,
     ) -> torch.Tensor:
-        return self.decoder(adain_blend(self.encoder.encode(content), style_mean, style_std, alpha)).clamp(0.0, 1.0)
+        decoded = self.decoder(adain_blend(self.encoder.encode(content), style_mean, style_std, alpha))
+        return self.decoder.finish(decoded, content)
 
     @torch.no_grad()
     def stylize(self, content: torch.Tensor, style: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
-        """The network's output, matched to the painting's palette with strength `alpha` when the decoder
-        records palette matching."""
+        """The network's output (with the content's fine detail), matched to the painting's palette with
+        strength `alpha` when the decoder records palette matching."""
         s_mean, s_std = self.style_stats(style)
         out = self.forward(content, s_mean, s_std, alpha)
         if self.matches_palette and alpha > 0:
@@ -160,6 +170,12 @@ def style_stats_of_images(model: AdaINStylizer, names: Sequence[str], images: Se
                      model.encoder.spec.name, model.layer, palette)
 
 
+def check_detail(detail: object) -> None:
+    """The fine-detail weight must be a number in 0..1 (1 restores the content's fine detail in full)."""
+    if isinstance(detail, bool) or not isinstance(detail, int | float) or not 0.0 <= detail <= 1.0:
+        raise WeightsError(f"detail {detail!r} is not supported: expected a number in 0..1")
+
+
 def check_pair(encoder: VGGEncoder, decoder: Decoder, source: str = "AdaIN model") -> None:
     """The decoder must have been built for this encoder, cut at its layer: an error names both."""
     if decoder.encoder_name != encoder.spec.name or decoder.layer != encoder.last:
@@ -171,20 +187,20 @@ def check_pair(encoder: VGGEncoder, decoder: Decoder, source: str = "AdaIN model
 
 def save_decoder(decoder: Decoder, path: str | Path) -> None:
     """Atomically save a decoder with what it was trained against (encoder name, AdaIN layer, width) and
-    whether its outputs are palette-matched."""
+    how its outputs are finished (palette matching, fine detail)."""
     blob = {"encoder": decoder.encoder_name, "layer": decoder.layer, "width": decoder.width,
-            "palette": decoder.palette, "state_dict": decoder.state_dict()}
+            "palette": decoder.palette, "detail": decoder.detail, "state_dict": decoder.state_dict()}
     write_torch(path, blob)
 
 
 def load_decoder(path: str | Path, map_location: str | torch.device = "cpu") -> Decoder:
     """A saved decoder; files written before the layer was recorded hold relu4_1 decoders of width 1, and
-    before the palette was recorded, decoders without palette matching."""
+    before the palette and detail were recorded, decoders without either."""
     hint = "decoder weights not found (train it: `dvc repro train_adain`)"
     blob = read_weights_file(path, ("encoder", "state_dict"), hint, map_location)
     try:
         decoder = Decoder(blob["encoder"], blob.get("layer", "relu4_1"), float(blob.get("width", 1.0)),
-                          blob.get("palette", "none"))
+                          blob.get("palette", "none"), blob.get("detail", 0.0))
     except WeightsError as err:
         raise WeightsError(f"{path}: {err}") from None
     state = {"input_scale": torch.ones(()), **blob["state_dict"]}  # decoders without one read unscaled input

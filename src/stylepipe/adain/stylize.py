@@ -124,6 +124,7 @@ class StylizeOptions:
     memory_budget: int | None = None  # bytes; None = measured on the device
     compile_mode: str | None = None
     palette: Palette = None  # None: as the decoder file records (adain.palette)
+    detail: float | None = None  # None: as the decoder file records (adain.detail)
 
     def validate(self) -> None:
         if not 0.0 <= self.alpha <= 1.0:
@@ -133,6 +134,8 @@ class StylizeOptions:
                                ("preserve_color",))
         if self.palette is not None and self.palette not in PALETTES:
             raise StylizeError(f"palette {self.palette!r}: expected histogram or none", ("palette",))
+        if self.detail is not None and not 0.0 <= self.detail <= 1.0:
+            raise StylizeError(f"detail {self.detail} is out of range: expected 0..1", ("detail",))
         if self.mask is not None and self.weights is not None:
             raise StylizeError("mask and weights exclude each other: the mask decides which style goes where",
                                ("mask", "weights"))
@@ -263,7 +266,7 @@ class AdaINStylize:
             fw = feather(win, h, w, overlap)
             out[..., y0:y1, x0:x1] += image * fw
             weight[..., y0:y1, x0:x1] += fw
-        return out / weight
+        return self.model.decoder.finish(out / weight, content.to(out))
 
     def _base(self) -> FastAdaIN:
         """The uncompiled network (tiles and regions vary in shape: no recompilation per tile)."""
@@ -320,6 +323,8 @@ def stylize(
         raise StylizeError("style_names selects styles of a style statistics file", ("style_names", "style_stats"))
     rt = resolve_runtime(common or Common())
     model = load_stylizer(encoder, decoder).to(rt.device)
+    if options.detail is not None:
+        model.decoder.detail = options.detail
     images = None
     if style_stats is not None:
         stats = StyleBank.load(style_stats)

@@ -45,6 +45,8 @@ from stylepipe.train.distributed import (
 from stylepipe.train.loop import fit, write_history
 from stylepipe.train.plumbing import chunk_loader, inputs_digest, open_stores, preview_pairs, style_image
 
+AFTER_NETWORK = {"palette", "detail"}  # adain settings outside the trained network: not in the checkpoint key
+
 
 @dataclass
 class ReconTask:
@@ -198,7 +200,7 @@ def pass_through(params: Params, out_dir: Path, reports: Path, recon: Path) -> d
     model_cfg = params.adain
     encoder = load_encoder(paths.ENCODER, last=model_cfg.layer)
     decoder = initial_decoder(encoder.spec.name, model_cfg, recon)
-    decoder.palette = model_cfg.palette
+    record_finishing(decoder, model_cfg)
     model = AdaINStylizer(encoder, decoder, f"{recon} with {paths.ENCODER}").eval()
     bank = build_style_bank(model, open_stores()[1], params.train_adain.style_size)
     with stage_run(params, "train_adain", ["common", "adain", "train_adain"]) as tracker:
@@ -211,6 +213,12 @@ def pass_through(params: Params, out_dir: Path, reports: Path, recon: Path) -> d
         write_untrained_history(reports / "losses.csv", ADAIN_COLUMNS)
         tracker.artifact(out_dir / "summary.json")
     return summary
+
+
+def record_finishing(decoder: Decoder, model_cfg: Adain) -> None:
+    """Record in the decoder what acts after the network (`adain.palette`, `adain.detail`): every entry point
+    that loads the file finishes its outputs the same way."""
+    decoder.palette, decoder.detail = model_cfg.palette, model_cfg.detail
 
 
 def initial_decoder(encoder_name: str, model_cfg: Adain, init: Path | None) -> Decoder:
@@ -242,16 +250,16 @@ def _train_process(
     decoder = initial_decoder(encoder.spec.name, model_cfg, decoder_init)
     adain_stage = stage == "train_adain"
     if adain_stage:
-        decoder.palette = model_cfg.palette
+        record_finishing(decoder, model_cfg)
     stores = open_stores()
     if decoder_init is None:
         calibration = torch.cat(preview_pairs(stores, cfg.crop, params.common.seed, "train"))
         decoder.calibrate(encoder.encode(rt.to_device(calibration)))
     decoder = rt.prepare(decoder)
     task = AdainTask.from_params(encoder, decoder, cfg) if adain_stage else ReconTask(encoder, decoder)
-    # adain.palette acts after the network only: a finished run's checkpoint serves either setting
+    # the finishing settings act after the network only: a finished run's checkpoint serves any of them
     phash = params_hash(
-        stage, {**cfg.model_dump(mode="json"), "adain": model_cfg.model_dump(mode="json", exclude={"palette"})},
+        stage, {**cfg.model_dump(mode="json"), "adain": model_cfg.model_dump(mode="json", exclude=AFTER_NETWORK)},
         params.common.seed, dist_env.world_size,
         inputs_digest(paths.ENCODER, paths.PREPARED, *([decoder_init] if decoder_init else [])),
     )

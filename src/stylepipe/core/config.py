@@ -176,7 +176,8 @@ class Adain(Section):
     layer: Literal["relu3_1", "relu4_1"] = "relu3_1"
     decoder_width: Annotated[float, Field(ge=0.25, le=1.0, multiple_of=0.125)] = 0.5
     init: PublishedDecoder | None = None  # start from a published decoder instead of train_recon
-    palette: Literal["histogram", "none"] = "none"  # histogram: the output matched to the painting's palette
+    palette: Literal["histogram", "none"] = "histogram"  # histogram: the output matched to the painting's palette
+    detail: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0  # the content's fine luminance detail restored (0 = off)
 
     @model_validator(mode="after")
     def _published_decoder_shape(self) -> Adain:
