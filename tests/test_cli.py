@@ -67,12 +67,16 @@ def test_stylize_image_and_folder(tmp_path: Path, tiny_models):
     assert sorted(p.name for p in result_dir.iterdir()) == ["a_stylized.png", "b_stylized.png"]
 
 
-def test_stylize_rejects_bad_alpha_and_unreadable_image(tmp_path: Path, tiny_models, capsys):
+def test_stylize_rejects_bad_alpha_detail_and_unreadable_image(tmp_path: Path, tiny_models, capsys):
     enc, dec = tiny_models
     style = _image(tmp_path / "s.png")
     assert main(["stylize", str(style), "--style", str(style), "-o", str(tmp_path / "o.png"), "--alpha", "1.5",
                  "--encoder", str(enc), "--decoder", str(dec)]) == 1
     assert "--alpha: alpha 1.5 is out of range" in capsys.readouterr().err
+    assert main(["stylize", str(style), "--style", str(style), "-o", str(tmp_path / "o.png"), "--detail", "2",
+                 "--encoder", str(enc), "--decoder", str(dec)]) == 1
+    assert "--detail: detail 2.0 is out of range: expected 0..1" in capsys.readouterr().err
+    assert not (tmp_path / "o.png").exists()
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"not an image")
     assert main(["stylize", str(bad), "--style", str(style), "-o", str(tmp_path / "o.png"),
