@@ -78,6 +78,22 @@ def test_tiles_use_whole_frame_statistics_and_match_the_untiled_frame(model, two
     assert (full - tiled).abs().max() < 1e-3
 
 
+def test_stylize_finishes_the_frame_as_the_model_and_its_export_do():
+    """Where the decoder overshoots [0, 1], the fast path restores the detail on the unclamped output and
+    clamps once, as `AdaINStylizer.forward` and the exported graphs: one picture from every entry point."""
+    model = build_model("relu3_1", 0.5)
+    with torch.no_grad():
+        model.decoder.net[-1].bias.copy_(torch.tensor([1.3, 0.5, -0.3]))  # beyond [0, 1] in red and blue
+    content, style = smooth(48, 48, 3), smooth(32, 32, 4)
+    stats = StyleBank(["s"], *model.style_stats(style), "vgg16_hed", "relu3_1")
+    with torch.no_grad():
+        expected = model(content, *model.style_stats(style))
+    for tile in (0, 32):
+        opts = StylizeOptions(tile=tile, tile_overlap=8, tile_context=16, palette="none")
+        out = AdaINStylize(model, CPU, opts, stats=stats)(content)
+        assert torch.allclose(out, expected, atol=1e-4), tile
+
+
 def test_memory_budget_picks_tiles_or_fails_clearly(model, two_styles):
     assert choose_tile(64, 64, 4, budget=1 << 40, context=64) == 0
     tile = choose_tile(4320, 7680, 4, budget=12 << 30, context=64)

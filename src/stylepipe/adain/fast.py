@@ -29,8 +29,10 @@ class FastAdaIN(nn.Module):
             return self.encoder.encode(x).float()
 
     def decode(self, t: torch.Tensor) -> torch.Tensor:
+        """The decoder's float32 output, unclamped: `Decoder.finish` restores the detail and clamps once,
+        as the exported graphs and `AdaINStylizer.forward` do."""
         with self._autocast(t.device):
-            return self.decoder(t).float().clamp(0, 1)
+            return self.decoder(t).float()
 
     def forward(self, content: torch.Tensor, style_mean: torch.Tensor, style_std: torch.Tensor,
                 alpha: float = 1.0) -> torch.Tensor:

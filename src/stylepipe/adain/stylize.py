@@ -241,7 +241,8 @@ class AdaINStylize:
     def _general(self, content: torch.Tensor, s_mean: torch.Tensor, s_std: torch.Tensor, tile: int) -> torch.Tensor:
         """Per-region AdaIN with the whole frame's content statistics; tiles (when `tile` > 0) see
         `tile_context` px of context, are transformed with those global statistics, decoded, cropped to
-        their cores and feather-blended over `tile_overlap` px."""
+        their cores and feather-blended over `tile_overlap` px; the blended frame is finished (detail,
+        clamp) as a whole."""
         h, w = content.shape[-2:]
         n_regions = s_mean.shape[0]
         f = self.stride
