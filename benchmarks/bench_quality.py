@@ -96,8 +96,7 @@ def main() -> int:
     model_m, floor_m, outputs, floor_outputs = score(model, enc, contents, styles)
     by_style = separation(outputs, contents, styles)
     floor_by_style = separation(floor_outputs, contents, styles)
-    checks = {**quality_checks(model_m, floor_m),
-              "every_style_closest_to_own": all(v["closest_is_own"] for v in by_style.values())}
+    checks = quality_checks(model_m, floor_m, all(v["closest_is_own"] for v in by_style.values()))
     print(f"{len(contents)} contents x {len(styles)} styles at {args.size} px, alpha 1, "
           f"model {args.decoder} ({model.decoder.describe()})")
     print(f"{'metric':<22}{'model':>12}{'floor':>12}")

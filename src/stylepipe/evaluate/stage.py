@@ -137,8 +137,7 @@ def run_evaluate(params: Params, out_dir: Path = paths.REPORTS / "evaluate") -> 
 
     metrics.update(evaluate_johnson(params, model, enc, pairs, rt.device, out_dir))
     metrics["verdict"] = verdict(metrics)
-    metrics["checks"] = {**quality_checks(metrics, floor), "own_palette_closest_for_every_style":
-                         metrics["own_style_closest"] == metrics["grid_styles"]}
+    metrics["checks"] = quality_checks(metrics, floor, metrics["own_style_closest"] == metrics["grid_styles"])
     write_json(out_dir / DETAIL_FILE, metrics)
     write_json(out_dir / HEADLINE_FILE, headline(metrics))
     write_csv(out_dir / "alpha_sweep.csv", [{k: float(v) for k, v in row.items()} for row in sweep])

@@ -10,6 +10,7 @@ import torch
 from skimage.metrics import structural_similarity
 
 from stylepipe.core import paths
+from stylepipe.nn.detail import LUMA
 from stylepipe.nn.encoders import TAPS, VGGEncoder, load_encoder
 from stylepipe.nn.functional import adain, mean_std
 from stylepipe.nn.losses import content_loss, gram_loss, style_loss
@@ -19,8 +20,8 @@ SSIM_MIN = 0.45  # below this, faces and buildings stop being recognisable at a 
 
 
 def luminance(img: torch.Tensor) -> np.ndarray:
-    r, g, b = img.float().clamp(0, 1).cpu().numpy()
-    return 0.299 * r + 0.587 * g + 0.114 * b
+    """[3, H, W] RGB -> [H, W] BT.601 luminance, the weights `nn.detail` restores detail in."""
+    return np.tensordot(np.asarray(LUMA, np.float32), img.float().clamp(0, 1).cpu().numpy(), axes=1)
 
 
 def ssim_luminance(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -91,11 +92,17 @@ def floor_metrics(enc: VGGEncoder, pairs: list, device: torch.device) -> dict[st
                        for c, s, _ in pairs])
 
 
-def quality_checks(model: dict[str, float], floor: dict[str, float]) -> dict[str, bool]:
+def quality_checks(model: dict[str, float], floor: dict[str, float],
+                   palettes_apart: bool | None = None) -> dict[str, bool]:
     """The project's quality bar at alpha 1: more style than the colour-transfer floor (lower mean/std
-    style loss) while the content stays readable (luminance SSIM against the content >= SSIM_MIN)."""
-    return {"style_loss_below_floor": model["style_loss"] < floor["style_loss"],
-            f"ssim_at_least_{SSIM_MIN}": model["ssim_content"] >= SSIM_MIN}
+    style loss) while the content stays readable (luminance SSIM against the content >= SSIM_MIN), and,
+    for a model that takes any style, `palettes_apart`: every style's outputs nearest their own palette
+    (`own_style_closest` true for each style)."""
+    checks = {"style_loss_below_floor": model["style_loss"] < floor["style_loss"],
+              f"ssim_at_least_{SSIM_MIN}": model["ssim_content"] >= SSIM_MIN}
+    if palettes_apart is not None:
+        checks["own_palette_closest_for_every_style"] = palettes_apart
+    return checks
 
 
 def mean_rows(rows: list[dict[str, float]]) -> dict[str, float]:
