@@ -37,9 +37,10 @@ def _copy_tree(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize(
     ("module", "imports"),
-    [("core.io", "cli"), ("demo.oak", "demo.host"), ("johnson.model", "adain.model"), ("nn.functional", "train.loop")],
+    [("core.io", "cli"), ("demo.oak", "demo.host"), ("johnson.model", "adain.model"), ("nn.functional", "train.loop"),
+     ("export.onnx", "export.myriad.opcheck")],
     ids=["core-imports-cli", "oak-runner-imports-host-runner", "method-imports-another-method",
-         "building-block-imports-training"],
+         "building-block-imports-training", "generic-onnx-imports-a-device"],
 )
 def test_an_import_against_a_contract_fails_naming_it(tmp_path: Path, module: str, imports: str):
     root = _copy_tree(tmp_path)

@@ -25,6 +25,7 @@ rule demo:
         "src/stylepipe/export/myriad/__init__.py",
         "src/stylepipe/export/myriad/opcheck.py",
         "src/stylepipe/export/myriad/projection.py",
+        "src/stylepipe/export/myriad/target.py",
         "src/stylepipe/export/onnx.py",
         "src/stylepipe/export/openvino.py",
         "src/stylepipe/nn/__init__.py",

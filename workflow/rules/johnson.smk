@@ -69,6 +69,7 @@ rule export_johnson:
         "src/stylepipe/export/myriad/__init__.py",
         "src/stylepipe/export/myriad/opcheck.py",
         "src/stylepipe/export/myriad/projection.py",
+        "src/stylepipe/export/myriad/target.py",
         "src/stylepipe/export/onnx.py",
         "src/stylepipe/export/openvino.py",
         "src/stylepipe/johnson/__init__.py",

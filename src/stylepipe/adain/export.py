@@ -20,10 +20,12 @@ from stylepipe.core import paths
 from stylepipe.core.config import Params
 from stylepipe.core.io import atomic_dir, write_json
 from stylepipe.core.paths import BAKED_ONNX, STATS_ONNX
+from stylepipe.export.myriad.target import MYRIAD_X
 from stylepipe.export.onnx import ExportError, check_model, deterministic_content, export_graph
 from stylepipe.nn.functional import adain
 from stylepipe.nn.statistics import StatsOrigin, StyleBank
 
+DOC = "AdaIN style transfer (stylepipe): RGB float [0,1] NCHW in, RGB float [0,1] out"
 STYLE_INPUT = "style_mean"  # the stats model's input whose shape [1, C, 1, 1] gives the statistics' channels
 
 
@@ -131,7 +133,7 @@ def run_export_onnx(
     }
     with atomic_dir(out_dir) as tmp:
         for fname, module, args, inputs, extra in plan:
-            export_graph(module, args, inputs, tmp / fname, cfg.opset, {**meta, **extra})
-            report["models"][fname] = check_model(module, args, inputs, tmp / fname, cfg.atol)
+            export_graph(module, args, inputs, tmp / fname, cfg.opset, {**meta, **extra}, doc=DOC)
+            report["models"][fname] = check_model(module, args, inputs, tmp / fname, cfg.atol, (MYRIAD_X,))
         write_json(tmp / "report.json", report)
     return report

@@ -1,0 +1,1 @@
+"""The evaluate stage: AdaIN and Johnson scored against the colour-transfer floor and Gatys, and the report."""

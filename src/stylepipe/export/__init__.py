@@ -1,1 +1,1 @@
-"""Export targets: ONNX (with parity checks), OpenVINO IR, Myriad X blobs, Johnson networks."""
+"""Generic export tools (ONNX with parity checks, OpenVINO IR) and the device targets that plug in (myriad/)."""

@@ -1,0 +1,1 @@
+"""Building blocks every method uses: encoders and their weights, functional math, layers, losses, metrics."""

@@ -1,1 +1,1 @@
-"""Training: the shared loop, checkpoints, schedules, DDP, and the AdaIN and Johnson stages."""
+"""Training machinery every method shares: the loop, checkpoints, schedules, torchrun and stage plumbing."""
