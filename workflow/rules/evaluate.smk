@@ -51,6 +51,7 @@ rule evaluate:
         "src/stylepipe/train/loop.py",
         "src/stylepipe/train/plumbing.py",
         "src/stylepipe/train/schedules.py",
+        "src/stylepipe/train/stopping.py",
     output:
         "reports/evaluate/grid.png",
         "reports/evaluate/johnson_grid.png",

@@ -40,6 +40,7 @@ rule train_johnson:
         "src/stylepipe/train/loop.py",
         "src/stylepipe/train/plumbing.py",
         "src/stylepipe/train/schedules.py",
+        "src/stylepipe/train/stopping.py",
     output:
         directory("models/johnson/{style}"),
         "reports/train_johnson/{style}/losses.csv",

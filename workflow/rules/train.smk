@@ -36,6 +36,7 @@ rule train_recon:
         "src/stylepipe/train/loop.py",
         "src/stylepipe/train/plumbing.py",
         "src/stylepipe/train/schedules.py",
+        "src/stylepipe/train/stopping.py",
     output:
         directory("models/recon"),
         "reports/train_recon/losses.csv",
@@ -89,6 +90,7 @@ rule train_adain:
         "src/stylepipe/train/loop.py",
         "src/stylepipe/train/plumbing.py",
         "src/stylepipe/train/schedules.py",
+        "src/stylepipe/train/stopping.py",
     output:
         directory("models/adain"),
         "reports/train_adain/losses.csv",

@@ -11,9 +11,16 @@ import closure of the task's module and of this loop, core.code.code_digest). A 
 only when every loss of the chunk and every weight is finite, so a diverged model is never "the last
 good checkpoint".
 
+SIGTERM (SLURM's warning before a time limit) is held back to the end of the step it arrives in
+(train/stopping.py): the loop then checkpoints the step it reached, with the losses not yet logged, and
+the signal goes on. A run resumed there skips the chunk's batches it already trained on and restores
+the RNG states after its loader starts, so it continues exactly as the uninterrupted run would have.
+
 Under torchrun (train/distributed.py) each process runs this same loop on its slice of every global
 batch with the trainable module wrapped in DistributedDataParallel; rank 0 alone checkpoints and calls
-the logging/preview callbacks, and the logged losses are averaged over all processes.
+the logging/preview callbacks, and the logged losses are averaged over all processes. The processes
+agree to stop at a log step (one more flag reduced there), so they all stop at the same step: a stop
+then waits for at most `log_every` steps.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from stylepipe.core.runtime import Runtime
 from stylepipe.train.checkpoint import load_checkpoint, params_hash, save_checkpoint, set_rng_state
 from stylepipe.train.distributed import SINGLE, DistEnv, barrier, mean_across_ranks, wrap_ddp
 from stylepipe.train.schedules import build_scheduler
+from stylepipe.train.stopping import StopRequest, deferred_sigterm
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -88,6 +96,7 @@ def fit(
     optimiser = torch.optim.Adam(module.parameters(), lr=cfg.lr, fused=rt.device.type == "cuda")
     scheduler = build_scheduler(optimiser, cfg)
     history: list[dict[str, float]] = []
+    pending: list[dict[str, torch.Tensor]] = []
     start = 0
     key = checkpoint_key(task, phash)
     saved = load_checkpoint(ckpt_dir, key)
@@ -95,48 +104,73 @@ def fit(
         module.load_state_dict(saved["model"])
         optimiser.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
-        set_rng_state(saved["rng"])
         history = saved["history"]
         start = saved["step"]
+        pending = [{k: v.to(rt.device) for k, v in terms.items()} for terms in saved.get("pending", [])]
+        if start % cfg.checkpoint_every == 0:
+            set_rng_state(saved["rng"])
     if dist_env.enabled:
         task = task.with_module(wrap_ddp(module, dist_env, rt.device))
     step_fn = make_step(task, rt)
     t0 = time.perf_counter()
-    pending: list[dict[str, torch.Tensor]] = []
     step = start
-    while step < cfg.iterations:
-        chunk_start = step
-        chunk = step // cfg.checkpoint_every
-        batches = chunk_batches(chunk)
-        finite = torch.ones((), dtype=torch.bool, device=rt.device)
-        for _ in range(min(cfg.checkpoint_every, cfg.iterations - step)):
-            content, style = next(batches)
-            terms = step_fn(rt.to_device(content), rt.to_device(style), optimiser)
-            finite &= torch.isfinite(terms["loss"]).all()  # on the device: no host sync per step
-            scheduler.step()
-            step += 1
-            pending.append(terms)
-            if step % cfg.log_every == 0 or step == cfg.iterations:
-                row = _summarise(pending, step, scheduler.get_last_lr()[0], dist_env)
-                pending.clear()
-                if not math.isfinite(row["loss"]):
-                    raise NonFiniteLossError(
-                        f"loss became {row['loss']} by step {step}; the last good checkpoint in {ckpt_dir} is "
-                        "kept — lower the learning rate or the loss weights and run the stage again"
-                    )
-                history.append(row)
-                if on_log and dist_env.is_main:
-                    on_log(step, row)
-            if on_preview and dist_env.is_main and (step % cfg.image_every == 0 or step == cfg.iterations):
-                on_preview(step)
-        check_finite(module, finite, chunk_start, step, ckpt_dir)
-        if dist_env.is_main:
-            save_checkpoint(ckpt_dir, key, {
-                "model": module.state_dict(), "optimizer": optimiser.state_dict(),
-                "scheduler": scheduler.state_dict(), "step": step, "params_hash": phash, "history": history,
-            })
-        barrier(dist_env)
+    with deferred_sigterm() as stop:
+        while step < cfg.iterations:
+            chunk_start = step
+            within = step % cfg.checkpoint_every
+            batches = chunk_batches(step // cfg.checkpoint_every)
+            if within:  # resumed where a stop left this chunk
+                for _ in range(within):
+                    next(batches)
+                set_rng_state(saved["rng"])
+            finite = torch.ones((), dtype=torch.bool, device=rt.device)
+            stopping = False
+            for _ in range(min(cfg.checkpoint_every - within, cfg.iterations - step)):
+                content, style = next(batches)
+                terms = step_fn(rt.to_device(content), rt.to_device(style), optimiser)
+                finite &= torch.isfinite(terms["loss"]).all()  # on the device: no host sync per step
+                scheduler.step()
+                step += 1
+                pending.append(terms)
+                logged = step % cfg.log_every == 0 or step == cfg.iterations
+                if logged:
+                    row = _summarise(pending, step, scheduler.get_last_lr()[0], dist_env)
+                    pending.clear()
+                    if not math.isfinite(row["loss"]):
+                        raise NonFiniteLossError(
+                            f"loss became {row['loss']} by step {step}; the last good checkpoint in {ckpt_dir} "
+                            "is kept — lower the learning rate or the loss weights and run the stage again"
+                        )
+                    history.append(row)
+                    if on_log and dist_env.is_main:
+                        on_log(step, row)
+                if on_preview and dist_env.is_main and (step % cfg.image_every == 0 or step == cfg.iterations):
+                    on_preview(step)
+                stopping = _stop_now(stop, logged, dist_env, rt.device)
+                if stopping:
+                    break
+            check_finite(module, finite, chunk_start, step, ckpt_dir)
+            if dist_env.is_main:
+                save_checkpoint(ckpt_dir, key, {
+                    "model": module.state_dict(), "optimizer": optimiser.state_dict(),
+                    "scheduler": scheduler.state_dict(), "step": step, "params_hash": phash, "history": history,
+                    "pending": [{k: v.cpu() for k, v in terms.items()} for terms in pending],
+                })
+            if stopping:
+                break
+            barrier(dist_env)
     return LoopResult(steps=step, resumed_from=start, seconds=time.perf_counter() - t0, history=history)
+
+
+def _stop_now(stop: StopRequest, logged: bool, dist_env: DistEnv, device: torch.device) -> bool:
+    """Whether to stop after this step: at once for one process; under torchrun at a log step, when any
+    process got the signal (every process then stops at the same step, ready to resume together)."""
+    if not dist_env.enabled:
+        return stop.requested()
+    if not logged:
+        return False
+    flag = torch.tensor([float(stop.requested())], device=device)
+    return bool(mean_across_ranks(flag, dist_env).item() > 0)
 
 
 def checkpoint_key(task: TrainTask, phash: str) -> str:
