@@ -32,7 +32,14 @@ from stylepipe.core.viz import save_grid
 from stylepipe.data.shards import ShardStore
 from stylepipe.nn.encoders import VGGEncoder, load_encoder
 from stylepipe.nn.functional import adain, mean_std
-from stylepipe.nn.losses import COLOUR_TERMS, content_loss, structure_loss, style_loss, total_variation
+from stylepipe.nn.losses import (
+    COLOUR_TERMS,
+    content_loss,
+    shift_consistency_loss,
+    structure_loss,
+    style_loss,
+    total_variation,
+)
 from stylepipe.nn.published import fetch
 from stylepipe.nn.statistics import StyleBank
 from stylepipe.train.checkpoint import params_hash
@@ -87,13 +94,16 @@ class AdainTask:
     colour_term: str = "moments"
     structure_weight: float = 0.0
     structure_layers: tuple[str, ...] = ()
+    stability_weight: float = 0.0
+    stability_noise: float = 0.0
 
     @classmethod
     def from_params(cls, encoder: VGGEncoder, decoder: Decoder, cfg: TrainAdain) -> AdainTask:
         weights = tuple(cfg.style_layer_weights) if cfg.style_layer_weights is not None else None
         return cls(encoder, decoder, cfg.content_weight, cfg.style_weight, tuple(cfg.style_layers),
                    cfg.style_reduction, cfg.style_sqrt, weights, cfg.tv_weight, cfg.colour_weight,
-                   cfg.colour_term, cfg.structure_weight, tuple(cfg.structure_layers))
+                   cfg.colour_term, cfg.structure_weight, tuple(cfg.structure_layers), cfg.stability_weight,
+                   cfg.stability_noise)
 
     def trainable(self) -> nn.Module:
         return self.decoder
@@ -108,7 +118,8 @@ class AdainTask:
             c_feats = {k: v[:n] for k, v in both.items()}
             s_feats = {k: v[n:] for k, v in both.items()}
             layer = self.encoder.last
-            target = adain(both[layer][:n], *mean_std(s_feats[layer]))
+            s_stats = mean_std(s_feats[layer])
+            target = adain(both[layer][:n], *s_stats)
         output = self.decoder(target)
         out_feats = self.encoder(output)
         loss_c = content_loss(out_feats[layer].float(), target.float())
@@ -129,7 +140,18 @@ class AdainTask:
                                                 {k: c_feats[k].float() for k in self.structure_layers},
                                                 self.structure_layers)
             total = total + self.structure_weight * terms["structure"]
+        if self.stability_weight:
+            terms["stability"] = shift_consistency_loss(lambda x: self._stylise(x, s_stats), content, output,
+                                                        self.stability_noise)
+            total = total + self.stability_weight * terms["stability"]
         return {"loss": total, **terms}
+
+    def _stylise(self, content: torch.Tensor, style_stats: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """The decoder's output for `content` towards fixed style statistics (the frozen encoder without
+        gradients, as in `losses`)."""
+        with torch.no_grad():
+            target = adain(self.encoder.encode(content), *style_stats)
+        return self.decoder(target)
 
 
 def run_train_recon(

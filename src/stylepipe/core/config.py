@@ -250,6 +250,8 @@ class TrainAdain(TrainBase):
     colour_term: Literal["moments", "histogram"] = "moments"  # losses.COLOUR_TERMS: mean/std or whole histogram
     structure_weight: NonNegFloat = 700.0  # normalised features of output vs content (losses.structure_loss)
     structure_layers: list[Literal["relu1_1", "relu2_1", "relu3_1", "relu4_1"]] = ["relu1_1", "relu2_1"]
+    stability_weight: NonNegFloat = 0.0  # losses.shift_consistency_loss: outputs stable to a pixel of motion
+    stability_noise: Annotated[float, Field(ge=0, le=0.1)] = 0.01  # its Gaussian noise per pixel (std, values 0..1)
 
     @model_validator(mode="after")
     def _weights_match_layers(self) -> TrainAdain:
@@ -276,6 +278,8 @@ class TrainJohnson(TrainBase):
     normalise_losses: bool = True  # divide each term by its value measured before training
     pad: Annotated[int, Field(ge=0, le=256, multiple_of=2)] = 8  # reflect-pad the input (px), crop the output
     width: Annotated[float, Field(ge=0.25, le=1.0, multiple_of=0.125)] = 1.0  # channel width multiplier
+    stability_weight: NonNegFloat = 0.0  # losses.shift_consistency_loss (normalised like the other terms)
+    stability_noise: Annotated[float, Field(ge=0, le=0.1)] = 0.01  # its Gaussian noise per pixel (std, values 0..1)
 
 
 

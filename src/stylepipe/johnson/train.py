@@ -5,6 +5,7 @@ Loss (Johnson et al. 2016, the PyTorch example's reductions):
   + style_weight   * sum_l MSE(gram(F_l(net(x))), gram(F_l(style)))   relu1_2, relu2_2, relu3_3, relu4_3
   + tv_weight      * total_variation(net(x))                          (optional)
   + colour_weight  * MSE of RGB mean/std, net(x) against the style     (optional, `nn.losses.colour_loss`)
+  + stability_weight * shift consistency of net(x)                    (optional, `nn.losses.shift_consistency_loss`)
 with Grams normalised by C*H*W (`nn.functional.gram`) and the style's Grams computed once. Features come from
 the frozen encoder of the `weights` stage, cut after the deepest layer, through the hook-based
 `encoders.FeatureExtractor`.
@@ -35,13 +36,20 @@ from stylepipe.core.tracking import Tracker, stage_run
 from stylepipe.core.viz import save_grid
 from stylepipe.johnson.model import TransformerNet, model_path, save_johnson
 from stylepipe.nn.encoders import FeatureExtractor, deepest_layer, load_encoder
-from stylepipe.nn.losses import colour_loss, content_loss, gram_target_loss, target_grams, total_variation
+from stylepipe.nn.losses import (
+    colour_loss,
+    content_loss,
+    gram_target_loss,
+    shift_consistency_loss,
+    target_grams,
+    total_variation,
+)
 from stylepipe.train.checkpoint import params_hash
 from stylepipe.train.loop import LoopResult, fit, write_history
 from stylepipe.train.plumbing import chunk_loader, inputs_digest, open_stores, preview_pairs, style_image
 
 STAGE = "train_johnson"
-TERMS = ("content", "style", "tv", "colour")
+TERMS = ("content", "style", "tv", "colour", "stability")
 
 
 class JohnsonError(InputError):
@@ -59,13 +67,14 @@ class JohnsonTask:
     content_layer: str
     style_layers: tuple[str, ...]
     weights: dict[str, float]  # per term of TERMS
+    stability_noise: float = 0.0
     scales: dict[str, float] = field(default_factory=lambda: dict.fromkeys(TERMS, 1.0))
 
     def trainable(self) -> nn.Module:
         return self.net
 
     def raw_terms(self, content: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Unweighted content, style and TV terms of the net's output for a content batch."""
+        """Unweighted content, style and the optional terms of the net's output for a content batch."""
         with torch.no_grad():
             target = self.extract(content)[self.content_layer]
         output = self.net(content)
@@ -78,6 +87,8 @@ class JohnsonTask:
             terms["tv"] = total_variation(output.float())
         if self.weights["colour"]:
             terms["colour"] = colour_loss(output.float(), self.style_rgb.expand(len(output), -1, -1, -1))
+        if self.weights["stability"]:
+            terms["stability"] = shift_consistency_loss(self.net, content, output, self.stability_noise)
         return terms
 
     def losses(self, content: torch.Tensor, style: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -103,9 +114,9 @@ def build_task(
     extract = FeatureExtractor(encoder, [cfg.content_layer, *cfg.style_layers])
     layers = tuple(cfg.style_layers)
     weights = {"content": cfg.content_weight, "style": cfg.style_weight, "tv": cfg.tv_weight,
-               "colour": cfg.colour_weight}
+               "colour": cfg.colour_weight, "stability": cfg.stability_weight}
     grams = target_grams(extract, style, layers)
-    return JohnsonTask(net, extract, grams, style.float(), cfg.content_layer, layers, weights)
+    return JohnsonTask(net, extract, grams, style.float(), cfg.content_layer, layers, weights, cfg.stability_noise)
 
 
 def check_style(params: Params, style: str, labels: list[str]) -> None:

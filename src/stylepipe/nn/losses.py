@@ -10,6 +10,9 @@
   ("histogram", Risser et al. 2017): for Gaussian channels the two agree, otherwise the histogram term
   also matches the shape of each channel's distribution (a flat grey field, a few saturated primaries).
 * total variation: mean absolute difference between neighbouring pixels.
+* shift consistency: compound regularisation (Wang et al., AAAI 2020): the output for a shifted, noisier
+  content image should be the output shifted the same way, so video frames that differ by a pixel of motion
+  or sensor noise give outputs that differ by the same motion, not by flicker.
 Per-channel statistics here put eps inside the sqrt (`functional.mean_std(eps_in_sqrt=True)`), so that
 constant channels keep finite gradients.
 """
@@ -142,6 +145,31 @@ def total_variation(img: torch.Tensor) -> torch.Tensor:
     dh = (img[:, :, 1:, :] - img[:, :, :-1, :]).abs().mean()
     dw = (img[:, :, :, 1:] - img[:, :, :, :-1]).abs().mean()
     return dh + dw
+
+
+def shift_consistency_loss(
+    stylise: Callable[[torch.Tensor], torch.Tensor],
+    content: torch.Tensor,
+    output: torch.Tensor,
+    noise: float,
+    grid: int = 8,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Compound regularisation: MSE between `stylise` of a window of `content` [N, 3, H, W] (H - grid by
+    W - grid, at a random offset of 0..grid px on each axis, plus Gaussian noise of std `noise`) and the same
+    window of `output` = stylise(content). Zero for a network that commutes with shifts and ignores the
+    noise; offsets within one `grid` cover the shifts that strided pooling and upsampling are not stable to,
+    and keep the window's sides multiples of `grid`."""
+    h, w = content.shape[-2:]
+    if h <= grid or w <= grid:
+        raise ValueError(f"content {w}x{h} is too small for shifts within a grid of {grid} px")
+    dy, dx = (int(v) for v in torch.randint(0, grid + 1, (2,), generator=generator))
+    window = content[..., dy : dy + h - grid, dx : dx + w - grid]
+    if noise:
+        jitter = torch.randn(window.shape, generator=generator, dtype=window.dtype).to(window.device)
+        window = (window + noise * jitter).clamp(0, 1)
+    shifted = stylise(window)
+    return F.mse_loss(shifted.float(), output[..., dy : dy + h - grid, dx : dx + w - grid].float())
 
 
 def target_grams(

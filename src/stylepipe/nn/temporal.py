@@ -1,0 +1,147 @@
+"""Temporal consistency of video: optical flow between input frames (OpenCV DIS on the CPU), warping, the
+occlusion check and warping error of Lai et al. ("Learning Blind Video Temporal Consistency", ECCV 2018),
+shot-cut detection and flow-guided blending of a stylised frame with the previous output.
+
+Frames are numpy arrays [H, W, 3] (RGB, float32 in [0, 1] or uint8), as video decoders hand them over.
+A flow `f` from frame a to frame b gives, for each pixel x of a, where it lies in b: a(x) ~ b(x + f(x)),
+so `warp(b, f)` brings b (or b's stylised output) into a's pixel grid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+
+SHOT_CUT = 0.5  # fewer consistent pixels than this share: the frames belong to different shots
+PHOTOMETRIC_TOLERANCE = 0.05  # mean abs RGB difference (0..1) below which a warped pixel counts as the same point
+
+
+def as_float(frame: np.ndarray) -> np.ndarray:
+    """[H, W, 3] float32 in [0, 1] from a uint8 or float frame."""
+    if frame.ndim != 3 or frame.shape[2] != 3:
+        raise ValueError(f"expected an RGB frame [H, W, 3], got shape {list(frame.shape)}")
+    if frame.dtype == np.uint8:
+        return frame.astype(np.float32) / 255.0
+    return np.ascontiguousarray(frame, dtype=np.float32)
+
+
+def grey(frame: np.ndarray) -> np.ndarray:
+    """8-bit luminance of an RGB frame: what DIS takes."""
+    rgb = frame if frame.dtype == np.uint8 else np.clip(np.rint(as_float(frame) * 255.0), 0, 255).astype(np.uint8)
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+
+
+@dataclass
+class Flow:
+    """DIS optical flow (OpenCV, `preset` medium by default: the metric's setting)."""
+
+    preset: int = cv2.DISOpticalFlow_PRESET_MEDIUM
+    _dis: cv2.DISOpticalFlow = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._dis = cv2.DISOpticalFlow_create(self.preset)
+
+    def __call__(self, source: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """[H, W, 2] flow (x, y) from `source` to `target` (frames or their grey images)."""
+        a = source if source.ndim == 2 else grey(source)
+        b = target if target.ndim == 2 else grey(target)
+        if a.shape != b.shape:
+            raise ValueError(f"frames of different sizes: {a.shape[::-1]} and {b.shape[::-1]}")
+        return self._dis.calc(a, b, None)
+
+
+def warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """`image` [H, W, C] sampled at x + flow(x) (bilinear, edges replicated): image brought into the grid
+    that the flow starts from."""
+    h, w = flow.shape[:2]
+    xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    return cv2.remap(image, xs + flow[..., 0], ys + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def consistent(forward: np.ndarray, backward: np.ndarray) -> np.ndarray:
+    """[H, W] bool: pixels whose forward flow and the backward flow at their destination cancel out (Lai
+    et al.'s check: |f + b'|^2 <= 0.01 (|f|^2 + |b'|^2) + 0.5); the others are occluded or mis-tracked."""
+    back = warp(backward, forward)
+    lhs = np.sum((forward + back) ** 2, axis=2)
+    rhs = 0.01 * (np.sum(forward**2, axis=2) + np.sum(back**2, axis=2)) + 0.5
+    return lhs <= rhs
+
+
+def pair_warping_error(next_in: np.ndarray, prev_in: np.ndarray, next_out: np.ndarray, prev_out: np.ndarray,
+                       flow: Flow) -> float:
+    """Warping error of one frame pair: the flow from input t+1 to input t (occluded pixels left out by the
+    forward-backward check) warps output t onto t+1; the mean over valid pixels of the squared RGB
+    difference (summed over the channels, values in [0, 1])."""
+    a, b = grey(next_in), grey(prev_in)
+    forward, backward = flow(a, b), flow(b, a)
+    valid = consistent(forward, backward)
+    if not valid.any():
+        return 0.0
+    diff = as_float(next_out) - warp(as_float(prev_out), forward)
+    return float(np.sum(diff**2, axis=2)[valid].mean())
+
+
+def warping_error(inputs: Sequence[np.ndarray], outputs: Sequence[np.ndarray], flow: Flow | None = None) -> float:
+    """Mean warping error over consecutive frame pairs of a clip; `outputs` are the stylised `inputs`
+    (pass `inputs` twice for the clip's own figure). Frames may differ in size from their outputs only if
+    the outputs are resized to the inputs first."""
+    if len(inputs) != len(outputs):
+        raise ValueError(f"{len(inputs)} input frames but {len(outputs)} outputs")
+    if len(inputs) < 2:
+        raise ValueError("the warping error needs at least two frames")
+    for i, (x, y) in enumerate(zip(inputs, outputs, strict=True)):
+        if x.shape[:2] != y.shape[:2]:
+            raise ValueError(f"frame {i}: input {x.shape[1]}x{x.shape[0]} but output {y.shape[1]}x{y.shape[0]}")
+    flow = flow or Flow()
+    errors = [pair_warping_error(inputs[t + 1], inputs[t], outputs[t + 1], outputs[t], flow)
+              for t in range(len(inputs) - 1)]
+    return float(np.mean(errors))
+
+
+class Motion(NamedTuple):
+    """How an input frame follows the previous one: the flow to it and the pixels that flow carries."""
+
+    flow: np.ndarray  # [H, W, 2], current -> previous input
+    reliable: np.ndarray  # [H, W] bool: the warped previous input agrees within PHOTOMETRIC_TOLERANCE
+
+
+@dataclass
+class ShotTracker:
+    """Follows a clip's input frames (feed them in order): per frame, its `Motion` from the previous one,
+    or None where it starts a new shot (the first frame; a frame of another size; fewer than SHOT_CUT of
+    its pixels found in the previous frame). One DIS flow per frame, on grey images."""
+
+    preset: int = cv2.DISOpticalFlow_PRESET_MEDIUM
+    _flow: Flow = field(init=False, repr=False)
+    _prev: np.ndarray | None = field(default=None, init=False, repr=False)
+    _prev_grey: np.ndarray | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._flow = Flow(self.preset)
+
+    def __call__(self, frame: np.ndarray) -> Motion | None:
+        current, g = as_float(frame), grey(frame)
+        motion = None
+        if self._prev_grey is not None and self._prev_grey.shape == g.shape:
+            flow = self._flow(g, self._prev_grey)
+            reliable = np.abs(warp(self._prev, flow) - current).mean(axis=2) < PHOTOMETRIC_TOLERANCE
+            if reliable.mean() >= SHOT_CUT:
+                motion = Motion(flow, reliable)
+        self._prev, self._prev_grey = current, g
+        return motion
+
+
+def blend_previous(output: np.ndarray, previous: np.ndarray | None, motion: Motion | None,
+                   weight: float) -> np.ndarray:
+    """Flow-guided blending: where `motion` is reliable, `weight` x the previous output warped onto this
+    frame + (1 - weight) x this frame's own `output`; elsewhere (occlusions, new content, a new shot) the
+    frame's own. [H, W, 3] float32."""
+    out = as_float(output)
+    if motion is None or previous is None or weight == 0 or previous.shape != out.shape:
+        return out
+    mixed = weight * warp(as_float(previous), motion.flow) + (1.0 - weight) * out
+    return np.where(motion.reliable[..., None], mixed, out)

@@ -1,0 +1,135 @@
+"""The warping error, the shot tracker, flow-guided blending and the shift-consistency loss."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from stylepipe.nn.losses import shift_consistency_loss
+from stylepipe.nn.temporal import Flow, ShotTracker, blend_previous, warp, warping_error
+
+
+def textured(h: int = 96, w: int = 128, seed: int = 0) -> np.ndarray:
+    """A smooth random RGB texture (float32 [H, W, 3]) that DIS can track."""
+    rng = np.random.default_rng(seed)
+    coarse = torch.from_numpy(rng.random((1, 3, h // 8, w // 8), dtype=np.float32))
+    fine = nn.functional.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=False).clamp(0, 1)
+    return fine[0].permute(1, 2, 0).numpy().copy()
+
+
+def pan(image: np.ndarray, frames: int, step: int, width: int) -> list[np.ndarray]:
+    return [np.ascontiguousarray(image[:, t * step : t * step + width]) for t in range(frames)]
+
+
+def test_warp_brings_a_shifted_frame_back():
+    image = textured()
+    a, b = image[:, 4:100], image[:, 6:102]  # b shows a's content 2 px to the left
+    flow = Flow()(a, b)
+    assert np.median(flow[..., 0]) == pytest.approx(-2.0, abs=0.1)
+    aligned = warp(b, flow)
+    assert np.abs(aligned[:, 8:-8] - a[:, 8:-8]).mean() < 0.01
+
+
+def test_warping_error_is_low_for_a_pan_and_high_for_flicker():
+    frames = pan(textured(), 6, 2, 96)
+    clean = warping_error(frames, frames)
+    rng = np.random.default_rng(1)
+    flicker = [np.clip(f + rng.normal(0, 0.05, f.shape).astype(np.float32), 0, 1) for f in frames]
+    assert clean < 1e-3
+    assert warping_error(frames, flicker) > 10 * clean
+
+
+def test_warping_error_refuses_mismatched_clips():
+    frames = pan(textured(), 3, 2, 96)
+    with pytest.raises(ValueError, match="3 input frames but 2 outputs"):
+        warping_error(frames, frames[:2])
+    with pytest.raises(ValueError, match="at least two frames"):
+        warping_error(frames[:1], frames[:1])
+    with pytest.raises(ValueError, match="frame 0: input 96x96 but output 48x48"):
+        warping_error(frames, [f[::2, ::2] for f in frames])
+
+
+def test_shot_tracker_finds_motion_and_cuts():
+    track = ShotTracker()
+    first, second = pan(textured(seed=0), 2, 2, 96)
+    other = textured(seed=5)[:, :96]
+    assert track(first) is None  # the first frame starts a shot
+    motion = track(second)
+    assert motion is not None and motion.reliable.mean() > 0.8
+    assert track(other) is None  # unrelated content: a cut
+
+
+def test_blend_previous_pulls_the_output_towards_the_warped_previous_output():
+    frames = pan(textured(), 2, 2, 96)
+    track = ShotTracker()
+    track(frames[0])
+    motion = track(frames[1])
+    previous = frames[0]
+    noisy = np.clip(frames[1] + np.random.default_rng(2).normal(0, 0.05, frames[1].shape), 0, 1).astype(np.float32)
+    blended = blend_previous(noisy, previous, motion, 0.5)
+    inner = np.s_[8:-8, 8:-8]
+    assert np.abs(blended - frames[1])[inner].mean() < 0.7 * np.abs(noisy - frames[1])[inner].mean()
+    assert np.array_equal(blend_previous(noisy, previous, None, 0.5), noisy)  # a new shot: the frame's own
+    assert np.array_equal(blend_previous(noisy, previous, motion, 0.0), noisy)
+
+
+class Pointwise(nn.Module):
+    """A 1x1 convolution: commutes with every shift."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.conv(x))
+
+
+class Strided(nn.Module):
+    """Stride-2 pooling and nearest upsampling: not stable to a 1-px shift."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.interpolate(nn.functional.avg_pool2d(x, 2), scale_factor=2.0, mode="nearest")
+
+
+def test_shift_consistency_is_zero_for_an_equivariant_network_and_positive_otherwise():
+    content = torch.rand(2, 3, 32, 32)
+    pointwise, strided = Pointwise(), Strided()
+    equivariant, pooled = [], []
+    for seed in range(6):  # several offsets: the equivariant network is exact at each, odd ones break pooling
+        equivariant.append(float(shift_consistency_loss(pointwise, content, pointwise(content), 0.0,
+                                                        generator=torch.Generator().manual_seed(seed)).detach()))
+        pooled.append(float(shift_consistency_loss(strided, content, strided(content), 0.0,
+                                                   generator=torch.Generator().manual_seed(seed))))
+    assert max(equivariant) < 1e-12
+    assert max(pooled) > 1e-3
+
+
+def test_shift_consistency_noise_penalises_a_network_that_passes_noise_through():
+    content = torch.rand(1, 3, 32, 32)
+    identity = nn.Identity()
+    gen = torch.Generator().manual_seed(0)
+    assert float(shift_consistency_loss(identity, content, content, 0.0, generator=gen)) == 0.0
+    assert float(shift_consistency_loss(identity, content, content, 0.02, generator=gen)) > 1e-4
+
+
+def test_shift_consistency_trains_a_network_towards_stability():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(), nn.Upsample(scale_factor=2),
+                        nn.Conv2d(8, 3, 3, padding=1))
+    content = torch.rand(2, 3, 32, 32)
+    opt = torch.optim.Adam(net.parameters(), 1e-2)
+    losses = []
+    for _ in range(60):
+        loss = shift_consistency_loss(net, content, net(content), 0.0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert np.mean(losses[-10:]) < 0.2 * np.mean(losses[:10])
+
+
+def test_shift_consistency_refuses_content_smaller_than_the_grid():
+    with pytest.raises(ValueError, match="8x8 is too small"):
+        shift_consistency_loss(nn.Identity(), torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8), 0.0)
