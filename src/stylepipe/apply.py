@@ -31,6 +31,7 @@ from stylepipe.core.media import (
 from stylepipe.core.tiling import pad_to_grid
 from stylepipe.core.viz import to_pil
 from stylepipe.data.datasets import image_to_tensor, resize_short, short_side_size
+from stylepipe.nn.temporal import ShotTracker, blend_previous
 
 Stylizer = Callable[[torch.Tensor], torch.Tensor]
 MIN_SIDE = 16  # at the deepest AdaIN layer (relu4_1, 1/8 scale) the map must be 2x2 for reflection padding
@@ -132,7 +133,14 @@ def _stylise_image(stylizer: Stylizer, source: Path, target: Path, size: int) ->
     return str(target)
 
 
-def _stylise_video(stylizer: Stylizer, source: Path, target: Path, size: int, progress: bool) -> dict:
+def _stylise_video(stylizer: Stylizer, source: Path, target: Path, size: int, progress: bool,
+                   flow_blend: float = 0.0) -> dict:
+    """Every frame through `stylizer`, in order. A stylizer with a `start_shot()` method (state carried
+    across frames, e.g. `adain.video.StableAdaIN`) is told where each shot starts; `flow_blend` > 0 blends
+    each output with the previous one along the input's optical flow (`nn.temporal.blend_previous`)."""
+    start_shot = getattr(stylizer, "start_shot", None)
+    tracker = ShotTracker() if flow_blend or start_shot is not None else None
+    previous = None
     try:
         info = probe_video(source)
     except MediaError as err:
@@ -145,7 +153,13 @@ def _stylise_video(stylizer: Stylizer, source: Path, target: Path, size: int, pr
         try:
             for frame in iter_video_frames(source):
                 image = _fit(torch.from_numpy(frame).permute(2, 0, 1).float() / 255.0, size)
+                motion = None if tracker is None else tracker(image.permute(1, 2, 0).numpy())
+                if motion is None and start_shot is not None:
+                    start_shot()
                 out = apply_padded(stylizer, image)
+                if flow_blend:
+                    previous = blend_previous(out.permute(1, 2, 0).numpy(), previous, motion, flow_blend)
+                    out = torch.from_numpy(previous).permute(2, 0, 1)
                 out = out[:, : out.shape[1] // 2 * 2, : out.shape[2] // 2 * 2]  # H.264 needs even sizes
                 if writer is None:
                     writer = VideoWriter(tmp, info.fps, out.shape[2], out.shape[1],
@@ -164,11 +178,17 @@ def _stylise_video(stylizer: Stylizer, source: Path, target: Path, size: int, pr
 
 
 def run_stylizer(content: Path, output: Path, stylizer: Stylizer, content_size: int = 0,
-                 progress: bool = True) -> dict:
+                 progress: bool = True, flow_blend: float = 0.0) -> dict:
     """Stylise an image (output: a file, or a folder), a folder of images (output: a folder; unreadable
     files are skipped and reported; a.jpg and a.png get distinct outputs) or a video (output: an .mp4;
-    audio copied) with any stylizer. An output that would overwrite an input is refused before any work."""
+    audio copied; `flow_blend` 0..1: the share of the previous output, warped along the optical flow, in
+    each frame) with any stylizer. An output that would overwrite an input is refused before any work."""
     content, output = Path(content), Path(output)
+    if not 0.0 <= flow_blend < 1.0:
+        raise StylizeError(f"flow_blend {flow_blend} is out of range: expected 0 <= flow_blend < 1", ("flow_blend",))
+    if flow_blend and not is_video(content):
+        raise StylizeError(f"{content}: flow_blend ties a video's frames together; it does not apply to images",
+                           ("flow_blend",))
     if content.is_dir():
         if output.exists() and not output.is_dir():
             raise StylizeError(f"{output}: a folder input needs an output folder, not a file")
@@ -189,5 +209,5 @@ def run_stylizer(content: Path, output: Path, stylizer: Stylizer, content_size: 
     _refuse_overwriting([content], [target])
     if is_video(content):
         return {"written": [], "skipped": {}, "video": _stylise_video(stylizer, content, target, content_size,
-                                                                       progress)}
+                                                                       progress, flow_blend)}
     return {"written": [_stylise_image(stylizer, content, target, content_size)], "skipped": {}}

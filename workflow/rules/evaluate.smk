@@ -44,6 +44,7 @@ rule evaluate:
         "src/stylepipe/nn/metrics.py",
         "src/stylepipe/nn/palette.py",
         "src/stylepipe/nn/statistics.py",
+        "src/stylepipe/nn/temporal.py",
         "src/stylepipe/serving.py",
         "src/stylepipe/train/__init__.py",
         "src/stylepipe/train/checkpoint.py",
