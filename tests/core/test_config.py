@@ -237,7 +237,7 @@ def test_the_default_check_sees_a_differing_value():
         f"train_adain.style_weight: 0.15 != {0.15 + 1!r}"]
 
 
-@pytest.mark.parametrize("section", ["common", "tracking", "download", "preprocess", "adain", "evaluate", "export",
-                                     "blob", "demo"])
+@pytest.mark.parametrize("section", ["common", "tracking", "download", "weights", "preprocess", "adain", "evaluate",
+                                     "export", "blob", "demo"])
 def test_a_section_built_without_the_file_equals_the_files(section):
     assert Params.model_fields[section].annotation() == getattr(parse_params(_committed_params()), section)

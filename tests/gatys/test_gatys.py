@@ -14,10 +14,9 @@ from stylepipe.cli import main
 from stylepipe.gatys.optimise import FeatureExtractor, GatysError, GatysOptions, run_gatys
 from stylepipe.nn.encoders import TAPS, build_encoder, relu_names
 from stylepipe.nn.losses import gram_loss
-from stylepipe.nn.weights import hed_h5_path, hed_state_dict
+from stylepipe.nn.weights import wheel_state_dict
 
 ROOT = Path(__file__).resolve().parents[2]
-HED_SHA = "4502df9d0a88873911ea191cb2be5147d190f6a7f4c21731a418960f6bdb8e8f"
 VGG16_RELUS = ["relu1_1", "relu1_2", "relu2_1", "relu2_2", "relu3_1", "relu3_2", "relu3_3", "relu4_1"]
 
 
@@ -104,7 +103,7 @@ def test_lbfgs_lowers_loss_random_encoder(random_encoder):
 
 def test_lbfgs_lowers_loss_real_weights():
     enc = build_encoder("vgg16_hed", "relu4_3")  # the .h5 gives all of block 4
-    enc.load_state_dict(hed_state_dict(hed_h5_path(), HED_SHA))
+    enc.load_state_dict(wheel_state_dict("vgg16_hed"))
     _assert_lowers(enc, GatysOptions(iterations=15, style_weight=1e-2), 0.6, style=_stripes())
 
 

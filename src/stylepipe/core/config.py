@@ -129,15 +129,6 @@ class Download(Section):
     remote: RemoteParams = RemoteParams()
 
 
-class HedWeights(Section):
-    h5_sha256: str
-
-
-class TorchvisionWeights(Section):
-    vgg19_url: str
-    vgg19_bn_url: str
-
-
 def _sha256_hex(v: str) -> str:
     if len(v) != 64 or any(c not in "0123456789abcdef" for c in v.lower()):
         raise ValueError(f"sha256 {v!r} must be 64 hex digits")
@@ -155,11 +146,26 @@ class PublishedFile(Section):
     format: Literal["pth", "t7"]
 
 
+MOVED_WEIGHTS_KEYS = {"vgg16_hed": "the .h5's sha256", "torchvision": "the checkpoint URLs"}
+
+
 class Weights(Section):
-    encoder: Literal["vgg16_hed", "vgg19", "vgg19_bn", "vgg19_normalised"] = "vgg16_hed"
-    vgg16_hed: HedWeights
-    torchvision: TorchvisionWeights
+    """The weights stage's encoder, by its name in the registry `stylepipe.nn.encoders.SPECS` (which also
+    says where its weights come from; the stage refuses an unknown name), and the file of the one encoder
+    whose weights the user supplies (vgg19_normalised, the published AdaIN encoder)."""
+
+    encoder: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")] = "vgg16_hed"
     vgg19_normalised: PublishedFile = PublishedFile(file="published/vgg_normalised.pth", format="pth")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_keys(cls, data: Any) -> Any:
+        moved = [key for key in MOVED_WEIGHTS_KEYS if isinstance(data, dict) and key in data]
+        if moved:
+            what = ", ".join(f"weights.{key} ({MOVED_WEIGHTS_KEYS[key]})" for key in moved)
+            raise ValueError(f"{what}: no longer params; each encoder's weights source is part of its entry in "
+                             "stylepipe.nn.encoders.SPECS: delete the key from params.yaml")
+        return data
 
 
 class PublishedDecoder(PublishedFile):
@@ -341,7 +347,7 @@ class Params(Section):
     common: Common = Common()
     tracking: Tracking = Tracking()
     download: Download = Download()
-    weights: Weights
+    weights: Weights = Weights()
     preprocess: Preprocess = Preprocess()
     adain: Adain = Adain()
     train_recon: TrainRecon

@@ -17,10 +17,11 @@ import json
 import os
 import shutil
 import tempfile
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 CHUNK = 1 << 20
 
@@ -83,6 +84,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+DOWNLOAD_ERRORS = (urllib.error.URLError, TimeoutError, ConnectionError, OSError)  # what a failed download raises
+
+
 def download_verified(url: str, dest: Path, verify: Callable[[Path], None], timeout_s: float = 60.0) -> None:
     """Stream `url` into `dest` through a temporary file that `verify` checks first: a download that
     fails or does not verify (`verify` raises) never replaces `dest`."""
@@ -90,6 +94,44 @@ def download_verified(url: str, dest: Path, verify: Callable[[Path], None], time
         with open(tmp, "wb") as f:
             shutil.copyfileobj(resp, f, 1 << 20)
         verify(tmp)
+
+
+def download_pinned(url: str, dest: Path, sha256: str, pin: str, error: type[Exception], hint: str = "",
+                    timeout_s: float = 60.0) -> Path:
+    """`dest` when it holds a file whose sha256 starts with `sha256` (a full digest, or the prefix that
+    torchvision's file names carry), else `url` downloaded there, checked before it replaces anything.
+    A failed download or another digest raises `error` naming the url and `pin` (the setting that pins
+    it); `hint` (what to do instead) follows a failed download's reason."""
+    expected = sha256.lower()
+    if dest.is_file() and file_digest(dest).startswith(expected):
+        return dest
+
+    def verify(tmp: Path) -> None:
+        digest = file_digest(tmp)
+        if not digest.startswith(expected):
+            raise error(f"{url}: sha256 {digest} of the download does not match the pinned {pin} {sha256}")
+
+    try:
+        download_verified(url, dest, verify, timeout_s)
+    except error:
+        raise
+    except DOWNLOAD_ERRORS as err:
+        raise error(f"{url}: download failed ({err})" + (f"; {hint}" if hint else "")) from None
+    return dest
+
+
+def read_torch(file: str | os.PathLike[str] | IO[bytes], what: str, error: type[Exception], source: str | None = None,
+               hint: str = "", map_location: Any = "cpu") -> Any:
+    """torch.load with weights_only=True: a file holds only tensors and plain values, never code it would
+    run. A truncated or foreign file raises `error` naming `source` (default: the path) and `what` it should
+    be, with `hint` (what to do about it) after the reason."""
+    import torch  # here, not at the top: the CLI imports this module before it knows it needs torch
+
+    try:
+        return torch.load(file, map_location=map_location, weights_only=True)
+    except Exception as err:  # pickle, zip and unpickler errors of many kinds
+        name = source if source is not None else str(file)
+        raise error(f"{name}: not a readable {what} ({err})" + (f"; {hint}" if hint else "")) from None
 
 
 def write_torch(path: str | os.PathLike[str], obj: Any) -> None:

@@ -12,8 +12,9 @@ import math
 
 import torch
 
+from stylepipe.core.colour import LUMA
+
 GREY_AXIS = torch.full((3,), 1.0 / math.sqrt(3.0))
-LUMA = torch.tensor([0.299, 0.587, 0.114])
 
 
 def hue_rotations(angles: torch.Tensor) -> torch.Tensor:
@@ -26,7 +27,7 @@ def hue_rotations(angles: torch.Tensor) -> torch.Tensor:
 
 def saturation_matrices(factors: torch.Tensor) -> torch.Tensor:
     """Blend towards (factor < 1) or away from (> 1) each pixel's luminance: [N, 3, 3]."""
-    grey = LUMA.to(factors).expand(3, 3)
+    grey = torch.tensor(LUMA).to(factors).expand(3, 3)
     f = factors[:, None, None]
     return f * torch.eye(3).to(factors) + (1 - f) * grey
 

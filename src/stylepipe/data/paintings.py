@@ -13,6 +13,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 from scipy import ndimage
 
+from stylepipe.core.colour import luminance
+
 Renderer = Callable[[Image.Image, np.random.Generator, int], Image.Image]
 
 PALETTES: dict[str, list[tuple[int, int, int]]] = {
@@ -61,7 +63,7 @@ def quantize_to_palette(a: np.ndarray, palette: list[tuple[int, int, int]], mix:
 
 def edge_angles(a: np.ndarray, sigma: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
     """Stroke direction (perpendicular to the luminance gradient) and gradient magnitude."""
-    lum = ndimage.gaussian_filter(a @ np.array([0.299, 0.587, 0.114], np.float32), sigma)
+    lum = ndimage.gaussian_filter(luminance(a), sigma)
     gy, gx = ndimage.sobel(lum, 0), ndimage.sobel(lum, 1)
     return np.arctan2(gy, gx) + np.pi / 2, np.hypot(gx, gy)
 
@@ -164,7 +166,7 @@ def expressionism(photo: Image.Image, rng: np.random.Generator, size: int) -> Im
     img = paint_strokes(img, colours * 1.1, angles, rng, spacing=2 * s, length=(3 * s, 6 * s),
                         width=(max(2, s // 2), s), jitter=22)
     out = _arr(img)
-    lum = ndimage.gaussian_filter(a @ np.array([0.299, 0.587, 0.114], np.float32), 2.5)
+    lum = ndimage.gaussian_filter(luminance(a), 2.5)
     grad = np.hypot(ndimage.sobel(lum, 0), ndimage.sobel(lum, 1))
     line = ndimage.grey_dilation(grad > np.percentile(grad, 93), size=(3, 3))
     line = ndimage.gaussian_filter(line.astype(np.float32), 1.0)[..., None]
@@ -252,7 +254,7 @@ def ukiyo_e(photo: Image.Image, rng: np.random.Generator, size: int) -> Image.Im
     smooth = ndimage.median_filter(ndimage.gaussian_filter(a, (1.5, 1.5, 0)), size=(7, 7, 1))
     flat = quantize_to_palette(smooth, PALETTES["ukiyo_e"], mix=1.0)
     flat = ndimage.median_filter(flat, size=(5, 5, 1))
-    lum = flat @ np.array([0.299, 0.587, 0.114], np.float32)
+    lum = luminance(flat)
     edge = np.hypot(ndimage.sobel(lum, 0), ndimage.sobel(lum, 1)) > 60
     out = flat.copy()
     out[edge] = (36, 30, 28)

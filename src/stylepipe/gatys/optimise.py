@@ -51,11 +51,10 @@ class GatysOptions:
     style_layers: Sequence[str] = DEFAULT_STYLE_LAYERS
     style_layer_weights: Sequence[float] | None = None  # default: 1.0 each (= losses.gram_loss)
     content_weight: float = 1.0
-    # Tuned with vgg16_hed (0-255 Caffe features; relu1_1..relu3_1 activations ~10-30, so style Gram MSEs
-    # are ~1e2-1e4 while the relu4_1 content MSE stays ~1) on skimage's astronaut at 128 px, 100 L-BFGS
-    # evaluations, a brush-stroke style: 1e-2 only shifts colours and adds faint texture; 1e-1 is clearly
-    # stylised (style's palette and strokes everywhere) with the face still recognisable, content and
-    # style terms ending about equal (0.86 vs 1.07). Retune for vgg19 / vgg19_bn (ImageNet-scaled).
+    # For vgg16_hed's 0-255 Caffe-scale features the style Gram errors are 1e2-1e4 times the relu4_1
+    # content error, so 0.1 brings the two terms to the same size: the style's palette and strokes cover
+    # the image while faces stay recognisable. Encoders with ImageNet-scaled features (vgg19, vgg19_bn)
+    # have far smaller Gram errors and need a larger weight.
     style_weight: float = 1e-1
     tv_weight: float = 0.0
     optimizer: str = "lbfgs"

@@ -15,8 +15,11 @@ import math
 import torch
 import torch.nn.functional as F
 
+from stylepipe.core.colour import LUMA, luminance
+
+__all__ = ["DETAIL_SIGMA", "LUMA", "high_pass", "luminance", "restore_fine_detail"]
+
 DETAIL_SIGMA = 1.0  # px of the output: below the decoder's grid at any image size
-LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, as the SSIM of luminance the quality bar uses
 
 
 def _gaussian_kernel(sigma: float, like: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -32,12 +35,6 @@ def high_pass(x: torch.Tensor, sigma: float = DETAIL_SIGMA) -> torch.Tensor:
     padded = F.pad(x, (radius, radius, radius, radius), mode="reflect")
     blurred = F.conv2d(F.conv2d(padded, kernel.view(1, 1, 1, -1)), kernel.view(1, 1, -1, 1))
     return x - blurred
-
-
-def luminance(x: torch.Tensor) -> torch.Tensor:
-    """[N, 3, H, W] RGB -> [N, 1, H, W] luminance (a 1x1 convolution: an operator the Myriad X runs)."""
-    weights = torch.tensor(LUMA, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    return F.conv2d(x, weights)
 
 
 def restore_fine_detail(output: torch.Tensor, content: torch.Tensor, weight: float) -> torch.Tensor:

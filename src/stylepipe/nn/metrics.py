@@ -10,7 +10,7 @@ import torch
 from skimage.metrics import structural_similarity
 
 from stylepipe.core import paths
-from stylepipe.nn.detail import LUMA
+from stylepipe.core.colour import luminance
 from stylepipe.nn.encoders import TAPS, VGGEncoder, load_encoder
 from stylepipe.nn.functional import adain, mean_std
 from stylepipe.nn.losses import content_loss, gram_loss, style_loss
@@ -19,13 +19,12 @@ HIST_BINS = 32
 SSIM_MIN = 0.45  # below this, faces and buildings stop being recognisable at a glance
 
 
-def luminance(img: torch.Tensor) -> np.ndarray:
-    """[3, H, W] RGB -> [H, W] BT.601 luminance, the weights `nn.detail` restores detail in."""
-    return np.tensordot(np.asarray(LUMA, np.float32), img.float().clamp(0, 1).cpu().numpy(), axes=1)
-
-
 def ssim_luminance(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(structural_similarity(luminance(a), luminance(b), data_range=1.0))
+    """SSIM of two [3, H, W] RGB images' luminance (clamped to [0, 1]), the luminance `nn.detail` restores."""
+    def lum(img: torch.Tensor) -> np.ndarray:
+        return luminance(img.float().clamp(0, 1).cpu().numpy(), channel_axis=0)
+
+    return float(structural_similarity(lum(a), lum(b), data_range=1.0))
 
 
 def colour_histogram_distance(a: torch.Tensor, b: torch.Tensor, bins: int = HIST_BINS) -> float:

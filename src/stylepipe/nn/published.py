@@ -12,9 +12,7 @@ strings, tables and arrays (and only after the sha256 matched).
 
 from __future__ import annotations
 
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -23,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from stylepipe.core.io import download_verified, file_digest
+from stylepipe.core.io import download_pinned, file_digest, read_torch
 from stylepipe.nn.encoders import WeightsError
 from stylepipe.nn.layers import NearestUp2x
 
@@ -113,22 +111,13 @@ def fetch(source: str, sha256: str | None, key: str, cache_dir: Path) -> Path:
     if sha256 is None:
         raise WeightsError(f"{source}: {key} is not set; download the file, then `stylepipe checksum <file>` "
                            "prints the line to pin it")
-    name = Path(urllib.parse.urlparse(source).path).name or "download"
-    dest = cache_dir / sha256.lower() / name
-    if dest.is_file() and file_digest(dest) == sha256.lower():
-        return dest
-    try:
-        def verify(tmp: Path) -> None:
-            digest = file_digest(tmp)
-            if digest != sha256.lower():
-                raise WeightsError(f"{source}: sha256 {digest} of the download does not match the pinned "
-                                   f"{key} {sha256}")
+    return download_pinned(source, cached_download(source, sha256, cache_dir), sha256, key, WeightsError,
+                           "fetch the file by hand and give its path instead of the URL", DOWNLOAD_TIMEOUT_S)
 
-        download_verified(source, dest, verify, DOWNLOAD_TIMEOUT_S)
-    except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as err:
-        raise WeightsError(f"{source}: download failed ({err}); fetch the file by hand and give its path "
-                           "instead of the URL") from None
-    return dest
+
+def cached_download(url: str, sha256: str, cache_dir: Path) -> Path:
+    """Where the file at `url` with digest `sha256` is kept once downloaded (one folder per digest)."""
+    return cache_dir / sha256.lower() / (Path(urllib.parse.urlparse(url).path).name or "download")
 
 
 # ------------------------------------------------------------------------------------------ reading
@@ -161,10 +150,7 @@ def read_published(path: Path, declared: Format, sequence: nn.Sequential | nn.Mo
 
 
 def _state_from_pth(path: Path, slots: list[Slot], expected_model: str) -> dict[int, dict[str, torch.Tensor]]:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # a truncated or foreign file, or one with objects beyond tensors
-        raise WeightsError(f"{path}: not a readable torch state dict ({err})") from None
+    state = read_torch(path, "torch state dict", WeightsError)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise WeightsError(f"{path}: expected a state dict (names to tensors) of an nn.Sequential")
     expected = {f"{i}.{name}": _param_shape(slot, name) for i, slot in enumerate(slots) if slot.kind == "conv"

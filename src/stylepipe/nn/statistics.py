@@ -16,7 +16,7 @@ from typing import Any, BinaryIO, Protocol
 import torch
 
 from stylepipe.core.errors import InputError
-from stylepipe.core.io import write_torch
+from stylepipe.core.io import read_torch, write_torch
 
 
 class _EncoderSpec(Protocol):
@@ -115,10 +115,7 @@ class StyleBank:
     @classmethod
     def read(cls, file: Path | BinaryIO, source: str) -> StyleBank:
         """Read and validate a bank from a path or a binary stream; errors name `source`."""
-        try:
-            blob = torch.load(file, map_location="cpu", weights_only=True)
-        except Exception as err:  # a truncated or foreign file: pickle/zip errors of many kinds
-            raise StyleBankError(f"{source}: not a readable style statistics file ({err})") from None
+        blob = read_torch(file, "style statistics file", StyleBankError, source)
         if not isinstance(blob, dict) or not {"names", "mean", "std"} <= set(blob):
             raise StyleBankError(f"{source}: expected a style statistics file with keys names, mean, std")
         names, mean, std = blob["names"], blob["mean"], blob["std"]

