@@ -2,6 +2,7 @@ rule download:
     input:
         "src/stylepipe/__init__.py",
         "src/stylepipe/core/__init__.py",
+        "src/stylepipe/core/colour.py",
         "src/stylepipe/core/config.py",
         "src/stylepipe/core/errors.py",
         "src/stylepipe/core/io.py",

@@ -10,6 +10,7 @@ rule demo:
         "src/stylepipe/adain/export.py",
         "src/stylepipe/adain/model.py",
         "src/stylepipe/core/__init__.py",
+        "src/stylepipe/core/colour.py",
         "src/stylepipe/core/config.py",
         "src/stylepipe/core/errors.py",
         "src/stylepipe/core/io.py",

@@ -14,6 +14,7 @@ rule evaluate:
         "src/stylepipe/apply.py",
         "src/stylepipe/core/__init__.py",
         "src/stylepipe/core/code.py",
+        "src/stylepipe/core/colour.py",
         "src/stylepipe/core/config.py",
         "src/stylepipe/core/errors.py",
         "src/stylepipe/core/io.py",

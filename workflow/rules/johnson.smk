@@ -15,6 +15,7 @@ rule train_johnson:
         "src/stylepipe/__init__.py",
         "src/stylepipe/core/__init__.py",
         "src/stylepipe/core/code.py",
+        "src/stylepipe/core/colour.py",
         "src/stylepipe/core/config.py",
         "src/stylepipe/core/errors.py",
         "src/stylepipe/core/io.py",
