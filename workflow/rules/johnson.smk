@@ -40,6 +40,7 @@ rule train_johnson:
         "src/stylepipe/train/distributed.py",
         "src/stylepipe/train/loop.py",
         "src/stylepipe/train/plumbing.py",
+        "src/stylepipe/train/progress.py",
         "src/stylepipe/train/schedules.py",
         "src/stylepipe/train/stopping.py",
     output:

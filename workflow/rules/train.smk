@@ -36,6 +36,7 @@ rule train_recon:
         "src/stylepipe/train/distributed.py",
         "src/stylepipe/train/loop.py",
         "src/stylepipe/train/plumbing.py",
+        "src/stylepipe/train/progress.py",
         "src/stylepipe/train/schedules.py",
         "src/stylepipe/train/stopping.py",
     output:
@@ -91,6 +92,7 @@ rule train_adain:
         "src/stylepipe/train/distributed.py",
         "src/stylepipe/train/loop.py",
         "src/stylepipe/train/plumbing.py",
+        "src/stylepipe/train/progress.py",
         "src/stylepipe/train/schedules.py",
         "src/stylepipe/train/stopping.py",
     output:

@@ -301,7 +301,7 @@ def _train_process(
             render_preview(task, rt, p_content, p_style, path)
             tracker.artifact(path, "previews")
 
-        result = fit(task, cfg, rt, batches, ckpt_dir, phash, on_log, on_preview, dist_env)
+        result = fit(task, cfg, rt, batches, ckpt_dir, phash, on_log, on_preview, dist_env, label=stage)
         decoder_cpu = decoder.to("cpu", memory_format=torch.contiguous_format)
         save_decoder(decoder_cpu, out_dir / "decoder.pt")
         write_history(reports / "losses.csv", result.history)

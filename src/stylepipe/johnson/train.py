@@ -186,7 +186,7 @@ def _fit(
 
     batches = chunk_loader(stores, cfg, seed, rt.device)
     ckpt_dir = Path(".cache/checkpoints") / STAGE / out_dir.name
-    return fit(task, cfg, rt, batches, ckpt_dir, phash, on_log, on_preview)
+    return fit(task, cfg, rt, batches, ckpt_dir, phash, on_log, on_preview, label=f"{STAGE}@{out_dir.name}")
 
 
 @torch.no_grad()

@@ -25,6 +25,7 @@ then waits for at most `log_every` steps.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -42,6 +43,7 @@ from stylepipe.core.io import write_csv
 from stylepipe.core.runtime import Runtime
 from stylepipe.train.checkpoint import load_checkpoint, params_hash, save_checkpoint, set_rng_state
 from stylepipe.train.distributed import SINGLE, DistEnv, barrier, mean_across_ranks, wrap_ddp
+from stylepipe.train.progress import Progress
 from stylepipe.train.schedules import build_scheduler
 from stylepipe.train.stopping import StopRequest, deferred_sigterm
 
@@ -88,10 +90,13 @@ def fit(
     on_log: Callable[[int, dict[str, float]], None] | None = None,
     on_preview: Callable[[int], None] | None = None,
     dist_env: DistEnv = SINGLE,
+    label: str = "train",
 ) -> LoopResult:
     """Train `task.trainable()` for cfg.iterations steps, resuming from a matching checkpoint.
 
-    `chunk_batches` yields this process's batches (its slice of each global batch under torchrun)."""
+    `chunk_batches` yields this process's batches (its slice of each global batch under torchrun). Progress
+    (train/progress.py, headed `label`) goes to stdout; `on_log` gets each logged row with its
+    `steps_per_s` and `eta_s`, which the history (the loss CSV) leaves out."""
     module = task.trainable()
     optimiser = torch.optim.Adam(module.parameters(), lr=cfg.lr, fused=rt.device.type == "cuda")
     scheduler = build_scheduler(optimiser, cfg)
@@ -114,7 +119,8 @@ def fit(
     step_fn = make_step(task, rt)
     t0 = time.perf_counter()
     step = start
-    with deferred_sigterm() as stop:
+    progress = Progress(label, start, cfg.iterations, enabled=dist_env.is_main)
+    with deferred_sigterm() as stop, contextlib.closing(progress):
         while step < cfg.iterations:
             chunk_start = step
             within = step % cfg.checkpoint_every
@@ -131,6 +137,7 @@ def fit(
                 finite &= torch.isfinite(terms["loss"]).all()  # on the device: no host sync per step
                 scheduler.step()
                 step += 1
+                progress.advance(step)
                 pending.append(terms)
                 logged = step % cfg.log_every == 0 or step == cfg.iterations
                 if logged:
@@ -142,8 +149,9 @@ def fit(
                             "is kept — lower the learning rate or the loss weights and run the stage again"
                         )
                     history.append(row)
+                    rates = progress.logged(step, row["loss"])
                     if on_log and dist_env.is_main:
-                        on_log(step, row)
+                        on_log(step, {**row, **rates})
                 if on_preview and dist_env.is_main and (step % cfg.image_every == 0 or step == cfg.iterations):
                     on_preview(step)
                 stopping = _stop_now(stop, logged, dist_env, rt.device)
