@@ -136,9 +136,17 @@ def _add_demo_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _profile(params_path: Path, args) -> Any:
-    from stylepipe.core.profiles import apply_profile
+    """Apply profiles/<name>.yaml; `pretrained --encoder/--decoder FILE_OR_URL` also checks and pins the files."""
+    if args.encoder is None and args.decoder is None:
+        from stylepipe.core.profiles import apply_profile
 
-    return apply_profile(args.name, params_path)
+        return apply_profile(args.name, params_path)
+    if args.name != "pretrained":
+        raise InputError(f"--encoder, --decoder: the published model's files, for the pretrained profile only "
+                         f"(not {args.name!r})")
+    from stylepipe.adain.pretrained import pin_published
+
+    return pin_published(args.encoder, args.decoder, params_path)
 
 
 def _checkpoints(args) -> Any:
@@ -320,8 +328,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--content-layer", help="default relu4_1")
     g.add_argument("--style-layers", help="comma-separated (default relu1_1,relu2_1,relu3_1,relu4_1)")
     g.add_argument("--seed", type=int, help="noise seed (default: params common.seed)")
-    pr = sub.add_parser("profile", help="apply a params overlay (e.g. `full`) to params.yaml")
+    pr = sub.add_parser("profile", help="apply a params overlay (e.g. `full`, or `pretrained --encoder F --decoder F`)"
+                        " to params.yaml")
     pr.add_argument("name", help="profile name: a file profiles/<name>.yaml")
+    pr.add_argument("--encoder", metavar="FILE_OR_URL",
+                    help="pretrained: the published encoder (.pth or .t7), checked and pinned in params.yaml")
+    pr.add_argument("--decoder", metavar="FILE_OR_URL",
+                    help="pretrained: the published decoder (.pth or .t7), checked and pinned in params.yaml")
     ck = sub.add_parser("checksum", help="print a file's sha256 (or md5) and its params.yaml entry")
     ck.add_argument("file", type=Path, help="e.g. a hand-downloaded wikiart.zip or a published model file")
     ck.add_argument("--algorithm", choices=("sha256", "md5"), default="sha256")

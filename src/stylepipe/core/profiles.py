@@ -54,8 +54,10 @@ def _load(rt: YAML, path: Path) -> Any:
         raise ConfigError(f"{path}: not valid YAML ({err})") from None
 
 
-def apply_profile(name: str, params_path: Path = Path("params.yaml"), profiles_dir: Path = PROFILES_DIR) -> dict:
-    """Merge the overlay into params.yaml; the result is validated before anything is written."""
+def apply_profile(name: str, params_path: Path = Path("params.yaml"), profiles_dir: Path = PROFILES_DIR,
+                  values: dict | None = None) -> dict:
+    """Merge the overlay, and then `values` (nested sections, e.g. pinned files), into params.yaml; the
+    result is validated before anything is written."""
     overlay_path = profiles_dir / f"{name}.yaml"
     if not overlay_path.is_file():
         known = sorted(p.stem for p in profiles_dir.glob("*.yaml"))
@@ -67,6 +69,7 @@ def apply_profile(name: str, params_path: Path = Path("params.yaml"), profiles_d
         if not isinstance(doc, dict):
             raise ConfigError(f"{path}: expected a mapping of params sections, got {type(doc).__name__}")
     merge_into(merged, overlay)
+    merge_into(merged, values or {})
     buffer = io.StringIO()
     rt.dump(merged, buffer)
     text = buffer.getvalue()
