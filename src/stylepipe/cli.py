@@ -1,6 +1,7 @@
 """`stylepipe <stage>`: one subcommand per pipeline stage (the names dvc.yaml and the Snakefile use),
-plus `stylize`, `demo --live/--host`, `profile` and `checksum`. The stages, and the function each runs,
-come from stylepipe.stagetable. Every stage reads params.yaml from the working directory (the repo root).
+plus `stylize`, `demo --live/--host`, `profile`, `checksum`, `checkpoints` and `dvc-commit`. The stages,
+and the function each runs, come from stylepipe.stagetable. Every stage reads params.yaml from the working
+directory (the repo root).
 The project's own errors (`StylepipeError`) and a full or read-only disk are printed as one clear message;
 any other exception is a bug and keeps its traceback. SIGTERM (kill, SLURM) unwinds like Ctrl-C: temporary
 files are removed, MLflow runs end as KILLED, torchrun's processes are stopped.
@@ -161,6 +162,33 @@ def _checkpoints(args) -> Any:
         return {"removed": [str(p) for p in removed]}
     folders = sorted({p.parent for p in ROOT.rglob("*.pt")}) if ROOT.is_dir() else []
     return {str(f): [p.name for p in list_checkpoints(f)] for f in folders}
+
+
+def _dvc_commit(args) -> Any:
+    """Record in dvc.lock and the DVC cache the outputs of stages another runner built (Snakemake locally or
+    on SLURM, an sbatch torchrun), so `dvc status` is clean, `dvc push` uploads them and `dvc repro` re-runs
+    nothing. Names are DVC's: `train_adain`, `train_johnson@Cubism`. Nothing is recorded unless every
+    named stage has all its outputs."""
+    if not Path(".dvc").is_dir():
+        raise MissingInputError(f"{Path.cwd()}: no DVC repository (.dvc): run `stylepipe dvc-commit` at the repo root")
+    names = {stage.name for stage in STAGES}
+    for target in args.stages:
+        name, _, style = target.partition("@")
+        if name not in names:
+            raise InputError(f"dvc-commit {target}: not a stage (expected one of {', '.join(sorted(names))})")
+        stage = stage_named(name)
+        if stage.per_style != bool(style):
+            expected = f"{name}@<style>" if stage.per_style else name
+            raise InputError(f"dvc-commit {target}: expected {expected}")
+        absent = [out.format(style=style) for out in stage.outputs if not Path(out.format(style=style)).exists()]
+        if absent:
+            raise MissingInputError(f"dvc-commit {target}: outputs missing: {', '.join(absent)} (run the stage first)")
+    if args.stages:
+        proc = subprocess.run([sys.executable, "-m", "dvc", "commit", "--force", "--quiet", *args.stages],
+                              capture_output=True, text=True)
+        if proc.returncode:
+            raise StylepipeError(f"dvc commit {' '.join(args.stages)} failed: {proc.stderr.strip()[-2000:]}")
+    return {"committed": list(args.stages)}
 
 
 def _checksum(args) -> None:
@@ -338,6 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
     ck = sub.add_parser("checksum", help="print a file's sha256 (or md5) and its params.yaml entry")
     ck.add_argument("file", type=Path, help="e.g. a hand-downloaded wikiart.zip or a published model file")
     ck.add_argument("--algorithm", choices=("sha256", "md5"), default="sha256")
+    dc = sub.add_parser("dvc-commit", help="record stages' outputs built outside `dvc repro` (Snakemake, sbatch) "
+                        "in dvc.lock and the DVC cache")
+    dc.add_argument("stages", nargs="*", help="DVC stage names, e.g. train_adain or train_johnson@Cubism")
     cp = sub.add_parser("checkpoints", help="list or prune the training checkpoints in .cache/checkpoints")
     cp.add_argument("action", choices=("list", "prune"))
     cp.add_argument("--keep", type=int, help="prune: checkpoints kept per stage, newest first (default 3)")
@@ -361,6 +392,8 @@ def _dispatch(args: argparse.Namespace) -> Any:
         return _checksum(args)
     if args.command == "checkpoints":
         return _checkpoints(args)
+    if args.command == "dvc-commit":
+        return _dvc_commit(args)
     params = load_params(args.params)
     handler = TOOLS.get(args.command) or HANDLERS[args.command]
     return handler(params, args)
