@@ -143,3 +143,39 @@ def test_write_csv_keeps_integers_and_rounds_floats_to_six_digits(tmp_path: Path
     assert out.read_bytes() == b"step,loss,lr\r\n10,0.123457,0.001\r\n20,1.23457e+07,0.0005\r\n"
     write_csv(out, [{"b": 1.0, "a": "x"}], fieldnames=["a", "b"])
     assert out.read_bytes() == b"a,b\r\nx,1\r\n"
+
+
+class _Refused(Exception):
+    """The error type a caller of read_torch / download_pinned asks for."""
+
+
+def test_read_torch_loads_tensors_and_refuses_a_foreign_file_naming_it(tmp_path: Path) -> None:
+    import torch
+
+    from stylepipe.core.io import read_torch
+
+    write_torch(tmp_path / "ok.pt", {"w": torch.ones(2)})
+    assert torch.equal(read_torch(tmp_path / "ok.pt", "weights file", _Refused)["w"], torch.ones(2))
+    (tmp_path / "junk.pt").write_bytes(b"not torch")
+    with pytest.raises(_Refused, match=r"(?s)junk\.pt: not a readable weights file \(.*\); delete it$"):
+        read_torch(tmp_path / "junk.pt", "weights file", _Refused, hint="delete it")
+
+
+def test_download_pinned_checks_the_digest_and_reuses_a_checked_copy(tmp_path: Path) -> None:
+    from stylepipe.core.io import download_pinned, file_digest
+    from tests.data_fixtures import ServerState, http_server
+
+    (tmp_path / "src").write_bytes(b"weights")
+    digest = file_digest(tmp_path / "src")
+    state = ServerState(files={"/w.bin": b"weights"})
+    with http_server(state) as base:
+        dest = tmp_path / "cache" / "w.bin"
+        assert download_pinned(f"{base}/w.bin", dest, digest, "key", _Refused).read_bytes() == b"weights"
+        assert download_pinned(f"{base}/w.bin", dest, digest[:8], "key", _Refused) == dest
+        assert state.requests == ["/w.bin"]  # the second call used the checked copy
+        other = tmp_path / "other" / "w.bin"
+        with pytest.raises(_Refused, match=rf"w\.bin: sha256 {digest} of the download does not match the pinned key"):
+            download_pinned(f"{base}/w.bin", other, "0" * 64, "key", _Refused)
+        with pytest.raises(_Refused, match=r"gone\.bin: download failed \(HTTP Error 404.*; use a path"):
+            download_pinned(f"{base}/gone.bin", other, digest, "key", _Refused, hint="use a path")
+    assert not other.parent.exists() or [p for p in other.parent.iterdir()] == []

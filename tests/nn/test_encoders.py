@@ -137,3 +137,36 @@ def test_torchvision_download_rejects_wrong_hash(tmp_path: Path):
 def test_torchvision_download_offline_is_a_clear_error(tmp_path: Path):
     with refusing_port() as port, pytest.raises(WeightsError, match=r"download failed.*vgg16_hed"):
         download_checkpoint(f"http://127.0.0.1:{port}/vgg19-dcbb9e9d.pth", tmp_path / "x.pth", timeout_s=5)
+
+
+def test_a_new_encoder_is_one_registry_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """An entry naming a torchvision checkpoint is all the weights stage needs: no params section, no code."""
+    from stylepipe.nn import encoders
+    from stylepipe.nn.encoders import SPECS, TorchvisionWeights
+
+    served = tmp_path / "served"
+    served.mkdir()
+    ckpt = _fake_torchvision_checkpoint(served, "vgg19")
+    monkeypatch.setitem(encoders.SPECS, "vgg19_mirror",
+                        replace(SPECS["vgg19"], name="vgg19_mirror", weights=TorchvisionWeights("")))
+    with http_server(ServerState(files={f"/{ckpt.name}": ckpt.read_bytes()})) as base:
+        monkeypatch.setitem(encoders.SPECS, "vgg19_mirror",
+                            replace(SPECS["vgg19_mirror"], weights=TorchvisionWeights(f"{base}/{ckpt.name}")))
+        params = parse_params({**tiny_params_dict(), "weights": {"encoder": "vgg19_mirror"}})
+        record = run_weights(params, tmp_path / "encoder", tmp_path / ".cache")
+    assert (record["encoder"], record["sha256"]) == ("vgg19_mirror", file_digest(ckpt))
+    enc = load_encoder(tmp_path / "encoder" / "encoder.pt")
+    assert enc.spec.name == "vgg19_mirror"
+    assert torch.equal(enc.state_dict()["layers.1.weight"], torch.load(ckpt, weights_only=True)["features.0.weight"])
+
+
+def test_an_unknown_encoder_or_a_moved_params_key_is_a_clear_error(tmp_path: Path):
+    from stylepipe.core.config import ConfigError
+
+    params = parse_params({**tiny_params_dict(), "weights": {"encoder": "resnet50"}})
+    with pytest.raises(WeightsError, match=r"weights.encoder 'resnet50': unknown encoder; expected one of \["):
+        run_weights(params, tmp_path / "encoder", tmp_path / ".cache")
+    assert not (tmp_path / "encoder").exists()
+    old = {"encoder": "vgg16_hed", "vgg16_hed": {"h5_sha256": HED_WEIGHTS.sha256}}
+    with pytest.raises(ConfigError, match=r"weights.vgg16_hed \(the .h5's sha256\): no longer params; .*SPECS"):
+        parse_params({**tiny_params_dict(), "weights": old})
