@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, get_args
@@ -93,11 +94,18 @@ def _under_torchrun(params, args, stage: str) -> bool:
 
 def _run_stage(stage: Stage, params: Params, args: argparse.Namespace) -> Any:
     """Call the stage's function from the table: with the style of a per-style stage, under torchrun for a
-    distributed one when common.nproc_per_node asks for it."""
+    distributed one when common.nproc_per_node asks for it. It ends with one summary line (stylepipe.stagelog);
+    the full record is the JSON file the stage wrote."""
     if stage.distributed and _under_torchrun(params, args, stage.name):
         return None
+    started = time.monotonic()
     run = stage.load()
-    return run(params, args.style) if stage.per_style else run(params)
+    record = run(params, args.style) if stage.per_style else run(params)
+    if record is not None:  # None: a torchrun process other than rank 0, which writes nothing
+        from stylepipe.stagelog import summary_line
+
+        print(summary_line(stage.name, record, time.monotonic() - started, args.style if stage.per_style else None))
+    return None
 
 
 def _demo(params: Params, args: argparse.Namespace) -> Any:
