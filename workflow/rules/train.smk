@@ -45,7 +45,7 @@ rule train_recon:
     params:
         **P("common", "adain", "train_recon"),
     resources:
-        gpu=1,
+        gpu=config["common"]["nproc_per_node"],  # one GPU per torchrun process
     log:
         "logs/train_recon.log",
     conda:
@@ -101,7 +101,7 @@ rule train_adain:
     params:
         **P("common", "adain", "train_adain"),
     resources:
-        gpu=1,
+        gpu=config["common"]["nproc_per_node"],  # one GPU per torchrun process
     log:
         "logs/train_adain.log",
     conda:
