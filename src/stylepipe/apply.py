@@ -8,7 +8,7 @@ and cropped back), folders (bad files are skipped and reported), videos (PyAV, a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -133,14 +133,28 @@ def _stylise_image(stylizer: Stylizer, source: Path, target: Path, size: int) ->
     return str(target)
 
 
-def _stylise_video(stylizer: Stylizer, source: Path, target: Path, size: int, progress: bool,
-                   flow_blend: float = 0.0) -> dict:
-    """Every frame through `stylizer`, in order. A stylizer with a `start_shot()` method (state carried
-    across frames, e.g. `adain.video.StableAdaIN`) is told where each shot starts; `flow_blend` > 0 blends
-    each output with the previous one along the input's optical flow (`nn.temporal.blend_previous`)."""
+def stylise_frames(stylizer: Stylizer, frames: Iterable[torch.Tensor],
+                   flow_blend: float = 0.0) -> Iterator[torch.Tensor]:
+    """A video's frames ([3, H, W] in [0, 1], in order) through `stylizer`. A stylizer with a `start_shot()`
+    method (state carried across frames, e.g. `adain.video.StableAdaIN`) is told where each shot starts;
+    `flow_blend` > 0 blends each output with the previous one along the input's optical flow
+    (`nn.temporal.blend_previous`)."""
     start_shot = getattr(stylizer, "start_shot", None)
     tracker = ShotTracker() if flow_blend or start_shot is not None else None
     previous = None
+    for image in frames:
+        motion = None if tracker is None else tracker(image.permute(1, 2, 0).numpy())
+        if motion is None and start_shot is not None:
+            start_shot()
+        out = apply_padded(stylizer, image)
+        if flow_blend:
+            previous = blend_previous(out.permute(1, 2, 0).numpy(), previous, motion, flow_blend)
+            out = torch.from_numpy(previous).permute(2, 0, 1)
+        yield out
+
+
+def _stylise_video(stylizer: Stylizer, source: Path, target: Path, size: int, progress: bool,
+                   flow_blend: float = 0.0) -> dict:
     try:
         info = probe_video(source)
     except MediaError as err:
@@ -151,15 +165,9 @@ def _stylise_video(stylizer: Stylizer, source: Path, target: Path, size: int, pr
     with atomic_path(target) as tmp:
         bar = tqdm(total=info.frames or None, desc=source.name, unit="frame", disable=not progress)
         try:
-            for frame in iter_video_frames(source):
-                image = _fit(torch.from_numpy(frame).permute(2, 0, 1).float() / 255.0, size)
-                motion = None if tracker is None else tracker(image.permute(1, 2, 0).numpy())
-                if motion is None and start_shot is not None:
-                    start_shot()
-                out = apply_padded(stylizer, image)
-                if flow_blend:
-                    previous = blend_previous(out.permute(1, 2, 0).numpy(), previous, motion, flow_blend)
-                    out = torch.from_numpy(previous).permute(2, 0, 1)
+            frames = (_fit(torch.from_numpy(f).permute(2, 0, 1).float() / 255.0, size)
+                      for f in iter_video_frames(source))
+            for out in stylise_frames(stylizer, frames, flow_blend):
                 out = out[:, : out.shape[1] // 2 * 2, : out.shape[2] // 2 * 2]  # H.264 needs even sizes
                 if writer is None:
                     writer = VideoWriter(tmp, info.fps, out.shape[2], out.shape[1],
