@@ -163,6 +163,17 @@ def store_init_lock(uri: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def refuse_shared_sqlite(uri: str) -> None:
+    """Under SLURM the SQLite file sits on a shared filesystem where many jobs write at once, and its file
+    locks do not hold there: jobs must log to an MLflow server instead (docs/cluster.md)."""
+    if uri.startswith("sqlite:///") and "SLURM_JOB_ID" in os.environ:
+        raise TrackingError(
+            f"params tracking.uri={uri}: a SQLite store cannot take the writes of concurrent SLURM jobs on a "
+            "shared filesystem; start `mlflow server` on the login node and set tracking.uri: "
+            "http://<login node>:<port> (docs/cluster.md), or set tracking.enabled: false"
+        )
+
+
 def artifact_location(uri: str, root: Path) -> str | None:
     """./mlartifacts at the repo root for a local store; a tracking server chooses (and serves) its own."""
     if uri.startswith(("http://", "https://")):
@@ -199,6 +210,7 @@ def stage_run(
 
     root = root.resolve()
     uri = resolve_uri(params.tracking.uri, root)
+    refuse_shared_sqlite(uri)
     mlflow.set_tracking_uri(uri)
     with store_init_lock(uri), reported_as(uri):
         ensure_experiment(mlflow, params.tracking.experiment, artifact_location(uri, root))

@@ -72,8 +72,9 @@ def per_rank_batch(batch_size: int, env: DistEnv, key: str) -> int:
     """Each process's share of the global batch; the global batch must split evenly."""
     if batch_size % env.world_size:
         raise ConfigError(
-            f"params {key}.batch_size={batch_size} does not split over {env.world_size} processes "
-            "(common.nproc_per_node): choose a multiple of it"
+            f"params {key}.batch_size={batch_size} does not split over {env.world_size} processes (torchrun's "
+            "--nnodes x --nproc_per_node; on one machine common.nproc_per_node): make the batch size a "
+            "multiple of the process count, or start fewer processes"
         )
     return batch_size // env.world_size
 
