@@ -3,7 +3,7 @@
 `--device cuda` (the GPU figures): at 512x512 and 1920x1080, one stream, batch 1:
   reference  fp32 eager PyTorch with the style image (512x512) encoded again for every frame (what the
              popular port does; PyTorch's default cuDNN TF32 setting left as is),
-  fast paths stylepipe.adain.fast.fast_network (what `stylepipe stylize` runs per frame): style
+  fast paths the engine's torch backend (adain.fast.torch_engine, what `stylepipe stylize` runs): style
              statistics cached, bf16 autocast (AdaIN statistics in fp32), optional channels_last,
              torch.compile, optional CUDA graphs (mode reduce-overhead),
 and for each: FPS, the ratio to the reference, and max/mean |fast - fp32 reference| on [0, 1] outputs
@@ -30,10 +30,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from stylepipe.adain.fast import fast_network
+from stylepipe.adain.engine import Finish, StyleTarget
+from stylepipe.adain.fast import torch_engine
 from stylepipe.adain.model import AdaINStylizer, Decoder, load_stylizer
 from stylepipe.core.paths import DECODER, ENCODER
-from stylepipe.core.runtime import calls_per_second
+from stylepipe.core.runtime import Runtime, calls_per_second
 from stylepipe.core.tiling import pad_to_grid
 from stylepipe.nn.encoders import build_encoder
 
@@ -85,11 +86,11 @@ def _size_rows(model: AdaINStylizer, style: torch.Tensor, h: int, w: int, varian
     rows = [(f"{w}x{h}", "reference: fp32 eager, style encoded per frame", ref_fps, 1.0, 0.0, 0.0)]
     for name in variants:
         cl, comp, mode = VARIANTS[name]
-        net = fast_network(model, device, bf16=True, channels_last=cl, compile=comp, compile_mode=mode)
-        x = padded.contiguous(memory_format=torch.channels_last) if cl else padded
+        rt = Runtime(device, bf16=True, channels_last=cl, compile=comp, compile_mode=mode or "default")
+        net = torch_engine(model, rt, Finish(model.decoder.palette, model.decoder.detail))
 
-        def step(net=net, x=x):
-            return net(x, mean, std)[..., :h, :w]
+        def step(net=net, x=padded):
+            return net.frame(x, StyleTarget(mean, std))[..., :h, :w]
 
         with torch.inference_mode():
             fps = calls_per_second(step, repeats, device, warmup + (3 if comp else 0))

@@ -88,7 +88,9 @@ def test_a_palette_model_serves_outputs_in_the_style_images_palette(tmp_path: Pa
     from stylepipe.serving import decode_image
 
     model = loaded_pyfunc(tmp_path, ("relu3_1", 0.5))
-    model.model.decoder.palette = "histogram"  # as load_stylizer reads it from such a decoder's file
+    from stylepipe.adain.engine import Finish
+
+    model.engine = model.engine.with_finish(Finish("histogram", model.engine.finish_settings.detail))
     dark = torch.rand(3, 32, 32) * 0.2
     out = model.predict(None, pd.DataFrame([{"content": _photo(40, 40), "style": encode_png(dark)}]))
     assert decode_image(out["image"][0], "image", MAX_PIXELS).max() <= 0.21

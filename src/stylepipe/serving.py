@@ -108,7 +108,12 @@ class AdaINPyfunc(mlflow.pyfunc.PythonModel):
         config = context.model_config or {}
         self.max_pixels = int(config.get("max_pixels", DEFAULT_MAX_PIXELS))
         self.max_rows = int(config.get("max_rows", DEFAULT_MAX_ROWS))
-        self.runtime = Runtime(self.device, bf16=False, channels_last=False, compile=False)
+        from stylepipe.adain.engine import Finish
+        from stylepipe.adain.fast import torch_engine
+
+        runtime = Runtime(self.device, bf16=False, channels_last=False, compile=False)
+        finish = Finish(self.model.decoder.palette, self.model.decoder.detail)
+        self.engine = torch_engine(self.model, runtime, finish)
 
     def _style(self, row: dict) -> Any:
         from stylepipe.nn.statistics import StatsOrigin, StyleBank, StyleBankError
@@ -118,11 +123,10 @@ class AdaINPyfunc(mlflow.pyfunc.PythonModel):
             raise _bad_request(f"give exactly one of style, style_stats, style_name (got {given or 'none'})")
         if given[0] == "style":
             image = decode_image(row["style"], "style", self.max_pixels)
-            from stylepipe.adain.model import style_stats_of_images
             from stylepipe.data.datasets import resize_short
 
             image = image_to_tensor(resize_short(to_pil(image), STYLE_SIZE))
-            return style_stats_of_images(self.model, ["request"], [image], self.model.matches_palette)
+            return self.engine.style_bank(["request"], [image])
         if given[0] == "style_name":
             if self.bank is None or row["style_name"] not in self.bank.names:
                 names = self.bank.names if self.bank is not None else []
@@ -148,7 +152,7 @@ class AdaINPyfunc(mlflow.pyfunc.PythonModel):
         alpha = 1.0 if alpha is None or (isinstance(alpha, float) and np.isnan(alpha)) else alpha
         try:
             opts = StylizeOptions(alpha=float(alpha))
-            stylizer = AdaINStylize(self.model, self.runtime, opts, stats=self._style(row))
+            stylizer = AdaINStylize(self.engine, opts, stats=self._style(row))
             out = apply_padded(stylizer, content)
         except (StylizeError, TypeError, ValueError) as err:
             raise _bad_request(str(err)) from None

@@ -17,6 +17,8 @@ import pytest
 import torch
 from torch import nn
 
+from stylepipe.adain.engine import Finish
+from stylepipe.adain.fast import torch_engine
 from stylepipe.adain.model import load_stylizer
 from stylepipe.adain.stylize import AdaINStylize, StylizeOptions
 from stylepipe.adain.train import import_decoder
@@ -346,17 +348,17 @@ def test_style_interpolation_and_colour_preservation_match_the_reference(publish
     enc_file, dec_file = published["files"]["pth"]
     root = import_both(tmp_path, enc_file, dec_file, "pth", monkeypatch)
     model = load_stylizer(root / "models/encoder/encoder.pt", root / "models/recon/decoder.pt")
-    rt = resolve_runtime(model_common())
+    engine = torch_engine(model, resolve_runtime(model_common()), Finish("none", 0.0))  # the reference's outputs
     content, styles = smooth_images(1, 64, 4), smooth_images(2, 64, 5)
     vgg, dec = published["vgg"], published["decoder"]
 
     stats = StyleBank(["a", "b"], *model.style_stats(styles), "vgg19_normalised", "relu4_1")
     for alpha in (1.0, 0.5):
-        mixed = AdaINStylize(model, rt, StylizeOptions(alpha=alpha, weights=[3, 1], tile=0), stats=stats)(content)
+        mixed = AdaINStylize(engine, StylizeOptions(alpha=alpha, weights=[3, 1], tile=0), stats=stats)(content)
         expected = reference_stylise(vgg, dec, content.expand(2, -1, -1, -1)[:1], styles, alpha, [0.75, 0.25])
         assert torch.allclose(mixed, expected, atol=1e-5, rtol=0), float((mixed - expected).abs().max())
 
-    kept = AdaINStylize(model, rt, StylizeOptions(preserve_color="coral", tile=0), style_images=[styles[0]])(content)
+    kept = AdaINStylize(engine, StylizeOptions(preserve_color="coral", tile=0), style_images=[styles[0]])(content)
     recoloured = reference_coral(styles[0], content[0])[None]
     expected = reference_stylise(vgg, dec, content, recoloured)
     assert torch.allclose(kept, expected, atol=1e-5, rtol=0), float((kept - expected).abs().max())

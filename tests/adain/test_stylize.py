@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from stylepipe.adain.engine import Engine, Finish
+from stylepipe.adain.fast import torch_engine
 from stylepipe.adain.model import AdaINStylizer, Decoder, style_stats_of_images
 from stylepipe.adain.stylize import AdaINStylize, StylizeOptions, coral, keep_content_colour, stylize
 from stylepipe.apply import StylizeError, apply_padded, run_stylizer
@@ -28,6 +30,11 @@ from ..conftest import ADAIN_DEPTHS, depth_id, save_tiny_models
 
 CPU = Runtime(torch.device("cpu"), bf16=False, channels_last=False, compile=False)
 DEEP = [d for d in ADAIN_DEPTHS if d[0] == "relu4_1"]  # for the I/O tests, where the depth does not matter
+
+
+def engine(model: AdaINStylizer, palette: str = "none", detail: float = 1.0) -> Engine:
+    """The model on the torch CPU backend with these finishing settings."""
+    return torch_engine(model, CPU, Finish(palette, detail))
 
 
 def build_model(layer: str, width: float) -> AdaINStylizer:
@@ -73,8 +80,8 @@ def test_windows_partition_and_feathers_sum_to_one():
 def test_tiles_use_whole_frame_statistics_and_match_the_untiled_frame(model, two_styles):
     content = smooth(64, 96)
     stats = _one(two_styles, 0)
-    full = AdaINStylize(model, CPU, StylizeOptions(tile=0), stats=stats)(content)
-    tiled = AdaINStylize(model, CPU, StylizeOptions(tile=48, tile_overlap=16, tile_context=32), stats=stats)(content)
+    full = AdaINStylize(engine(model), StylizeOptions(tile=0), stats=stats)(content)
+    tiled = AdaINStylize(engine(model), StylizeOptions(tile=48, tile_overlap=16, tile_context=32), stats=stats)(content)
     assert (full - tiled).abs().max() < 1e-3
 
 
@@ -90,7 +97,7 @@ def test_stylize_finishes_the_frame_as_the_model_and_its_export_do():
         expected = model(content, *model.style_stats(style))
     for tile in (0, 32):
         opts = StylizeOptions(tile=tile, tile_overlap=8, tile_context=16, palette="none")
-        out = AdaINStylize(model, CPU, opts, stats=stats)(content)
+        out = AdaINStylize(engine(model), opts, stats=stats)(content)
         assert torch.allclose(out, expected, atol=1e-4), tile
 
 
@@ -100,48 +107,48 @@ def test_memory_budget_picks_tiles_or_fails_clearly(model, two_styles):
     assert 0 < tile < 7680
     with pytest.raises(InsufficientMemoryError, match=r"7680x4320 frame needs about .* GiB .* smaller content size"):
         choose_tile(4320, 7680, 4, budget=1 << 30, context=64)
-    small = AdaINStylize(model, CPU, StylizeOptions(memory_budget=1 << 20), stats=_one(two_styles, 0))
+    small = AdaINStylize(engine(model), StylizeOptions(memory_budget=1 << 20), stats=_one(two_styles, 0))
     with pytest.raises(InsufficientMemoryError):
         small(smooth(64, 64))
 
 
 def test_any_size_is_padded_and_cropped_back(model, two_styles):
-    stylizer = AdaINStylize(model, CPU, StylizeOptions(), stats=_one(two_styles, 0))
+    stylizer = AdaINStylize(engine(model), StylizeOptions(), stats=_one(two_styles, 0))
     out = apply_padded(stylizer, smooth(37, 45)[0])
     assert out.shape == (3, 37, 45)
 
 
 def test_interpolation_weights_and_alpha(model, two_styles):
     content = smooth(48, 48)
-    a = AdaINStylize(model, CPU, StylizeOptions(), stats=_one(two_styles, 0))(content)
-    only_a = AdaINStylize(model, CPU, StylizeOptions(weights=[2, 0]), stats=two_styles)(content)
+    a = AdaINStylize(engine(model), StylizeOptions(), stats=_one(two_styles, 0))(content)
+    only_a = AdaINStylize(engine(model), StylizeOptions(weights=[2, 0]), stats=two_styles)(content)
     assert torch.allclose(a, only_a, atol=1e-6)
     mean, _ = two_styles.mixed(torch.tensor([0.25, 0.75]))
     assert torch.allclose(mean, 0.25 * two_styles.mean[:1] + 0.75 * two_styles.mean[1:])
-    identity = AdaINStylize(model, CPU, StylizeOptions(alpha=0.0), stats=_one(two_styles, 0))(content)
+    identity = AdaINStylize(engine(model), StylizeOptions(alpha=0.0), stats=_one(two_styles, 0))(content)
     recon = model.decoder.finish(model.decoder(model.encoder.encode(content)), content)  # with the fine detail
     assert torch.allclose(identity, recon, atol=1e-5)
     with pytest.raises(StylizeError, match="pass weights"):
-        AdaINStylize(model, CPU, StylizeOptions(), stats=two_styles)
+        AdaINStylize(engine(model), StylizeOptions(), stats=two_styles)
     with pytest.raises(StylizeError, match=r"^alpha 1\.5 is out of range"):
-        AdaINStylize(model, CPU, StylizeOptions(alpha=1.5), stats=two_styles)
+        AdaINStylize(engine(model), StylizeOptions(alpha=1.5), stats=two_styles)
 
 
 def test_mask_selects_the_style_per_region(model, two_styles, tmp_path):
     content = smooth(48, 64)
-    per_style = [AdaINStylize(model, CPU, StylizeOptions(), stats=_one(two_styles, i))(content) for i in (0, 1)]
+    per_style = [AdaINStylize(engine(model), StylizeOptions(), stats=_one(two_styles, i))(content) for i in (0, 1)]
     for value, expected in ((255, per_style[0]), (0, per_style[1])):
         Image.new("L", (32, 24), value).save(tmp_path / "m.png")  # same aspect, other size: resized
-        out = AdaINStylize(model, CPU, StylizeOptions(mask=tmp_path / "m.png"), stats=two_styles)(content)
+        out = AdaINStylize(engine(model), StylizeOptions(mask=tmp_path / "m.png"), stats=two_styles)(content)
         assert torch.allclose(out, expected, atol=1e-4)
     half = np.zeros((48, 64), np.uint8)
     half[:, :32] = 255
     Image.fromarray(half).save(tmp_path / "half.png")
-    out = AdaINStylize(model, CPU, StylizeOptions(mask=tmp_path / "half.png"), stats=two_styles)(content)
+    out = AdaINStylize(engine(model), StylizeOptions(mask=tmp_path / "half.png"), stats=two_styles)(content)
     assert out.shape == content.shape
     Image.new("L", (64, 16)).save(tmp_path / "wide.png")
     with pytest.raises(StylizeError, match=r"wide\.png: mask is 64x16 but the content is 64x48"):
-        AdaINStylize(model, CPU, StylizeOptions(mask=tmp_path / "wide.png"), stats=two_styles)(content)
+        AdaINStylize(engine(model), StylizeOptions(mask=tmp_path / "wide.png"), stats=two_styles)(content)
 
 
 def test_colour_preservation(model, two_styles):
@@ -153,7 +160,7 @@ def test_colour_preservation(model, two_styles):
     recoloured = coral(styled[0], content[0])
     assert torch.allclose(recoloured.mean(dim=(1, 2)), content[0].mean(dim=(1, 2)), atol=2e-2)
     with pytest.raises(StylizeError, match="coral"):
-        AdaINStylize(model, CPU, StylizeOptions(preserve_color="coral"), stats=_one(two_styles, 0))
+        AdaINStylize(engine(model), StylizeOptions(preserve_color="coral"), stats=_one(two_styles, 0))
 
 
 def _img(path: Path, size=(40, 32), mode="RGB", **save) -> Path:
@@ -227,7 +234,7 @@ def _video(path: Path, frames: int, audio: bool, video: bool = True) -> Path:
 @pytest.mark.parametrize("model", DEEP, indirect=True, ids=depth_id)
 def test_video_frames_are_stylised_and_audio_kept(tmp_path, model, two_styles):
     src = _video(tmp_path / "clip.mp4", 6, audio=True)
-    stylizer = AdaINStylize(model, CPU, StylizeOptions(), stats=_one(two_styles, 0))
+    stylizer = AdaINStylize(engine(model), StylizeOptions(), stats=_one(two_styles, 0))
     result = run_stylizer(src, tmp_path / "out.mp4", stylizer, progress=False)
     info = probe_video(tmp_path / "out.mp4")
     assert result["video"]["frames"] == 6 and info.has_audio
@@ -236,7 +243,7 @@ def test_video_frames_are_stylised_and_audio_kept(tmp_path, model, two_styles):
 
 @pytest.mark.parametrize("model", DEEP, indirect=True, ids=depth_id)
 def test_empty_or_broken_video_is_a_clear_error(tmp_path, model, two_styles):
-    stylizer = AdaINStylize(model, CPU, StylizeOptions(), stats=_one(two_styles, 0))
+    stylizer = AdaINStylize(engine(model), StylizeOptions(), stats=_one(two_styles, 0))
     empty = _video(tmp_path / "empty.mp4", 4, audio=True, video=False)
     with pytest.raises(StylizeError, match=r"empty\.mp4: no video stream"):
         run_stylizer(empty, tmp_path / "o.mp4", stylizer, progress=False)
@@ -257,7 +264,7 @@ def test_saved_statistics_record_the_layer_and_must_fit_the_model(tmp_path, mode
                                            rf"{other_layer}, {other.channels} channels"):
         saved.check_fits(StatsOrigin.of(other), "s.pt")
     with pytest.raises(StyleBankError, match=rf"styles \['a'\]: .* at {model.layer}, .* at {other_layer}"):
-        AdaINStylize(other, CPU, StylizeOptions(), stats=_one(two_styles, 0))
+        AdaINStylize(engine(other), StylizeOptions(), stats=_one(two_styles, 0))
     vgg19 = StyleBank(saved.names, saved.mean, saved.std, "vgg19", model.layer)
     with pytest.raises(StyleBankError, match=r"x\.pt: style statistics of encoder 'vgg19' .* model takes encoder "
                                            r"'vgg16_hed'"):
@@ -434,6 +441,11 @@ def palette_model() -> AdaINStylizer:
     return AdaINStylizer(build_encoder("vgg16_hed", "relu3_1"), decoder).eval()
 
 
+@pytest.fixture(scope="module")
+def palette_engine(palette_model) -> Engine:
+    return engine(palette_model, "histogram")
+
+
 def _palette_styles(model: AdaINStylizer) -> StyleBank:
     return style_stats_of_images(model, ["red", "blue"], [_tinted(5, [1.0, 0.2, 0.1]), _tinted(6, [0.1, 0.3, 1.0])])
 
@@ -442,35 +454,35 @@ def _tinted(seed: int, rgb: list[float]) -> torch.Tensor:
     return smooth(32, 32, seed)[0] * torch.tensor(rgb)[:, None, None]
 
 
-def test_a_palette_decoder_stylises_in_the_paintings_palette(palette_model):
+def test_a_palette_decoder_stylises_in_the_paintings_palette(palette_model, palette_engine):
     """The default follows the decoder: its output takes each painting's colour distribution, as the
     Python API's `stylize` does; --palette none gives the network's own output."""
     content, styles = smooth(48, 64, 7), _palette_styles(palette_model)
     for i in range(2):
-        out = AdaINStylize(palette_model, CPU, StylizeOptions(), stats=_one_with_palette(styles, i))(content)
+        out = AdaINStylize(palette_engine, StylizeOptions(), stats=_one_with_palette(styles, i))(content)
         own = palette_of(out[0])
         assert (own - styles.palette[i]).abs().mean() < 0.02
-        raw = AdaINStylize(palette_model, CPU, StylizeOptions(palette="none"), stats=_one_with_palette(styles, i))
+        raw = AdaINStylize(palette_engine, StylizeOptions(palette="none"), stats=_one_with_palette(styles, i))
         assert (palette_of(raw(content)[0]) - styles.palette[i]).abs().mean() > 0.05
     api = palette_model.stylize(content, _tinted(6, [0.1, 0.3, 1.0])[None])
     assert (palette_of(api[0]) - styles.palette[1]).abs().mean() < 0.02
 
 
-def test_palette_follows_the_mask_and_refuses_statistics_without_it(palette_model, tmp_path):
+def test_palette_follows_the_mask_and_refuses_statistics_without_it(palette_model, palette_engine, tmp_path):
     content, styles = smooth(48, 64, 8), _palette_styles(palette_model)
     half = np.zeros((48, 64), np.uint8)
     half[:, :32] = 255  # left: red, right: blue
     Image.fromarray(half).save(tmp_path / "half.png")
-    out = AdaINStylize(palette_model, CPU, StylizeOptions(mask=tmp_path / "half.png"), stats=styles)(content)
+    out = AdaINStylize(palette_engine, StylizeOptions(mask=tmp_path / "half.png"), stats=styles)(content)
     assert out[0, 2, :, :32].mean() + 0.2 < out[0, 2, :, 32:].mean()  # blue channel: low left, high right
     bare = StyleBank(styles.names, styles.mean, styles.std, styles.encoder, styles.layer)
     with pytest.raises(StyleBankError, match=r"hold no palette"):
-        AdaINStylize(palette_model, CPU, StylizeOptions(weights=[1, 1]), stats=bare)
-    AdaINStylize(palette_model, CPU, StylizeOptions(palette="none", weights=[1, 1]), stats=bare)(content)
+        AdaINStylize(palette_engine, StylizeOptions(weights=[1, 1]), stats=bare)
+    AdaINStylize(palette_engine, StylizeOptions(palette="none", weights=[1, 1]), stats=bare)(content)
 
 
 def test_palette_option_is_validated():
-    with pytest.raises(StylizeError, match="palette 'lab': expected histogram or none"):
+    with pytest.raises(StylizeError, match=r"palette 'lab': expected one of \['histogram', 'none'\]"):
         StylizeOptions(palette="lab").validate()
 
 

@@ -1,50 +1,52 @@
-"""The per-frame fast path of AdaIN inference (pure torch: it runs wherever torch does, a GPU
-included): cached style statistics as inputs, encoder and decoder under bf16 autocast with the
-AdaIN statistics in fp32, optional channels_last, torch.compile and CUDA graphs."""
+"""The PyTorch backend of the AdaIN engine (it runs wherever torch does, a GPU included): the encoder and the
+decoder under bf16 autocast (float32 out), optional channels_last, torch.compile and CUDA graphs."""
 
 from __future__ import annotations
 
 import contextlib
 
 import torch
-from torch import nn
 
+from stylepipe.adain.engine import Engine, Finish
 from stylepipe.adain.model import AdaINStylizer
-from stylepipe.nn.functional import adain_blend
+from stylepipe.core.runtime import Runtime
+from stylepipe.nn.statistics import StatsOrigin
 
 
-class FastAdaIN(nn.Module):
-    """(content, style_mean, style_std, alpha) -> stylised [N, 3, H, W] in [0, 1], float32 output, the
-    content's fine detail restored as the decoder records (outside autocast: a float32 residual)."""
+class TorchBackend:
+    """`encode` / `decode` of an AdaINStylizer on the runtime's device (compiled when the runtime compiles:
+    after a second frame size torch.compile switches to shape-generic graphs instead of one per size)."""
 
-    def __init__(self, model: AdaINStylizer, bf16: bool) -> None:
-        super().__init__()
-        self.encoder, self.decoder, self.bf16 = model.encoder, model.decoder, bf16
+    name = "torch"
 
-    def _autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
-        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16)
+    def __init__(self, model: AdaINStylizer, rt: Runtime, compile_mode: str | None = None) -> None:
+        self.rt, self.device = rt, rt.device
+        self.precision = "bf16" if rt.bf16 else "f32"
+        self.encoder, self.decoder = rt.prepare(model.encoder.eval()), rt.prepare(model.decoder.eval())
+        mode = compile_mode or rt.compile_mode
+        self._encode = torch.compile(self._eager_encode, mode=mode) if rt.compile else self._eager_encode
+        self._decode = torch.compile(self._eager_decode, mode=mode) if rt.compile else self._eager_decode
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        with self._autocast(x.device):
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.rt.bf16)
+
+    def _eager_encode(self, x: torch.Tensor) -> torch.Tensor:
+        with self._autocast():
             return self.encoder.encode(x).float()
 
-    def decode(self, t: torch.Tensor) -> torch.Tensor:
-        """The decoder's float32 output, unclamped: `Decoder.finish` restores the detail and clamps once,
-        as the exported graphs and `AdaINStylizer.forward` do."""
-        with self._autocast(t.device):
+    def _eager_decode(self, t: torch.Tensor) -> torch.Tensor:
+        with self._autocast():
             return self.decoder(t).float()
 
-    def forward(self, content: torch.Tensor, style_mean: torch.Tensor, style_std: torch.Tensor,
-                alpha: float = 1.0) -> torch.Tensor:
-        decoded = self.decode(adain_blend(self.encode(content), style_mean, style_std, alpha))
-        return self.decoder.finish(decoded, content)
+    @torch.no_grad()
+    def encode(self, content: torch.Tensor) -> torch.Tensor:
+        return self._encode(self.rt.to_device(content))
+
+    @torch.no_grad()
+    def decode(self, target: torch.Tensor) -> torch.Tensor:
+        return self._decode(self.rt.to_device(target))
 
 
-def fast_network(model: AdaINStylizer, device: torch.device, bf16: bool = True, channels_last: bool = False,
-                 compile: bool = False, compile_mode: str | None = None) -> nn.Module:
-    """The model on `device` as a FastAdaIN; `compile_mode` e.g. "reduce-overhead" (CUDA graphs) or
-    "max-autotune-no-cudagraphs". Inputs must be channels_last too when `channels_last`."""
-    net = FastAdaIN(model, bf16).eval().to(device)
-    if channels_last:
-        net = net.to(memory_format=torch.channels_last)
-    return torch.compile(net, mode=compile_mode) if compile else net
+def torch_engine(model: AdaINStylizer, rt: Runtime, finish: Finish, compile_mode: str | None = None) -> Engine:
+    """The engine of `model` on the PyTorch backend."""
+    return Engine(TorchBackend(model, rt, compile_mode), StatsOrigin.of(model), model.encoder.stride, finish)

@@ -7,8 +7,8 @@
   gets its own content statistics and its style's), colour preservation (`luminance`: the output's
   luminance with the content's chroma, YCbCr BT.601; `coral`: the reference tools' way, the style image
   recoloured to the content's RGB mean/covariance before encoding), tiling for large frames with the
-  statistics of the whole frame's content features (so tiles share one tone), and the fast path (cached
-  style statistics, bf16 autocast, channels_last, torch.compile, optional CUDA graphs).
+  statistics of the whole frame's content features (so tiles share one tone); every step runs through the
+  inference engine (`adain.engine`: encode, blend, decode, finish) on its backend (torch or OpenVINO).
 `stylize(...)` wires it to `apply.run_stylizer` for the CLI.
 """
 
@@ -17,15 +17,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from stylepipe.adain.fast import FastAdaIN, fast_network
-from stylepipe.adain.model import PALETTES, AdaINStylizer, load_stylizer, style_stats_of_images
+from stylepipe.adain.engine import PALETTES, Engine, Finish, Palette, StyleTarget
+from stylepipe.adain.fast import torch_engine
+from stylepipe.adain.model import load_stylizer
 from stylepipe.apply import StylizeError, read_image, run_stylizer
 from stylepipe.core import paths
 from stylepipe.core.config import Common
@@ -33,14 +34,12 @@ from stylepipe.core.media import (
     MediaError,
     open_image,
 )
-from stylepipe.core.runtime import Runtime, resolve_runtime
+from stylepipe.core.runtime import resolve_runtime
 from stylepipe.core.tiling import GRID, available_bytes, choose_tile, feather, pad_to_grid, plan_windows
-from stylepipe.nn.functional import blend, coral, mean_std_of_sums, normalise
-from stylepipe.nn.palette import match_palette
-from stylepipe.nn.statistics import StatsOrigin, StyleBank
+from stylepipe.nn.functional import coral, mean_std_of_sums
+from stylepipe.nn.statistics import StyleBank
 
 PreserveColor = Literal["luminance", "coral"] | None
-Palette = Literal["histogram", "none"] | None
 RECOMPUTE = "compute them with this model from the style images (and save them with save_style_stats)"
 
 
@@ -104,14 +103,6 @@ def region_onehot(regions: Image.Image, source: Path, size: tuple[int, int], n: 
 # -------------------------------------------------------------------------------------- AdaIN stylizer
 
 
-class StyleTarget(NamedTuple):
-    """What one frame is stylised towards: [R, C, 1, 1] statistics, and [R, 3, Q] palettes when matched."""
-
-    mean: torch.Tensor
-    std: torch.Tensor
-    palette: torch.Tensor | None
-
-
 @dataclass
 class StylizeOptions:
     alpha: float = 1.0
@@ -123,8 +114,8 @@ class StylizeOptions:
     tile_context: int = 64  # extra pixels each tile sees on every side (discarded)
     memory_budget: int | None = None  # bytes; None = measured on the device
     compile_mode: str | None = None
-    palette: Palette = None  # None: as the decoder file records (adain.palette)
-    detail: float | None = None  # None: as the decoder file records (adain.detail)
+    palette: Palette | None = None  # None: as the model records (finish.palette)
+    detail: float | None = None  # None: as the model records (finish.detail)
 
     def validate(self) -> None:
         if not 0.0 <= self.alpha <= 1.0:
@@ -133,7 +124,7 @@ class StylizeOptions:
             raise StylizeError(f"preserve_color {self.preserve_color!r}: expected luminance or coral",
                                ("preserve_color",))
         if self.palette is not None and self.palette not in PALETTES:
-            raise StylizeError(f"palette {self.palette!r}: expected histogram or none", ("palette",))
+            raise StylizeError(f"palette {self.palette!r}: expected one of {list(PALETTES)}", ("palette",))
         if self.detail is not None and not 0.0 <= self.detail <= 1.0:
             raise StylizeError(f"detail {self.detail} is out of range: expected 0..1", ("detail",))
         if self.mask is not None and self.weights is not None:
@@ -148,10 +139,11 @@ class StylizeOptions:
 
 
 class AdaINStylize:
-    """content [1, 3, H, W] (H, W multiples of 8) in [0, 1] -> stylised, with cached style statistics."""
+    """content [1, 3, H, W] (H, W multiples of 8) in [0, 1] -> stylised, through an inference engine, with
+    the target statistics (and palettes) prepared once when they do not depend on the frame."""
 
-    def __init__(self, model: AdaINStylizer, rt: Runtime, options: StylizeOptions,
-                 stats: StyleBank | None = None, style_images: Sequence[torch.Tensor] | None = None) -> None:
+    def __init__(self, engine: Engine, options: StylizeOptions, stats: StyleBank | None = None,
+                 style_images: Sequence[torch.Tensor] | None = None) -> None:
         options.validate()
         if stats is None and style_images is None:
             raise StylizeError("no style given: pass style image(s) or a style statistics file")
@@ -159,10 +151,12 @@ class AdaINStylize:
             raise StylizeError("preserve_color coral recolours the style image, which cached statistics do not "
                                "have: use preserve_color luminance with style statistics", ("preserve_color",))
         if stats is not None:
-            stats.check_fits(StatsOrigin.of(model), f"styles {stats.names}", RECOMPUTE)
-        self.model, self.rt, self.opts = model, rt, options
-        self.stride = model.encoder.stride  # pixels per feature cell: the grid of regions and tile cores
-        self.net = fast_network(model, rt.device, rt.bf16, rt.channels_last, rt.compile, options.compile_mode)
+            stats.check_fits(engine.origin, f"styles {stats.names}", RECOMPUTE)
+        recorded = engine.finish_settings
+        finish = Finish(options.palette or recorded.palette,
+                        recorded.detail if options.detail is None else options.detail)
+        self.engine, self.opts = engine.with_finish(finish), options
+        self.stride = engine.stride  # pixels per feature cell: the grid of regions and tile cores
         self.style_images = list(style_images or [])
         self.n_styles = len(stats) if stats is not None else len(self.style_images)
         if options.mask is None:
@@ -173,8 +167,8 @@ class AdaINStylize:
                 self.regions = mask_regions(open_image(options.mask), self.n_styles)
             except MediaError as err:
                 raise StylizeError(str(err), ("mask",)) from None
-        self.element_bytes = 2 if rt.bf16 else 4
-        self.match_palette = (options.palette or model.decoder.palette) == "histogram"
+        self.element_bytes = 2 if engine.backend.precision in ("bf16", "int8") else 4
+        self.match_palette = finish.matches_palette
         if stats is not None and self.match_palette:
             stats.require_palette(f"styles {stats.names}")
         # without coral the target statistics are the same for every frame: mixed and moved once
@@ -185,12 +179,11 @@ class AdaINStylize:
         if self.fixed_style is not None:
             return self.fixed_style
         recoloured = [coral(s, content[0].cpu()) for s in self.style_images]
-        names = [str(i) for i in range(len(recoloured))]
-        return self._region_style(style_stats_of_images(self.model, names, recoloured, self.match_palette))
+        return self._region_style(self.engine.style_bank([str(i) for i in range(len(recoloured))], recoloured))
 
     def _region_style(self, stats: StyleBank) -> StyleTarget:
-        """[R, C, 1, 1] target statistics per region on the device, and [R, 3, Q] palettes when the output
-        is matched to them: one mixed style, or one per mask region."""
+        """[R, C, 1, 1] target statistics per region, and [R, 3, Q] palettes when the output is matched to
+        them: one mixed style, or one per mask region."""
         palette = None
         if self.regions is None:
             weights = normalise_weights(self.opts.weights, len(stats))
@@ -201,12 +194,12 @@ class AdaINStylize:
             mean, std = stats.mean, stats.std
             if self.match_palette:
                 palette = stats.require_palette()
-        return StyleTarget(mean.to(self.rt.device), std.to(self.rt.device), palette)
+        return StyleTarget(mean, std, palette)
 
     def tile_size(self, height: int, width: int) -> int:
         if self.opts.tile is not None:
             return self.opts.tile if self.opts.tile < max(height, width) else 0
-        budget = self.opts.memory_budget or available_bytes(self.rt.device)
+        budget = self.opts.memory_budget or available_bytes(self.engine.device)
         return choose_tile(height, width, self.element_bytes, budget, self.opts.tile_context)
 
     @torch.no_grad()
@@ -217,34 +210,31 @@ class AdaINStylize:
         style = self._style_for(content)
         tile = self.tile_size(h, w)
         if tile == 0 and self.regions is None:
-            out = self.net(self.rt.to_device(content), style.mean, style.std, self.opts.alpha).float().cpu()
+            out = self.engine.frame(content, style, self.opts.alpha).cpu()
         else:
-            out = self._general(content, style.mean, style.std, tile)
-        if style.palette is not None and self.opts.alpha > 0:
-            out = self._matched(out, style.palette)
+            out = self._general(content, style, tile)
         if self.opts.preserve_color == "luminance":
             out = keep_content_colour(out, content.to(out))
         return out
 
     def _matched(self, out: torch.Tensor, palette: torch.Tensor) -> torch.Tensor:
-        """The whole frame matched to the palette (after tiling, so tiles share one map); with a mask, to each
-        region's palette, composited by the mask at full resolution."""
-        alpha = self.opts.alpha
-        if self.regions is None:
-            return match_palette(out, palette, alpha)
+        """With a mask, the finished frame matched to each region's palette, composited by the mask at full
+        resolution (after tiling, so tiles share one map)."""
         h, w = out.shape[-2:]
         index = np.asarray(self.regions.resize((w, h), Image.Resampling.NEAREST), dtype=np.int64)
         onehot = F.one_hot(torch.from_numpy(index), len(palette)).permute(2, 0, 1)[:, None].to(out)
-        return sum(onehot[k] * match_palette(out, palette[k : k + 1], alpha) for k in range(len(palette)))
+        alpha = self.opts.alpha
+        return sum(onehot[k] * self.engine.match(out, palette[k : k + 1], alpha)
+                   for k in range(len(palette)))
 
     # -- the general path: regions and/or tiles, content statistics of the whole frame
-    def _general(self, content: torch.Tensor, s_mean: torch.Tensor, s_std: torch.Tensor, tile: int) -> torch.Tensor:
+    def _general(self, content: torch.Tensor, style: StyleTarget, tile: int) -> torch.Tensor:
         """Per-region AdaIN with the whole frame's content statistics; tiles (when `tile` > 0) see
-        `tile_context` px of context, are transformed with those global statistics, decoded, cropped to
-        their cores and feather-blended over `tile_overlap` px; the blended frame is finished (detail,
-        clamp) as a whole."""
+        `tile_context` px of context, are blended towards the style with those global statistics, decoded,
+        cropped to their cores and feather-blended over `tile_overlap` px; the blended frame is finished
+        (detail, clamp, palette) as a whole."""
         h, w = content.shape[-2:]
-        n_regions = s_mean.shape[0]
+        n_regions = style.mean.shape[0]
         f = self.stride
         onehot = (region_onehot(self.regions, self.opts.mask, (h, w), n_regions, f) if self.regions is not None
                   else torch.ones(1, 1, h // f, w // f))
@@ -257,24 +247,21 @@ class AdaINStylize:
         for win in plan_windows(h, w, tile, overlap, context):
             fy0, fy1, fx0, fx1 = win.fetch
             feat = features.pop(win.fetch, None)
-            feat = self._encode(content[..., fy0:fy1, fx0:fx1]) if feat is None else feat
+            feat = self.engine.encode(content[..., fy0:fy1, fx0:fx1]) if feat is None else feat
             regions = onehot[..., fy0 // f : fy1 // f, fx0 // f : fx1 // f].to(feat)
-            target = sum(regions[:, k : k + 1] * (normalise(feat, c_mean[k], c_std[k]) * s_std[k] + s_mean[k])
+            target = sum(regions[:, k : k + 1] * self.engine.blend(feat, style.mean[k], style.std[k], self.opts.alpha,
+                                                                   (c_mean[k], c_std[k]))
                          for k in range(n_regions))
-            target = blend(target, feat, self.opts.alpha)
             y0, y1, x0, x1 = win.core
-            image = self._base().decode(target).float().cpu()[..., y0 - fy0 : y1 - fy0, x0 - fx0 : x1 - fx0]
+            image = self.engine.decode(target).float().cpu()[..., y0 - fy0 : y1 - fy0, x0 - fx0 : x1 - fx0]
             fw = feather(win, h, w, overlap)
             out[..., y0:y1, x0:x1] += image * fw
             weight[..., y0:y1, x0:x1] += fw
-        return self.model.decoder.finish(out / weight, content.to(out))
-
-    def _base(self) -> FastAdaIN:
-        """The uncompiled network (tiles and regions vary in shape: no recompilation per tile)."""
-        return getattr(self.net, "_orig_mod", self.net)
-
-    def _encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self._base().encode(self.rt.to_device(x))
+        if self.regions is None:
+            palette = None if style.palette is None else style.palette[:1]
+            return self.engine.finish(out / weight, content, palette, self.opts.alpha)
+        finished = self.engine.finish(out / weight, content)
+        return finished if style.palette is None else self._matched(finished, style.palette)
 
     def _content_stats(self, content: torch.Tensor, onehot: torch.Tensor, tile: int, context: int,
                        features: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -287,7 +274,7 @@ class AdaINStylize:
         windows = plan_windows(h, w, tile, 0, context)
         for win in windows:
             fy0, fy1, fx0, fx1 = win.fetch
-            feat = self._encode(content[..., fy0:fy1, fx0:fx1])
+            feat = self.engine.encode(content[..., fy0:fy1, fx0:fx1])
             if len(windows) == 1:
                 features[win.fetch] = feat
             y0, y1, x0, x1 = win.core
@@ -323,22 +310,40 @@ def stylize(
     if style_names and style_stats is None:
         raise StylizeError("style_names selects styles of a style statistics file", ("style_names", "style_stats"))
     rt = resolve_runtime(common or Common())
-    model = load_stylizer(encoder, decoder).to(rt.device)
-    if options.detail is not None:
-        model.decoder.detail = options.detail
+    model = load_stylizer(encoder, decoder)
+    engine = torch_engine(model, rt, Finish(model.decoder.palette, model.decoder.detail), options.compile_mode)
+    return stylize_with(engine, content, output, style, style_stats, style_names, options, content_size,
+                        style_size, save_style_stats, progress)
+
+
+def stylize_with(
+    engine: Engine,
+    content: Path,
+    output: Path,
+    style: Sequence[Path] = (),
+    style_stats: Path | None = None,
+    style_names: Sequence[str] | None = None,
+    options: StylizeOptions | None = None,
+    content_size: int = 0,
+    style_size: int = 512,
+    save_style_stats: Path | None = None,
+    progress: bool = True,
+) -> dict:
+    """`stylize` through a ready engine (any backend)."""
+    options = options or StylizeOptions()
     images = None
     if style_stats is not None:
         stats = StyleBank.load(style_stats)
-        stats.check_fits(StatsOrigin.of(model), str(style_stats), RECOMPUTE)
+        stats.check_fits(engine.origin, str(style_stats), RECOMPUTE)
         if style_names:
             stats = stats.select(style_names, str(style_stats))
     else:
         images = [read_image(Path(p), style_size, upscale=True) for p in style]
-        stats = style_stats_of_images(model, [Path(p).stem for p in style], images)
+        stats = engine.style_bank([Path(p).stem for p in style], images)
         if options.preserve_color != "coral":
             images = None
     result: dict[str, Any] = {}
     if save_style_stats is not None:
         result["style_stats"] = str(stats.save(save_style_stats))
-    stylizer = AdaINStylize(model, rt, options, stats=stats, style_images=images)
+    stylizer = AdaINStylize(engine, options, stats=stats, style_images=images)
     return {**run_stylizer(content, output, stylizer, content_size, progress), **result}

@@ -9,6 +9,8 @@ functions are what 1-D optimal transport averages, so mixing styles averages the
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
 QUANTILES = 64  # per channel, at the bin centres (i + 0.5) / Q
@@ -39,18 +41,39 @@ def _interp(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor
     return y0 + t * (y1 - y0)
 
 
+class PaletteMap(NamedTuple):
+    """A monotone map of each channel's values: the source image's quantiles `own` [N*3, Q] onto the
+    palette's `target` [N*3, Q]. Computed on one frame, it can be applied to others (one map per shot of
+    a video keeps the colours of consecutive frames consistent)."""
+
+    own: torch.Tensor
+    target: torch.Tensor
+
+
+def palette_map(image: torch.Tensor, palette: torch.Tensor) -> PaletteMap:
+    """The map that takes `image` [N, 3, H, W] onto `palette` [N or 1, 3, Q]."""
+    n, c, h, w = image.shape
+    flat = image.reshape(n * c, h * w).float()
+    target = palette.to(flat).expand(n, c, -1).reshape(n * c, -1)
+    return PaletteMap(_quantiles(flat, target.shape[1]), target)
+
+
+def apply_palette_map(image: torch.Tensor, mapping: PaletteMap, strength: float = 1.0) -> torch.Tensor:
+    """`image` [N, 3, H, W] through `mapping`, values between the quantiles linearly (equal values stay
+    equal); `strength` blends the mapped image with the input."""
+    n, c, h, w = image.shape
+    flat = image.reshape(n * c, h * w).float()
+    matched = _interp(flat, mapping.own.to(flat), mapping.target.to(flat)).reshape(n, c, h, w).to(image.dtype)
+    if strength == 1.0:
+        return matched
+    return strength * matched + (1.0 - strength) * image
+
+
 def match_palette(image: torch.Tensor, palette: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
     """Map each channel of `image` [N, 3, H, W] onto `palette` [N or 1, 3, Q]: the image's own Q quantiles
     go to the palette's, values between them linearly (a monotone map of values, so equal values stay
     equal); `strength` blends the matched image with the input."""
-    n, c, h, w = image.shape
-    flat = image.reshape(n * c, h * w).float()
-    target = palette.to(flat).expand(n, c, -1).reshape(n * c, -1)
-    own = _quantiles(flat, target.shape[1])
-    matched = _interp(flat, own, target).reshape(n, c, h, w).to(image.dtype)
-    if strength == 1.0:
-        return matched
-    return strength * matched + (1.0 - strength) * image
+    return apply_palette_map(image, palette_map(image, palette), strength)
 
 
 def palettes_of(images: torch.Tensor, quantiles: int = QUANTILES) -> torch.Tensor:
