@@ -46,9 +46,9 @@ def _imported_modules(node: ast.AST, known: set[str]) -> set[str]:
 
 
 def stage_table() -> ModuleType:
-    """stylepipe.stagetable, imported by name: a static import would put the table into the closure of
-    every module that imports this one (the training loop), so editing the table would re-run training
-    and set aside its checkpoints."""
+    """stylepipe.stagetable, imported by name when it is read: no module's import edge then leads to the
+    table, so it stays out of every closure computed from the import graph, whatever comes to import this
+    module (no stage does)."""
     return importlib.import_module(TABLE_MODULE)
 
 
@@ -58,8 +58,8 @@ def stages() -> list[str]:
 
 
 def cli_imports() -> set[str]:
-    """The stylepipe modules `stylepipe` imports before it dispatches (cli.py's module-level imports; cli.py
-    is read, not imported, for the reason stage_table gives), the stage table left out."""
+    """The stylepipe modules `stylepipe` imports before it dispatches (cli.py's module-level imports, read from its
+    source: importing cli.py would run its imports in this process), the stage table left out."""
     tree = ast.parse(module_path(CLI_MODULE).read_text())
     known = set(import_graph().modules)
     roots: set[str] = set()
