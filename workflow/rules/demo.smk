@@ -36,6 +36,7 @@ rule demo:
         "src/stylepipe/nn/layers.py",
         "src/stylepipe/nn/palette.py",
         "src/stylepipe/nn/statistics.py",
+        "src/stylepipe/nn/temporal.py",
     output:
         directory("demo"),
     params:

@@ -341,6 +341,7 @@ class Demo(Section):
     frames: Annotated[int, Field(ge=1, le=10_000)] = 36
     fps: Annotated[int, Field(ge=1, le=120)] = 12
     backend: Literal["openvino", "onnxruntime", "torch"] = "openvino"  # torch: CUDA when present
+    flow_blend: Annotated[float, Field(ge=0, lt=1)] = 0.0  # share of the previous output along the DIS flow
 
 
 class Params(Section):

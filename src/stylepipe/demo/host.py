@@ -27,6 +27,7 @@ from stylepipe.core.io import atomic_dir, write_json
 from stylepipe.core.media import VideoWriter, iter_video_frames
 from stylepipe.demo.ui import Display, StyleCycler, compose, load_bank, with_palette
 from stylepipe.nn.statistics import StatsOrigin
+from stylepipe.nn.temporal import ShotTracker, blend_previous
 
 Runner = Callable[[np.ndarray], np.ndarray]  # RGB uint8 (H, W, 3) -> RGB uint8 (H, W, 3)
 BAKED = "adain_baked"
@@ -153,9 +154,36 @@ def make_style_runner(
                        index)
 
 
+class FlowBlendRunner:
+    """A runner whose outputs are blended with the previous output along the input's optical flow
+    (`nn.temporal`: `weight` of the warped previous output where the flow holds; a cut or a style switch
+    starts afresh). Frame -> frame like the runner it wraps."""
+
+    def __init__(self, runner: Runner, weight: float) -> None:
+        self.runner, self.weight = runner, weight
+        self.tracker, self.previous, self.style = ShotTracker(), None, self._style()
+
+    def _style(self) -> int:
+        cycler = getattr(self.runner, "cycler", None)
+        return cycler.index if cycler is not None else 0
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        motion = self.tracker(frame)
+        if self._style() != self.style:
+            motion, self.style = None, self._style()
+        self.previous = blend_previous(self.runner(frame), self.previous, motion, self.weight)
+        return np.clip(np.rint(self.previous * 255.0), 0, 255).astype(np.uint8)
+
+
+def with_flow_blend(runner: Runner, weight: float) -> Runner:
+    """`runner` itself at weight 0, else wrapped in a FlowBlendRunner."""
+    return FlowBlendRunner(runner, weight) if weight else runner
+
+
 def overlay_text(runner: Runner, fps: float) -> str:
     """'12.3 FPS  <style> (<device>)' for a StyleRunner, '12.3 FPS (CPU)' for the baked model."""
-    label = runner.label() if isinstance(runner, StyleRunner) else "(CPU)"
+    inner = runner.runner if isinstance(runner, FlowBlendRunner) else runner
+    label = inner.label() if isinstance(inner, StyleRunner) else "(CPU)"
     return f"{fps:5.1f} FPS  {label}"
 
 
@@ -169,7 +197,8 @@ def stream(
     """Stylise frames; write original | stylised with an FPS overlay to out_path and/or a live window
     (where q quits and, with a StyleRunner, n/p switch styles)."""
     count, infer_s = 0, 0.0
-    cycler = runner.cycler if isinstance(runner, StyleRunner) else StyleCycler(["baked"])
+    inner = runner.runner if isinstance(runner, FlowBlendRunner) else runner
+    cycler = inner.cycler if isinstance(inner, StyleRunner) else StyleCycler(["baked"])
     with contextlib.ExitStack() as stack:
         writer: VideoWriter | None = None
         for frame in frames:
@@ -270,8 +299,10 @@ def run_demo(
         save_pipeline(build_pipeline(blob_path, size, False), tmp / "oak_pipeline.json", blob_path)
         save_pipeline(build_pipeline(None, size, True, channels), tmp / "oak_pipeline_styles.json", None, channels)
         clip = ken_burns(load_source_image(source_image), params.demo.frames, size)
-        video = render_video(clip, runner, tmp / "demo.mp4", params.demo.fps)
-        record = {**video, "backend": params.demo.backend, "video": "demo.mp4", "size": list(size),
+        blended = with_flow_blend(runner, params.demo.flow_blend)
+        video = render_video(clip, blended, tmp / "demo.mp4", params.demo.fps)
+        record = {**video, "backend": params.demo.backend, "flow_blend": params.demo.flow_blend, "video": "demo.mp4",
+                  "size": list(size),
                   "blob": str(blob_path) if blob_path else None, "style_names": names, "style_channels": channels,
                   "baked_style": names[params.export.style_index],
                   "source_image": str(source_image) if source_image else "skimage.data.astronaut",
