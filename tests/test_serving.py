@@ -68,6 +68,19 @@ def test_pyfunc_stylises_at_each_depth(tmp_path: Path, depth: tuple[str, float])
     ])
     out = model.predict(None, rows)
     assert list(zip(out["width"], out["height"], strict=True)) == [(50, 36), (40, 40), (24, 32)]
+    # stylised, not passed through: the (untrained, greyish) network's drawing, far from the photo itself
+    # (a smooth photo: restoring its fine detail, which noise is all of, gives none of it back)
+    yy, xx = np.mgrid[0:40, 0:40] / 39.0
+    smooth = (np.stack([xx, yy, 1 - xx * yy], axis=-1) * 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(smooth).save(buf, format="PNG")
+    photo = base64.b64encode(buf.getvalue()).decode()
+    g = torch.Generator().manual_seed(2)
+    dark, bright = torch.rand(3, 32, 32, generator=g) * 0.3, 0.7 + torch.rand(3, 32, 32, generator=g) * 0.3
+    pair = model.predict(None, pd.DataFrame([{"content": photo, "style": encode_png(dark)},
+                                             {"content": photo, "style": encode_png(bright)}]))
+    on_dark, on_bright = (_pixels(image) for image in pair["image"])
+    assert np.abs(on_dark - _pixels(photo)).mean() > 0.02 and np.abs(on_bright - _pixels(photo)).mean() > 0.02
     other = next(layer for layer, _ in ADAIN_DEPTHS if layer != depth[0])
     other_stats = encode_file(saved_stats(tmp_path / "o.pt", other))
     request = pd.DataFrame([{"content": _photo(40, 40), "style_stats": other_stats}])
@@ -250,6 +263,11 @@ def _photo(w: int, h: int) -> str:
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="JPEG")
     return base64.b64encode(buf.getvalue()).decode()
+
+
+def _pixels(b64: str) -> np.ndarray:
+    """A base64 image as RGB floats in [0, 1]."""
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(b64))).convert("RGB"), dtype=np.float32) / 255
 
 
 def _rows(**row) -> dict:
