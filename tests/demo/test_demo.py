@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import av
@@ -79,14 +80,25 @@ def count_frames(path: Path) -> tuple[int, int, int, str]:
         return n, stream.codec_context.width, stream.codec_context.height, stream.codec_context.name
 
 
-def test_render_video_is_decodable(tmp_path: Path) -> None:
+def test_render_video_is_decodable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import stylepipe.demo.host as host
+
     frames = list(ken_burns(load_source_image(), 7, SIZE))
     assert all(
         np.array_equal(a, b) for a, b in zip(frames, ken_burns(load_source_image(), 7, SIZE), strict=True)
     )
+    clock = [100.0]
+    monkeypatch.setattr(host, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+
+    def runner(frame: np.ndarray) -> np.ndarray:
+        clock[0] += 0.05  # each frame's inference takes 50 ms; nothing else the demo does moves this clock
+        return 255 - frame
+
     out = tmp_path / "v.mp4"
-    info = render_video(iter(frames), lambda f: 255 - f, out, fps=12)
-    assert info["frames"] == 7 and info["inference_fps"] > 0
+    info = render_video(iter(frames), runner, out, fps=12)
+    assert info["frames"] == 7  # the speed is the runner's alone: 20 FPS over 0.35 s
+    assert info["inference_fps"] == pytest.approx(20.0) and info["inference_s"] == pytest.approx(0.35)
+    monkeypatch.undo()
     assert count_frames(out) == (7, 2 * SIZE[0], SIZE[1], "h264")
     again = run_host(out, lambda f: f, tmp_path / "host.mp4", SIZE, fps=12, max_frames=5)
     assert again["frames"] == 5 and count_frames(tmp_path / "host.mp4")[0] == 5
