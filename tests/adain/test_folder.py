@@ -1,0 +1,83 @@
+"""The model folder and the public API: self-contained, checked file by file, on either backend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import stylepipe
+from stylepipe.adain.engine import Finish
+from stylepipe.adain.folder import ModelFolderError, write_model_folder
+from stylepipe.adain.ir import IRError
+
+from ..conftest import save_tiny_models
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    from stylepipe.adain.model import load_stylizer
+    from stylepipe.nn.statistics import StyleBank
+
+    root = tmp_path_factory.mktemp("m")
+    enc, dec = save_tiny_models(root, "relu3_1", 0.5)
+    model = load_stylizer(enc, dec)
+    g = torch.Generator().manual_seed(1)
+    style = torch.rand(1, 3, 32, 32, generator=g)
+    from stylepipe.nn.palette import palette_of
+
+    StyleBank(["stripes"], *[t.detach() for t in model.style_stats(style)], "vgg16_hed", "relu3_1",
+              palette_of(style[0])[None]).save(root / "bank.pt")
+    calibration = [torch.rand(1, 3, 32, 32, generator=g) for _ in range(3)]
+    write_model_folder(root / "model", enc, dec, root / "bank.pt", Finish("histogram", 1.0), calibration)
+    return root / "model"
+
+
+def _photo(path: Path) -> Path:
+    arr = (np.random.default_rng(0).random((36, 44, 3)) * 255).astype(np.uint8)
+    Image.fromarray(arr).save(path)
+    return path
+
+
+def test_readme_example_runs_as_written(folder, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # any folder, no params.yaml
+    photo = _photo(tmp_path / "photo.png")
+    model = stylepipe.load(folder)
+    out = model.stylize(photo, "stripes", alpha=0.8)
+    out.save("out.png")
+    assert out.size == (44, 36) and Path("out.png").is_file()
+    assert model.engine.backend.name == "openvino"
+
+
+def test_both_backends_give_the_same_picture_from_paths_pil_and_arrays(folder, tmp_path):
+    photo = _photo(tmp_path / "photo.png")
+    array = np.asarray(Image.open(photo).convert("RGB"))
+    torch_out = stylepipe.load(folder, backend="torch").stylize(array, Image.open(photo))
+    ov_out = stylepipe.load(folder, backend="openvino", precision="f32").stylize(photo, photo)
+    assert np.abs(np.asarray(torch_out, np.int16) - np.asarray(ov_out, np.int16)).max() <= 1
+    assert stylepipe.load(folder, precision="int8").stylize(photo, "stripes").size == (44, 36)
+
+
+def test_a_missing_or_altered_file_or_a_bad_option_is_named(folder, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)
+    (copy / "openvino" / "decoder.bin").write_bytes(b"x" + (copy / "openvino" / "decoder.bin").read_bytes()[1:])
+    with pytest.raises(ModelFolderError, match=r"openvino/decoder\.bin: altered"):
+        stylepipe.load(copy)
+    shutil.copyfile(folder / "openvino" / "decoder.bin", copy / "openvino" / "decoder.bin")
+    (copy / "style_bank.pt").unlink()
+    with pytest.raises(ModelFolderError, match=r"style_bank\.pt: missing from the model folder"):
+        stylepipe.load(copy)
+    with pytest.raises(ModelFolderError, match=r"model\.json: not found"):
+        stylepipe.load(tmp_path)
+    with pytest.raises(ModelFolderError, match=r"backend 'tpu' is not supported"):
+        stylepipe.load(folder, backend="tpu")
+    with pytest.raises(IRError, match=r"precision 'fp4' is not supported"):
+        stylepipe.load(folder, backend="openvino", precision="fp4")
+    with pytest.raises(ModelFolderError, match=r"image: expected a path, a PIL image"):
+        stylepipe.load(folder, backend="torch").stylize(3, "stripes")
