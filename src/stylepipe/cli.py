@@ -22,10 +22,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, get_args
 
 from stylepipe.core import paths
-from stylepipe.core.config import CompileMode, Device, Params, load_params
+from stylepipe.core.config import Common, CompileMode, Device, Params, load_params
 from stylepipe.core.errors import InputError, MissingInputError, StylepipeError
 from stylepipe.stagetable import STAGES, Stage, stage_named
 
@@ -236,9 +237,9 @@ def _stylize(params, args) -> Any:
     from stylepipe.johnson.model import parse_model_name
 
     try:
-        johnson_style = parse_model_name(args.model)
+        johnson_style = None if Path(args.model).is_dir() else parse_model_name(args.model)
     except InputError as err:
-        raise InputError(f"--model: {err}") from None
+        raise InputError(f"--model: {err}, or a model folder (no folder {args.model!r} exists)") from None
     if johnson_style is not None:
         return _stylize_johnson(johnson_style, args)
     options = StylizeOptions(
@@ -247,6 +248,11 @@ def _stylize(params, args) -> Any:
         compile_mode=args.compile_mode or params.common.compile_mode,
     )
     common = params.common if args.device is None else params.common.model_copy(update={"device": args.device})
+    if args.model != "adain":
+        return _stylize_folder(args, options, common)
+    if (args.backend, args.precision) != ("auto", "default"):
+        raise InputError("--backend/--precision: the OpenVINO IR and its precisions live in a model folder: give "
+                         "--model DIR (written by stylepipe.adain.folder.write_model_folder)")
     try:
         return stylize(
             args.content, args.output, style=args.style or (), style_stats=args.style_stats,
@@ -258,6 +264,23 @@ def _stylize(params, args) -> Any:
         raise _flagged(err, err.options) from None
     except InsufficientMemoryError as err:
         raise InsufficientMemoryError(f"{err} (--content-size)") from None
+
+
+def _stylize_folder(args, options, common) -> Any:
+    """`--model DIR`: a model folder, from any directory, on `--backend` in `--precision`."""
+    from stylepipe.adain.folder import load_model
+    from stylepipe.adain.stylize import stylize_with
+    from stylepipe.apply import StylizeError
+
+    try:
+        engine = load_model(args.model, args.backend, args.precision, common.device).engine
+    except InputError as err:
+        raise type(err)(f"--model: {err}") from None
+    try:
+        return stylize_with(engine, args.content, args.output, args.style or (), args.style_stats, args.style_names,
+                            options, args.content_size, args.style_size, args.save_style_stats, not args.no_progress)
+    except StylizeError as err:
+        raise _flagged(err, err.options) from None
 
 
 def _stylize_johnson(style: str, args) -> Any:
@@ -347,7 +370,13 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--encoder", type=Path, default=paths.ENCODER)
     st.add_argument("--decoder", type=Path, default=paths.DECODER)
     st.add_argument("--model", default="adain",
-                    help="adain (default: any style image) or johnson:<style> (a trained per-style network)")
+                    help="adain (default: the pipeline's models, any style image), a model folder DIR (any "
+                         "directory, no params.yaml needed) or johnson:<style> (a trained per-style network)")
+    st.add_argument("--backend", choices=("auto", "torch", "openvino"), default="auto",
+                    help="with --model DIR: auto = OpenVINO on a CPU (its IR checked against the weights), torch "
+                         "on CUDA")
+    st.add_argument("--precision", choices=("default", "f32", "bf16", "int8"), default="default",
+                    help="with --model DIR: default = the backend's own choice; int8 needs the folder's INT8 IR")
     # Options left out (None) take GatysOptions' defaults (stylepipe.gatys.optimise is imported lazily, with torch).
     g = sub.add_parser("gatys", help="Gatys et al. optimisation-based transfer (slow, needs no training)")
     g.add_argument("content", type=Path, help="content image")
@@ -403,7 +432,10 @@ def _dispatch(args: argparse.Namespace) -> Any:
         return _checkpoints(args)
     if args.command == "dvc-commit":
         return _dvc_commit(args)
-    params = load_params(args.params)
+    if args.command == "stylize" and Path(args.model).is_dir() and not args.params.is_file():
+        params = SimpleNamespace(common=Common())  # a model folder used outside a project: default settings
+    else:
+        params = load_params(args.params)
     handler = TOOLS.get(args.command) or HANDLERS[args.command]
     return handler(params, args)
 

@@ -81,3 +81,19 @@ def test_a_missing_or_altered_file_or_a_bad_option_is_named(folder, tmp_path):
         stylepipe.load(folder, backend="openvino", precision="fp4")
     with pytest.raises(ModelFolderError, match=r"image: expected a path, a PIL image"):
         stylepipe.load(folder, backend="torch").stylize(3, "stripes")
+
+
+def test_cli_stylizes_with_a_model_folder_from_any_directory(folder, tmp_path, monkeypatch, capsys):
+    from stylepipe.cli import main
+
+    monkeypatch.chdir(tmp_path)  # no params.yaml here
+    photo = _photo(tmp_path / "photo.png")
+    assert main(["stylize", str(photo), "--model", str(folder), "--style", str(photo), "-o", "out.png",
+                 "--precision", "int8", "--no-progress"]) == 0
+    assert Image.open("out.png").size == (44, 36)
+    assert main(["stylize", str(photo), "--model", str(folder), "--style", str(photo), "-o", "bad.png",
+                 "--backend", "openvino", "--precision", "bf16", "--alpha", "2", "--no-progress"]) == 1
+    assert "--alpha: alpha 2.0 is out of range" in capsys.readouterr().err and not Path("bad.png").exists()
+    (tmp_path / "params.yaml").write_text((Path(__file__).parents[2] / "params.yaml").read_text())
+    assert main(["stylize", str(photo), "--style", str(photo), "-o", "x.png", "--backend", "openvino"]) == 1
+    assert "--model DIR" in capsys.readouterr().err and not Path("x.png").exists()
