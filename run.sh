@@ -49,10 +49,27 @@ setup_cluster_system() {
     if [ ${#missing[@]} -gt 0 ]; then
         log "installing the cluster tests' services: ${missing[*]}"
         as_root apt-get update -qq
-        # the packages' own services stay stopped: each test starts its own on loopback
+        # the packages' own services stay stopped (each test starts its own on loopback) and are not left
+        # enabled at boot
         as_root env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq --no-install-recommends \
             "${missing[@]}"
+        disable_at_boot "${CLUSTER_SERVICES[@]}"
     fi
+}
+
+CLUSTER_SERVICES=(slurmctld slurmd slurmdbd munge mariadb ssh)
+
+# Remove the boot-time links the packages' maintainer scripts made (systemd units and SysV rc links).
+disable_at_boot() {
+    local svc
+    for svc in "$@"; do
+        if [ -e "/lib/systemd/system/$svc.service" ] && command -v deb-systemd-helper >/dev/null; then
+            as_root deb-systemd-helper disable "$svc.service"
+        fi
+        if [ -e "/etc/init.d/$svc" ] && command -v update-rc.d >/dev/null; then
+            as_root update-rc.d "$svc" disable >/dev/null
+        fi
+    done
 }
 
 setup_python() {

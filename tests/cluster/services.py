@@ -93,13 +93,29 @@ UVICORN_PORT = r"Uvicorn running on http://127\.0\.0\.1:(\d+)"
 WERKZEUG_PORT = r"Running on http://127\.0\.0\.1:(\d+)"
 
 
+# moto checks signatures and IAM policies once this many requests have passed unchecked: the three that
+# make the test's user, its policy and its key
+UNCHECKED_SETUP_REQUESTS = 3
+S3_POLICY = '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}'
+
+
 @contextlib.contextmanager
-def s3_server(root: Path) -> Iterator[str]:
-    """moto's standalone S3 server on 127.0.0.1; yields its endpoint URL."""
+def s3_server(root: Path) -> Iterator[tuple[str, str, str]]:
+    """moto's standalone S3 server on 127.0.0.1 that checks credentials like S3 (a wrong key is refused);
+    yields its endpoint URL and the access key id and secret of a user allowed to use S3."""
+    import boto3
+
     log = root / "moto.log"
-    with service(["moto_server", "-H", "127.0.0.1", "-p", "0"], log, cwd=root) as proc:
+    env = {**tool_env(), "INITIAL_NO_AUTH_ACTION_COUNT": str(UNCHECKED_SETUP_REQUESTS)}
+    with service(["moto_server", "-H", "127.0.0.1", "-p", "0"], log, env=env, cwd=root) as proc:
         port = wait_for_log(proc, log, WERKZEUG_PORT, "moto_server").group(1)
-        yield f"http://127.0.0.1:{port}"
+        endpoint = f"http://127.0.0.1:{port}"
+        iam = boto3.client("iam", endpoint_url=endpoint, aws_access_key_id="setup", aws_secret_access_key="setup",
+                           region_name="us-east-1")
+        iam.create_user(UserName="stylepipe")
+        iam.put_user_policy(UserName="stylepipe", PolicyName="s3", PolicyDocument=S3_POLICY)
+        key = iam.create_access_key(UserName="stylepipe")["AccessKey"]
+        yield endpoint, key["AccessKeyId"], key["SecretAccessKey"]
 
 
 SSHD_CONFIG = """\
@@ -221,19 +237,27 @@ LogFile={root}/slurmdbd.log
 
 class SlurmCluster:
     """A single-node SLURM cluster (slurmctld, slurmd, slurmdbd on MariaDB, munge) in its own network
-    namespace: the daemons' fixed ports are free there by construction and nothing else can reach them."""
+    namespace: the daemons' fixed ports are free there by construction and nothing else can reach them.
+    Every command sees this cluster's folder over /etc/slurm: Slurm's commands, job steps' srun included
+    (they inherit slurmd's mounts), read this cluster's configuration, also on a machine whose own
+    /etc/slurm/slurm.conf belongs to a real cluster."""
 
     def __init__(self, root: Path, partition: str, netns: str) -> None:
         self.root, self.partition, self.netns = root, partition, netns
-        self.conf = root / "etc" / "slurm.conf"
+        self.etc = root / "etc"
+        self.conf = self.etc / "slurm.conf"
 
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         return {**tool_env(), "SLURM_CONF": str(self.conf), "MYSQL_UNIX_PORT": str(self.root / "mysql.sock"),
                 **(extra or {})}
 
     def command(self, cmd: list[str]) -> list[str]:
-        """`cmd` run inside the cluster's network namespace."""
-        return ["nsenter", f"--net=/run/netns/{self.netns}", *cmd]
+        """`cmd` run inside the cluster's network namespace, in a mount namespace of its own where this
+        cluster's folder is bound over /etc/slurm (when the machine has one; without it Slurm's commands find
+        the configuration through slurmd's configless cache)."""
+        bind = f'if [ -d /etc/slurm ]; then mount --bind {self.etc} /etc/slurm; fi; exec "$@"'
+        return ["nsenter", f"--net=/run/netns/{self.netns}", "unshare", "--mount", "--propagation", "private",
+                "sh", "-c", bind, "sh", *cmd]
 
     def run(self, cmd: list[str], cwd: Path | None = None, timeout: float = 120,
             check: bool = True) -> subprocess.CompletedProcess:
@@ -254,8 +278,6 @@ def slurm_cluster(root: Path, partition: str = "stylepipe-test", memory_mb: int 
     """Start munge, MariaDB, slurmdbd, slurmctld and slurmd on loopback; stop all of them on exit."""
     import socket
 
-    if SITE_CONF.exists():
-        pytest.fail(f"{SITE_CONF} exists: job steps would read it instead of this test's cluster")
     host = socket.gethostname().split(".")[0]
     netns = f"stylepipe-slurm-{os.getpid()}"
     run_quiet(["ip", "netns", "add", netns])
@@ -264,12 +286,13 @@ def slurm_cluster(root: Path, partition: str = "stylepipe-test", memory_mb: int 
         run_quiet(cluster.command(["ip", "link", "set", "lo", "up"]))
         # Slurm resolves its listening address with AI_ADDRCONFIG, which needs an IPv4 address besides 127.0.0.1
         run_quiet(cluster.command(["ip", "addr", "add", "127.0.0.2/8", "dev", "lo"]))
-        for sub in ("etc", "state", "spool", "mysql"):
+        for sub in ("state", "spool", "mysql"):
             (root / sub).mkdir(parents=True, exist_ok=True)
+        cluster.etc.mkdir(parents=True, exist_ok=True)
         values = {"root": root, "host": host, "cluster": "stylepipe", "cpus": os.cpu_count(),
                   "memory_mb": memory_mb, "partition": partition}
         cluster.conf.write_text(SLURM_CONF.format(**values))
-        dbd_conf = root / "etc" / "slurmdbd.conf"
+        dbd_conf = cluster.etc / "slurmdbd.conf"
         dbd_conf.write_text(SLURMDBD_CONF.format(**values))
         dbd_conf.chmod(0o600)  # slurmdbd refuses a config others can read (it may hold the DB password)
         with contextlib.ExitStack() as stack:
@@ -294,7 +317,6 @@ def slurm_cluster(root: Path, partition: str = "stylepipe-test", memory_mb: int 
         subprocess.run(["ip", "netns", "delete", netns], capture_output=True, timeout=60)
 
 
-SITE_CONF = Path("/etc/slurm/slurm.conf")
 CONFIG_LINK = Path("/run/slurm/conf")
 
 

@@ -4,7 +4,6 @@ Credentials live only in .dvc/config.local or the environment; git never sees th
 
 from __future__ import annotations
 
-import secrets
 import subprocess
 import time
 from collections.abc import Iterator
@@ -48,8 +47,7 @@ def s3_remote(tmp_path: Path) -> Iterator[tuple[str, dict[str, str], dict[str, s
     """(URL, settings that go to config.local, credentials given through the environment)."""
     import boto3
 
-    with s3_server(tmp_path) as endpoint:
-        key, secret = "stylepipe-test", secrets.token_hex(20)
+    with s3_server(tmp_path) as (endpoint, key, secret):
         boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=key, aws_secret_access_key=secret,
                      region_name="us-east-1").create_bucket(Bucket="stylepipe")
         local = {"endpointurl": endpoint, "region": "us-east-1", "access_key_id": key,
@@ -111,3 +109,17 @@ def test_push_then_pull_into_a_fresh_clone_needs_no_rerun(kind: str, project: Pa
     _assert_git_never_saw(project, secret)
     _assert_git_never_saw(clone, secret)
     print(f"{kind}: push {pushed_in:.1f} s, pull {pulled_in:.1f} s")
+
+
+def test_s3_push_with_a_wrong_secret_is_refused(project: Path, s3_remote):
+    """The S3 server checks keys: the right ones push (test above), a wrong secret fails and uploads nothing."""
+    url, local, _ = s3_remote
+    _configure(project, "s3", url, {**local, "secret_access_key": "wrong" + local["secret_access_key"][5:]})
+    proc = subprocess.run(["dvc", "push", "-r", "s3"], cwd=project, env=tool_env(), capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode != 0, proc.stdout
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=local["endpointurl"], aws_access_key_id=local["access_key_id"],
+                      aws_secret_access_key=local["secret_access_key"], region_name="us-east-1")
+    assert s3.list_objects_v2(Bucket="stylepipe").get("KeyCount", 0) == 0

@@ -4,6 +4,7 @@ site values; the jobs are checked in sacct, and a second invocation submits noth
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -92,3 +93,11 @@ def test_a_job_killed_for_time_is_resubmitted_with_twice_the_time(cluster: Slurm
     cluster.run(["snakemake", "--profile", str(work / "profile"), *FAST_POLLING], cwd=work, timeout=600)
     assert (work / "done").exists()
     assert [state for _, state in accounted_jobs(cluster, ("outlast",))] == ["TIMEOUT", "COMPLETED"]
+
+
+def test_slurm_commands_read_this_clusters_configuration_at_the_default_path(cluster: SlurmCluster):
+    """Without SLURM_CONF (Snakemake's job steps drop it) srun and scontrol read /etc/slurm/slurm.conf: in
+    the cluster's namespace that is this cluster's file, also where the machine has a site configuration."""
+    assert cluster.run(["cat", "/etc/slurm/slurm.conf"]).stdout == cluster.conf.read_text()
+    out = cluster.run(["env", "-u", "SLURM_CONF", "scontrol", "show", "config"]).stdout
+    assert re.search(r"^ClusterName\s*=\s*stylepipe$", out, re.M), out[-2000:]
