@@ -24,13 +24,16 @@ rule gpu_job:
 """
 
 
-def test_profile_limits_gpus_and_the_training_rules_ask_for_one():
+def test_profile_limits_gpus_and_the_training_rules_ask_for_theirs():
+    """The DDP rules take one GPU per torchrun process; Johnson's single-process rule takes one."""
     config = yaml.safe_load((PROFILE / "config.yaml").read_text())
     assert "gpu=1" in config["resources"]
     rules = "".join(p.read_text() for p in (ROOT / "workflow" / "rules").glob("*.smk"))
-    for rule in ("train_recon", "train_adain", "train_johnson"):
+    wanted = {"train_recon": 'gpu=config["common"]["nproc_per_node"]',
+              "train_adain": 'gpu=config["common"]["nproc_per_node"]', "train_johnson": "gpu=1"}
+    for rule, request in wanted.items():
         body = rules.split(f"rule {rule}:")[1].split("\nrule ")[0]
-        assert "gpu=1" in body, rule
+        assert request in body, rule
 
 
 @pytest.mark.integration
