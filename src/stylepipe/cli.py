@@ -221,7 +221,8 @@ def _checksum(args) -> None:
 
 STYLIZE_FLAGS = {"alpha": "--alpha", "weights": "--weights", "mask": "--mask", "preserve_color": "--preserve-color",
                  "palette": "--palette", "detail": "--detail", "tile": "--tile", "style": "--style",
-                 "style_stats": "--style-stats", "style_names": "--style-names"}
+                 "style_stats": "--style-stats", "style_names": "--style-names", "flow_blend": "--flow-blend",
+                 "content_stats_momentum": "--content-stats-momentum", "palette_momentum": "--palette-momentum"}
 
 
 def _flagged(err: StylepipeError, options: tuple[str, ...]) -> StylepipeError:
@@ -245,7 +246,8 @@ def _stylize(params, args) -> Any:
     options = StylizeOptions(
         alpha=args.alpha, weights=args.weights, preserve_color=args.preserve_color, mask=args.mask,
         palette=args.palette, detail=args.detail, tile=None if args.tile == "auto" else int(args.tile),
-        compile_mode=args.compile_mode or params.common.compile_mode,
+        compile_mode=args.compile_mode or params.common.compile_mode, flow_blend=args.flow_blend,
+        content_stats_momentum=args.content_stats_momentum, palette_momentum=args.palette_momentum,
     )
     common = params.common if args.device is None else params.common.model_copy(update={"device": args.device})
     if args.model != "adain":
@@ -290,12 +292,17 @@ def _stylize_johnson(style: str, args) -> Any:
 
     adain_only = {"--style": args.style, "--style-stats": args.style_stats, "--weights": args.weights,
                   "--mask": args.mask, "--preserve-color": args.preserve_color, "--palette": args.palette,
-                  "--detail": args.detail, "--alpha": None if args.alpha == 1.0 else args.alpha}
+                  "--detail": args.detail, "--alpha": None if args.alpha == 1.0 else args.alpha,
+                  "--content-stats-momentum": args.content_stats_momentum or None,
+                  "--palette-momentum": args.palette_momentum or None}
     given = [flag for flag, value in adain_only.items() if value is not None]
     if given:
         raise StylizeError(f"{', '.join(given)}: AdaIN options; johnson:{style} has its style built in")
-    return run_stylizer(args.content, args.output, load_johnson_stylizer(style), content_size=args.content_size,
-                        progress=not args.no_progress)
+    try:
+        return run_stylizer(args.content, args.output, load_johnson_stylizer(style), content_size=args.content_size,
+                            progress=not args.no_progress, flow_blend=args.flow_blend)
+    except StylizeError as err:
+        raise _flagged(err, err.options) from None
 
 
 def _tile_arg(value: str) -> str:
@@ -354,6 +361,13 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--palette", choices=("histogram", "none"),
                     help="match the output to the painting's palette (histogram) or not (none); default: as "
                          "the decoder file records (params adain.palette)")
+    st.add_argument("--flow-blend", type=float, default=0.0,
+                    help="video, 0..<1: each frame blended with the previous output along the optical flow "
+                         "(docs/video.md)")
+    st.add_argument("--content-stats-momentum", type=float, default=0.0,
+                    help="video, 0..1: the content statistics smoothed within a shot (AdaIN)")
+    st.add_argument("--palette-momentum", type=float, default=0.0,
+                    help="video, 0..1: the palette map smoothed within a shot (AdaIN)")
     st.add_argument("--detail", type=float,
                     help="0..1: how much of the content's fine luminance detail is restored on the output; "
                          "default: as the decoder file records (params adain.detail)")

@@ -128,3 +128,30 @@ def test_smoothing_is_refused_where_it_does_not_apply(engine, style):
     assert err.value.options == ("palette_momentum",)
     with pytest.raises(StylizeError, match=r"content_stats_momentum 1.5 is out of range"):
         Smoothing(content_stats=1.5)
+
+
+def test_cli_stylize_runs_the_stable_options_on_a_video_and_refuses_them_on_an_image(tmp_path, tiny_models, capsys):
+    from PIL import Image
+
+    from stylepipe.cli import main
+
+    enc, dec = tiny_models
+    clip = write_clip(tmp_path / "clip.mp4", panned_clip(3))
+    style = tmp_path / "style.png"
+    Image.fromarray((smooth(32, 32, 7)[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)).save(style)
+    common = ["--style", str(style), "--encoder", str(enc), "--decoder", str(dec), "--no-progress",
+              "--style-size", "32"]
+    assert main(["stylize", str(clip), "-o", str(tmp_path / "out.mp4"), "--flow-blend", "0.5",
+                 "--content-stats-momentum", "0.9", "--palette-momentum", "0.9",
+                 "--palette", "histogram", *common]) == 0
+    assert len(list(iter_video_frames(tmp_path / "out.mp4"))) == 3
+    image = tmp_path / "still.png"
+    Image.fromarray((panned_clip(1)[0][0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)).save(image)
+    assert main(["stylize", str(image), "-o", str(tmp_path / "o.png"), "--content-stats-momentum", "0.9",
+                 *common]) == 1
+    assert "--content-stats-momentum: " in capsys.readouterr().err
+    assert main(["stylize", str(image), "-o", str(tmp_path / "o.png"), "--flow-blend", "0.5", *common]) == 1
+    assert "--flow-blend: " in capsys.readouterr().err and not (tmp_path / "o.png").exists()
+    assert main(["stylize", str(clip), "-o", str(tmp_path / "m.mp4"), "--palette-momentum", "0.5",
+                 "--preserve-color", "luminance", *common]) == 1
+    assert "do not combine with preserve_color" in capsys.readouterr().err

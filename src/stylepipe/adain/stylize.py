@@ -27,6 +27,7 @@ from PIL import Image
 from stylepipe.adain.engine import PALETTES, Engine, Finish, Palette, StyleTarget
 from stylepipe.adain.fast import torch_engine
 from stylepipe.adain.model import load_stylizer
+from stylepipe.adain.video import Smoothing, stable_stylizer
 from stylepipe.apply import StylizeError, read_image, run_stylizer
 from stylepipe.core import paths
 from stylepipe.core.config import Common
@@ -116,6 +117,9 @@ class StylizeOptions:
     compile_mode: str | None = None
     palette: Palette | None = None  # None: as the model records (finish.palette)
     detail: float | None = None  # None: as the model records (finish.detail)
+    flow_blend: float = 0.0  # video: the previous output's share along the optical flow (adain.video)
+    content_stats_momentum: float = 0.0  # video: content statistics smoothed within a shot (adain.video)
+    palette_momentum: float = 0.0  # video: the palette map smoothed within a shot (adain.video)
 
     def validate(self) -> None:
         if not 0.0 <= self.alpha <= 1.0:
@@ -345,5 +349,9 @@ def stylize_with(
     result: dict[str, Any] = {}
     if save_style_stats is not None:
         result["style_stats"] = str(stats.save(save_style_stats))
-    stylizer = AdaINStylize(engine, options, stats=stats, style_images=images)
-    return {**run_stylizer(content, output, stylizer, content_size, progress), **result}
+    stylizer: Any = AdaINStylize(engine, options, stats=stats, style_images=images)
+    smoothing = Smoothing(options.content_stats_momentum, options.palette_momentum)
+    if smoothing.active:
+        stylizer = stable_stylizer(stylizer.engine, stylizer.fixed_style, options.alpha, smoothing, Path(content),
+                                   [k for k in ("mask", "preserve_color", "tile") if getattr(options, k)])
+    return {**run_stylizer(content, output, stylizer, content_size, progress, options.flow_blend), **result}

@@ -11,11 +11,13 @@ the shot's first frame's values) and starts afresh at every cut that `apply` rep
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from stylepipe.adain.engine import Engine, StyleTarget
 from stylepipe.apply import StylizeError
+from stylepipe.core.media import is_video
 from stylepipe.nn.palette import PaletteMap
 
 
@@ -36,6 +38,22 @@ class Smoothing:
     @property
     def active(self) -> bool:
         return bool(self.content_stats or self.palette)
+
+
+def stable_stylizer(engine: Engine, style: StyleTarget | None, alpha: float, smoothing: Smoothing, content: Path,
+                    other_options: list[str]) -> StableAdaIN:
+    """The StableAdaIN for a video `content`, refused (naming the options) for images and folders, for a
+    style that changes per frame (`style` None: coral) and beside the per-region or tiled options."""
+    names = tuple(n for n, v in (("content_stats_momentum", smoothing.content_stats),
+                                 ("palette_momentum", smoothing.palette)) if v)
+    if not is_video(content):
+        raise StylizeError(f"{content}: {', '.join(names)} smooth a video's frames; they do not apply to images",
+                           names)
+    if style is None or other_options:
+        fixed = ", ".join(other_options) or "preserve_color coral"
+        raise StylizeError(f"{', '.join(names)} take one whole-frame style: they do not combine with {fixed}",
+                           names + tuple(other_options))
+    return StableAdaIN(engine, style, alpha, smoothing)
 
 
 def _ema(previous: torch.Tensor | None, current: torch.Tensor, momentum: float) -> torch.Tensor:
