@@ -14,6 +14,7 @@ rule evaluate:
         "src/stylepipe/adain/ir.py",
         "src/stylepipe/adain/model.py",
         "src/stylepipe/adain/stylize.py",
+        "src/stylepipe/adain/video.py",
         "src/stylepipe/apply.py",
         "src/stylepipe/core/__init__.py",
         "src/stylepipe/core/code.py",
