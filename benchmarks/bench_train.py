@@ -8,6 +8,7 @@ peak GPU memory per image, optionally the largest batch that fits, and the end-t
 training loop (`fit`, shard loader, checkpoints) against the GPU-only rate.
 
     python benchmarks/bench_train.py                       # CPU: baseline vs project at 4 x 64x64
+    python benchmarks/bench_train.py --stage train_adain --variants baseline bf16   # the pipeline's step
     python benchmarks/bench_train.py --encoder vgg19 --batch 8 --crop 256 --steps 50 \\
         --variants baseline bf16 compile compile-cl autotune --max-batch --end-to-end 16
 """
@@ -20,19 +21,21 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import torch
 
 from stylepipe.adain.model import Decoder
-from stylepipe.adain.train import AdainTask
-from stylepipe.core.config import Common, TrainAdain
+from stylepipe.adain.train import AdainTask, ReconTask
+from stylepipe.core.config import Common, Params, TrainAdain, load_params
 from stylepipe.core.paths import ENCODER
 from stylepipe.core.runtime import Runtime, resolve_runtime
 from stylepipe.nn.encoders import build_encoder, load_encoder
 from stylepipe.train.loop import make_step
 
 LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
+STAGES = ("train_recon", "train_adain")
 H100_BF16_PEAK_TFLOPS = 989.0
 
 # name -> (bf16, channels_last, compile mode or None)
@@ -48,10 +51,26 @@ VARIANTS: dict[str, tuple[bool, bool, str | None]] = {
 }
 
 
+Task = AdainTask | ReconTask
+TaskBuilder = Callable[[Runtime], Task]
+
+
 def make_task(rt: Runtime, encoder: str) -> AdainTask:
     """AdaIN task on `encoder` (random weights: speed does not depend on them) or the pipeline's file."""
     enc = load_encoder(ENCODER) if encoder == "file" else build_encoder(encoder)
     return AdainTask(rt.prepare(enc), rt.prepare(Decoder(enc.spec.name)), 1.0, 1.0, LAYERS)
+
+
+def stage_task(rt: Runtime, stage: str, params: Params) -> Task:
+    """The training step a pipeline stage runs with `params`: its encoder (the pipeline's file, else the
+    configured encoder with random weights) cut at adain.layer, the decoder of adain.layer and
+    decoder_width, and train_adain's loss terms or train_recon's reconstruction."""
+    layer, width = params.adain.layer, params.adain.decoder_width
+    enc = load_encoder(ENCODER, last=layer) if ENCODER.is_file() else build_encoder(params.weights.encoder, layer)
+    decoder = rt.prepare(Decoder(enc.spec.name, layer, width))
+    if stage == "train_adain":
+        return AdainTask.from_params(rt.prepare(enc), decoder, params.train_adain)
+    return ReconTask(rt.prepare(enc), decoder)
 
 
 def sync(device: torch.device) -> None:
@@ -59,7 +78,7 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def naive_step(rt: Runtime, task: AdainTask) -> Callable[..., float]:
+def naive_step(rt: Runtime, task: Task) -> Callable[..., float]:
     opt = torch.optim.Adam(task.decoder.parameters(), lr=1e-4)
 
     def step(c: torch.Tensor, s: torch.Tensor) -> float:
@@ -72,7 +91,7 @@ def naive_step(rt: Runtime, task: AdainTask) -> Callable[..., float]:
     return step
 
 
-def project_step(rt: Runtime, task: AdainTask) -> Callable[..., dict]:
+def project_step(rt: Runtime, task: Task) -> Callable[..., dict]:
     opt = torch.optim.Adam(task.decoder.parameters(), lr=1e-4, fused=rt.device.type == "cuda")
     step = make_step(task, rt)
     return lambda c, s: step(c, s, opt)
@@ -87,11 +106,11 @@ def runtime_for(base: Runtime, variant: str) -> Runtime:
     return replace(base, bf16=bf16, channels_last=cl, compile=mode is not None, compile_mode=mode or "default")
 
 
-def time_variant(base: Runtime, variant: str, encoder: str, batch: int, crop: int, steps: int) -> dict:
+def time_variant(base: Runtime, variant: str, build: TaskBuilder, batch: int, crop: int, steps: int) -> dict:
     """it/s and peak memory of one variant (after warm-up, which includes compilation)."""
     torch._dynamo.reset()
     rt = runtime_for(base, variant)
-    task = make_task(rt, encoder)
+    task = build(rt)
     step = naive_step(rt, task) if variant == "baseline" else project_step(rt, task)
     c, s = rt.to_device(torch.rand(batch, 3, crop, crop)), rt.to_device(torch.rand(batch, 3, crop, crop))
     t_compile = time.perf_counter()
@@ -112,13 +131,13 @@ def time_variant(base: Runtime, variant: str, encoder: str, batch: int, crop: in
     return {"rate": rate, "peak_mib_per_image": peak, "warmup_s": t_compile}
 
 
-def profile_variant(base: Runtime, variant: str, encoder: str, batch: int, crop: int) -> None:
+def profile_variant(base: Runtime, variant: str, build: TaskBuilder, batch: int, crop: int) -> None:
     """Where the GPU time of a step goes: the top kernels over 5 steps."""
     from torch.profiler import ProfilerActivity, profile
 
     torch._dynamo.reset()
     rt = runtime_for(base, variant)
-    task = make_task(rt, encoder)
+    task = build(rt)
     step = project_step(rt, task)
     c, s = rt.to_device(torch.rand(batch, 3, crop, crop)), rt.to_device(torch.rand(batch, 3, crop, crop))
     for _ in range(3):
@@ -132,23 +151,23 @@ def profile_variant(base: Runtime, variant: str, encoder: str, batch: int, crop:
     print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=40, max_name_column_width=90))
 
 
-def count_flops(base: Runtime, encoder: str, batch: int, crop: int) -> float:
+def count_flops(base: Runtime, build: TaskBuilder, batch: int, crop: int) -> float:
     """FLOPs of one training step (forward + backward), counted by PyTorch on the eager step."""
     from torch.utils.flop_counter import FlopCounterMode
 
     rt = runtime_for(base, "baseline")
-    task = make_task(rt, encoder)
+    task = build(rt)
     c, s = rt.to_device(torch.rand(batch, 3, crop, crop)), rt.to_device(torch.rand(batch, 3, crop, crop))
     with FlopCounterMode(display=False) as counter:
         task.losses(c, s)["loss"].backward()
     return float(counter.get_total_flops())
 
 
-def largest_batch(base: Runtime, encoder: str, crop: int, limit: int = 4096) -> int:
+def largest_batch(base: Runtime, build: TaskBuilder, crop: int, limit: int = 4096) -> int:
     """Largest batch whose eager bf16 step runs: fits in GPU memory and in 32-bit index math (PyTorch's
     reflection-pad kernels index tensors with int32, which caps the batch before memory does at 512)."""
     rt = runtime_for(base, "bf16")
-    task = make_task(rt, encoder)
+    task = build(rt)
     step = project_step(rt, task)
 
     def fits(b: int) -> bool:
@@ -200,7 +219,7 @@ def write_synthetic_shards(root: Path, n: int, short_side: int = 512) -> Path:
     return root
 
 
-def end_to_end(base: Runtime, encoder: str, batch: int, crop: int, steps: int, workers: int,
+def end_to_end(base: Runtime, build: TaskBuilder, batch: int, crop: int, steps: int, workers: int,
                prepared: Path | None, decode_on: str = "workers") -> float:
     """it/s of the real loop (`fit`: loader, steps, checkpoint) on shards, after a warm-up run."""
     from stylepipe.train.loop import fit
@@ -215,7 +234,7 @@ def end_to_end(base: Runtime, encoder: str, batch: int, crop: int, steps: int, w
             cfg = TrainAdain(iterations=iters, batch_size=batch, crop=crop, lr=1e-4, checkpoint_every=iters,
                              log_every=max(1, iters // 5), image_every=10**9, num_workers=workers,
                              decode_on=decode_on)
-            task = make_task(base, encoder)
+            task = build(base)
             loader = chunk_loader(stores, cfg, seed=0, device=base.device)
             result = fit(task, cfg, base, loader, Path(tmp) / f"ckpt-{run}", run)
             rates.append(iters / result.seconds)
@@ -225,8 +244,12 @@ def end_to_end(base: Runtime, encoder: str, batch: int, crop: int, steps: int, w
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--encoder", default="file", help="file (the pipeline's encoder) | vgg16_hed | vgg19 | vgg19_bn")
-    ap.add_argument("--batch", type=int, default=4)
-    ap.add_argument("--crop", type=int, default=64)
+    ap.add_argument("--stage", choices=STAGES, default=None,
+                    help="time that stage's step as params.yaml configures it (losses, layer, width; its batch "
+                         "and crop unless given) instead of the plain AdaIN step of --encoder")
+    ap.add_argument("--params", type=Path, default=Path("params.yaml"), help="with --stage: the parameters file")
+    ap.add_argument("--batch", type=int, default=None, help="default: the stage's batch_size, else 4")
+    ap.add_argument("--crop", type=int, default=None, help="default: the stage's crop, else 64")
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--variants", nargs="*", default=["baseline", "project"],
                     help=f"baseline, project (params' auto switches), {', '.join(VARIANTS)}")
@@ -239,15 +262,23 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=None, help="prepared shards (default: generated ones)")
     args = ap.parse_args()
     encoder = "vgg16_hed" if args.encoder == "file" and not ENCODER.is_file() else args.encoder
+    build: TaskBuilder = partial(make_task, encoder=encoder)
+    what = f"encoder {encoder}"
+    if args.stage is not None:
+        params = load_params(args.params)
+        stage_cfg = getattr(params, args.stage)
+        args.batch, args.crop = args.batch or stage_cfg.batch_size, args.crop or stage_cfg.crop
+        build, what = partial(stage_task, stage=args.stage, params=params), f"{args.stage}'s step ({args.params})"
+    args.batch, args.crop = args.batch or 4, args.crop or 64
     base = resolve_runtime(Common())
     cuda = base.device.type == "cuda"
     name = torch.cuda.get_device_name() if cuda else f"CPU, {os.cpu_count()} cores"
-    flops = count_flops(base, encoder, args.batch, args.crop)
-    print(f"device: {name}; torch {torch.__version__}; encoder {encoder}; batch {args.batch} of "
+    flops = count_flops(base, build, args.batch, args.crop)
+    print(f"device: {name}; torch {torch.__version__}; {what}; batch {args.batch} of "
           f"{args.crop}x{args.crop}; {flops / 1e12:.3f} TFLOP per step")
     results = {}
     for variant in args.variants:
-        results[variant] = r = time_variant(base, variant, encoder, args.batch, args.crop, args.steps)
+        results[variant] = r = time_variant(base, variant, build, args.batch, args.crop, args.steps)
         ratio = r["rate"] / results[args.variants[0]]["rate"]
         tflops = r["rate"] * flops / 1e12
         peak = f"  {r['peak_mib_per_image']:7.1f} MiB/image" if cuda else ""
@@ -255,14 +286,14 @@ def main() -> None:
         print(f"{variant:14s}: {r['rate']:8.2f} it/s {r['rate'] * args.batch:8.1f} pairs/s  {ratio:5.2f}x  "
               f"{tflops:7.1f} TFLOP/s{mfu}{peak}  warm-up {r['warmup_s']:.0f} s", flush=True)
     if args.profile and cuda:
-        profile_variant(base, max(results, key=lambda v: results[v]["rate"]), encoder, args.batch, args.crop)
+        profile_variant(base, max(results, key=lambda v: results[v]["rate"]), build, args.batch, args.crop)
     if args.max_batch and cuda:
         for crop in (256, 512):
-            print(f"largest batch (eager bf16) at {crop}x{crop}: {largest_batch(base, encoder, crop)}", flush=True)
+            print(f"largest batch (eager bf16) at {crop}x{crop}: {largest_batch(base, build, crop)}", flush=True)
     if args.end_to_end is not None:
         best = max(results, key=lambda v: results[v]["rate"])
         rt = runtime_for(base, best)
-        rate = end_to_end(rt, encoder, args.batch, args.crop, args.steps, args.end_to_end, args.data,
+        rate = end_to_end(rt, build, args.batch, args.crop, args.steps, args.end_to_end, args.data,
                           args.decode_on)
         print(f"end to end ({best}, fit() + shard loader, {args.end_to_end} workers, decoding on "
               f"{args.decode_on}): {rate:8.2f} it/s = "
