@@ -62,15 +62,16 @@ def stop_group(proc: subprocess.Popen, grace: float = 20.0) -> None:
 
 
 def wait_until(ready: Callable[[], bool], what: str, proc: subprocess.Popen | None = None,
-               log: Path | None = None, timeout: float = STARTUP_TIMEOUT) -> None:
-    """Poll `ready` until it holds; fail naming `what` (and the log's tail) when `proc` exits or time is up."""
+               log: Path | None = None, timeout: float = STARTUP_TIMEOUT, poll: float = 0.2) -> None:
+    """Poll `ready` every `poll` seconds until it holds; fail naming `what` (and the log's tail) when `proc`
+    exits or time is up."""
     deadline = time.monotonic() + timeout
     while not ready():
         if (proc is not None and proc.poll() is not None) or time.monotonic() > deadline:
             tail = log.read_text(errors="replace")[-3000:] if log is not None and log.exists() else ""
             state = f"exited with {proc.returncode}" if proc is not None and proc.poll() is not None else "timed out"
             raise AssertionError(f"{what} {state}:\n{tail}")
-        time.sleep(0.2)
+        time.sleep(poll)
 
 
 def wait_for_log(proc: subprocess.Popen, log: Path, pattern: str, what: str) -> re.Match:
