@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from stylepipe.nn.losses import shift_consistency_loss
-from stylepipe.nn.temporal import Flow, ShotTracker, blend_previous, warp, warping_error
+from stylepipe.nn.temporal import PRESETS, Flow, ShotTracker, blend_previous, warp, warping_error
 
 
 def textured(h: int = 96, w: int = 128, seed: int = 0) -> np.ndarray:
@@ -59,6 +59,34 @@ def test_shot_tracker_finds_motion_and_cuts():
     motion = track(second)
     assert motion is not None and motion.reliable.mean() > 0.8
     assert track(other) is None  # unrelated content: a cut
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+@pytest.mark.parametrize("scale", [1, 2, 4])
+def test_shot_tracker_at_reduced_resolution_gives_full_size_motion(preset, scale):
+    first, second = pan(textured(h=128, w=192), 2, 3, 160)  # the content moves 3 px to the left
+    track = ShotTracker(PRESETS[preset], scale)
+    track(first)
+    motion = track(second)
+    assert motion is not None
+    assert motion.flow.shape == (128, 160, 2) and motion.reliable.shape == (128, 160)
+    inner = np.s_[16:-16, 16:-16]
+    assert np.median(motion.flow[inner][..., 0]) == pytest.approx(3.0, abs=0.3)  # in full-size pixels
+    assert np.abs(warp(first, motion.flow) - second)[inner].mean() < 0.01
+
+
+def test_shot_tracker_at_reduced_resolution_still_finds_cuts():
+    track = ShotTracker(PRESETS["ultrafast"], 4)
+    assert track(textured(seed=0)) is None
+    assert track(textured(seed=0)) is not None
+    assert track(textured(seed=5)) is None
+
+
+def test_shot_tracker_refuses_unknown_settings():
+    with pytest.raises(ValueError, match="DIS preset 7"):
+        ShotTracker(7)
+    with pytest.raises(ValueError, match="scale 0: expected a whole number >= 1"):
+        ShotTracker(scale=0)
 
 
 def test_blend_previous_pulls_the_output_towards_the_warped_previous_output():

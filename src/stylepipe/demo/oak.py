@@ -4,6 +4,10 @@ ColorCamera preview (BGR planar U8 at the model size) -> NeuralNetwork(blob) -> 
 frame the network saw on XLinkOut "preview". The style-statistics model adds XLinkIn "style" feeding
 the network's style_mean/style_std inputs (reused until the next message), so styles switch at runtime
 without reloading the blob. depthai 2.x builds and serialises all this without a device.
+
+The video options run on the host, after the device (`HostFinish`): the palette match (a sort, no Myriad X
+operation), optionally held per shot, and flow-guided blending with the previous output along the preview
+frames' DIS flow (OpenCV on the host CPU). The blob itself stays per frame.
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ import numpy as np
 from stylepipe.core.errors import InputError
 from stylepipe.core.io import write_json
 from stylepipe.core.media import VideoWriter
-from stylepipe.demo.ui import Display, StyleCycler, compose, load_bank, with_palette
+from stylepipe.demo.ui import Display, StyleCycler, compose, load_bank
+from stylepipe.nn.palette import PaletteMap, apply_palette_map, palette_map
 from stylepipe.nn.statistics import StatsOrigin
+from stylepipe.nn.temporal import ShotTracker, blend_previous
 
 STYLE_INPUTS = ("style_mean", "style_std")
 CONTENT_INPUT = "content"
@@ -136,8 +142,54 @@ def _nn_output(msg: dai.NNData, width: int, height: int) -> np.ndarray:
     return np.asarray(msg.getFirstLayerFp16(), dtype=np.float32).reshape(1, 3, height, width)
 
 
-def _nn_to_rgb(out: np.ndarray) -> np.ndarray:
-    return (np.clip(out[0], 0, 1) * 255 + 0.5).astype(np.uint8).transpose(1, 2, 0)
+class HostFinish:
+    """The host's work on each output of the device, in frame order: the output [1, 3, H, W] matched to style
+    `index`'s palette from the bank (the map's source quantiles kept across a shot by `palette_momentum`,
+    0..1), then blended with the previous output along the preview frames' optical flow (`flow_blend`, 0..<1,
+    `nn.temporal`). A cut in the preview or a style switch starts afresh. With both 0 it is the per-frame
+    palette match."""
+
+    def __init__(self, bank: dict[str, Any] | None, flow_blend: float = 0.0, palette_momentum: float = 0.0) -> None:
+        if not 0.0 <= flow_blend < 1.0:
+            raise InputError(f"demo.flow_blend {flow_blend} is out of range: expected 0 <= flow_blend < 1")
+        if not 0.0 <= palette_momentum <= 1.0:
+            raise InputError(f"palette_momentum {palette_momentum} is out of range: expected 0..1")
+        if palette_momentum and (bank is None or bank["palette"] is None):
+            raise InputError("palette_momentum holds the match to the painting's palette, but the style bank "
+                             "has no palettes")
+        self.bank, self.flow_blend, self.palette_momentum = bank, flow_blend, palette_momentum
+        self.tracker = ShotTracker() if flow_blend or palette_momentum else None
+        self.style: int | None = None
+        self.map: PaletteMap | None = None
+        self.previous: np.ndarray | None = None
+
+    def __call__(self, original: np.ndarray, output: np.ndarray, index: int) -> np.ndarray:
+        """`original` the preview frame (RGB uint8 [H, W, 3]), `output` the device's [1, 3, H, W] for it ->
+        the finished RGB uint8 frame."""
+        motion = None if self.tracker is None else self.tracker(original)
+        if index != self.style:
+            motion, self.style = None, index
+        if motion is None:
+            self.map = None
+        finished = self._palette(np.ascontiguousarray(output, np.float32), index)
+        if self.flow_blend:
+            finished = blend_previous(finished, self.previous, motion, self.flow_blend)
+            self.previous = finished
+        return (np.clip(finished, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+    def _palette(self, output: np.ndarray, index: int) -> np.ndarray:
+        """[H, W, 3] float32: the output matched to the style's palette, or as it is without palettes."""
+        if self.bank is None or self.bank["palette"] is None:
+            return output[0].transpose(1, 2, 0)
+        import torch
+
+        image = torch.from_numpy(output)
+        mapping = palette_map(image, torch.from_numpy(self.bank["palette"][index : index + 1]))
+        if self.map is not None and self.palette_momentum:
+            keep = self.palette_momentum
+            mapping = PaletteMap(keep * self.map.own + (1.0 - keep) * mapping.own, mapping.target)
+        self.map = mapping
+        return apply_palette_map(image, mapping).numpy()[0].transpose(1, 2, 0)
 
 
 def find_device() -> Any:
@@ -158,9 +210,11 @@ def run_live(
     record: Path | None = None,
     show: bool = True,
     max_frames: int | None = None,
+    flow_blend: float = 0.0,
 ) -> dict[str, Any]:
     """Run on a connected OAK: side-by-side original | stylised with FPS; with the stats-input blob n/right and
-    p/left switch styles (new statistics sent to the device, the blob stays loaded), q quits."""
+    p/left switch styles (new statistics sent to the device, the blob stays loaded), q quits. The device's
+    outputs are finished on the host by `HostFinish` (palette match, `flow_blend`: demo.flow_blend)."""
     device_info = find_device()
     if blob_path is None or not Path(blob_path).is_file():
         raise NoDeviceError(
@@ -171,6 +225,7 @@ def run_live(
         raise InputError("the style-switching demo needs the style bank (models/adain/style_bank.pt)")
     bank = load_bank(bank_path, StatsOrigin(blob_stats_channels(blob_path))) if with_style_input else None
     channels = bank["channels"] if bank else None
+    finish = HostFinish(bank, flow_blend)
     width, height = size
     cycler = StyleCycler(bank["names"] if bank else ["baked"])
     frames, start = 0, time.perf_counter()
@@ -183,7 +238,7 @@ def run_live(
                 q_style.send(style_message(bank["mean"][0], bank["std"][0], channels))
             while max_frames is None or frames < max_frames:
                 original = _planar_bgr_to_rgb(q_prev.get().getFrame(), width, height)
-                stylised = _nn_to_rgb(with_palette(_nn_output(q_nn.get(), width, height), bank, cycler.index))
+                stylised = finish(original, _nn_output(q_nn.get(), width, height), cycler.index)
                 frames += 1
                 fps = frames / (time.perf_counter() - start)
                 label = f"{fps:4.1f} FPS" + (f"  {cycler.name} (OAK-1)" if bank else "")

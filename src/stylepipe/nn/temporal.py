@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from typing import NamedTuple
 
 import cv2
@@ -18,6 +19,8 @@ import numpy as np
 
 SHOT_CUT = 0.5  # fewer consistent pixels than this share: the frames belong to different shots
 PHOTOMETRIC_TOLERANCE = 0.05  # mean abs RGB difference (0..1) below which a warped pixel counts as the same point
+PRESETS = {"ultrafast": cv2.DISOpticalFlow_PRESET_ULTRAFAST, "fast": cv2.DISOpticalFlow_PRESET_FAST,
+           "medium": cv2.DISOpticalFlow_PRESET_MEDIUM}
 
 
 def as_float(frame: np.ndarray) -> np.ndarray:
@@ -54,12 +57,20 @@ class Flow:
         return self._dis.calc(a, b, None)
 
 
+@cache
+def pixel_grid(h: int, w: int) -> np.ndarray:
+    """[H, W, 2] float32 (x, y) coordinates of every pixel: the identity map that flows are added to."""
+    xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    grid = np.stack([xs, ys], axis=2)
+    grid.flags.writeable = False
+    return grid
+
+
 def warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
     """`image` [H, W, C] sampled at x + flow(x) (bilinear, edges replicated): image brought into the grid
     that the flow starts from."""
-    h, w = flow.shape[:2]
-    xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    return cv2.remap(image, xs + flow[..., 0], ys + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    coords = pixel_grid(*flow.shape[:2]) + flow
+    return cv2.remap(image, coords, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def consistent(forward: np.ndarray, backward: np.ndarray) -> np.ndarray:
@@ -109,29 +120,60 @@ class Motion(NamedTuple):
     reliable: np.ndarray  # [H, W] bool: the warped previous input agrees within PHOTOMETRIC_TOLERANCE
 
 
+def downscale(frame: np.ndarray, factor: int) -> np.ndarray:
+    """`frame` with each side divided by `factor` (area averaging; at least 8 px); factor 1 returns it."""
+    if factor == 1:
+        return frame
+    h, w = frame.shape[:2]
+    return cv2.resize(frame, (max(8, w // factor), max(8, h // factor)), interpolation=cv2.INTER_AREA)
+
+
+def upscale_motion(flow: np.ndarray, reliable: np.ndarray, h: int, w: int) -> Motion:
+    """A `Motion` found on downscaled frames brought to h x w: the flow resized and its vectors stretched
+    by the same ratios, the reliable mask resized by nearest neighbour."""
+    sh, sw = flow.shape[:2]
+    if (sh, sw) == (h, w):
+        return Motion(flow, reliable)
+    big = cv2.resize(flow, (w, h), interpolation=cv2.INTER_LINEAR)
+    big *= np.array([w / sw, h / sh], dtype=np.float32)
+    mask = cv2.resize(reliable.view(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
+    return Motion(big, mask)
+
+
 @dataclass
 class ShotTracker:
     """Follows a clip's input frames (feed them in order): per frame, its `Motion` from the previous one,
     or None where it starts a new shot (the first frame; a frame of another size; fewer than SHOT_CUT of
-    its pixels found in the previous frame). One DIS flow per frame, on grey images."""
+    its pixels found in the previous frame). One DIS flow per frame (`preset`: a `PRESETS` value), found
+    with the occlusion test on the frames downscaled by `scale` and brought back to full size: blending
+    needs the motion of regions, not of single pixels, so the cheap settings are the default (measured in
+    benchmarks/bench_video.py --flow-settings)."""
 
-    preset: int = cv2.DISOpticalFlow_PRESET_MEDIUM
+    preset: int = cv2.DISOpticalFlow_PRESET_FAST
+    scale: int = 2
     _flow: Flow = field(init=False, repr=False)
     _prev: np.ndarray | None = field(default=None, init=False, repr=False)
     _prev_grey: np.ndarray | None = field(default=None, init=False, repr=False)
+    _size: tuple[int, int] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        if self.preset not in PRESETS.values():
+            raise ValueError(f"DIS preset {self.preset} is not one of {PRESETS}")
+        if not isinstance(self.scale, int) or self.scale < 1:
+            raise ValueError(f"scale {self.scale!r}: expected a whole number >= 1 (1 = flow at full size)")
         self._flow = Flow(self.preset)
 
     def __call__(self, frame: np.ndarray) -> Motion | None:
-        current, g = as_float(frame), grey(frame)
+        size = frame.shape[:2]
+        current = downscale(as_float(frame), self.scale)
+        g = grey(current)
         motion = None
-        if self._prev_grey is not None and self._prev_grey.shape == g.shape:
+        if self._prev_grey is not None and self._size == size:
             flow = self._flow(g, self._prev_grey)
             reliable = np.abs(warp(self._prev, flow) - current).mean(axis=2) < PHOTOMETRIC_TOLERANCE
             if reliable.mean() >= SHOT_CUT:
-                motion = Motion(flow, reliable)
-        self._prev, self._prev_grey = current, g
+                motion = upscale_motion(flow, reliable, *size)
+        self._prev, self._prev_grey, self._size = current, g, size
         return motion
 
 
@@ -143,5 +185,5 @@ def blend_previous(output: np.ndarray, previous: np.ndarray | None, motion: Moti
     out = as_float(output)
     if motion is None or previous is None or weight == 0 or previous.shape != out.shape:
         return out
-    mixed = weight * warp(as_float(previous), motion.flow) + (1.0 - weight) * out
+    mixed = cv2.addWeighted(warp(as_float(previous), motion.flow), weight, out, 1.0 - weight, 0.0)
     return np.where(motion.reliable[..., None], mixed, out)
