@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from stylepipe.adain.engine import Finish, StyleTarget
+from stylepipe.adain.engine import Engine, Finish, StyleTarget
 from stylepipe.adain.fast import torch_engine
 from stylepipe.adain.model import AdaINStylizer, Decoder, load_stylizer
 from stylepipe.core.paths import DECODER, ENCODER
@@ -46,6 +46,14 @@ VARIANTS = {  # name: (channels_last, compile, compile mode)
     "cudagraphs": (False, True, "reduce-overhead"),
     "autotune": (False, True, "max-autotune-no-cudagraphs"),
 }
+
+
+FINISH = Finish()  # the default finishing (fine detail restored, palette matched), as the pipeline's
+
+
+def eager(model: AdaINStylizer, device: torch.device) -> Engine:
+    """The reference: the engine on eager float32 PyTorch."""
+    return torch_engine(model, Runtime(device, bf16=False, channels_last=False, compile=False), FINISH)
 
 
 def load_model() -> tuple[AdaINStylizer, str]:
@@ -80,14 +88,16 @@ def _size_rows(model: AdaINStylizer, style: torch.Tensor, h: int, w: int, varian
     device = style.device
     padded, _ = pad_to_grid(test_image(h, w, 0).to(device))  # 1080 -> 1088 (reflect), cropped after
     with torch.inference_mode():
-        ref_fps = calls_per_second(lambda: model.stylize(padded, style)[..., :h, :w], repeats, device, warmup)
-        reference = model.stylize(padded, style)[..., :h, :w].float()
+        reference_engine = eager(model, device)
+        ref_fps = calls_per_second(lambda: reference_engine.stylize(padded, style)[..., :h, :w], repeats, device,
+                                   warmup)
+        reference = reference_engine.stylize(padded, style)[..., :h, :w].float()
         mean, std = model.style_stats(style)
     rows = [(f"{w}x{h}", "reference: fp32 eager, style encoded per frame", ref_fps, 1.0, 0.0, 0.0)]
     for name in variants:
         cl, comp, mode = VARIANTS[name]
         rt = Runtime(device, bf16=True, channels_last=cl, compile=comp, compile_mode=mode or "default")
-        net = torch_engine(model, rt, Finish(model.decoder.palette, model.decoder.detail))
+        net = torch_engine(model, rt, FINISH)
 
         def step(net=net, x=padded):
             return net.frame(x, StyleTarget(mean, std))[..., :h, :w]
@@ -121,15 +131,16 @@ def cpu_rows(model: AdaINStylizer, size: int, repeats: int) -> list[tuple[str, f
     x, style = test_image(size, size, 0), test_image(size, size, 1)
     mean, std = model.style_stats(style)
     rows: list[tuple[str, float]] = []
+    engine = eager(model, torch.device("cpu"))
     with torch.inference_mode():
         rows.append(("baseline: PyTorch eager fp32, style encoded per frame",
-                     calls_per_second(lambda: model.stylize(x, style), repeats)))
+                     calls_per_second(lambda: engine.stylize(x, style), repeats)))
         rows.append(("PyTorch eager fp32, style statistics cached",
-                     calls_per_second(lambda: model(x, mean, std), repeats)))
+                     calls_per_second(lambda: engine.frame(x, StyleTarget(mean, std)), repeats)))
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path, xml = Path(tmp) / "adain.onnx", Path(tmp) / "adain.xml"
-        export_graph(StatsModel(model).eval(), (x, mean, std), ["content", "style_mean", "style_std"], onnx_path,
-                     13, {})
+        export_graph(StatsModel(model, FINISH).eval(), (x, mean, std), ["content", "style_mean", "style_std"],
+                     onnx_path, 13, {})
         feeds = {"content": x.numpy(), "style_mean": mean.numpy(), "style_std": std.numpy()}
         rows.append(("ONNX Runtime (CPU EP)", calls_per_second(partial(ort_session(onnx_path).run, None, feeds),
                                                                 repeats)))

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 import yaml
 
+from stylepipe.adain.engine import Finish
 from stylepipe.adain.export import BakedModel, StatsModel, exported_origin
 from stylepipe.adain.model import ADAIN_LAYERS, AdaINStylizer, Decoder
 from stylepipe.core import paths
@@ -117,7 +118,7 @@ def adain_variant_rows(encoder: str, layers: list[str], widths: list[float], h: 
                 with torch.no_grad():
                     stylizer.decoder.calibrate(stylizer.encoder.encode(content))
                     mean, std = stylizer.style_stats(style)
-                net = BakedModel(StatsModel(stylizer), mean, std).eval()
+                net = BakedModel(StatsModel(stylizer, Finish()), mean, std).eval()
                 name = f"adain {layer} width {width:g} ({encoder}, untrained)"
                 rows.append(measured_row(name, net, content, Path(tmp) / f"adain_{layer}_w{int(width * 1000)}.onnx",
                                          opset, repeats))  # fmt: skip

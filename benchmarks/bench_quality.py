@@ -11,7 +11,7 @@ than to any other style. Exit status 1 when a criterion fails.
     python benchmarks/bench_quality.py --decoder other.pt --grid grid.png --json figures.json
     python benchmarks/bench_quality.py --palette none --detail 0   # the network's own outputs
 
-`--palette` and `--detail` override the decoder's `adain.palette` and `adain.detail` settings, as
+`--palette` and `--detail` override params.yaml's `finish.palette` and `finish.detail` settings, as
 `stylize --palette/--detail` do: `--palette none --detail 0` scores what the network draws by itself,
 `histogram` the outputs matched to each painting's palette (`stylepipe.nn.palette`) and `--detail` the
 weight of the content's fine luminance detail restored on them (`stylepipe.nn.detail`).
@@ -27,9 +27,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stylepipe.adain.model import PALETTES, load_stylizer
+from stylepipe.adain.engine import PALETTES, Engine, Finish
+from stylepipe.adain.fast import torch_engine
+from stylepipe.adain.model import load_stylizer
 from stylepipe.core import paths
+from stylepipe.core.config import Common, load_params
 from stylepipe.core.media import list_images, open_image
+from stylepipe.core.runtime import resolve_runtime
 from stylepipe.core.viz import save_grid
 from stylepipe.data.datasets import center_resize_crop, image_to_tensor
 from stylepipe.nn.metrics import (
@@ -57,12 +61,12 @@ def separation(outputs: dict[tuple[str, str], torch.Tensor], contents: dict, sty
 
 
 @torch.no_grad()
-def score(model, enc, contents: dict, styles: dict) -> tuple[dict, dict, dict, dict]:
-    """Mean metrics of the model and of the floor, and both's outputs keyed by (content, style)."""
+def score(engine: Engine, enc, contents: dict, styles: dict) -> tuple[dict, dict, dict, dict]:
+    """Mean metrics of the engine's outputs and of the floor, and both's outputs keyed by (content, style)."""
     rows, floor_rows, outputs, floor_outputs = [], [], {}, {}
     for c_name, c in contents.items():
         for s_name, s in styles.items():
-            out, floor = model.stylize(c[None], s[None])[0], colour_transfer(c, s)
+            out, floor = engine.stylize(c[None], s[None])[0], colour_transfer(c, s)
             outputs[(c_name, s_name)], floor_outputs[(c_name, s_name)] = out, floor
             rows.append(image_metrics(enc, out, c, s, 1.0))
             floor_rows.append(image_metrics(enc, floor, c, s, 1.0))
@@ -81,24 +85,23 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--grid", type=Path, help="write content x style outputs here (PNG)")
     ap.add_argument("--json", type=Path, help="write the figures here")
-    ap.add_argument("--palette", choices=PALETTES, help="override the decoder's palette setting (see above)")
-    ap.add_argument("--detail", type=float, help="override the decoder's fine-detail weight (0..1, see above)")
+    ap.add_argument("--params", type=Path, default=Path("params.yaml"), help="its finish section finishes outputs")
+    ap.add_argument("--palette", choices=PALETTES, help="override finish.palette (see above)")
+    ap.add_argument("--detail", type=float, help="override finish.detail, the fine-detail weight (0..1, see above)")
     args = ap.parse_args()
     torch.manual_seed(0)
     model = load_stylizer(args.encoder, args.decoder)
-    if args.palette:
-        model.decoder.palette = args.palette
-    if args.detail is not None:
-        model.decoder.detail = args.detail
+    finish = Finish.from_params(load_params(args.params)).overridden(args.palette, args.detail)
     enc = metric_encoder(torch.device("cpu"), args.encoder)
     contents = load_folder(args.eval_dir / "content", args.size)
     styles = load_folder(args.eval_dir / "style", args.size)
-    model_m, floor_m, outputs, floor_outputs = score(model, enc, contents, styles)
+    engine = torch_engine(model, resolve_runtime(Common(device="cpu")), finish)
+    model_m, floor_m, outputs, floor_outputs = score(engine, enc, contents, styles)
     by_style = separation(outputs, contents, styles)
     floor_by_style = separation(floor_outputs, contents, styles)
     checks = quality_checks(model_m, floor_m, all(v["closest_is_own"] for v in by_style.values()))
     print(f"{len(contents)} contents x {len(styles)} styles at {args.size} px, alpha 1, "
-          f"model {args.decoder} ({model.decoder.describe()})")
+          f"model {args.decoder} ({model.decoder.describe()}, finish {finish.record()})")
     print(f"{'metric':<22}{'model':>12}{'floor':>12}")
     for key in model_m:
         print(f"{key:<22}{model_m[key]:>12.4g}{floor_m[key]:>12.4g}")

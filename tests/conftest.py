@@ -102,18 +102,16 @@ def depth_id(depth: tuple[str, float]) -> str:
     return f"{depth[0]}-w{depth[1]:g}"
 
 
-def save_tiny_models(directory: Path, layer: str = "relu4_1", width: float = 1.0,
-                     detail: float = 1.0) -> tuple[Path, Path]:
+def save_tiny_models(directory: Path, layer: str = "relu4_1", width: float = 1.0) -> tuple[Path, Path]:
     """A randomly initialised vgg16_hed encoder (to relu4_1, as deep as either AdaIN layer needs) and a
-    decoder for `layer` of `width`, saved as the weights and training stages write them (the content's fine
-    detail restored, as adain.detail's default: every exported graph and entry point carries it)."""
+    decoder for `layer` of `width`, saved as the weights and training stages write them."""
     from stylepipe.adain.model import Decoder, save_decoder
     from stylepipe.nn.encoders import build_encoder
 
     torch.manual_seed(0)
     enc, dec = directory / "encoder.pt", directory / "decoder.pt"
     torch.save({"name": "vgg16_hed", "state_dict": build_encoder("vgg16_hed").state_dict()}, enc)
-    save_decoder(Decoder("vgg16_hed", layer, width, detail=detail), dec)
+    save_decoder(Decoder("vgg16_hed", layer, width), dec)
     return enc, dec
 
 

@@ -25,6 +25,7 @@ import torch
 from mlflow.exceptions import MlflowException
 from PIL import Image
 
+from stylepipe.adain.engine import Finish
 from stylepipe.adain.model import AdaINStylizer, Decoder, save_decoder
 from stylepipe.nn.encoders import build_encoder
 from stylepipe.nn.statistics import StyleBank, StyleBankError
@@ -44,13 +45,18 @@ def saved_stats(path: Path, layer: str, width: float = 1.0) -> Path:
     return StyleBank(["stripes"], m, s, "vgg16_hed", layer).save(path)
 
 
-def loaded_pyfunc(directory: Path, depth: tuple[str, float], bank_layer: str | None = None) -> AdaINPyfunc:
-    """The pyfunc model as `mlflow models serve` loads it, with models at `depth` and a style bank at
-    `bank_layer` (default: the model's)."""
+NETWORK_FINISH = {"palette": "none", "detail": 1.0}  # the fine detail restored, no palette match
+
+
+def loaded_pyfunc(directory: Path, depth: tuple[str, float], bank_layer: str | None = None,
+                  finish: dict | None = NETWORK_FINISH) -> AdaINPyfunc:
+    """The pyfunc model as `mlflow models serve` loads it, with models at `depth`, a style bank at
+    `bank_layer` (default: the model's) and the finishing settings evaluate logs with it (None: none)."""
     enc, dec = save_tiny_models(directory, *depth)
     bank = saved_stats(directory / "bank.pt", bank_layer or depth[0])
+    config = {"max_pixels": MAX_PIXELS, **({"finish": finish} if finish is not None else {})}
     context = SimpleNamespace(artifacts={"encoder": str(enc), "decoder": str(dec), "style_bank": str(bank)},
-                              model_config={"max_pixels": MAX_PIXELS})
+                              model_config=config)
     model = AdaINPyfunc()
     model.load_context(context)
     return model
@@ -95,15 +101,21 @@ def test_a_bank_of_another_layer_fails_at_load(tmp_path: Path) -> None:
         loaded_pyfunc(tmp_path, ("relu3_1", 1.0), bank_layer="relu4_1")
 
 
+def test_a_serving_model_without_finishing_settings_is_refused_saying_how_to_fix_it(tmp_path: Path) -> None:
+    """A pyfunc model logged before the finishing settings moved to params `finish` records none: loading
+    it names the cause instead of guessing the settings."""
+    from stylepipe.core.errors import InputError
+
+    with pytest.raises(InputError, match=r"records no finishing settings .* log it again with evaluate"):
+        loaded_pyfunc(tmp_path, ("relu3_1", 0.5), finish=None)
+
+
 def test_a_palette_model_serves_outputs_in_the_style_images_palette(tmp_path: Path) -> None:
-    """A decoder recording adain.palette histogram: a request's style image brings its palette, and a
+    """A model logged with finish.palette histogram: a request's style image brings its palette, and a
     bank without palettes is a 4xx saying how to get them."""
     from stylepipe.serving import decode_image
 
-    model = loaded_pyfunc(tmp_path, ("relu3_1", 0.5))
-    from stylepipe.adain.engine import Finish
-
-    model.engine = model.engine.with_finish(Finish("histogram", model.engine.finish_settings.detail))
+    model = loaded_pyfunc(tmp_path, ("relu3_1", 0.5), finish={"palette": "histogram", "detail": 1.0})
     dark = torch.rand(3, 32, 32) * 0.2
     out = model.predict(None, pd.DataFrame([{"content": _photo(40, 40), "style": encode_png(dark)}]))
     assert decode_image(out["image"][0], "image", MAX_PIXELS).max() <= 0.21
@@ -211,7 +223,8 @@ def server(tmp_path_factory) -> Iterator[str]:
     mlflow.create_experiment("serve", artifact_location=(root / "artifacts").as_uri())
     mlflow.set_experiment("serve")
     with mlflow.start_run():
-        model_uri = log_serving_model(root / "encoder.pt", root / "decoder.pt", root / "bank.pt", MAX_PIXELS)
+        model_uri = log_serving_model(root / "encoder.pt", root / "decoder.pt", root / "bank.pt",
+                                      Finish(**NETWORK_FINISH), MAX_PIXELS)
     from mlflow.pyfunc import scoring_server
 
     # `mlflow models serve -m URI --env-manager local` downloads the model and runs this command; here it

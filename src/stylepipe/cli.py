@@ -128,12 +128,13 @@ def _demo_run(params: Params, args: argparse.Namespace) -> Any:
         stats_blob = paths.BLOB_DIR / "adain_stats.blob"  # styles switch on the device when it is there
         blob = stats_blob if stats_blob.is_file() else paths.BLOB
         return run_live(blob if blob.is_file() else None, size, bank_path=paths.STYLE_BANK,
-                        with_style_input=blob == stats_blob, record=args.record, flow_blend=params.demo.flow_blend)
+                        with_style_input=blob == stats_blob, record=args.record)
     if args.host is not None:
+        from stylepipe.adain.engine import Finish
         from stylepipe.demo.host import make_style_runner, run_host, with_flow_blend
 
         runner = make_style_runner(params.demo.backend, stats_scale=params.export.stats_scale,
-                                   index=params.export.style_index)
+                                   index=params.export.style_index, finish=Finish.from_params(params))
         return run_host(args.host, with_flow_blend(runner, params.demo.flow_blend), args.record, size,
                         fps=params.demo.fps, show=args.record is None)
     return _run_stage(stage_named("demo"), params, args)
@@ -232,6 +233,7 @@ def _flagged(err: StylepipeError, options: tuple[str, ...]) -> StylepipeError:
 
 
 def _stylize(params, args) -> Any:
+    from stylepipe.adain.engine import Finish
     from stylepipe.adain.stylize import StylizeOptions, stylize
     from stylepipe.apply import StylizeError
     from stylepipe.core.tiling import InsufficientMemoryError
@@ -261,6 +263,7 @@ def _stylize(params, args) -> Any:
             style_names=args.style_names, options=options,
             content_size=args.content_size, style_size=args.style_size, save_style_stats=args.save_style_stats,
             encoder=args.encoder, decoder=args.decoder, common=common, progress=not args.no_progress,
+            finish=Finish.from_params(params),
         )
     except StylizeError as err:
         raise _flagged(err, err.options) from None
@@ -359,8 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--preserve-color", nargs="?", const="luminance", choices=("luminance", "coral"),
                     help="keep the content's colours (default luminance; coral = recolour the style image)")
     st.add_argument("--palette", choices=("histogram", "none"),
-                    help="match the output to the painting's palette (histogram) or not (none); default: as "
-                         "the decoder file records (params adain.palette)")
+                    help="match the output to the painting's palette (histogram) or not (none); default: the "
+                         "model folder's record, or params finish.palette")
     st.add_argument("--flow-blend", type=float, default=0.0,
                     help="video, 0..<1: each frame blended with the previous output along the optical flow "
                          "(docs/video.md)")
@@ -370,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="video, 0..1: the palette map smoothed within a shot (AdaIN)")
     st.add_argument("--detail", type=float,
                     help="0..1: how much of the content's fine luminance detail is restored on the output; "
-                         "default: as the decoder file records (params adain.detail)")
+                         "default: the model folder's record, or params finish.detail")
     st.add_argument("--content-size", "--size", type=int, default=0,
                     help="shrink the content's shorter side to this (0 = keep the original size)")
     st.add_argument("--style-size", type=int, default=512, help="style images' shorter side (0 = as is)")

@@ -23,7 +23,7 @@ import binascii
 import importlib.metadata
 import io
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow.pyfunc
 import numpy as np
@@ -32,8 +32,12 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 import stylepipe
+from stylepipe.core.errors import InputError
 from stylepipe.core.viz import to_pil
 from stylepipe.data.datasets import image_to_tensor
+
+if TYPE_CHECKING:
+    from stylepipe.adain.engine import Finish
 
 MODEL_NAME = "model"
 DEFAULT_MAX_PIXELS = 3840 * 2160
@@ -112,7 +116,10 @@ class AdaINPyfunc(mlflow.pyfunc.PythonModel):
         from stylepipe.adain.fast import torch_engine
 
         runtime = Runtime(self.device, bf16=False, channels_last=False, compile=False)
-        finish = Finish(self.model.decoder.palette, self.model.decoder.detail)
+        if "finish" not in config:
+            raise InputError("the serving model records no finishing settings (logged before they moved to "
+                               "params finish): log it again with evaluate")
+        finish = Finish(**config["finish"])
         self.engine = torch_engine(self.model, runtime, finish)
 
     def _style(self, row: dict) -> Any:
@@ -202,15 +209,15 @@ def requirements() -> list[str]:
     return [f"{name}=={importlib.metadata.version(name)}" for name in PACKAGES]
 
 
-def log_serving_model(encoder: Path, decoder: Path, style_bank: Path | None,
+def log_serving_model(encoder: Path, decoder: Path, style_bank: Path | None, finish: Finish,
                       max_pixels: int = DEFAULT_MAX_PIXELS) -> str:
-    """Log the pyfunc model to the active MLflow run; returns its model URI."""
+    """Log the pyfunc model to the active MLflow run with its finishing settings; returns its model URI."""
     artifacts = {"encoder": str(encoder), "decoder": str(decoder)}
     if style_bank is not None and Path(style_bank).is_file():
         artifacts["style_bank"] = str(style_bank)
     info = mlflow.pyfunc.log_model(
         name=MODEL_NAME, python_model=AdaINPyfunc(), artifacts=artifacts, signature=signature(),
         input_example=input_example(), code_paths=[str(Path(stylepipe.__file__).parent)],
-        pip_requirements=requirements(), model_config={"max_pixels": max_pixels},
+        pip_requirements=requirements(), model_config={"max_pixels": max_pixels, "finish": finish.record()},
     )
     return info.model_uri

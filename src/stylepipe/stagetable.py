@@ -54,19 +54,19 @@ STAGES: tuple[Stage, ...] = (
           ("models/adain",), plots=("reports/train_adain/losses.csv",), distributed=True),
     Stage("train_johnson", "stylepipe.johnson.train:run_train_johnson", ("common", "train_johnson"),
           ("models/johnson/{style}",), plots=("reports/train_johnson/{style}/losses.csv",), per_style=True),
-    Stage("evaluate", "stylepipe.evaluate.stage:run_evaluate", ("common", "evaluate", "train_johnson.styles"),
+    Stage("evaluate", "stylepipe.evaluate.stage:run_evaluate", ("common", "finish", "evaluate", "train_johnson.styles"),
           ("reports/evaluate/grid.png", "reports/evaluate/johnson_grid.png", "reports/evaluate/curves.png",
            "reports/evaluate/report.html", "reports/evaluate/metrics_detail.json"),
           metrics=("reports/evaluate/metrics.json",), plots=("reports/evaluate/alpha_sweep.csv",)),
-    Stage("export_onnx", "stylepipe.adain.export:run_export_onnx", ("common.seed", "export"),
+    Stage("export_onnx", "stylepipe.adain.export:run_export_onnx", ("common.seed", "finish", "export"),
           ("models/export/onnx",)),
-    Stage("export_openvino", "stylepipe.adain.openvino:run_export_openvino", ("common.seed", "export"),
+    Stage("export_openvino", "stylepipe.adain.openvino:run_export_openvino", ("common.seed", "finish", "export"),
           ("models/export/openvino",)),
     Stage("export_johnson", "stylepipe.johnson.export:run_export_johnson",
           ("common.seed", "export", "train_johnson.styles"), ("models/export/johnson/{style}",), per_style=True),
     Stage("compile_blob", "stylepipe.export.myriad.blob:run_compile_blob", ("export", "blob", "train_johnson.styles"),
           ("models/export/blob",)),
-    Stage("demo", "stylepipe.demo.host:run_demo", ("export", "demo"), ("demo",)),
+    Stage("demo", "stylepipe.demo.host:run_demo", ("finish", "export", "demo"), ("demo",)),
 )
 
 STAGE_NAMES: tuple[str, ...] = tuple(stage.name for stage in STAGES)

@@ -120,3 +120,43 @@ def test_finishing_settings_are_validated():
         Finish("lab")  # type: ignore[arg-type]
     with pytest.raises(FinishError, match=r"detail 2 is not supported: expected a number in 0\.\.1"):
         Finish("none", 2)
+
+
+def test_finish_comes_from_the_params_finish_section_and_overrides_replace_it():
+    """Stages build their Finish from params `finish`; a CLI flag overrides one setting of it and keeps the
+    other, giving a new Finish (the original is unchanged)."""
+    from stylepipe.core.config import load_params
+
+    params = load_params(Path(__file__).resolve().parents[2] / "params.yaml")
+    changed = params.model_copy(update={"finish": params.finish.model_copy(update={"palette": "none",
+                                                                                   "detail": 0.25})})
+    finish = Finish.from_params(changed)
+    assert finish == Finish("none", 0.25)
+    assert finish.overridden(detail=0.0) == Finish("none", 0.0)
+    assert finish.overridden(palette="histogram") == Finish("histogram", 0.25)
+    assert finish.overridden() == finish == Finish("none", 0.25)
+    with pytest.raises(FinishError, match=r"detail 1\.5 is not supported"):
+        finish.overridden(detail=1.5)
+
+
+def test_engine_restores_the_fine_detail_its_finish_names(model):
+    """`detail` of the content's fine luminance detail restored on the decoded image, then clamped."""
+    from stylepipe.nn.detail import restore_fine_detail
+
+    content, decoded = smooth(32, 32, 3), smooth(32, 32, 4) * 1.4 - 0.2
+    for detail in (0.0, 0.75):
+        out = torch_engine(model, CPU, Finish("none", detail)).finish(decoded, content)
+        assert torch.allclose(out, restore_fine_detail(decoded, content, detail).clamp(0, 1))
+    assert not torch.allclose(torch_engine(model, CPU, Finish("none", 0.75)).finish(decoded, content),
+                              decoded.clamp(0, 1))
+
+
+def test_engine_stylize_matches_the_style_image_palette_with_strength_alpha(model):
+    """`Engine.stylize` takes a style image: its statistics and, when the settings match palettes, its
+    palette; at alpha 0 the output is the reconstruction finished without palette matching."""
+    content, style = smooth(32, 32, 5), smooth(32, 32, 6) * torch.tensor([1.0, 0.3, 0.1])[:, None, None]
+    matched = torch_engine(model, CPU, Finish("histogram", 1.0))
+    plain = matched.with_finish(Finish("none", 1.0))
+    assert (palette_of(matched.stylize(content, style)[0]) - palette_of(style[0])).abs().mean() < 0.02
+    assert (palette_of(plain.stylize(content, style)[0]) - palette_of(style[0])).abs().mean() > 0.05
+    assert torch.allclose(matched.stylize(content, style, 0.0), plain.stylize(content, style, 0.0))

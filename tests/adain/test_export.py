@@ -212,10 +212,11 @@ def test_fp16_overflow_check_fires() -> None:
 
 
 def test_fp16_check_sees_adain_squared_deviation(weights: dict[str, Path]) -> None:
+    from stylepipe.adain.engine import Finish
     from stylepipe.adain.export import StatsModel
     from stylepipe.adain.model import load_stylizer
 
-    model = StatsModel(load_stylizer(weights["encoder_path"], weights["decoder_path"])).eval()
+    model = StatsModel(load_stylizer(weights["encoder_path"], weights["decoder_path"]), Finish()).eval()
     with torch.no_grad():
         conv = model.encoder.conv_layers()[-1]
         conv.weight.mul_(5000.0)  # the AdaIN layer large: squared deviations overflow although activations fit

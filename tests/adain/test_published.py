@@ -305,8 +305,9 @@ def test_imported_model_matches_the_published_forward(published, fmt, tmp_path, 
     assert (root / "reports/train_recon/losses.csv").read_text() == "step,lr,loss\n"
     content, style = smooth_images(1, 64, 1), smooth_images(1, 64, 2)
     vgg, dec = published["vgg"], published["decoder"]
+    engine = torch_engine(model, resolve_runtime(model_common()), Finish("none", 0.0))  # the reference's outputs
     for alpha in (1.0, 0.5):
-        ours = model.stylize(content, style, alpha)
+        ours = engine.stylize(content, style, alpha)
         theirs = reference_stylise(vgg, dec, content, style, alpha)
         assert float(theirs.std()) > 0.01 and float(((theirs > 0) & (theirs < 1)).float().mean()) > 0.9  # unclamped
         assert torch.allclose(ours, theirs, atol=1e-5, rtol=0), float((ours - theirs).abs().max())
@@ -567,7 +568,7 @@ def test_camera_path_exports_clean_and_fits_fp16_at_the_profile_stats_scale(publ
     squared deviations overflow FP16 unscaled but fit at the pretrained profile's export.stats_scale."""
     import yaml
 
-    from stylepipe.adain.export import StatsModel
+    from stylepipe.adain.export import StatsModel, export_engine
     from stylepipe.export.myriad.opcheck import check_graph
     from stylepipe.export.onnx import ExportError, export_graph
     from stylepipe.export.openvino import check_fp16_range, fp16_compute_error, probe_images
@@ -580,8 +581,8 @@ def test_camera_path_exports_clean_and_fits_fp16_at_the_profile_stats_scale(publ
     style_mean, style_std = model.style_stats(smooth_images(1, 64, 9))
     inputs = [(img, style_mean, style_std) for img in probe_images(64, 64, 0)]
     with pytest.raises(ExportError, match="FP16 overflow"):
-        check_fp16_range(StatsModel(model, 1.0).eval(), inputs, 1.0)
-    stats = StatsModel(model, scale).eval()
+        check_fp16_range(StatsModel(export_engine(model, Finish("none", 0.0)), 1.0).eval(), inputs, 1.0)
+    stats = StatsModel(export_engine(model, Finish("none", 0.0)), scale).eval()
     assert check_fp16_range(stats, inputs, scale)["headroom"] > 8
     error = fp16_compute_error(stats, inputs[0])
     assert error["max_abs_diff"] < 5e-3 and error["mean_abs_diff"] < 1e-3, error

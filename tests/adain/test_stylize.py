@@ -39,7 +39,7 @@ def engine(model: AdaINStylizer, palette: str = "none", detail: float = 1.0) -> 
 
 def build_model(layer: str, width: float) -> AdaINStylizer:
     torch.manual_seed(0)
-    return AdaINStylizer(build_encoder("vgg16_hed", layer), Decoder("vgg16_hed", layer, width, detail=1.0)).eval()
+    return AdaINStylizer(build_encoder("vgg16_hed", layer), Decoder("vgg16_hed", layer, width)).eval()
 
 
 @pytest.fixture(scope="module", params=ADAIN_DEPTHS, ids=depth_id)
@@ -87,14 +87,15 @@ def test_tiles_use_whole_frame_statistics_and_match_the_untiled_frame(model, two
 
 def test_stylize_finishes_the_frame_as_the_model_and_its_export_do():
     """Where the decoder overshoots [0, 1], the fast path restores the detail on the unclamped output and
-    clamps once, as `AdaINStylizer.forward` and the exported graphs: one picture from every entry point."""
+    clamps once, as the exported graphs (`Finish.restore` on the network's output): one picture from every
+    entry point."""
     model = build_model("relu3_1", 0.5)
     with torch.no_grad():
         model.decoder.net[-1].bias.copy_(torch.tensor([1.3, 0.5, -0.3]))  # beyond [0, 1] in red and blue
     content, style = smooth(48, 48, 3), smooth(32, 32, 4)
     stats = StyleBank(["s"], *model.style_stats(style), "vgg16_hed", "relu3_1")
     with torch.no_grad():
-        expected = model(content, *model.style_stats(style))
+        expected = Finish("none", 1.0).restore(model(content, *model.style_stats(style)), content)
     for tile in (0, 32):
         opts = StylizeOptions(tile=tile, tile_overlap=8, tile_context=16, palette="none")
         out = AdaINStylize(engine(model), opts, stats=stats)(content)
@@ -126,7 +127,7 @@ def test_interpolation_weights_and_alpha(model, two_styles):
     mean, _ = two_styles.mixed(torch.tensor([0.25, 0.75]))
     assert torch.allclose(mean, 0.25 * two_styles.mean[:1] + 0.75 * two_styles.mean[1:])
     identity = AdaINStylize(engine(model), StylizeOptions(alpha=0.0), stats=_one(two_styles, 0))(content)
-    recon = model.decoder.finish(model.decoder(model.encoder.encode(content)), content)  # with the fine detail
+    recon = Finish("none", 1.0).restore(model.decoder(model.encoder.encode(content)), content)  # fine detail
     assert torch.allclose(identity, recon, atol=1e-5)
     with pytest.raises(StylizeError, match="pass weights"):
         AdaINStylize(engine(model), StylizeOptions(), stats=two_styles)
@@ -435,9 +436,9 @@ def test_the_host_demo_reads_portrait_video_upright(tmp_path):
 
 @pytest.fixture(scope="module")
 def palette_model() -> AdaINStylizer:
-    """A model whose decoder file records palette matching (adain.palette histogram)."""
+    """A model whose outputs are matched to the painting's palette (finish.palette histogram)."""
     torch.manual_seed(0)
-    decoder = Decoder("vgg16_hed", "relu3_1", 0.5, "histogram")
+    decoder = Decoder("vgg16_hed", "relu3_1", 0.5)
     return AdaINStylizer(build_encoder("vgg16_hed", "relu3_1"), decoder).eval()
 
 
@@ -455,8 +456,8 @@ def _tinted(seed: int, rgb: list[float]) -> torch.Tensor:
 
 
 def test_a_palette_decoder_stylises_in_the_paintings_palette(palette_model, palette_engine):
-    """The default follows the decoder: its output takes each painting's colour distribution, as the
-    Python API's `stylize` does; --palette none gives the network's own output."""
+    """The default follows the engine's finishing settings: its output takes each painting's colour
+    distribution, as `Engine.stylize` with a style image does; --palette none gives the network's own."""
     content, styles = smooth(48, 64, 7), _palette_styles(palette_model)
     for i in range(2):
         out = AdaINStylize(palette_engine, StylizeOptions(), stats=_one_with_palette(styles, i))(content)
@@ -464,7 +465,7 @@ def test_a_palette_decoder_stylises_in_the_paintings_palette(palette_model, pale
         assert (own - styles.palette[i]).abs().mean() < 0.02
         raw = AdaINStylize(palette_engine, StylizeOptions(palette="none"), stats=_one_with_palette(styles, i))
         assert (palette_of(raw(content)[0]) - styles.palette[i]).abs().mean() > 0.05
-    api = palette_model.stylize(content, _tinted(6, [0.1, 0.3, 1.0])[None])
+    api = palette_engine.stylize(content, _tinted(6, [0.1, 0.3, 1.0])[None])
     assert (palette_of(api[0]) - styles.palette[1]).abs().mean() < 0.02
 
 
@@ -486,9 +487,10 @@ def test_palette_option_is_validated():
         StylizeOptions(palette="lab").validate()
 
 
-def test_detail_option_overrides_the_decoders_setting_and_is_validated(tmp_path):
-    """The decoder file records adain.detail (1 in the tiny models); --detail 0 gives the network's own
-    output, which lacks the photo's pixel-scale edges; out-of-range weights are refused before any work."""
+def test_detail_option_overrides_the_finish_setting_and_is_validated(tmp_path):
+    """The finishing settings given to `stylize` (params finish.detail, 1 by default) restore the photo's
+    fine detail; --detail 0 gives the network's own output, which lacks the photo's pixel-scale edges; an
+    out-of-range weight is refused before any work."""
     enc, dec = save_tiny_models(tmp_path, "relu3_1", 0.5)
     content, style = _img(tmp_path / "c.png", (32, 32)), _img(tmp_path / "s.png", (32, 32))
     written = {}

@@ -237,7 +237,36 @@ def test_the_default_check_sees_a_differing_value():
         f"train_adain.style_weight: 0.15 != {0.15 + 1!r}"]
 
 
-@pytest.mark.parametrize("section", ["common", "tracking", "download", "weights", "preprocess", "adain", "evaluate",
-                                     "export", "blob", "demo"])
+@pytest.mark.parametrize("section", ["common", "tracking", "download", "weights", "preprocess", "adain", "finish",
+                                     "evaluate", "export", "blob", "demo"])
 def test_a_section_built_without_the_file_equals_the_files(section):
     assert Params.model_fields[section].annotation() == getattr(parse_params(_committed_params()), section)
+
+
+def test_finishing_settings_are_their_own_section_and_validated():
+    raw = load_default_params()
+    params = parse_params(raw)
+    assert (params.finish.palette, params.finish.detail) == ("histogram", 1.0)
+    for key, value, message in (("palette", "lab", "'histogram' or 'none'"),
+                                ("detail", 1.5, "less than or equal to 1")):
+        bad = load_default_params()
+        bad["finish"][key] = value
+        with pytest.raises(ConfigError, match=rf"finish\.{key}: .*{message}"):
+            parse_params(bad)
+
+
+@pytest.mark.parametrize("key", ["palette", "detail"])
+def test_a_finishing_setting_left_in_adain_is_refused_naming_its_new_place(key):
+    raw = load_default_params()
+    raw["adain"][key] = raw["finish"].pop(key)
+    with pytest.raises(ConfigError, match=rf"adain\.{key} moved to the finish section: write finish\.{key}"):
+        parse_params(raw)
+
+
+@pytest.mark.parametrize("profile", ["full", "pretrained"])
+def test_profiles_set_the_references_finishing_in_the_finish_section(profile, tmp_path: Path):
+    params_path = tmp_path / "params.yaml"
+    params_path.write_text((ROOT / "params.yaml").read_text())
+    apply_profile(profile, params_path, ROOT / "profiles")
+    params = load_params(params_path)
+    assert (params.finish.palette, params.finish.detail) == ("none", 0.0)

@@ -15,8 +15,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from stylepipe.adain.engine import Finish
+from stylepipe.adain.fast import torch_engine
 from stylepipe.adain.model import load_stylizer
 from stylepipe.core.config import Params, load_params
+from stylepipe.core.runtime import resolve_runtime
 from stylepipe.evaluate.johnson import own_painting_pairs
 from stylepipe.evaluate.stage import cross_stylise, held_out_pairs, palette_separation
 from stylepipe.johnson.model import load_johnson_stylizer
@@ -53,10 +56,11 @@ def _bar(outputs: list[torch.Tensor], pairs: list, repo: Path) -> tuple[dict, di
 def test_default_adain_model_is_above_the_floor_and_keeps_the_palettes_apart(trained):
     repo, params = trained
     model = load_stylizer(repo / "models/encoder/encoder.pt", repo / "models/adain/decoder.pt")
+    engine = torch_engine(model, resolve_runtime(params.common), Finish.from_params(params))
     pairs = held_out_pairs(params, repo / "data/prepared")
     with torch.no_grad():
-        outputs = [model.stylize(c[None], s[None])[0] for c, s, _ in pairs]
-        separation = palette_separation(pairs, cross_stylise(model, pairs, torch.device("cpu")))
+        outputs = [engine.stylize(c[None], s[None])[0] for c, s, _ in pairs]
+        separation = palette_separation(pairs, cross_stylise(engine, pairs, torch.device("cpu")))
     checks, achieved, floor = _bar(outputs, pairs, repo)
     assert all(checks.values()), (checks, achieved, floor)
     assert separation["own_style_closest"] == separation["grid_styles"], separation

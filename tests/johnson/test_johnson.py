@@ -322,6 +322,8 @@ def test_stylize_with_a_johnson_model_end_to_end(tmp_path: Path, monkeypatch, ca
 
 def test_evaluate_scores_johnson_beside_adain_on_the_same_pairs(tmp_path: Path, monkeypatch):
     import stylepipe.evaluate.johnson as evaluate_johnson_module
+    from stylepipe.adain.engine import Finish
+    from stylepipe.adain.fast import torch_engine
     from stylepipe.adain.model import AdaINStylizer, Decoder
     from stylepipe.evaluate.johnson import evaluate_johnson
 
@@ -342,8 +344,9 @@ def test_evaluate_scores_johnson_beside_adain_on_the_same_pairs(tmp_path: Path, 
         return learned
 
     params = _params(evaluate={"image_size": 32, "speed_repeats": 1})
-    metrics = evaluate_johnson(params, adain, adain.encoder, pairs, torch.device("cpu"), tmp_path, tmp_path / "models",
-                               painting_of)
+    engine = torch_engine(adain, resolve_runtime(Common(device="cpu")), Finish())
+    metrics = evaluate_johnson(params, engine, adain.encoder, pairs, torch.device("cpu"), tmp_path,
+                               tmp_path / "models", painting_of)
     assert asked == [(STYLE, 32)]
     assert metrics[f"johnson.{STYLE}.pairs"] == 3  # every evaluation content, with the painting it learned
     for prefix in (f"johnson.{STYLE}.", f"johnson.{STYLE}.adain."):

@@ -7,7 +7,10 @@ rule demo:
         "models/export/blob",
         "src/stylepipe/__init__.py",
         "src/stylepipe/adain/__init__.py",
+        "src/stylepipe/adain/engine.py",
         "src/stylepipe/adain/export.py",
+        "src/stylepipe/adain/fast.py",
+        "src/stylepipe/adain/ir.py",
         "src/stylepipe/adain/model.py",
         "src/stylepipe/core/__init__.py",
         "src/stylepipe/core/colour.py",
@@ -17,6 +20,7 @@ rule demo:
         "src/stylepipe/core/media.py",
         "src/stylepipe/core/paths.py",
         "src/stylepipe/core/runtime.py",
+        "src/stylepipe/core/tiling.py",
         "src/stylepipe/demo/__init__.py",
         "src/stylepipe/demo/clip.py",
         "src/stylepipe/demo/host.py",
@@ -28,7 +32,6 @@ rule demo:
         "src/stylepipe/export/myriad/projection.py",
         "src/stylepipe/export/myriad/target.py",
         "src/stylepipe/export/onnx.py",
-        "src/stylepipe/export/openvino.py",
         "src/stylepipe/nn/__init__.py",
         "src/stylepipe/nn/detail.py",
         "src/stylepipe/nn/encoders.py",
@@ -40,7 +43,7 @@ rule demo:
     output:
         directory("demo"),
     params:
-        **P("export", "demo"),
+        **P("finish", "export", "demo"),
     log:
         "logs/demo.log",
     conda:

@@ -68,7 +68,7 @@ rule evaluate:
         "reports/evaluate/metrics_detail.json",
         "reports/evaluate/alpha_sweep.csv",
     params:
-        **P("common", "evaluate", "train_johnson.styles"),
+        **P("common", "finish", "evaluate", "train_johnson.styles"),
     log:
         "logs/evaluate.log",
     conda:

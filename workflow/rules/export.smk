@@ -4,7 +4,9 @@ rule export_onnx:
         "models/adain",
         "src/stylepipe/__init__.py",
         "src/stylepipe/adain/__init__.py",
+        "src/stylepipe/adain/engine.py",
         "src/stylepipe/adain/export.py",
+        "src/stylepipe/adain/fast.py",
         "src/stylepipe/adain/model.py",
         "src/stylepipe/core/__init__.py",
         "src/stylepipe/core/colour.py",
@@ -12,6 +14,7 @@ rule export_onnx:
         "src/stylepipe/core/errors.py",
         "src/stylepipe/core/io.py",
         "src/stylepipe/core/paths.py",
+        "src/stylepipe/core/runtime.py",
         "src/stylepipe/export/__init__.py",
         "src/stylepipe/export/myriad/__init__.py",
         "src/stylepipe/export/myriad/opcheck.py",
@@ -28,7 +31,7 @@ rule export_onnx:
     output:
         directory("models/export/onnx"),
     params:
-        **P("common.seed", "export"),
+        **P("common.seed", "finish", "export"),
     log:
         "logs/export_onnx.log",
     conda:
@@ -44,7 +47,9 @@ rule export_openvino:
         "models/export/onnx",
         "src/stylepipe/__init__.py",
         "src/stylepipe/adain/__init__.py",
+        "src/stylepipe/adain/engine.py",
         "src/stylepipe/adain/export.py",
+        "src/stylepipe/adain/fast.py",
         "src/stylepipe/adain/model.py",
         "src/stylepipe/adain/openvino.py",
         "src/stylepipe/core/__init__.py",
@@ -71,7 +76,7 @@ rule export_openvino:
     output:
         directory("models/export/openvino"),
     params:
-        **P("common.seed", "export"),
+        **P("common.seed", "finish", "export"),
     log:
         "logs/export_openvino.log",
     conda:

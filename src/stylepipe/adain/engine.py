@@ -15,7 +15,7 @@ smoothed over time (`content_stats` then `blend(..., content_stats=...)`), one p
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, NamedTuple, Protocol, get_args
+from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol, get_args
 
 import torch
 
@@ -25,6 +25,9 @@ from stylepipe.nn.functional import blend, mean_std, normalise
 from stylepipe.nn.palette import PaletteMap, apply_palette_map, palette_of
 from stylepipe.nn.palette import palette_map as _palette_map
 from stylepipe.nn.statistics import StatsOrigin, StyleBank
+
+if TYPE_CHECKING:
+    from stylepipe.core.config import Params
 
 Palette = Literal["histogram", "none"]  # histogram: the output matched to the painting's palette
 PALETTES: tuple[str, ...] = get_args(Palette)
@@ -49,9 +52,25 @@ class Finish:
         if isinstance(self.detail, bool) or not isinstance(self.detail, int | float) or not 0 <= self.detail <= 1:
             raise FinishError(f"detail {self.detail!r} is not supported: expected a number in 0..1")
 
+    @classmethod
+    def from_params(cls, params: Params) -> Finish:
+        """The finishing settings of params.yaml's `finish` section: how every stage that finishes outputs
+        (evaluate, the exports, the demo, package, stylize inside the project) gets them."""
+        return cls(params.finish.palette, params.finish.detail)
+
+    def overridden(self, palette: Palette | None = None, detail: float | None = None) -> Finish:
+        """These settings with a caller's choices (a CLI flag, a request) in place of the ones given; None
+        keeps the setting."""
+        return Finish(self.palette if palette is None else palette, self.detail if detail is None else detail)
+
     @property
     def matches_palette(self) -> bool:
         return self.palette == "histogram"
+
+    def restore(self, decoded: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
+        """The decoded image with `detail` of the content's fine detail restored, clamped to [0, 1]: the
+        finishing that needs no style (the exported graphs hold it too)."""
+        return restore_fine_detail(decoded, content.to(decoded), self.detail).clamp(0.0, 1.0)
 
     def record(self) -> dict[str, object]:
         return {"palette": self.palette, "detail": float(self.detail)}
@@ -133,8 +152,7 @@ class Engine:
                strength: float = 1.0, palette_map: PaletteMap | None = None) -> torch.Tensor:
         """The decoded image with the content's fine detail restored, clamped to [0, 1], then `match`ed.
         Runs in float32 on the decoded image's device."""
-        decoded = decoded.float()
-        out = restore_fine_detail(decoded, content.to(decoded), self.finish_settings.detail).clamp(0.0, 1.0)
+        out = self.finish_settings.restore(decoded.float(), content)
         return self.match(out, palette, strength, palette_map)
 
     def match(self, image: torch.Tensor, palette: torch.Tensor | None = None, strength: float = 1.0,
@@ -157,6 +175,14 @@ class Engine:
         decoded = self.decode(self.blend(feat, style.mean[:1], style.std[:1], alpha, content_stats))
         palette = None if style.palette is None else style.palette[:1]
         return self.finish(decoded, content, palette, alpha)
+
+    @torch.no_grad()
+    def stylize(self, content: torch.Tensor, style: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+        """[1, 3, H, W] content stylised towards a [1, 3, h, w] style image: its statistics, and its palette
+        when the settings match palettes, computed here."""
+        mean, std = self.style_stats(style)
+        palette = palette_of(style[0].float().cpu())[None] if self.finish_settings.matches_palette else None
+        return self.frame(content, StyleTarget(mean, std, palette), alpha)
 
     @torch.no_grad()
     def style_stats(self, style: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

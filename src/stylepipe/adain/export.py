@@ -15,6 +15,7 @@ import onnx
 import torch
 from torch import nn
 
+from stylepipe.adain.engine import Finish
 from stylepipe.adain.model import AdaINStylizer, load_stylizer
 from stylepipe.core import paths
 from stylepipe.core.config import Params
@@ -31,18 +32,20 @@ STYLE_INPUT = "style_mean"  # the stats model's input whose shape [1, C, 1, 1] g
 
 class StatsModel(nn.Module):
     """Export wrapper: (content, style_mean [1,C,1,1], style_std [1,C,1,1]) -> stylized, alpha = 1, where C
-    is the channel count of the AdaIN layer (`origin`)."""
+    is the channel count of the AdaIN layer (`origin`); the graph holds `finish`'s detail and clamp (the
+    palette match runs on the host)."""
 
-    def __init__(self, stylizer: AdaINStylizer, stats_scale: float = 1.0) -> None:
+    def __init__(self, stylizer: AdaINStylizer, finish: Finish, stats_scale: float = 1.0) -> None:
         super().__init__()
         self.encoder, self.decoder, self.stats_scale = stylizer.encoder, stylizer.decoder, stats_scale
+        self.finish = finish
         self.origin = StatsOrigin.of(stylizer)
 
     def forward(
         self, content: torch.Tensor, style_mean: torch.Tensor, style_std: torch.Tensor
     ) -> torch.Tensor:
         feat = self.encoder.encode(content)
-        return self.decoder.finish(self.decoder(adain(feat, style_mean, style_std, self.stats_scale)), content)
+        return self.finish.restore(self.decoder(adain(feat, style_mean, style_std, self.stats_scale)), content)
 
 
 class BakedModel(nn.Module):
@@ -77,7 +80,7 @@ def model_record(stats: StatsModel) -> dict[str, Any]:
     host: the graph holds no sorting, which the Myriad X lacks)."""
     origin = stats.origin
     return {"encoder": origin.encoder, "adain_layer": origin.layer, "style_channels": origin.channels,
-            "decoder_width": stats.decoder.width, "detail": stats.decoder.detail, "palette": stats.decoder.palette}
+            "decoder_width": stats.decoder.width, "detail": stats.finish.detail, "palette": stats.finish.palette}
 
 
 def run_export_onnx(
@@ -89,7 +92,7 @@ def run_export_onnx(
 ) -> dict[str, Any]:
     """Export adain_stats.onnx and adain_baked.onnx, check them, write out_dir/report.json."""
     cfg = params.export
-    stats = StatsModel(load_stylizer(encoder_path, decoder_path), cfg.stats_scale).eval()
+    stats = StatsModel(load_stylizer(encoder_path, decoder_path), Finish.from_params(params), cfg.stats_scale).eval()
     bank = StyleBank.load_trained(bank_path, stats.origin)
     names = bank.names
     if cfg.style_index >= len(names):

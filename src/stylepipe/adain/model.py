@@ -10,7 +10,6 @@ from torch import nn
 
 from stylepipe.core import paths
 from stylepipe.core.io import write_torch
-from stylepipe.nn.detail import restore_fine_detail
 from stylepipe.nn.encoders import (
     ENCODER_MISSING,
     SPECS,
@@ -23,11 +22,10 @@ from stylepipe.nn.encoders import (
 )
 from stylepipe.nn.functional import adain_blend, mean_std
 from stylepipe.nn.layers import NearestUp2x
-from stylepipe.nn.palette import match_palette, palette_of, palettes_of
+from stylepipe.nn.palette import palette_of
 from stylepipe.nn.statistics import StyleBank
 
 ADAIN_LAYERS = ("relu3_1", "relu4_1")  # where AdaIN can re-normalise: the decoder mirrors the encoder from here
-PALETTES = ("histogram", "none")  # histogram: the decoded image is matched to the painting's palette
 
 
 def decoder_plan(encoder_name: str, layer: str, width: float = 1.0) -> list[tuple[int, int] | str]:
@@ -55,12 +53,8 @@ class Decoder(nn.Module):
     """Mirror of the VGG encoder from `layer` (relu3_1 or relu4_1): reflection-padded convs, nearest
     upsampling, no normalisation; `width` < 1 thins the hidden channels (a lighter model for the OAK-1)."""
 
-    def __init__(self, encoder_name: str = "vgg16_hed", layer: str = "relu4_1", width: float = 1.0,
-                 palette: str = "none", detail: float = 0.0) -> None:
+    def __init__(self, encoder_name: str = "vgg16_hed", layer: str = "relu4_1", width: float = 1.0) -> None:
         super().__init__()
-        if palette not in PALETTES:
-            raise WeightsError(f"palette {palette!r} is not supported: expected one of {list(PALETTES)}")
-        check_detail(detail)
         if layer not in ADAIN_LAYERS:
             raise WeightsError(f"AdaIN layer {layer!r} is not supported: expected one of {list(ADAIN_LAYERS)}")
         if encoder_name not in SPECS:
@@ -76,8 +70,7 @@ class Decoder(nn.Module):
             if i != len(plan) - 1:
                 layers.append(nn.ReLU())
         self.net = nn.Sequential(*layers)
-        self.encoder_name, self.layer, self.width, self.palette = encoder_name, layer, width, palette
-        self.detail = float(detail)
+        self.encoder_name, self.layer, self.width = encoder_name, layer, width
         self.register_buffer("input_scale", torch.ones(()))
         self.in_channels = plan[0][0]
         for m in self.modules():
@@ -93,11 +86,6 @@ class Decoder(nn.Module):
     def forward(self, feat: torch.Tensor) -> torch.Tensor:
         return self.net(feat * self.input_scale)
 
-    def finish(self, decoded: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
-        """The decoded image with the content's fine detail restored (`adain.detail`, recorded in the
-        file; `nn.detail`), clamped to [0, 1]: what every entry point shows."""
-        return restore_fine_detail(decoded, content, self.detail).clamp(0.0, 1.0)
-
     @torch.no_grad()
     def calibrate(self, feat: torch.Tensor) -> None:
         """Scale the input to unit RMS: encoder features on the Caffe 0-255 scale (RMS ~30 at relu3_1)
@@ -105,9 +93,7 @@ class Decoder(nn.Module):
         self.input_scale.fill_(1.0 / feat.float().pow(2).mean().sqrt().clamp_min(1e-6).item())
 
     def describe(self) -> str:
-        palette = ", palette matched" if self.palette == "histogram" else ""
-        detail = f", detail {self.detail:g}" if self.detail else ""
-        return f"encoder {self.encoder_name!r} at {self.layer} (width {self.width:g}{palette}{detail})"
+        return f"encoder {self.encoder_name!r} at {self.layer} (width {self.width:g})"
 
 
 class AdaINStylizer(nn.Module):
@@ -128,12 +114,6 @@ class AdaINStylizer(nn.Module):
     def channels(self) -> int:
         return self.decoder.in_channels
 
-    @property
-    def matches_palette(self) -> bool:
-        """Whether the decoder's outputs are matched to the painting's palette (`adain.palette`, recorded in
-        its file; `nn.palette`)."""
-        return self.decoder.palette == "histogram"
-
     def style_stats(self, style: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return mean_std(self.encoder.encode(style))
 
@@ -144,18 +124,9 @@ class AdaINStylizer(nn.Module):
         style_std: torch.Tensor,
         alpha: float = 1.0,
     ) -> torch.Tensor:
-        decoded = self.decoder(adain_blend(self.encoder.encode(content), style_mean, style_std, alpha))
-        return self.decoder.finish(decoded, content)
-
-    @torch.no_grad()
-    def stylize(self, content: torch.Tensor, style: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
-        """The network's output (with the content's fine detail), matched to the painting's palette with
-        strength `alpha` when the decoder records palette matching."""
-        s_mean, s_std = self.style_stats(style)
-        out = self.forward(content, s_mean, s_std, alpha)
-        if self.matches_palette and alpha > 0:
-            out = match_palette(out, palettes_of(style), alpha)
-        return out
+        """The network's own output, unclamped and unfinished: inference with the finishing steps is the
+        engine's (`adain.engine`, e.g. `adain.fast.torch_engine`)."""
+        return self.decoder(adain_blend(self.encoder.encode(content), style_mean, style_std, alpha))
 
 
 @torch.no_grad()
@@ -170,12 +141,6 @@ def style_stats_of_images(model: AdaINStylizer, names: Sequence[str], images: Se
                      model.encoder.spec.name, model.layer, palette)
 
 
-def check_detail(detail: object) -> None:
-    """The fine-detail weight must be a number in 0..1 (1 restores the content's fine detail in full)."""
-    if isinstance(detail, bool) or not isinstance(detail, int | float) or not 0.0 <= detail <= 1.0:
-        raise WeightsError(f"detail {detail!r} is not supported: expected a number in 0..1")
-
-
 def check_pair(encoder: VGGEncoder, decoder: Decoder, source: str = "AdaIN model") -> None:
     """The decoder must have been built for this encoder, cut at its layer: an error names both."""
     if decoder.encoder_name != encoder.spec.name or decoder.layer != encoder.last:
@@ -186,21 +151,21 @@ def check_pair(encoder: VGGEncoder, decoder: Decoder, source: str = "AdaIN model
 
 
 def save_decoder(decoder: Decoder, path: str | Path) -> None:
-    """Atomically save a decoder with what it was trained against (encoder name, AdaIN layer, width) and
-    how its outputs are finished (palette matching, fine detail)."""
+    """Atomically save a decoder with what it was trained against (encoder name, AdaIN layer, width); how
+    its outputs are finished is no part of it (params `finish`, or a model folder's record)."""
     blob = {"encoder": decoder.encoder_name, "layer": decoder.layer, "width": decoder.width,
-            "palette": decoder.palette, "detail": decoder.detail, "state_dict": decoder.state_dict()}
+            "state_dict": decoder.state_dict()}
     write_torch(path, blob)
 
 
 def load_decoder(path: str | Path, map_location: str | torch.device = "cpu") -> Decoder:
-    """A saved decoder; files written before the layer was recorded hold relu4_1 decoders of width 1, and
-    before the palette and detail were recorded, decoders without either."""
+    """A saved decoder; files written before the layer was recorded hold relu4_1 decoders of width 1.
+    Files that also record finishing settings ("palette", "detail") load the same: those settings come from
+    params `finish` or a model folder now."""
     hint = "decoder weights not found (train it: `dvc repro train_adain`)"
     blob = read_weights_file(path, ("encoder", "state_dict"), hint, map_location)
     try:
-        decoder = Decoder(blob["encoder"], blob.get("layer", "relu4_1"), float(blob.get("width", 1.0)),
-                          blob.get("palette", "none"), blob.get("detail", 0.0))
+        decoder = Decoder(blob["encoder"], blob.get("layer", "relu4_1"), float(blob.get("width", 1.0)))
     except WeightsError as err:
         raise WeightsError(f"{path}: {err}") from None
     state = {"input_scale": torch.ones(()), **blob["state_dict"]}  # decoders without one read unscaled input

@@ -115,8 +115,8 @@ class StylizeOptions:
     tile_context: int = 64  # extra pixels each tile sees on every side (discarded)
     memory_budget: int | None = None  # bytes; None = measured on the device
     compile_mode: str | None = None
-    palette: Palette | None = None  # None: as the model records (finish.palette)
-    detail: float | None = None  # None: as the model records (finish.detail)
+    palette: Palette | None = None  # None: as the engine's finishing settings (params finish.palette)
+    detail: float | None = None  # None: as the engine's finishing settings (params finish.detail)
     flow_blend: float = 0.0  # video: the previous output's share along the optical flow (adain.video)
     content_stats_momentum: float = 0.0  # video: content statistics smoothed within a shot (adain.video)
     palette_momentum: float = 0.0  # video: the palette map smoothed within a shot (adain.video)
@@ -156,9 +156,7 @@ class AdaINStylize:
                                "have: use preserve_color luminance with style statistics", ("preserve_color",))
         if stats is not None:
             stats.check_fits(engine.origin, f"styles {stats.names}", RECOMPUTE)
-        recorded = engine.finish_settings
-        finish = Finish(options.palette or recorded.palette,
-                        recorded.detail if options.detail is None else options.detail)
+        finish = engine.finish_settings.overridden(options.palette, options.detail)
         self.engine, self.opts = engine.with_finish(finish), options
         self.stride = engine.stride  # pixels per feature cell: the grid of regions and tile cores
         self.style_images = list(style_images or [])
@@ -305,8 +303,10 @@ def stylize(
     decoder: Path = paths.DECODER,
     common: Common | None = None,
     progress: bool = True,
+    finish: Finish | None = None,
 ) -> dict:
-    """The AdaIN stylisation behind `stylepipe stylize` (see the module docstring for the options)."""
+    """The AdaIN stylisation behind `stylepipe stylize` (see the module docstring for the options), the
+    outputs finished by `finish` (default: params `finish`'s defaults; `options` override it)."""
     options = options or StylizeOptions()
     options.validate()
     if bool(style) == (style_stats is not None):
@@ -315,7 +315,7 @@ def stylize(
         raise StylizeError("style_names selects styles of a style statistics file", ("style_names", "style_stats"))
     rt = resolve_runtime(common or Common())
     model = load_stylizer(encoder, decoder)
-    engine = torch_engine(model, rt, Finish(model.decoder.palette, model.decoder.detail), options.compile_mode)
+    engine = torch_engine(model, rt, finish or Finish(), options.compile_mode)
     return stylize_with(engine, content, output, style, style_stats, style_names, options, content_size,
                         style_size, save_style_stats, progress)
 

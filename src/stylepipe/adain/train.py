@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 import torch
 from torch import nn
@@ -51,8 +51,6 @@ from stylepipe.train.distributed import (
 )
 from stylepipe.train.loop import fit, write_history
 from stylepipe.train.plumbing import chunk_loader, inputs_digest, open_stores, preview_pairs, style_image
-
-AFTER_NETWORK = {"palette", "detail"}  # adain settings outside the trained network: not in the checkpoint key
 
 
 @dataclass
@@ -222,7 +220,6 @@ def pass_through(params: Params, out_dir: Path, reports: Path, recon: Path) -> d
     model_cfg = params.adain
     encoder = load_encoder(paths.ENCODER, last=model_cfg.layer)
     decoder = initial_decoder(encoder.spec.name, model_cfg, recon)
-    record_finishing(decoder, model_cfg)
     model = AdaINStylizer(encoder, decoder, f"{recon} with {paths.ENCODER}").eval()
     bank = build_style_bank(model, open_stores()[1], params.train_adain.style_size)
     with stage_run(params, "train_adain", ["common", "adain", "train_adain"]) as tracker:
@@ -237,10 +234,10 @@ def pass_through(params: Params, out_dir: Path, reports: Path, recon: Path) -> d
     return summary
 
 
-def record_finishing(decoder: Decoder, model_cfg: Adain) -> None:
-    """Record in the decoder what acts after the network (`adain.palette`, `adain.detail`): every entry point
-    that loads the file finishes its outputs the same way."""
-    decoder.palette, decoder.detail = model_cfg.palette, model_cfg.detail
+def checkpoint_params(cfg: TrainBase, model_cfg: Adain) -> dict[str, Any]:
+    """The params a training checkpoint is keyed by: the stage's section and the model it trains. The
+    finishing settings (params `finish`) act after the network and are no part of them."""
+    return {**cfg.model_dump(mode="json"), "adain": model_cfg.model_dump(mode="json")}
 
 
 def initial_decoder(encoder_name: str, model_cfg: Adain, init: Path | None) -> Decoder:
@@ -271,18 +268,14 @@ def _train_process(
     encoder = rt.prepare(load_encoder(paths.ENCODER, last=model_cfg.layer))
     decoder = initial_decoder(encoder.spec.name, model_cfg, decoder_init)
     adain_stage = stage == "train_adain"
-    if adain_stage:
-        record_finishing(decoder, model_cfg)
     stores = open_stores()
     if decoder_init is None:
         calibration = torch.cat(preview_pairs(stores, cfg.crop, params.common.seed, "train"))
         decoder.calibrate(encoder.encode(rt.to_device(calibration)))
     decoder = rt.prepare(decoder)
     task = AdainTask.from_params(encoder, decoder, cfg) if adain_stage else ReconTask(encoder, decoder)
-    # the finishing settings act after the network only: a finished run's checkpoint serves any of them
     phash = params_hash(
-        stage, {**cfg.model_dump(mode="json"), "adain": model_cfg.model_dump(mode="json", exclude=AFTER_NETWORK)},
-        params.common.seed, dist_env.world_size,
+        stage, checkpoint_params(cfg, model_cfg), params.common.seed, dist_env.world_size,
         inputs_digest(paths.ENCODER, paths.PREPARED, *([decoder_init] if decoder_init else [])),
     )
     ckpt_dir = Path(".cache/checkpoints") / stage
@@ -347,8 +340,7 @@ def render_preview(
 
 @torch.no_grad()
 def build_style_bank(model: AdaINStylizer, styles: ShardStore, size: int) -> StyleBank:
-    """Cached mean/std at the AdaIN layer of one painting per style label (validation split first), for
-    export and the demo; with its palette when the model matches palettes (the demo matches its frames to
-    the palettes a bank holds)."""
+    """Cached mean/std at the AdaIN layer of one painting per style label (validation split first), and its
+    palette, for export, the demo and the model folder: the bank serves either `finish.palette` setting."""
     names, images = list(styles.labels), [style_image(styles, label, size) for label in styles.labels]
-    return style_stats_of_images(model, names, images, with_palette=model.matches_palette)
+    return style_stats_of_images(model, names, images)

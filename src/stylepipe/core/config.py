@@ -175,6 +175,18 @@ class PublishedDecoder(PublishedFile):
     steps: NonNegInt = 0
 
 
+class Finish(Section):
+    """How the outputs are finished after the network, read only by the stages that apply it (evaluate,
+    the exports, the demo, package): the content's fine luminance detail restored (0..1) and the output
+    matched to the painting's RGB palette (histogram) or not (none)."""
+
+    palette: Literal["histogram", "none"] = "histogram"
+    detail: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
+
+
+FINISH_KEYS = tuple(Finish.model_fields)
+
+
 class Adain(Section):
     """The AdaIN model both training stages build: the encoder layer where AdaIN re-normalises (the
     decoder mirrors the encoder from there) and the decoder's hidden channel width."""
@@ -182,8 +194,15 @@ class Adain(Section):
     layer: Literal["relu3_1", "relu4_1"] = "relu3_1"
     decoder_width: Annotated[float, Field(ge=0.25, le=1.0, multiple_of=0.125)] = 0.5
     init: PublishedDecoder | None = None  # start from a published decoder instead of train_recon
-    palette: Literal["histogram", "none"] = "histogram"  # histogram: the output matched to the painting's palette
-    detail: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0  # the content's fine luminance detail restored (0 = off)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _finishing_lives_in_finish(cls, raw: Any) -> Any:
+        moved = [key for key in FINISH_KEYS if isinstance(raw, dict) and key in raw]
+        if moved:
+            raise ValueError(f"adain.{'/'.join(moved)} moved to the finish section: write finish.{moved[0]} "
+                             "(the finishing settings act after the network and re-run no training stage)")
+        return raw
 
     @model_validator(mode="after")
     def _published_decoder_shape(self) -> Adain:
@@ -351,6 +370,7 @@ class Params(Section):
     weights: Weights = Weights()
     preprocess: Preprocess = Preprocess()
     adain: Adain = Adain()
+    finish: Finish = Finish()
     train_recon: TrainRecon
     train_adain: TrainAdain
     train_johnson: TrainJohnson

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -28,6 +28,9 @@ from stylepipe.core.media import VideoWriter, iter_video_frames
 from stylepipe.demo.ui import Display, StyleCycler, compose, load_bank, with_palette
 from stylepipe.nn.statistics import StatsOrigin
 from stylepipe.nn.temporal import ShotTracker, blend_previous
+
+if TYPE_CHECKING:
+    from stylepipe.adain.engine import Finish
 
 Runner = Callable[[np.ndarray], np.ndarray]  # RGB uint8 (H, W, 3) -> RGB uint8 (H, W, 3)
 BAKED = "adain_baked"
@@ -114,7 +117,7 @@ class StyleRunner:
 
 
 def _torch_infer(
-    encoder_path: Path, decoder_path: Path, stats_scale: float
+    encoder_path: Path, decoder_path: Path, stats_scale: float, finish: Finish
 ) -> tuple[StatsInfer, str, StatsOrigin]:
     """The PyTorch stats model on CUDA when present (else the CPU): (infer, device label, what it takes)."""
     import torch
@@ -123,7 +126,7 @@ def _torch_infer(
     from stylepipe.adain.model import load_stylizer
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = StatsModel(load_stylizer(encoder_path, decoder_path), stats_scale).eval().to(device)
+    model = StatsModel(load_stylizer(encoder_path, decoder_path), finish, stats_scale).eval().to(device)
 
     def infer(content: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
@@ -142,11 +145,15 @@ def make_style_runner(
     decoder_path: Path = paths.DECODER,
     stats_scale: float = 1.0,
     index: int = 0,
+    finish: Finish | None = None,
 ) -> StyleRunner:
-    """The stats-input model on `backend`: OpenVINO IR / ONNX Runtime on the CPU, or PyTorch (CUDA if any);
-    the style bank must fit it."""
+    """The stats-input model on `backend`: OpenVINO IR / ONNX Runtime on the CPU, or PyTorch (CUDA if any)
+    finished by `finish` (params `finish`; None: its defaults) as the exported graphs are; the style bank
+    must fit it."""
     if backend == "torch":
-        infer, device, origin = _torch_infer(encoder_path, decoder_path, stats_scale)
+        from stylepipe.adain.engine import Finish
+
+        infer, device, origin = _torch_infer(encoder_path, decoder_path, stats_scale, finish or Finish())
         return StyleRunner(infer, load_bank(bank_path, origin), device, index)
     model, path = _cpu_model(backend, STATS, openvino_dir, onnx_dir)
     bank = load_bank(bank_path, model.stats_origin(path))
@@ -278,6 +285,7 @@ def run_demo(
     decoder_path: Path = paths.DECODER,
 ) -> dict[str, Any]:
     """The `demo` stage: OAK pipeline JSONs, demo.mp4 rendered on the host from the clip, demo.json."""
+    from stylepipe.adain.engine import Finish
     from stylepipe.adain.export import exported_origin
     from stylepipe.demo.clip import ken_burns, load_source_image
     from stylepipe.demo.oak import build_pipeline, save_pipeline
@@ -292,6 +300,7 @@ def run_demo(
         runner: Runner = make_style_runner(
             "torch", bank_path, encoder_path=encoder_path, decoder_path=decoder_path,
             stats_scale=params.export.stats_scale, index=params.export.style_index,
+            finish=Finish.from_params(params),
         )  # fmt: skip
     else:
         runner = make_runner(params.demo.backend, openvino_dir, onnx_dir)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from stylepipe.adain.model import AdaINStylizer
+from stylepipe.adain.engine import Engine
 from stylepipe.core import paths
 from stylepipe.core.config import Params
 from stylepipe.core.runtime import calls_per_second
@@ -50,7 +50,7 @@ def training_painting(style: str, size: int) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate_johnson(
-    params: Params, adain: AdaINStylizer, enc: VGGEncoder, pairs: list, device: torch.device, out_dir: Path,
+    params: Params, adain: Engine, enc: VGGEncoder, pairs: list, device: torch.device, out_dir: Path,
     model_root: Path = paths.JOHNSON_DIR, painting_of: Callable[[str, int], torch.Tensor] = training_painting,
 ) -> dict[str, float]:
     """Metrics of every Johnson style beside AdaIN on every evaluation content with the style's own

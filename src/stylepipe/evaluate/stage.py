@@ -9,7 +9,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from stylepipe.adain.model import AdaINStylizer, load_stylizer
+from stylepipe.adain.engine import Engine, Finish, StyleTarget
+from stylepipe.adain.fast import torch_engine
+from stylepipe.adain.model import load_stylizer
 from stylepipe.core import paths
 from stylepipe.core.config import Evaluate, Params
 from stylepipe.core.io import atomic_path, write_csv, write_json
@@ -64,13 +66,13 @@ def held_out_pairs(params: Params, prepared: Path = paths.PREPARED) -> list:
 
 
 @torch.no_grad()
-def measure_speed(model: AdaINStylizer, size: int, device: torch.device, repeats: int) -> dict[str, float]:
+def measure_speed(engine: Engine, size: int, device: torch.device, repeats: int) -> dict[str, float]:
     """Images per second at `size`, with the style's statistics cached and with the style encoded too."""
     x = torch.rand(1, 3, size, size, device=device)
-    m, s = model.style_stats(x)
+    m, s = engine.style_stats(x)
     return {
-        "fps_cached_style": calls_per_second(lambda: model(x, m, s), repeats, device),
-        "fps_encode_style": calls_per_second(lambda: model.stylize(x, x), repeats, device),
+        "fps_cached_style": calls_per_second(lambda: engine.frame(x, StyleTarget(m, s)), repeats, device),
+        "fps_encode_style": calls_per_second(lambda: engine.stylize(x, x), repeats, device),
     }
 
 
@@ -110,7 +112,8 @@ def run_evaluate(params: Params, out_dir: Path = paths.REPORTS / "evaluate") -> 
     cfg = params.evaluate
     seed_everything(params.common.seed)
     rt = resolve_runtime(params.common)
-    model = load_stylizer().to(rt.device)
+    finish = Finish.from_params(params)
+    engine = torch_engine(load_stylizer(), rt, finish)
     enc = metric_encoder(rt.device)
     pairs = held_out_pairs(params)
     sweep: list[dict[str, float]] = []
@@ -119,13 +122,13 @@ def run_evaluate(params: Params, out_dir: Path = paths.REPORTS / "evaluate") -> 
         rows = []
         for content, style, _ in pairs:
             c, s = content.to(rt.device), style.to(rt.device)
-            out = model.stylize(c[None], s[None], alpha)[0]
+            out = engine.stylize(c[None], s[None], alpha)[0]
             outputs.setdefault(alpha, []).append(out.cpu())
             rows.append(image_metrics(enc, out, c, s, alpha))
         sweep.append({"alpha": alpha, **mean_rows(rows)})
     floor = floor_metrics(enc, pairs, rt.device)
-    speed = measure_speed(model, cfg.image_size, rt.device, cfg.speed_repeats)
-    cross = cross_stylise(model, pairs, rt.device)
+    speed = measure_speed(engine, cfg.image_size, rt.device, cfg.speed_repeats)
+    cross = cross_stylise(engine, pairs, rt.device)
     gatys, gatys_images = ({}, [])
     if cfg.gatys_pairs:
         gatys, gatys_images = gatys_reference(enc, pairs[: cfg.gatys_pairs], cfg, params.common.seed, rt.device)
@@ -135,7 +138,7 @@ def run_evaluate(params: Params, out_dir: Path = paths.REPORTS / "evaluate") -> 
     out_dir.mkdir(parents=True, exist_ok=True)
     from stylepipe.evaluate.johnson import evaluate_johnson
 
-    metrics.update(evaluate_johnson(params, model, enc, pairs, rt.device, out_dir))
+    metrics.update(evaluate_johnson(params, engine, enc, pairs, rt.device, out_dir))
     metrics["verdict"] = verdict(metrics)
     metrics["checks"] = quality_checks(metrics, floor, metrics["own_style_closest"] == metrics["grid_styles"])
     write_json(out_dir / DETAIL_FILE, metrics)
@@ -145,7 +148,7 @@ def run_evaluate(params: Params, out_dir: Path = paths.REPORTS / "evaluate") -> 
     loss_curves(
         {s: paths.REPORTS / s / "losses.csv" for s in ("train_recon", "train_adain")}, out_dir / "curves.png"
     )
-    with stage_run(params, "evaluate", ["common", "evaluate"]) as tracker:
+    with stage_run(params, "evaluate", ["common", "finish", "evaluate"]) as tracker:
         tracker.metrics(numeric_metrics(metrics))
         for row in sweep:
             tracker.metrics({f"sweep.{k}": v for k, v in row.items() if k != "alpha"}, step=int(row["alpha"] * 100))
@@ -154,7 +157,8 @@ def run_evaluate(params: Params, out_dir: Path = paths.REPORTS / "evaluate") -> 
             from stylepipe.serving import log_serving_model
 
             uri = tracker.model(
-                lambda: log_serving_model(paths.ENCODER, paths.DECODER, paths.STYLE_BANK, cfg.serve_max_pixels)
+                lambda: log_serving_model(paths.ENCODER, paths.DECODER, paths.STYLE_BANK, finish,
+                                          cfg.serve_max_pixels)
             )
             if uri is not None:
                 notes["serving model"] = f"{uri} (mlflow models serve -m {uri} --env-manager local)"
@@ -242,11 +246,11 @@ def numeric_metrics(metrics: dict) -> dict[str, float]:
 
 
 @torch.no_grad()
-def cross_stylise(model: AdaINStylizer, pairs: list, device: torch.device) -> list[list[torch.Tensor]]:
+def cross_stylise(engine: Engine, pairs: list, device: torch.device) -> list[list[torch.Tensor]]:
     """Every content of the first GRID_MAX pairs stylised with every style of them (alpha 1)."""
     contents = [p[0] for p in pairs][:GRID_MAX]
     styles = [p[1] for p in pairs][:GRID_MAX]
-    return [[model.stylize(c[None].to(device), s[None].to(device))[0].cpu() for s in styles] for c in contents]
+    return [[engine.stylize(c[None].to(device), s[None].to(device))[0].cpu() for s in styles] for c in contents]
 
 
 def style_separation(cross: list[list[torch.Tensor]]) -> float:
