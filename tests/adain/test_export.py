@@ -98,6 +98,48 @@ def test_onnx_export_parity_inputs_metadata(weights: dict[str, Path], exported: 
     assert exported_origin(out / STATS_ONNX) == StatsOrigin(channels, "vgg16_hed", layer)
 
 
+def test_the_graphs_compute_what_the_engine_computes(weights: dict[str, Path], exported: tuple[Path, dict]) -> None:
+    """Both graphs are traced from the torch engine that stylize runs: ONNX Runtime's output equals that
+    engine's frame (palette left to the host) for a bank style, and no identity Cast of the tracer is left."""
+    import onnxruntime as ort
+
+    from stylepipe.adain.engine import Finish, StyleTarget
+    from stylepipe.adain.fast import torch_engine
+    from stylepipe.adain.model import load_stylizer
+    from stylepipe.core.runtime import Runtime
+
+    out, report = exported
+    params = make_params()
+    cpu = Runtime(torch.device("cpu"), bf16=False, channels_last=False, compile=False)
+    model = load_stylizer(weights["encoder_path"], weights["decoder_path"])
+    engine = torch_engine(model, cpu, Finish.from_params(params))
+    bank = StyleBank.load(weights["bank_path"])
+    content = torch.rand(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(3))
+    mean, std = bank.mean[1:2], bank.std[1:2]  # style_index 1: the baked one
+    expected = engine.frame(content, StyleTarget(mean, std)).numpy()
+    feeds = {STATS_ONNX: {"content": content.numpy(), "style_mean": mean.numpy(), "style_std": std.numpy()},
+             BAKED_ONNX: {"content": content.numpy()}}
+    for name, feed in feeds.items():
+        got = ort.InferenceSession(str(out / name), providers=["CPUExecutionProvider"]).run(None, feed)[0]
+        assert np.abs(got - expected).max() <= report["atol"], name
+        assert "Cast" not in {n.op_type for n in onnx.load(str(out / name)).graph.node}
+
+
+def test_the_export_traces_only_the_torch_backend(weights: dict[str, Path]) -> None:
+    from types import SimpleNamespace
+
+    from stylepipe.adain.engine import Engine, Finish
+    from stylepipe.adain.export import StatsModel, export_engine
+    from stylepipe.adain.model import load_stylizer
+
+    engine = export_engine(load_stylizer(weights["encoder_path"], weights["decoder_path"]), Finish())
+    model = StatsModel(engine)
+    assert model.encoder is engine.backend.encoder and model.decoder is engine.backend.decoder
+    ir = SimpleNamespace(name="openvino", precision="f32", device=torch.device("cpu"))
+    with pytest.raises(ExportError, match=r"traces the torch backend, not openvino \(f32, cpu\)"):
+        StatsModel(Engine(ir, engine.origin, engine.stride, Finish()))
+
+
 def test_a_style_bank_must_fit_the_model(weights: dict[str, Path], tmp_path: Path) -> None:
     """Statistics of the other layer (recorded, or only told by their channel count), of another encoder,
     or recorded at a layer their shape contradicts, are refused naming the file and both sides."""
@@ -212,11 +254,9 @@ def test_fp16_overflow_check_fires() -> None:
 
 
 def test_fp16_check_sees_adain_squared_deviation(weights: dict[str, Path]) -> None:
-    from stylepipe.adain.engine import Finish
-    from stylepipe.adain.export import StatsModel
-    from stylepipe.adain.model import load_stylizer
+    from stylepipe.adain.export import stats_model
 
-    model = StatsModel(load_stylizer(weights["encoder_path"], weights["decoder_path"]), Finish()).eval()
+    model = stats_model(make_params(stats_scale=1.0), weights["encoder_path"], weights["decoder_path"])
     with torch.no_grad():
         conv = model.encoder.conv_layers()[-1]
         conv.weight.mul_(5000.0)  # the AdaIN layer large: squared deviations overflow although activations fit

@@ -1,7 +1,10 @@
 """The `export_onnx` stage: AdaIN to ONNX (style statistics as inputs, and one style baked in).
 
-Both graphs take `content` [1, 3, H, W] float32 RGB in [0, 1] (NCHW) and return `stylized` in [0, 1];
-each is checked against PyTorch with ONNX Runtime and against the Myriad X operator set.
+Both graphs take `content` [1, 3, H, W] float32 RGB in [0, 1] (NCHW) and return `stylized` in [0, 1].
+They trace the inference engine itself (`adain.engine` on the torch backend, `adain.fast`): its encoder and
+decoder modules, its AdaIN blend and its finishing step (the content's fine detail, the clamp), so a graph
+computes what `stylize` computes; the palette match (a sort, which the Myriad X lacks) stays on the host.
+Each graph is checked against that module with ONNX Runtime and against the Myriad X operator set.
 """
 
 from __future__ import annotations
@@ -15,37 +18,50 @@ import onnx
 import torch
 from torch import nn
 
-from stylepipe.adain.engine import Finish
+from stylepipe.adain.engine import Engine, Finish
+from stylepipe.adain.fast import TorchBackend, torch_engine
 from stylepipe.adain.model import AdaINStylizer, load_stylizer
 from stylepipe.core import paths
 from stylepipe.core.config import Params
 from stylepipe.core.io import atomic_dir, write_json
 from stylepipe.core.paths import BAKED_ONNX, STATS_ONNX
+from stylepipe.core.runtime import Runtime
 from stylepipe.export.myriad.target import MYRIAD_X
 from stylepipe.export.onnx import ExportError, check_model, deterministic_content, export_graph
-from stylepipe.nn.functional import adain
+from stylepipe.nn.functional import mean_std
 from stylepipe.nn.statistics import StatsOrigin, StyleBank
 
 DOC = "AdaIN style transfer (stylepipe): RGB float [0,1] NCHW in, RGB float [0,1] out"
 STYLE_INPUT = "style_mean"  # the stats model's input whose shape [1, C, 1, 1] gives the statistics' channels
 
 
-class StatsModel(nn.Module):
-    """Export wrapper: (content, style_mean [1,C,1,1], style_std [1,C,1,1]) -> stylized, alpha = 1, where C
-    is the channel count of the AdaIN layer (`origin`); the graph holds `finish`'s detail and clamp (the
-    palette match runs on the host)."""
+def export_engine(stylizer: AdaINStylizer, finish: Finish) -> Engine:
+    """The engine the graphs trace: `stylizer` on the torch backend, on the CPU in float32, eager."""
+    cpu = Runtime(torch.device("cpu"), bf16=False, channels_last=False, compile=False)
+    return torch_engine(stylizer.eval(), cpu, finish)
 
-    def __init__(self, stylizer: AdaINStylizer, finish: Finish, stats_scale: float = 1.0) -> None:
+
+class StatsModel(nn.Module):
+    """Export wrapper around a torch-backend engine: (content, style_mean [1,C,1,1], style_std [1,C,1,1]) ->
+    stylized at alpha 1, where C is the channel count of the AdaIN layer (`origin`). The backend's encoder and
+    decoder are this module's submodules (their weights are the graph's); the AdaIN blend and the finish are
+    the engine's own steps. `stats_scale` > 1 computes the content's statistics in the FP16-safe form
+    (`mean_std`'s scale: the same value, smaller squares on the Myriad X)."""
+
+    def __init__(self, engine: Engine, stats_scale: float = 1.0) -> None:
         super().__init__()
-        self.encoder, self.decoder, self.stats_scale = stylizer.encoder, stylizer.decoder, stats_scale
-        self.finish = finish
-        self.origin = StatsOrigin.of(stylizer)
+        if not isinstance(engine.backend, TorchBackend):
+            raise ExportError(f"the ONNX export traces the torch backend, not {engine.describe()}")
+        self.engine, self.stats_scale, self.origin = engine, stats_scale, engine.origin
+        self.encoder, self.decoder = engine.backend.encoder, engine.backend.decoder
+        self.finish = engine.finish_settings
 
     def forward(
         self, content: torch.Tensor, style_mean: torch.Tensor, style_std: torch.Tensor
     ) -> torch.Tensor:
         feat = self.encoder.encode(content)
-        return self.finish.restore(self.decoder(adain(feat, style_mean, style_std, self.stats_scale)), content)
+        target = self.engine.blend(feat, style_mean, style_std, 1.0, mean_std(feat, scale=self.stats_scale))
+        return self.engine.finish(self.decoder(target), content)
 
 
 class BakedModel(nn.Module):
@@ -60,6 +76,14 @@ class BakedModel(nn.Module):
 
     def forward(self, content: torch.Tensor) -> torch.Tensor:
         return self.stats(content, self.style_mean, self.style_std)
+
+
+def stats_model(params: Params, encoder_path: Path = paths.ENCODER,
+                decoder_path: Path = paths.DECODER) -> StatsModel:
+    """The stats graph's module for the trained weights, finished by params `finish`, with
+    `export.stats_scale`."""
+    stylizer = load_stylizer(encoder_path, decoder_path)
+    return StatsModel(export_engine(stylizer, Finish.from_params(params)), params.export.stats_scale).eval()
 
 
 def exported_origin(path: Path) -> StatsOrigin:
@@ -92,7 +116,7 @@ def run_export_onnx(
 ) -> dict[str, Any]:
     """Export adain_stats.onnx and adain_baked.onnx, check them, write out_dir/report.json."""
     cfg = params.export
-    stats = StatsModel(load_stylizer(encoder_path, decoder_path), Finish.from_params(params), cfg.stats_scale).eval()
+    stats = stats_model(params, encoder_path, decoder_path)
     bank = StyleBank.load_trained(bank_path, stats.origin)
     names = bank.names
     if cfg.style_index >= len(names):

@@ -9,9 +9,7 @@ from typing import Any
 import openvino as ov
 import torch
 
-from stylepipe.adain.engine import Finish
-from stylepipe.adain.export import StatsModel, model_record
-from stylepipe.adain.model import load_stylizer
+from stylepipe.adain.export import model_record, stats_model
 from stylepipe.core import paths
 from stylepipe.core.config import Params
 from stylepipe.core.io import atomic_dir, write_json
@@ -40,7 +38,7 @@ def run_export_openvino(
     for name in (STATS_ONNX, BAKED_ONNX):
         if not (onnx_dir / name).is_file():
             raise ExportError(f"{onnx_dir / name}: not found (run the export_onnx stage first)")
-    stats = StatsModel(load_stylizer(encoder_path, decoder_path), Finish.from_params(params), cfg.stats_scale).eval()
+    stats = stats_model(params, encoder_path, decoder_path)
     bank = StyleBank.load_trained(bank_path, stats.origin)
     probes = range_inputs(cfg.height, cfg.width, bank, params.common.seed)
     report: dict[str, Any] = {

@@ -85,6 +85,29 @@ def fold_constants(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
+def drop_identity_casts(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Remove every Cast to the type its input already has (the tracer records each `.to(...)` of a
+    caller's dtype-agnostic code as one), rewiring its consumers to the input; a graph output stays."""
+    graph = model.graph
+    inferred = onnx.shape_inference.infer_shapes(model).graph
+    types = {v.name: v.type.tensor_type.elem_type for v in (*inferred.value_info, *inferred.input, *inferred.output)}
+    types.update({init.name: init.data_type for init in graph.initializer})
+    outputs = {o.name for o in graph.output}
+    source: dict[str, str] = {}
+    kept: list[onnx.NodeProto] = []
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            node.input[i] = source.get(name, name)
+        to = next((a.i for a in node.attribute if a.name == "to"), None)
+        if node.op_type == "Cast" and node.output[0] not in outputs and types.get(node.input[0]) == to:
+            source[node.output[0]] = node.input[0]
+        else:
+            kept.append(node)
+    del graph.node[:]
+    graph.node.extend(kept)
+    return model
+
+
 def export_graph(
     module: nn.Module,
     args: tuple[torch.Tensor, ...],
@@ -94,7 +117,8 @@ def export_graph(
     metadata: dict[str, str],
     doc: str = "style transfer (stylepipe): RGB float [0,1] NCHW in, RGB float [0,1] out",
 ) -> onnx.ModelProto:
-    """TorchScript export, constant folding, metadata, onnx.checker; returns the saved model."""
+    """TorchScript export, constant folding, identity casts dropped, metadata, onnx.checker; returns the saved
+    model."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
@@ -107,7 +131,7 @@ def export_graph(
             do_constant_folding=True,
             dynamo=False,
         )
-    model = fold_constants(onnx.load(str(path)))
+    model = drop_identity_casts(fold_constants(onnx.load(str(path))))
     model.doc_string = doc
     del model.metadata_props[:]
     for key, value in sorted(metadata.items()):
