@@ -130,11 +130,9 @@ def _demo_run(params: Params, args: argparse.Namespace) -> Any:
         return run_live(blob if blob.is_file() else None, size, bank_path=paths.STYLE_BANK,
                         with_style_input=blob == stats_blob, record=args.record)
     if args.host is not None:
-        from stylepipe.adain.engine import Finish
-        from stylepipe.demo.host import make_style_runner, run_host, with_flow_blend
+        from stylepipe.demo.host import run_host, runner_from_params, with_flow_blend
 
-        runner = make_style_runner(params.demo.backend, stats_scale=params.export.stats_scale,
-                                   index=params.export.style_index, finish=Finish.from_params(params))
+        runner = runner_from_params(params)
         return run_host(args.host, with_flow_blend(runner, params.demo.flow_blend), args.record, size,
                         fps=params.demo.fps, show=args.record is None)
     return _run_stage(stage_named("demo"), params, args)

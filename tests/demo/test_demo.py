@@ -15,13 +15,15 @@ import pytest
 import torch
 import yaml
 
+from stylepipe.adain.engine import Finish, StyleTarget
 from stylepipe.core.config import Params, deep_merge, parse_params
+from stylepipe.core.errors import InputError
 from stylepipe.demo.clip import ken_burns, load_source_image
-from stylepipe.demo.host import make_style_runner, render_video, run_demo, run_host, stream
+from stylepipe.demo.host import demo_engine, make_style_runner, render_video, run_demo, run_host, stream, to_tensor
 from stylepipe.demo.oak import build_pipeline, run_live, save_pipeline, style_message
 from stylepipe.demo.ui import DisplayError, StyleCycler
 from stylepipe.nn.encoders import TAP_CHANNELS
-from stylepipe.nn.statistics import StyleBankError
+from stylepipe.nn.statistics import StyleBank, StyleBankError
 
 from ..conftest import ADAIN_DEPTHS, depth_id, save_tiny_models
 
@@ -132,15 +134,14 @@ def save_bank(path: Path, layer: str, recorded: bool = True) -> Path:
 
 
 def export_models(directory: Path, layer: str, width: float) -> dict[str, Path]:
-    """Untrained models at one AdaIN depth exported to ONNX and IR, with a style bank of that layer."""
+    """Untrained models at one AdaIN depth, exported to ONNX (the stage reads the styles graph's inputs for
+    the OAK pipeline), with a style bank of that layer."""
     from stylepipe.adain.export import run_export_onnx
-    from stylepipe.adain.openvino import run_export_openvino
 
     enc, dec = save_tiny_models(directory, layer, width)
     paths = {"encoder_path": enc, "decoder_path": dec, "bank_path": save_bank(directory / "bank.pt", layer)}
     run_export_onnx(make_params(), out_dir=directory / "onnx", **paths)
-    run_export_openvino(make_params(), directory / "onnx", directory / "openvino", **paths)
-    return {"onnx_dir": directory / "onnx", "openvino_dir": directory / "openvino", **paths}
+    return {"onnx_dir": directory / "onnx", **paths}
 
 
 @pytest.fixture(scope="module")
@@ -161,9 +162,23 @@ def exported(export_at: Callable[[tuple[str, float]], dict[str, Path]]) -> dict[
     return export_at(DEEP)
 
 
+ENGINES: dict[tuple[Path, str, str], Any] = {}  # converting the IR pair takes seconds: one engine per model
+
+
+def engine_of(exported: dict[str, Path], backend: str, precision: str = "default", finish: Finish | None = None):
+    key = (exported["decoder_path"], backend, precision)
+    if key not in ENGINES:
+        ENGINES[key] = demo_engine(backend, precision, Finish(), exported["encoder_path"], exported["decoder_path"])
+    return ENGINES[key].with_finish(finish or Finish())
+
+
+def runner_of(exported: dict[str, Path], backend: str, precision: str = "default", finish: Finish | None = None,
+              bank_path: Path | None = None):
+    return make_style_runner(engine_of(exported, backend, precision, finish), bank_path or exported["bank_path"])
+
+
 @pytest.mark.parametrize(
-    ("backend", "depth"), [("openvino", DEEP), ("onnxruntime", DEEP), ("torch", DEEP), ("torch", SHALLOW)],
-    ids=["openvino", "onnxruntime", "torch", "torch-relu3_1"],
+    ("backend", "depth"), [("auto", DEEP), ("torch", SHALLOW)], ids=["auto", "torch-relu3_1"],
 )
 def test_run_demo(export_at: Callable, tmp_path: Path, backend: str, depth: tuple[str, float]) -> None:
     exported = export_at(depth)
@@ -172,12 +187,54 @@ def test_run_demo(export_at: Callable, tmp_path: Path, backend: str, depth: tupl
     out = tmp_path / "demo"
     assert json.loads((out / "demo.json").read_text()) == json.loads(json.dumps(rec))
     assert rec["frames"] == 5 and rec["backend"] == backend and rec["blob"] is None
+    used = "torch" if backend == "torch" or (backend == "auto" and torch.cuda.is_available()) else "openvino"
+    assert rec["engine"].startswith(used) and rec["finish"] == Finish.from_params(params).record()
     assert count_frames(out / "demo.mp4")[:3] == (5, 2 * SIZE[0], SIZE[1])
     pipe = json.loads((out / "oak_pipeline.json").read_text())
     assert "NeuralNetwork" in node_names(pipe) and pipe["stylepipe"]["blob"] is None
     channels = json.loads((out / "oak_pipeline_styles.json").read_text())["stylepipe"]["style_channels"]
     layer = torch.load(exported["bank_path"], weights_only=True)["layer"]
     assert channels == rec["style_channels"] == TAP_CHANNELS[layer]
+
+
+def as_frame(image: torch.Tensor) -> np.ndarray:
+    return (image.clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8).transpose(1, 2, 0)
+
+
+@pytest.mark.parametrize("depth", ADAIN_DEPTHS, ids=depth_id)
+@pytest.mark.parametrize("backend", ["openvino", "torch"])
+def test_the_host_runner_shows_the_engines_stylised_frame(export_at: Callable, backend: str,
+                                                          depth: tuple[str, float]) -> None:
+    """Each frame is the engine's output for it (any frame size: padded and cropped back), stylised: far
+    from the input; the runner adds no inference of its own."""
+    exported = export_at(depth)
+    runner = runner_of(exported, backend)
+    bank = StyleBank.load(exported["bank_path"])
+    for size in (SIZE, (45, 30)):
+        frame = next(ken_burns(load_source_image(), 1, size))
+        shown = runner(frame)
+        assert shown.shape == (size[1], size[0], 3) and shown.dtype == np.uint8
+        assert np.abs(shown.astype(int) - frame.astype(int)).mean() > 20  # stylised, not the photo
+        if size == SIZE:  # a multiple of the encoder's grid: the engine's frame itself
+            expected = runner.engine.frame(to_tensor(frame)[None], StyleTarget(bank.mean[:1], bank.std[:1]))[0]
+            assert np.abs(shown.astype(int) - as_frame(expected).astype(int)).max() <= 1
+
+
+def test_openvino_and_torch_show_the_same_frame_at_f32(exported: dict[str, Path]) -> None:
+    frame = next(ken_burns(load_source_image(), 1, SIZE))
+    shown = {backend: runner_of(exported, backend, "f32")(frame).astype(int) for backend in ("openvino", "torch")}
+    assert np.abs(shown["openvino"] - shown["torch"]).max() <= 1
+
+
+def test_backend_and_precision_are_checked(exported: dict[str, Path]) -> None:
+    with pytest.raises(InputError, match=r"demo.backend 'onnxruntime' is not supported: expected one of \['auto', "
+                                         r"'torch', 'openvino'\]"):
+        engine_of(exported, "onnxruntime")
+    with pytest.raises(InputError, match=r"demo.precision 'int8' is not supported"):
+        engine_of(exported, "openvino", "int8")
+    with pytest.raises(ValueError, match=r"demo.backend"):
+        make_params(backend="onnxruntime")
+    assert engine_of(exported, "torch", "bf16").describe() == "torch (bf16, cpu)"
 
 
 def test_style_keys_cycle_and_quit() -> None:
@@ -206,34 +263,29 @@ class FakeDisplay:
 
 
 @pytest.mark.parametrize("depth", ADAIN_DEPTHS, ids=depth_id)
-@pytest.mark.parametrize("backend", ["openvino", "onnxruntime", "torch"])
+@pytest.mark.parametrize("backend", ["openvino", "torch"])
 def test_host_style_runner_switches_styles_on_keys(export_at: Callable, backend: str, depth: tuple[str, float]) -> None:
-    exported = export_at(depth)
-    runner = make_style_runner(backend, **exported)
+    runner = runner_of(export_at(depth), backend, "f32")
     frame = next(ken_burns(load_source_image(), 1, SIZE))
-    first = runner(frame)
-    assert first.shape == (SIZE[1], SIZE[0], 3) and first.dtype == np.uint8
-    assert runner.label() == f"a ({'CUDA' if backend == 'torch' and torch.cuda.is_available() else 'CPU'})"
+    assert runner.label() == f"a ({backend} f32, CPU)"
     display = FakeDisplay([None, "n", None, "q", None])
     info = stream(iter([frame] * 8), runner, None, 10, display)  # type: ignore[arg-type]
     assert info["frames"] == 4 and runner.cycler.name == "b"  # q on the 4th frame stops the stream
     below_text = SIZE[1] * 3 // 4  # the FPS text box (rows 3-17 here) is as wide as the FPS figure
     right = [f[below_text:, SIZE[0] :] for f in display.shown]
     assert np.array_equal(right[0], right[1]) and not np.array_equal(right[1], right[2])
-    with pytest.raises(ValueError, match="unknown demo backend 'tflite'"):
-        make_style_runner("tflite", **exported)
 
 
-@pytest.mark.parametrize("backend", ["openvino", "onnxruntime", "torch"])
+@pytest.mark.parametrize("backend", ["openvino", "torch"])
 def test_a_bank_of_another_layer_is_refused(exported: dict[str, Path], tmp_path: Path, backend: str) -> None:
-    """The exported models are relu4_1 ones: a relu3_1 bank is named with both sides, whether the model can
-    tell its layer (PyTorch, the ONNX metadata) or only its channel count (OpenVINO IR, ONNX Runtime)."""
-    paths = {**exported, "bank_path": save_bank(tmp_path / "shallow.pt", SHALLOW[0])}
-    model_side = "encoder 'vgg16_hed' at relu4_1, 512 channels" if backend == "torch" else "512 channels"
-    with pytest.raises(StyleBankError, match=rf"shallow\.pt: style statistics of encoder 'vgg16_hed' at relu3_1, "
-                                          rf"256 channels, but the model takes {model_side}"):
-        make_style_runner(backend, **paths)
-    paths["bank_path"] = save_bank(tmp_path / "unrecorded.pt", SHALLOW[0], recorded=False)
+    """The models are relu4_1 ones: a relu3_1 bank is named with both sides, whether it records its layer
+    or only its channel count; the stage writes nothing."""
+    shallow = save_bank(tmp_path / "shallow.pt", SHALLOW[0])
+    with pytest.raises(StyleBankError, match=r"shallow\.pt: style statistics of encoder 'vgg16_hed' at relu3_1, "
+                                          r"256 channels, but the model takes encoder 'vgg16_hed' at relu4_1, 512 "
+                                          r"channels"):
+        runner_of(exported, backend, bank_path=shallow)
+    paths = {**exported, "bank_path": save_bank(tmp_path / "unrecorded.pt", SHALLOW[0], recorded=False)}
     with pytest.raises(StyleBankError, match=r"unrecorded\.pt: style statistics of 256 channels, but the model takes "
                                           r"encoder 'vgg16_hed' at relu4_1, 512 channels"):
         run_demo(make_params(frames=2, backend=backend), blob_dir=tmp_path / "no-blob", out_dir=tmp_path / "demo",
@@ -241,19 +293,21 @@ def test_a_bank_of_another_layer_is_refused(exported: dict[str, Path], tmp_path:
     assert not (tmp_path / "demo").exists()
 
 
-@pytest.mark.parametrize("backend", ["onnxruntime", "torch"])
+@pytest.mark.parametrize("backend", ["openvino", "torch"])
 def test_host_runner_matches_frames_to_the_banks_palette(exported: dict[str, Path], tmp_path: Path,
                                                           backend: str) -> None:
-    """A bank with palettes (train_adain writes them with adain.palette histogram) recolours every frame
-    on the host, each style to its own; the graph itself holds no sorting for the Myriad X."""
+    """With finish.palette histogram every frame takes its style's palette from the bank (the engine's
+    match at the demo's alpha 1), each style its own; with none, or a bank without palettes, it does not."""
     bank = torch.load(exported["bank_path"], weights_only=True)
     palette = torch.stack([torch.linspace(0.0, 0.3, 16).repeat(3, 1), torch.linspace(0.7, 1.0, 16).repeat(3, 1)])
     torch.save({**bank, "palette": palette}, tmp_path / "palette.pt")
     frame = next(ken_burns(load_source_image(), 1, SIZE))
-    plain = make_style_runner(backend, **exported)(frame)
-    runner = make_style_runner(backend, **{**exported, "bank_path": tmp_path / "palette.pt"})
+    plain = runner_of(exported, backend)(frame)
+    unmatched = runner_of(exported, backend, finish=Finish("none"), bank_path=tmp_path / "palette.pt")(frame)
+    runner = runner_of(exported, backend, bank_path=tmp_path / "palette.pt")
     dark = runner(frame)
     runner.cycler.on_key("n")
     light = runner(frame)
     assert dark.max() <= 0.3 * 255 + 1 and light.min() >= 0.7 * 255 - 1
-    assert plain.max() > 0.3 * 255 + 1 and plain.min() < 0.7 * 255 - 1  # the bank without palettes: unmatched
+    for image in (plain, unmatched):  # the bank without palettes, or finish.palette none: unmatched
+        assert image.max() > 0.3 * 255 + 1 and image.min() < 0.7 * 255 - 1

@@ -356,10 +356,19 @@ class Blob(Section):
     url: str = "https://blobconverter.luxonis.com"
 
 
+class Package(Section):
+    """The model folder the package stage writes: how many prepared content photos, at what size, calibrate
+    its INT8 OpenVINO IR (0 photos: no INT8 IR)."""
+
+    calibration_images: Annotated[int, Field(ge=0, le=1000)] = 8
+    calibration_size: Annotated[int, Field(ge=32, le=2048, multiple_of=8)] = 256
+
+
 class Demo(Section):
     frames: Annotated[int, Field(ge=1, le=10_000)] = 36
     fps: Annotated[int, Field(ge=1, le=120)] = 12
-    backend: Literal["openvino", "onnxruntime", "torch"] = "openvino"  # torch: CUDA when present
+    backend: Literal["auto", "torch", "openvino"] = "auto"  # the engine's; auto: OpenVINO on a CPU, torch on CUDA
+    precision: Literal["default", "f32", "bf16"] = "default"  # default: the OpenVINO CPU plugin's choice
     flow_blend: Annotated[float, Field(ge=0, lt=1)] = 0.0  # share of the previous output along the DIS flow
 
 
@@ -377,6 +386,7 @@ class Params(Section):
     evaluate: Evaluate = Evaluate()
     export: Export = Export()
     blob: Blob = Blob()
+    package: Package = Package()
     demo: Demo = Demo()
 
     @model_validator(mode="after")

@@ -1,8 +1,14 @@
-"""Host-side demo: stylise frames with OpenVINO IR or ONNX Runtime (CPU), or PyTorch (CUDA when present);
-write H.264 side-by-side video and/or show a live window.
+"""Host-side demo: stylise frames through the AdaIN inference engine (`adain.engine`): OpenVINO on the
+CPU or PyTorch (CUDA when present), the backends `stylize` runs; write H.264 side-by-side video and/or show
+a live window.
 
-`stylepipe demo --host` runs the style-statistics model, so keys switch the style at runtime (n / right:
-next, p / left: previous, q: quit), as on the OAK. The `demo` stage renders the baked single-style model.
+`demo.backend` (auto | torch | openvino) and `demo.precision` (default | f32 | bf16) pick the engine's
+backend: auto is OpenVINO on a CPU (the encoder/decoder IR pair converted from the trained weights at
+start, then compiled per frame size) and PyTorch on CUDA. Frames are finished by the engine with params
+`finish` (fine detail, then the painting's palette at the style strength, alpha 1 here), as `stylize`
+finishes them. Keys switch the style at runtime (n / right: next, p / left: previous, q: quit), as on the
+OAK; the `demo` stage renders `export.style_index`, the style baked into the blob. The exported ONNX graphs
+are not run here: export_onnx checks them against this engine with ONNX Runtime.
 No OpenCV: frames are numpy RGB uint8 arrays, text is drawn with PIL, video is written with PyAV, and
 the optional live window is a matplotlib figure (which needs a display).
 """
@@ -10,9 +16,10 @@ the optional live window is a matplotlib figure (which needs a display).
 from __future__ import annotations
 
 import contextlib
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import replace
 from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,36 +28,36 @@ import numpy as np
 from PIL import Image
 
 from stylepipe.core import paths
-from stylepipe.core.config import Params
+from stylepipe.core.config import Common, Params
 from stylepipe.core.errors import InputError, MissingInputError
 from stylepipe.core.io import atomic_dir, write_json
 from stylepipe.core.media import VideoWriter, iter_video_frames
-from stylepipe.demo.ui import Display, StyleCycler, compose, load_bank, with_palette
-from stylepipe.nn.statistics import StatsOrigin
+from stylepipe.demo.ui import Display, StyleCycler, compose, load_bank
 from stylepipe.nn.temporal import ShotTracker, blend_previous
 
 if TYPE_CHECKING:
-    from stylepipe.adain.engine import Finish
+    import torch
+
+    from stylepipe.adain.engine import Engine, Finish, StyleTarget
+    from stylepipe.nn.statistics import StyleBank
 
 Runner = Callable[[np.ndarray], np.ndarray]  # RGB uint8 (H, W, 3) -> RGB uint8 (H, W, 3)
-BAKED = "adain_baked"
 STATS = "adain_stats"
-BACKENDS = ("openvino", "onnxruntime", "torch")
-StatsInfer = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]  # (content, mean, std) -> output
+BACKENDS = ("auto", "torch", "openvino")
+PRECISIONS = ("default", "f32", "bf16")  # int8 needs a quantised IR: a model folder's (`stylize --model`)
 
 
-def to_tensor(frame: np.ndarray) -> np.ndarray:
-    """RGB uint8 (H, W, 3) -> float32 (1, 3, H, W) in [0, 1]: the exported models' input."""
-    return np.ascontiguousarray(frame.transpose(2, 0, 1)[None], dtype=np.float32) / 255.0
+def to_tensor(frame: np.ndarray) -> torch.Tensor:
+    """RGB uint8 (H, W, 3) -> float32 [3, H, W] in [0, 1]."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(frame.transpose(2, 0, 1), dtype=np.float32) / 255.0)
 
 
-def to_frame(output: np.ndarray) -> np.ndarray:
-    """Model output (1, 3, H, W) in [0, 1] -> RGB uint8 (H, W, 3)."""
-    return (
-        (np.clip(np.asarray(output, dtype=np.float32)[0], 0, 1) * 255 + 0.5)
-        .astype(np.uint8)
-        .transpose(1, 2, 0)
-    )
+def to_frame(output: torch.Tensor) -> np.ndarray:
+    """[3, H, W] in [0, 1] -> RGB uint8 (H, W, 3)."""
+    image = output.detach().float().cpu().clamp(0, 1).numpy()
+    return (image * 255 + 0.5).astype(np.uint8).transpose(1, 2, 0)
 
 
 def _require(path: Path, stage: str) -> Path:
@@ -59,106 +66,93 @@ def _require(path: Path, stage: str) -> Path:
     return path
 
 
-@dataclass
-class CpuModel:
-    """An exported model on the CPU: named inputs -> output, and the shape of each input."""
+def demo_engine(backend: str, precision: str, finish: Finish, encoder_path: Path = paths.ENCODER,
+                decoder_path: Path = paths.DECODER, common: Common | None = None) -> Engine:
+    """The trained model on the engine `backend` picks (auto: OpenVINO on a CPU, PyTorch on CUDA) in
+    `precision` (default: OpenVINO's CPU plugin choice, or the runtime's for PyTorch)."""
 
-    run: Callable[[dict[str, np.ndarray]], np.ndarray]
-    input_shapes: dict[str, tuple[int, ...]]
+    from stylepipe.adain.fast import torch_engine
+    from stylepipe.adain.model import load_stylizer
+    from stylepipe.core.runtime import resolve_runtime
 
-    def stats_origin(self, source: Path) -> StatsOrigin:
-        """The channel count of the style statistics the model takes (its style_mean input)."""
-        shape = self.input_shapes.get("style_mean")
-        if shape is None:
-            raise InputError(f"{source}: no 'style_mean' input (inputs: {sorted(self.input_shapes)})")
-        return StatsOrigin(int(np.prod(shape)))
-
-
-def _cpu_model(backend: str, stem: str, openvino_dir: Path, onnx_dir: Path) -> tuple[CpuModel, Path]:
-    """The exported model `stem` on the CPU (OpenVINO IR in f32, or ONNX Runtime), and its file."""
-    if backend == "openvino":
-        from stylepipe.export.openvino import F32_CONFIG, compile_cpu
-
-        path = _require(openvino_dir / f"{stem}.xml", "export_openvino")
-        compiled = compile_cpu(path, F32_CONFIG)
-        output = compiled.output(0)
-        shapes = {i.get_any_name(): tuple(i.get_shape()) for i in compiled.inputs}
-        return CpuModel(lambda feeds: compiled(feeds)[output], shapes), path
-    if backend == "onnxruntime":
-        import onnxruntime as ort
-
-        path = _require(onnx_dir / f"{stem}.onnx", "export_onnx")
-        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        shapes = {i.name: tuple(i.shape) for i in sess.get_inputs()}
-        return CpuModel(lambda feeds: sess.run(None, feeds)[0], shapes), path
-    raise InputError(f"unknown demo backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+    if backend not in BACKENDS:
+        raise InputError(f"demo.backend {backend!r} is not supported: expected one of {list(BACKENDS)}")
+    if precision not in PRECISIONS:
+        raise InputError(f"demo.precision {precision!r} is not supported: expected one of {list(PRECISIONS)}")
+    model = load_stylizer(encoder_path, decoder_path)
+    rt = resolve_runtime(common or Common())
+    if backend == "torch" or (backend == "auto" and rt.device.type == "cuda"):
+        if precision != "default":
+            rt = replace(rt, bf16=precision == "bf16")
+        return torch_engine(model, rt, finish)
+    return _openvino_engine(model, encoder_path, decoder_path, precision, finish)
 
 
-def make_runner(backend: str, openvino_dir: Path, onnx_dir: Path) -> Runner:
-    """The baked single-style model as a frame -> frame function on the CPU."""
-    model, _ = _cpu_model(backend, BAKED, openvino_dir, onnx_dir)
-    return lambda frame: to_frame(model.run({"content": to_tensor(frame)}))
+def _openvino_engine(model: Any, encoder_path: Path, decoder_path: Path, precision: str, finish: Finish) -> Engine:
+    """The OpenVINO backend on the IR pair converted from exactly these weights (in a temporary folder: the
+    backend keeps the models it read)."""
+    from stylepipe.adain.engine import Engine
+    from stylepipe.adain.ir import OpenVINOBackend, write_ir
+    from stylepipe.core.io import file_digest
+    from stylepipe.nn.statistics import StatsOrigin
+
+    source = {"encoder_sha256": file_digest(encoder_path), "decoder_sha256": file_digest(decoder_path)}
+    with tempfile.TemporaryDirectory(prefix="stylepipe-demo-ir-") as tmp:
+        write_ir(model.encoder, model.decoder, Path(tmp), source)
+        backend = OpenVINOBackend(Path(tmp), precision)
+    return Engine(backend, StatsOrigin.of(model), model.encoder.stride, finish)
 
 
 class StyleRunner:
-    """The style-statistics model as frame -> frame with the cycler's current style from the bank."""
+    """Frame -> frame through the engine, towards the cycler's current style of the bank (alpha 1, any
+    frame size: padded to the encoder's grid and cropped back)."""
 
-    def __init__(self, infer: StatsInfer, bank: dict[str, Any], device: str, index: int = 0) -> None:
-        self.infer, self.bank, self.device = infer, bank, device
-        self.cycler = StyleCycler(bank["names"], index)
+    def __init__(self, engine: Engine, bank: StyleBank, index: int = 0) -> None:
+        self.engine, self.bank = engine, bank
+        self.cycler = StyleCycler(bank.names, index)
+
+    def target(self) -> StyleTarget:
+        """The current style's statistics and palette."""
+        from stylepipe.adain.engine import StyleTarget
+
+        i, palette = self.cycler.index, self.bank.palette
+        return StyleTarget(self.bank.mean[i : i + 1], self.bank.std[i : i + 1],
+                           None if palette is None else palette[i : i + 1])
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
-        i = self.cycler.index
-        out = self.infer(to_tensor(frame), self.bank["mean"][i : i + 1], self.bank["std"][i : i + 1])
-        return to_frame(with_palette(out, self.bank, i))
+        import torch
+
+        from stylepipe.core.tiling import pad_to_grid
+
+        target = self.target()
+        padded, (h, w) = pad_to_grid(to_tensor(frame)[None])
+        with torch.no_grad():
+            out = self.engine.frame(padded, target)
+        return to_frame(out[0, :, :h, :w])
 
     def label(self) -> str:
-        return f"{self.cycler.name} ({self.device})"
-
-
-def _torch_infer(
-    encoder_path: Path, decoder_path: Path, stats_scale: float, finish: Finish
-) -> tuple[StatsInfer, str, StatsOrigin]:
-    """The PyTorch stats model on CUDA when present (else the CPU): (infer, device label, what it takes)."""
-    import torch
-
-    from stylepipe.adain.export import StatsModel
-    from stylepipe.adain.model import load_stylizer
-
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = StatsModel(load_stylizer(encoder_path, decoder_path), finish, stats_scale).eval().to(device)
-
-    def infer(content: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            args = (torch.from_numpy(a).to(device) for a in (content, mean, std))
-            return model(*args).cpu().numpy()
-
-    return infer, device.type.upper(), model.origin
+        backend = self.engine.backend
+        return f"{self.cycler.name} ({backend.name} {backend.precision}, {backend.device.type.upper()})"
 
 
 def make_style_runner(
-    backend: str,
-    bank_path: Path = paths.STYLE_BANK,
-    openvino_dir: Path = paths.OPENVINO_DIR,
-    onnx_dir: Path = paths.ONNX_DIR,
-    encoder_path: Path = paths.ENCODER,
-    decoder_path: Path = paths.DECODER,
-    stats_scale: float = 1.0,
-    index: int = 0,
-    finish: Finish | None = None,
+    engine: Engine, bank_path: Path = paths.STYLE_BANK, index: int = 0
 ) -> StyleRunner:
-    """The stats-input model on `backend`: OpenVINO IR / ONNX Runtime on the CPU, or PyTorch (CUDA if any)
-    finished by `finish` (params `finish`; None: its defaults) as the exported graphs are; the style bank
-    must fit it."""
-    if backend == "torch":
-        from stylepipe.adain.engine import Finish
+    """A runner over `engine` with the style bank at `bank_path`, which must fit the engine's model."""
+    from stylepipe.nn.statistics import StyleBank
 
-        infer, device, origin = _torch_infer(encoder_path, decoder_path, stats_scale, finish or Finish())
-        return StyleRunner(infer, load_bank(bank_path, origin), device, index)
-    model, path = _cpu_model(backend, STATS, openvino_dir, onnx_dir)
-    bank = load_bank(bank_path, model.stats_origin(path))
-    return StyleRunner(lambda c, m, s: model.run({"content": c, "style_mean": m, "style_std": s}), bank, "CPU",
-                       index)
+    return StyleRunner(engine, StyleBank.load_trained(bank_path, engine.origin), index)
+
+
+def runner_from_params(params: Params, bank_path: Path = paths.STYLE_BANK, encoder_path: Path = paths.ENCODER,
+                       decoder_path: Path = paths.DECODER) -> StyleRunner:
+    """The host demo's runner as params set it: demo.backend and demo.precision, finished by params
+    `finish`, starting at export.style_index."""
+    from stylepipe.adain.engine import Finish
+
+    engine = demo_engine(params.demo.backend, params.demo.precision, Finish.from_params(params), encoder_path,
+                         decoder_path, params.common)
+    return make_style_runner(engine, bank_path, params.export.style_index)
 
 
 class FlowBlendRunner:
@@ -275,7 +269,6 @@ def run_host(
 
 def run_demo(
     params: Params,
-    openvino_dir: Path = paths.OPENVINO_DIR,
     onnx_dir: Path = paths.ONNX_DIR,
     blob_dir: Path = paths.BLOB_DIR,
     bank_path: Path = paths.STYLE_BANK,
@@ -284,8 +277,8 @@ def run_demo(
     encoder_path: Path = paths.ENCODER,
     decoder_path: Path = paths.DECODER,
 ) -> dict[str, Any]:
-    """The `demo` stage: OAK pipeline JSONs, demo.mp4 rendered on the host from the clip, demo.json."""
-    from stylepipe.adain.engine import Finish
+    """The `demo` stage: OAK pipeline JSONs, demo.mp4 rendered on the host from the clip through the engine,
+    demo.json."""
     from stylepipe.adain.export import exported_origin
     from stylepipe.demo.clip import ken_burns, load_source_image
     from stylepipe.demo.oak import build_pipeline, save_pipeline
@@ -296,22 +289,16 @@ def run_demo(
     stats_model = exported_origin(_require(onnx_dir / f"{STATS}.onnx", "export_onnx"))  # the styles blob's source
     names = load_bank(bank_path, stats_model)["names"]
     channels = stats_model.channels
-    if params.demo.backend == "torch":
-        runner: Runner = make_style_runner(
-            "torch", bank_path, encoder_path=encoder_path, decoder_path=decoder_path,
-            stats_scale=params.export.stats_scale, index=params.export.style_index,
-            finish=Finish.from_params(params),
-        )  # fmt: skip
-    else:
-        runner = make_runner(params.demo.backend, openvino_dir, onnx_dir)
+    runner = runner_from_params(params, bank_path, encoder_path, decoder_path)
     with atomic_dir(out_dir) as tmp:
         save_pipeline(build_pipeline(blob_path, size, False), tmp / "oak_pipeline.json", blob_path)
         save_pipeline(build_pipeline(None, size, True, channels), tmp / "oak_pipeline_styles.json", None, channels)
         clip = ken_burns(load_source_image(source_image), params.demo.frames, size)
         blended = with_flow_blend(runner, params.demo.flow_blend)
         video = render_video(clip, blended, tmp / "demo.mp4", params.demo.fps)
-        record = {**video, "backend": params.demo.backend, "flow_blend": params.demo.flow_blend, "video": "demo.mp4",
-                  "size": list(size),
+        record = {**video, "backend": params.demo.backend, "precision": params.demo.precision,
+                  "engine": runner.engine.describe(), "finish": runner.engine.finish_settings.record(),
+                  "flow_blend": params.demo.flow_blend, "video": "demo.mp4", "size": list(size),
                   "blob": str(blob_path) if blob_path else None, "style_names": names, "style_channels": channels,
                   "baked_style": names[params.export.style_index],
                   "source_image": str(source_image) if source_image else "skimage.data.astronaut",
