@@ -14,6 +14,7 @@ from stylepipe.evaluate.report import write_report
 from stylepipe.evaluate.stage import (
     assemble_metrics,
     headline,
+    measure_speed,
     numeric_metrics,
     palette_separation,
     style_separation,
@@ -22,7 +23,37 @@ from stylepipe.evaluate.stage import (
 from stylepipe.nn.functional import mean_std
 from stylepipe.nn.metrics import colour_histogram_distance, colour_transfer, own_style_closest, ssim_luminance
 
-from ..conftest import run
+from ..conftest import run, save_tiny_models
+
+
+@pytest.mark.parametrize("palette", ["histogram", "none"])
+def test_speed_times_the_engines_output_as_users_get_it(tmp_path: Path, monkeypatch, palette: str):
+    """Both timed calls return what the engine gives a user for that style (the cached style with its
+    palette, matched when finish.palette is histogram), not a cheaper unfinished output."""
+    import stylepipe.evaluate.stage as stage
+    from stylepipe.adain.engine import Finish
+    from stylepipe.adain.fast import torch_engine
+    from stylepipe.adain.model import load_stylizer
+    from stylepipe.core.runtime import Runtime
+
+    cpu = Runtime(torch.device("cpu"), bf16=False, channels_last=False, compile=False)
+    engine = torch_engine(load_stylizer(*save_tiny_models(tmp_path, "relu3_1", 0.5)), cpu, Finish(palette))
+    timed = {}
+
+    def once(fn, repeats, device=None):
+        timed[len(timed)] = fn()
+        return 1.0
+
+    monkeypatch.setattr(stage, "calls_per_second", once)
+    torch.manual_seed(0)
+    assert measure_speed(engine, 32, 1) == {"fps_cached_style": 1.0, "fps_encode_style": 1.0}
+    torch.manual_seed(0)
+    probe = torch.rand(1, 3, 32, 32)  # measure_speed's probe: content and style at once
+    user = engine.stylize(probe, probe)
+    torch.testing.assert_close(timed[0], user)
+    torch.testing.assert_close(timed[1], user)
+    unmatched = engine.with_finish(Finish("none")).stylize(probe, probe)
+    assert (timed[0] - unmatched).abs().max() > 1e-3 if palette == "histogram" else torch.equal(timed[0], unmatched)
 
 
 def test_identical_images_have_zero_distance_and_full_ssim():
