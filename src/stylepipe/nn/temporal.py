@@ -145,12 +145,12 @@ class ShotTracker:
     """Follows a clip's input frames (feed them in order): per frame, its `Motion` from the previous one,
     or None where it starts a new shot (the first frame; a frame of another size; fewer than SHOT_CUT of
     its pixels found in the previous frame). One DIS flow per frame (`preset`: a `PRESETS` value), found
-    with the occlusion test on the frames downscaled by `scale` and brought back to full size: blending
-    needs the motion of regions, not of single pixels, so the cheap settings are the default (measured in
-    benchmarks/bench_video.py --flow-settings)."""
+    with the occlusion test on the frames downscaled by `scale` and brought back to full size. The default,
+    the medium preset at full size, blends best for a small share of a network frame; the cheaper settings
+    trade blending quality for time (benchmarks/bench_video.py --flow-settings compares them)."""
 
-    preset: int = cv2.DISOpticalFlow_PRESET_FAST
-    scale: int = 2
+    preset: int = cv2.DISOpticalFlow_PRESET_MEDIUM
+    scale: int = 1
     _flow: Flow = field(init=False, repr=False)
     _prev: np.ndarray | None = field(default=None, init=False, repr=False)
     _prev_grey: np.ndarray | None = field(default=None, init=False, repr=False)
