@@ -123,3 +123,33 @@ def test_s3_push_with_a_wrong_secret_is_refused(project: Path, s3_remote):
     s3 = boto3.client("s3", endpoint_url=local["endpointurl"], aws_access_key_id=local["access_key_id"],
                       aws_secret_access_key=local["secret_access_key"], region_name="us-east-1")
     assert s3.list_objects_v2(Bucket="stylepipe").get("KeyCount", 0) == 0
+
+
+def test_a_fresh_clone_pulls_only_the_models_and_stylises(project: Path, s3_remote, tmp_path: Path):
+    """docs/cluster.md's newcomer path: clone, the endpoint in config.local, keys in the environment,
+    `dvc pull weights train_adain`, then `stylepipe stylize`; the data and the other stages' outputs stay
+    on the remote and nothing is trained."""
+    import numpy as np
+    from PIL import Image
+
+    url, local, env = s3_remote
+    _configure(project, "s3", url, local)
+    run(["git", "commit", "-qam", "s3 remote"], project)
+    dvc(["push"], project)
+    clone = tmp_path / "newcomer"
+    run(["git", "clone", "-q", str(project), str(clone)], tmp_path)
+    dvc(["remote", "modify", "--local", "s3", "endpointurl", local["endpointurl"]], clone)
+    dvc(["pull", "weights", "train_adain"], clone, env)
+
+    for rel in ("models/encoder/encoder.pt", "models/adain/decoder.pt", "models/adain/style_bank.pt"):
+        assert file_digest(clone / rel) == file_digest(project / rel), rel
+    for rel in ("data/raw", "data/prepared", "models/recon", "models/johnson", "models/export"):
+        assert not (clone / rel).exists(), f"{rel} pulled"
+    rng = np.random.default_rng(0)
+    for name in ("photo.png", "painting.png"):
+        Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(tmp_path / name)
+    out = tmp_path / "out.png"
+    run(["stylepipe", "stylize", str(tmp_path / "photo.png"), "--style", str(tmp_path / "painting.png"),
+         "-o", str(out), "--no-progress"], clone)
+    assert Image.open(out).size == (64, 48)
+    assert not (clone / "models/recon").exists() and not (clone / ".cache/checkpoints").exists()  # nothing trained
