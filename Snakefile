@@ -36,6 +36,7 @@ rule all:
     input:
         rules.evaluate.output,
         rules.demo.output,
+        rules.package.output,
         expand("models/export/johnson/{style}", style=JOHNSON_STYLES),
 
 

@@ -251,10 +251,16 @@ def _stylize(params, args) -> Any:
     )
     common = params.common if args.device is None else params.common.model_copy(update={"device": args.device})
     if args.model != "adain":
-        return _stylize_folder(args, options, common)
+        return _stylize_folder(args, options, common, Path(args.model), "--model")
+    if (args.encoder, args.decoder) == (paths.ENCODER, paths.DECODER) and (paths.STYLIZER_DIR / "model.json").is_file():
+        return _stylize_folder(args, options, common, paths.STYLIZER_DIR, str(paths.STYLIZER_DIR))
     if (args.backend, args.precision) != ("auto", "default"):
-        raise InputError("--backend/--precision: the OpenVINO IR and its precisions live in a model folder: give "
-                         "--model DIR (written by stylepipe.adain.folder.write_model_folder)")
+        flag = "--backend openvino" if args.backend == "openvino" else f"--backend {args.backend}/--precision"
+        raise InputError(f"{flag}: the OpenVINO IR and its precisions live in a model folder, and "
+                         f"{paths.STYLIZER_DIR} is missing: the package stage writes it (`dvc repro package`), or "
+                         "give --model DIR")
+    print(f"stylepipe stylize: {paths.STYLIZER_DIR} not found (the package stage writes it): PyTorch on "
+          f"{args.encoder} and {args.decoder}", file=sys.stderr)
     try:
         return stylize(
             args.content, args.output, style=args.style or (), style_stats=args.style_stats,
@@ -269,21 +275,24 @@ def _stylize(params, args) -> Any:
         raise InsufficientMemoryError(f"{err} (--content-size)") from None
 
 
-def _stylize_folder(args, options, common) -> Any:
-    """`--model DIR`: a model folder, from any directory, on `--backend` in `--precision`."""
+def _stylize_folder(args, options, common, folder: Path, given_by: str) -> Any:
+    """A model folder (`--model DIR` from any directory, or the package stage's inside the project) on
+    `--backend` in `--precision`; the result names the folder and the engine that ran."""
     from stylepipe.adain.folder import load_model
     from stylepipe.adain.stylize import stylize_with
     from stylepipe.apply import StylizeError
 
     try:
-        engine = load_model(args.model, args.backend, args.precision, common.device).engine
+        engine = load_model(folder, args.backend, args.precision, common.device).engine
     except InputError as err:
-        raise type(err)(f"--model: {err}") from None
+        raise type(err)(f"{given_by}: {err}") from None
     try:
-        return stylize_with(engine, args.content, args.output, args.style or (), args.style_stats, args.style_names,
-                            options, args.content_size, args.style_size, args.save_style_stats, not args.no_progress)
+        result = stylize_with(engine, args.content, args.output, args.style or (), args.style_stats,
+                              args.style_names, options, args.content_size, args.style_size, args.save_style_stats,
+                              not args.no_progress)
     except StylizeError as err:
         raise _flagged(err, err.options) from None
+    return {**result, "model": str(folder), "engine": engine.describe()}
 
 
 def _stylize_johnson(style: str, args) -> Any:
@@ -385,13 +394,14 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--encoder", type=Path, default=paths.ENCODER)
     st.add_argument("--decoder", type=Path, default=paths.DECODER)
     st.add_argument("--model", default="adain",
-                    help="adain (default: the pipeline's models, any style image), a model folder DIR (any "
-                         "directory, no params.yaml needed) or johnson:<style> (a trained per-style network)")
+                    help="adain (default: the pipeline's model folder models/stylizer, or PyTorch on --encoder and "
+                         "--decoder without it), a model folder DIR (any directory, no params.yaml needed) or "
+                         "johnson:<style> (a trained per-style network)")
     st.add_argument("--backend", choices=("auto", "torch", "openvino"), default="auto",
-                    help="with --model DIR: auto = OpenVINO on a CPU (its IR checked against the weights), torch "
-                         "on CUDA")
+                    help="with a model folder: auto = OpenVINO on a CPU (its IR checked against the weights), "
+                         "torch on CUDA")
     st.add_argument("--precision", choices=("default", "f32", "bf16", "int8"), default="default",
-                    help="with --model DIR: default = the backend's own choice; int8 needs the folder's INT8 IR")
+                    help="with a model folder: default = the backend's own choice; int8 needs the folder's INT8 IR")
     # Options left out (None) take GatysOptions' defaults (stylepipe.gatys.optimise is imported lazily, with torch).
     g = sub.add_parser("gatys", help="Gatys et al. optimisation-based transfer (slow, needs no training)")
     g.add_argument("content", type=Path, help="content image")

@@ -25,6 +25,7 @@ RECORD_FILES: dict[str, str] = {
     "evaluate": "reports/evaluate/metrics_detail.json",
     "export_onnx": "models/export/onnx/report.json",
     "export_openvino": "models/export/openvino/report.json",
+    "package": "models/stylizer/model.json",
     "export_johnson": "models/export/johnson/{style}/report.json",
     "compile_blob": "models/export/blob/blob.json",
     "demo": "demo/demo.json",
@@ -66,6 +67,11 @@ def _compile_blob(r: Record) -> str:
     return f"{len(r.get('models', {}))} blobs compiled" if r.get("compiled") else f"no blob: {r.get('reason')}"
 
 
+def _package(r: Record) -> str:
+    int8 = any(name.startswith("openvino_int8/") for name in r["files"])
+    return f"model folder of {len(r['files'])} files (OpenVINO IR{' and its INT8 copy' if int8 else ''})"
+
+
 HEADLINES: dict[str, Callable[[Record], str]] = {
     "download": lambda r: f"{r['files']} files ({r['source']})",  # the stage returns the count of SOURCE.json's list
     "weights": lambda r: f"encoder {r['encoder']} from {r['source']}",
@@ -76,6 +82,7 @@ HEADLINES: dict[str, Callable[[Record], str]] = {
     "evaluate": _evaluate,
     "export_onnx": _export_onnx,
     "export_openvino": lambda r: f"{len(r['models'])} OpenVINO IRs (FP16 weights), parity with ONNX Runtime held",
+    "package": _package,
     "export_johnson": _export_johnson,
     "compile_blob": _compile_blob,
     "demo": lambda r: f"{r['frames']} frames at {r['inference_fps']:.1f} FPS ({r['backend']})",

@@ -62,6 +62,8 @@ STAGES: tuple[Stage, ...] = (
           ("models/export/onnx",)),
     Stage("export_openvino", "stylepipe.adain.openvino:run_export_openvino", ("common.seed", "finish", "export"),
           ("models/export/openvino",)),
+    Stage("package", "stylepipe.adain.package:run_package", ("common.seed", "finish", "package"),
+          ("models/stylizer",)),
     Stage("export_johnson", "stylepipe.johnson.export:run_export_johnson",
           ("common.seed", "export", "train_johnson.styles"), ("models/export/johnson/{style}",), per_style=True),
     Stage("compile_blob", "stylepipe.export.myriad.blob:run_compile_blob", ("export", "blob", "train_johnson.styles"),

@@ -109,3 +109,60 @@ rule compile_blob:
         "../envs/stylepipe.yaml"
     shell:
         "stylepipe compile_blob 2> {log}"
+
+
+rule package:
+    input:
+        "data/prepared",
+        "models/encoder",
+        "models/adain",
+        "src/stylepipe/__init__.py",
+        "src/stylepipe/adain/__init__.py",
+        "src/stylepipe/adain/engine.py",
+        "src/stylepipe/adain/fast.py",
+        "src/stylepipe/adain/folder.py",
+        "src/stylepipe/adain/ir.py",
+        "src/stylepipe/adain/model.py",
+        "src/stylepipe/adain/package.py",
+        "src/stylepipe/apply.py",
+        "src/stylepipe/core/__init__.py",
+        "src/stylepipe/core/code.py",
+        "src/stylepipe/core/colour.py",
+        "src/stylepipe/core/config.py",
+        "src/stylepipe/core/errors.py",
+        "src/stylepipe/core/io.py",
+        "src/stylepipe/core/media.py",
+        "src/stylepipe/core/paths.py",
+        "src/stylepipe/core/runtime.py",
+        "src/stylepipe/core/tiling.py",
+        "src/stylepipe/core/viz.py",
+        "src/stylepipe/data/__init__.py",
+        "src/stylepipe/data/augment.py",
+        "src/stylepipe/data/datasets.py",
+        "src/stylepipe/data/shards.py",
+        "src/stylepipe/nn/__init__.py",
+        "src/stylepipe/nn/detail.py",
+        "src/stylepipe/nn/encoders.py",
+        "src/stylepipe/nn/functional.py",
+        "src/stylepipe/nn/layers.py",
+        "src/stylepipe/nn/palette.py",
+        "src/stylepipe/nn/statistics.py",
+        "src/stylepipe/nn/temporal.py",
+        "src/stylepipe/train/__init__.py",
+        "src/stylepipe/train/checkpoint.py",
+        "src/stylepipe/train/distributed.py",
+        "src/stylepipe/train/loop.py",
+        "src/stylepipe/train/plumbing.py",
+        "src/stylepipe/train/progress.py",
+        "src/stylepipe/train/schedules.py",
+        "src/stylepipe/train/stopping.py",
+    output:
+        directory("models/stylizer"),
+    params:
+        **P("common.seed", "finish", "package"),
+    log:
+        "logs/package.log",
+    conda:
+        "../envs/stylepipe.yaml"
+    shell:
+        "stylepipe package 2> {log}"

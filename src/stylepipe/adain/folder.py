@@ -149,9 +149,10 @@ def load_model(folder: str | Path, backend: str = "auto", precision: str = "defa
         return Model(folder, torch_engine(model, rt, finish), bank)
     ir_dir = folder / (INT8_DIR if precision == "int8" else IR_DIR)
     if not all(f.is_file() for f in ir_files(ir_dir)):
+        maker = ("the package stage with package.calibration_images > 0, or write_model_folder with calibration "
+                 "images" if precision == "int8" else "the package stage, or write_model_folder")
         raise ModelFolderError(f"{ir_dir}: no {'INT8 ' if precision == 'int8' else ''}OpenVINO IR in the model "
-                               f"folder (write_model_folder{' with calibration images' if precision == 'int8' else ''}"
-                               " makes it)")
+                               f"folder ({maker} makes it)")
     source = {"encoder_sha256": file_digest(folder / "encoder.pt"),
               "decoder_sha256": file_digest(folder / "decoder.pt")}
     check_source(ir_dir, source)

@@ -24,6 +24,7 @@ BAKED_ONNX = "adain_baked.onnx"  # AdaIN with one style baked in, in ONNX_DIR
 OPENVINO_DIR = Path("models/export/openvino")
 BLOB_DIR = Path("models/export/blob")
 BLOB = BLOB_DIR / "adain_baked.blob"
+STYLIZER_DIR = Path("models/stylizer")  # the model folder the package stage writes (adain.folder)
 DEMO_DIR = Path("demo")
 REPORTS = Path("reports")
 
