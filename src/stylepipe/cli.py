@@ -128,7 +128,7 @@ def _demo_run(params: Params, args: argparse.Namespace) -> Any:
         stats_blob = paths.BLOB_DIR / "adain_stats.blob"  # styles switch on the device when it is there
         blob = stats_blob if stats_blob.is_file() else paths.BLOB
         return run_live(blob if blob.is_file() else None, size, bank_path=paths.STYLE_BANK,
-                        with_style_input=blob == stats_blob, record=args.record)
+                        with_style_input=blob == stats_blob, record=args.record, flow_blend=params.demo.flow_blend)
     if args.host is not None:
         from stylepipe.demo.host import run_host, runner_from_params, with_flow_blend
 
