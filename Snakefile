@@ -37,6 +37,7 @@ rule all:
         rules.evaluate.output,
         rules.demo.output,
         rules.package.output,
+        rules.export_openvino.output,
         expand("models/export/johnson/{style}", style=JOHNSON_STYLES),
 
 

@@ -120,7 +120,7 @@ def test_training_param_change_reruns_only_downstream(project: Path):
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
     proc = run(["dvc", "repro"], project)
     assert ran_stages(proc.stdout) == {
-        "train_adain", "evaluate", "export_onnx", "export_openvino", "compile_blob", "demo"
+        "train_adain", "evaluate", "export_onnx", "export_openvino", "package", "compile_blob", "demo"
     }, proc.stdout
     assert "up to date" in run(["dvc", "status"], project).stdout
     run(["git", "add", "-A"], project)

@@ -97,3 +97,31 @@ def test_cli_stylizes_with_a_model_folder_from_any_directory(folder, tmp_path, m
     (tmp_path / "params.yaml").write_text((Path(__file__).parents[2] / "params.yaml").read_text())
     assert main(["stylize", str(photo), "--style", str(photo), "-o", "x.png", "--backend", "openvino"]) == 1
     assert "--model DIR" in capsys.readouterr().err and not Path("x.png").exists()
+
+
+def test_the_int8_decoder_is_calibrated_on_adain_targets_towards_the_banks_styles(tmp_path, monkeypatch):
+    """The decoder decodes AdaIN targets, whose per-channel statistics are the painting's, not the photo's:
+    its INT8 ranges come from those (each calibration photo towards the bank's styles in turn)."""
+    import stylepipe.adain.folder as folder_module
+    from stylepipe.adain.model import load_stylizer
+    from stylepipe.nn.functional import adain
+    from stylepipe.nn.statistics import StyleBank
+
+    enc, dec = save_tiny_models(tmp_path, "relu3_1", 0.5)
+    model = load_stylizer(enc, dec)
+    g = torch.Generator().manual_seed(2)
+    styles = torch.rand(2, 3, 32, 32, generator=g) * torch.tensor([0.2, 3.0])[:, None, None, None]
+    with torch.no_grad():
+        mean, std = model.style_stats(styles)
+    StyleBank(["dim", "bright"], mean, std, "vgg16_hed", "relu3_1").save(tmp_path / "bank.pt")
+    photos = [torch.rand(1, 3, 32, 32, generator=g) for _ in range(3)]
+    seen: dict[str, list[torch.Tensor]] = {}
+    monkeypatch.setattr(folder_module, "quantize_ir",
+                        lambda ir, out, contents, targets: seen.update(contents=list(contents), targets=list(targets)))
+    write_model_folder(tmp_path / "model", enc, dec, tmp_path / "bank.pt", Finish("none", 0.0), photos)
+    assert all(torch.equal(a, b) for a, b in zip(seen["contents"], photos, strict=True))
+    with torch.no_grad():
+        expected = [adain(model.encoder.encode(p), mean[i % 2][None], std[i % 2][None]) for i, p in enumerate(photos)]
+        features = [model.encoder.encode(p) for p in photos]
+    assert all(torch.allclose(t, e, atol=1e-5) for t, e in zip(seen["targets"], expected, strict=True))
+    assert not any(torch.allclose(t, f, atol=1e-2) for t, f in zip(seen["targets"], features, strict=True))

@@ -10,8 +10,7 @@ from torch import nn
 
 from stylepipe.core.errors import InputError
 from stylepipe.demo.oak import HostFinish, _planar_bgr_to_rgb
-from stylepipe.demo.ui import with_palette
-from stylepipe.nn.palette import palette_of
+from stylepipe.nn.palette import match_palette, palette_of
 from stylepipe.nn.temporal import warping_error
 
 H, W = 96, 128
@@ -49,7 +48,8 @@ def test_without_options_it_is_the_per_frame_palette_match():
     finish = HostFinish(styles)
     for t, frame in enumerate(panned_preview(3)):
         output = flickering_device(frame, rng)
-        expected = (np.clip(with_palette(output, styles, t % 2)[0], 0, 1) * 255 + 0.5).astype(np.uint8)
+        matched = match_palette(torch.from_numpy(output), torch.from_numpy(styles["palette"][t % 2 : t % 2 + 1]))
+        expected = (np.clip(matched.numpy()[0], 0, 1) * 255 + 0.5).astype(np.uint8)
         assert np.array_equal(finish(frame, output, t % 2), expected.transpose(1, 2, 0))
 
 

@@ -3,7 +3,6 @@ rule demo:
         "models/encoder",
         "models/adain",
         "models/export/onnx",
-        "models/export/openvino",
         "models/export/blob",
         "src/stylepipe/__init__.py",
         "src/stylepipe/adain/__init__.py",

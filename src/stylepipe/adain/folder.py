@@ -26,6 +26,7 @@ from stylepipe.core.io import atomic_dir, file_digest, write_json
 from stylepipe.core.runtime import Runtime
 from stylepipe.core.viz import to_pil
 from stylepipe.data.datasets import image_to_tensor
+from stylepipe.nn.functional import adain
 from stylepipe.nn.statistics import StatsOrigin, StyleBank
 
 RECORD = "model.json"
@@ -41,9 +42,10 @@ class ModelFolderError(InputError):
 def write_model_folder(out_dir: Path, encoder: Path, decoder: Path, bank: Path, finish: Finish,
                        calibration: Sequence[torch.Tensor] = ()) -> dict[str, Any]:
     """Assemble the folder atomically: copies of the weights and the bank, the IR pair (and its INT8 copy
-    calibrated on `calibration`, [1, 3, H, W] content images, when any are given), model.json."""
+    calibrated on `calibration`, [1, 3, H, W] content images, when any are given: the decoder on their
+    AdaIN targets towards the bank's styles in turn, what it decodes in use), model.json."""
     model = load_stylizer(encoder, decoder)
-    StyleBank.load_trained(bank, StatsOrigin.of(model))
+    styles = StyleBank.load_trained(bank, StatsOrigin.of(model))
     with atomic_dir(out_dir) as tmp:
         for source, name in ((encoder, "encoder.pt"), (decoder, "decoder.pt"), (bank, "style_bank.pt")):
             shutil.copyfile(source, tmp / name)
@@ -51,7 +53,8 @@ def write_model_folder(out_dir: Path, encoder: Path, decoder: Path, bank: Path, 
         write_ir(model.encoder, model.decoder, tmp / IR_DIR, source)
         if calibration:
             with torch.no_grad():
-                targets = [model.encoder.encode(c) for c in calibration]
+                targets = [adain(model.encoder.encode(c), styles.mean[i % len(styles)][None],
+                                 styles.std[i % len(styles)][None]) for i, c in enumerate(calibration)]
             quantize_ir(tmp / IR_DIR, tmp / INT8_DIR, calibration, targets)
         files = sorted(p.relative_to(tmp).as_posix() for p in tmp.rglob("*") if p.is_file())
         record = {"format": FORMAT, "encoder": model.encoder.spec.name, "layer": model.layer,

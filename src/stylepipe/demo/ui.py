@@ -57,19 +57,6 @@ def load_bank(bank_path: Path, model: StatsOrigin | None = None) -> dict[str, An
             "channels": bank.origin.channels, "palette": palette}
 
 
-def with_palette(output: np.ndarray, bank: dict[str, Any] | None, index: int) -> np.ndarray:
-    """The network's output [1, 3, H, W] matched to style `index`'s palette on the host (sorting is no
-    Myriad X operation), or unchanged when the bank holds no palettes."""
-    if bank is None or bank["palette"] is None:
-        return output
-    import torch
-
-    from stylepipe.nn.palette import match_palette
-
-    palette = torch.from_numpy(bank["palette"][index : index + 1])
-    return match_palette(torch.from_numpy(np.ascontiguousarray(output, np.float32)), palette).numpy()
-
-
 def compose(original: np.ndarray, stylised: np.ndarray, text: str) -> np.ndarray:
     """Side by side (original | stylised) with `text` drawn top-left on a dark box."""
     canvas = Image.fromarray(np.concatenate([original, stylised], axis=1))
