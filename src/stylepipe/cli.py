@@ -253,6 +253,10 @@ def _stylize(params, args) -> Any:
     if args.model != "adain":
         return _stylize_folder(args, options, common, Path(args.model), "--model")
     if (args.encoder, args.decoder) == (paths.ENCODER, paths.DECODER) and (paths.STYLIZER_DIR / "model.json").is_file():
+        from stylepipe.adain.folder import check_made_from
+
+        check_made_from(paths.STYLIZER_DIR, {"encoder.pt": paths.ENCODER, "decoder.pt": paths.DECODER,
+                                             "style_bank.pt": paths.STYLE_BANK})
         return _stylize_folder(args, options, common, paths.STYLIZER_DIR, str(paths.STYLIZER_DIR))
     if (args.backend, args.precision) != ("auto", "default"):
         flag = "--backend openvino" if args.backend == "openvino" else f"--backend {args.backend}/--precision"

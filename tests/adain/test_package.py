@@ -73,7 +73,7 @@ def test_package_writes_the_folder_with_the_finish_section_and_an_int8_ir(projec
 def test_stylize_inside_the_project_uses_the_model_folder_on_openvino(project: Path, monkeypatch, capsys):
     """With models/stylizer present, `stylize` with no --model runs its OpenVINO IR (auto on a CPU), INT8
     included; without it, PyTorch on models/adain, saying so in one line, and --backend openvino names the
-    stage that makes the IR."""
+    stage that makes the IR; a folder older than models/adain is refused, naming the stage that renews it."""
     monkeypatch.chdir(project)
     photo = _photo(project / "photo.png")
     shutil.rmtree(project / "models/stylizer", ignore_errors=True)
@@ -93,6 +93,15 @@ def test_stylize_inside_the_project_uses_the_model_folder_on_openvino(project: P
         result = json.loads(capsys.readouterr().out)
         assert result["model"] == "models/stylizer" and result["engine"] == f"openvino ({precision}, cpu)"
         assert Image.open(f"{precision}.png").size == (44, 36)
+
+    decoder = project / "models/adain/decoder.pt"
+    trained = decoder.read_bytes()
+    decoder.write_bytes(trained + b"retrained")  # models/adain changed, package not re-run
+    assert main(["stylize", str(photo), "--style", str(photo), "-o", "stale.png", "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "models/stylizer/decoder.pt: older than models/adain/decoder.pt" in err and "dvc repro package" in err
+    assert not Path("stale.png").exists()
+    decoder.write_bytes(trained)
 
 
 def test_int8_without_the_quantised_ir_names_the_setting_that_makes_it(project: Path, monkeypatch, capsys):

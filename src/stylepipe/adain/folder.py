@@ -86,6 +86,16 @@ def read_record(folder: Path) -> dict[str, Any]:
     return record
 
 
+def check_made_from(folder: Path, sources: dict[str, Path]) -> None:
+    """Refuse a folder whose copies differ from `sources` ({name in the folder: the file it copies}): the
+    pipeline's folder after its weights were retrained without re-running the package stage."""
+    files = read_record(folder)["files"]
+    for name, source in sources.items():
+        if source.is_file() and files.get(name) != file_digest(source):
+            raise ModelFolderError(f"{folder / name}: older than {source} (it holds other weights): the package "
+                                   "stage brings the folder up to date (`dvc repro package`)")
+
+
 class Model:
     """A loaded model folder: `stylize` an image, `stylize_video` a video, through one engine."""
 
