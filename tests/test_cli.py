@@ -242,3 +242,17 @@ def test_sigterm_stops_torchrun_and_its_workers(tmp_path: Path):
     worker = int((tmp_path / "worker.pid").read_text())
     assert done.returncode == 143, done.stderr
     assert _gone_within(worker, 10), f"torchrun's worker {worker} outlived the SIGTERM"
+
+
+def test_own_warnings_print_as_one_line_naming_the_command(capsys):
+    import warnings
+
+    from stylepipe.cli import own_warnings_as_lines
+    from stylepipe.train.checkpoint import CheckpointSkipped
+
+    before = warnings.showwarning
+    with warnings.catch_warnings(), own_warnings_as_lines("train_recon"):
+        warnings.simplefilter("always")
+        warnings.warn("no checkpoint for these params and code", CheckpointSkipped, stacklevel=1)
+    assert capsys.readouterr().err == "stylepipe train_recon: warning: no checkpoint for these params and code\n"
+    assert warnings.showwarning is before

@@ -20,10 +20,11 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, get_args
+from typing import Any, TextIO, get_args
 
 from stylepipe.core import paths
 from stylepipe.core.config import Common, CompileMode, Device, Params, load_params
@@ -55,6 +56,26 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def own_warnings_as_lines(command: str) -> Iterator[None]:
+    """Print stylepipe's own warnings as one line naming the command, without the source line Python adds;
+    other packages' warnings print as usual."""
+    default = warnings.showwarning
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: TextIO | None = None, line: str | None = None) -> None:
+        if category.__module__.startswith("stylepipe."):
+            print(f"stylepipe {command}: warning: {message}", file=file or sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = default
 
 
 def _stop_group(proc: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> None:
@@ -472,7 +493,7 @@ def _dispatch(args: argparse.Namespace) -> Any:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        with sigterm_as_interrupt():
+        with sigterm_as_interrupt(), own_warnings_as_lines(args.command):
             result = _dispatch(args)
     except Terminated:
         print(f"stylepipe {args.command}: terminated (SIGTERM)", file=sys.stderr)

@@ -165,7 +165,7 @@ class AdaINPyfunc(mlflow.pyfunc.PythonModel):
             raise _bad_request(str(err)) from None
         return {"image": encode_png(out), "width": out.shape[2], "height": out.shape[1]}
 
-    def predict(self, context, model_input, params=None):  # no type hints: MLflow would infer a schema
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         if not isinstance(model_input, pd.DataFrame) or model_input.empty:
             raise _bad_request("expected a non-empty table with a `content` column")
         if len(model_input) > self.max_rows:
@@ -216,7 +216,8 @@ def log_serving_model(encoder: Path, decoder: Path, style_bank: Path | None, fin
     if style_bank is not None and Path(style_bank).is_file():
         artifacts["style_bank"] = str(style_bank)
     info = mlflow.pyfunc.log_model(
-        name=MODEL_NAME, python_model=AdaINPyfunc(), artifacts=artifacts, signature=signature(),
+        name=MODEL_NAME, python_model=str(Path(__file__).with_name("serving_model.py")), artifacts=artifacts,
+        signature=signature(),
         input_example=input_example(), code_paths=[str(Path(stylepipe.__file__).parent)],
         pip_requirements=requirements(), model_config={"max_pixels": max_pixels, "finish": finish.record()},
     )

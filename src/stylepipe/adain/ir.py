@@ -10,7 +10,9 @@ training, `quantize_ir`, run at the plugin's default for the layers that stay in
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +44,15 @@ class _Encode(nn.Module):
         return self.encoder.encode(x)
 
 
+@contextmanager
+def _quiet_tracing() -> Iterator[None]:
+    """OpenVINO's PyTorch frontend traces with torch.jit, whose deprecation warning concerns OpenVINO, not the
+    user converting a model."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r"`torch\.jit\.trace", FutureWarning)
+        yield
+
+
 def ir_files(ir_dir: Path) -> tuple[Path, ...]:
     """The files of the engine's IR pair in `ir_dir`."""
     return tuple(ir_dir / f"{stem}.{ext}" for stem in ("encoder", "decoder") for ext in ("xml", "bin"))
@@ -55,10 +66,11 @@ def write_ir(encoder: VGGEncoder, decoder: nn.Module, out_dir: Path, source: dic
     out_dir.mkdir(parents=True, exist_ok=True)
     x = torch.rand(1, 3, example_size, example_size, generator=torch.Generator().manual_seed(0))
     free = ov.PartialShape([1, 3, -1, -1])
-    enc = ov.convert_model(_Encode(encoder.eval()), example_input=x, input=[free])
     feat = encoder.encode(x)
-    dec = ov.convert_model(decoder.eval(), example_input=feat,
-                           input=[ov.PartialShape([1, feat.shape[1], -1, -1])])
+    with _quiet_tracing():
+        enc = ov.convert_model(_Encode(encoder.eval()), example_input=x, input=[free])
+        dec = ov.convert_model(decoder.eval(), example_input=feat,
+                               input=[ov.PartialShape([1, feat.shape[1], -1, -1])])
     written = []
     for model, name in ((enc, ENCODER_XML), (dec, DECODER_XML)):
         for key, value in source.items():

@@ -1,4 +1,5 @@
-"""Device selection and the CUDA speed switches (bf16 autocast, channels_last, torch.compile)."""
+"""Device selection and the speed switches (bf16 autocast, channels_last, torch.compile): on for CUDA, and bf16
+also on CPUs that compute it natively."""
 
 from __future__ import annotations
 
@@ -44,12 +45,20 @@ class Runtime:
         return module
 
 
-def _switch(value: str | bool, on_cuda: bool) -> bool:
-    return on_cuda if value == "auto" else bool(value)
+def _switch(value: str | bool, auto: bool) -> bool:
+    return auto if value == "auto" else bool(value)
+
+
+def cpu_has_bf16_units() -> bool:
+    """Whether the CPU computes bfloat16 natively (AVX-512 BF16 or AMX): there bf16 autocast speeds a training
+    step up by about half, elsewhere it emulates bf16 and slows the step down."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
 def resolve_runtime(common: Common) -> Runtime:
-    """`auto` means CUDA when available; the speed switches default to on for CUDA, off for CPU."""
+    """`auto` means CUDA when available; the speed switches default to on for CUDA, off for the CPU, except
+    bf16 autocast on a CPU with bf16 units."""
     if common.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("params common.device is 'cuda' but no CUDA device is available (use 'auto')")
     use_cuda = common.device == "cuda" or (common.device == "auto" and torch.cuda.is_available())
@@ -63,7 +72,7 @@ def resolve_runtime(common: Common) -> Runtime:
         torch.backends.cudnn.benchmark = True
     return Runtime(
         device=device,
-        bf16=_switch(common.bf16, use_cuda),
+        bf16=_switch(common.bf16, use_cuda or cpu_has_bf16_units()),
         channels_last=_switch(common.channels_last, use_cuda),
         compile=_switch(common.compile, use_cuda),
         compile_mode=common.compile_mode,
