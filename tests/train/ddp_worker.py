@@ -61,7 +61,7 @@ def _env(rank: int, world: int):
 
 
 def main(out: Path, layer: str, width: float) -> None:
-    rt = resolve_runtime(Common(device="cpu"))
+    rt = resolve_runtime(Common(device="cpu", bf16=False))  # float32, as the single-process reference
     env = init_distributed("cpu")
     try:
         task = make_task(layer, width)
