@@ -14,14 +14,13 @@ import pytest
 import torch
 
 from stylepipe.adain.train import AdainTask
-from stylepipe.core.config import Common
 from stylepipe.core.runtime import resolve_runtime
 from stylepipe.data.datasets import RandomPairs
 from stylepipe.train.distributed import SINGLE, DistEnv, per_rank_batch, torchrun_argv
 from stylepipe.train.loop import fit
 from tests.conftest import ADAIN_DEPTHS, depth_id
 from tests.data_fixtures import shard_store
-from tests.train.ddp_worker import CFG, global_batches, make_task
+from tests.train.ddp_worker import CFG, FLOAT32, global_batches, make_task
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,11 +51,6 @@ class Reference:
     history: list[dict]
     initial: dict[str, torch.Tensor]
     task: AdainTask
-
-
-# float32: bf16 autocast rounds a sum differently when the batch is split over processes, and these tests
-# compare the update itself
-FLOAT32 = Common(device="cpu", bf16=False)
 
 
 def single_process_reference(out: Path, depth: tuple[str, float]) -> Reference:
