@@ -51,7 +51,7 @@ def _switch(value: str | bool, auto: bool) -> bool:
 
 def cpu_has_bf16_units() -> bool:
     """Whether the CPU computes bfloat16 natively (AVX-512 BF16 or AMX): there bf16 autocast speeds a training
-    step up by about half, elsewhere it emulates bf16 and slows the step down."""
+    step up; elsewhere it has no bf16 arithmetic to use."""
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
