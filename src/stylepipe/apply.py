@@ -135,18 +135,19 @@ def _stylise_image(stylizer: Stylizer, source: Path, target: Path, size: int) ->
 
 def stylise_frames(stylizer: Stylizer, frames: Iterable[torch.Tensor],
                    flow_blend: float = 0.0) -> Iterator[torch.Tensor]:
-    """A video's frames ([3, H, W] in [0, 1], in order) through `stylizer`. A stylizer with a `start_shot()`
-    method (state carried across frames, e.g. `adain.video.StableAdaIN`) is told where each shot starts;
-    `flow_blend` > 0 blends each output with the previous one along the input's optical flow
-    (`nn.temporal.blend_previous`)."""
-    start_shot = getattr(stylizer, "start_shot", None)
-    tracker = ShotTracker() if flow_blend or start_shot is not None else None
+    """A video's frames ([3, H, W] in [0, 1], in order) through `stylizer`. A stylizer with a `follow(motion)`
+    method (state carried across frames, e.g. `adain.video.StableAdaIN`) is told each frame's `Motion` from
+    the previous one before it runs, None where a shot starts; `flow_blend` > 0 blends each output with the
+    previous one along the input's optical flow (`nn.temporal.blend_previous`)."""
+    follow = getattr(stylizer, "follow", None)
+    tracker = ShotTracker() if flow_blend or follow is not None else None
     previous = None
     for image in frames:
         motion = None if tracker is None else tracker(image.permute(1, 2, 0).numpy())
-        if motion is None and start_shot is not None:
-            start_shot()
-        out = apply_padded(stylizer, image)
+        if follow is not None:
+            follow(motion)
+        with torch.no_grad():
+            out = apply_padded(stylizer, image).float().cpu()
         if flow_blend:
             previous = blend_previous(out.permute(1, 2, 0).numpy(), previous, motion, flow_blend)
             out = torch.from_numpy(previous).permute(2, 0, 1)
@@ -189,7 +190,7 @@ def run_stylizer(content: Path, output: Path, stylizer: Stylizer, content_size: 
                  progress: bool = True, flow_blend: float = 0.0) -> dict:
     """Stylise an image (output: a file, or a folder), a folder of images (output: a folder; unreadable
     files are skipped and reported; a.jpg and a.png get distinct outputs) or a video (output: an .mp4;
-    audio copied; `flow_blend` 0..1: the share of the previous output, warped along the optical flow, in
+    audio copied; `flow_blend` 0..<1: the share of the previous output, warped along the optical flow, in
     each frame) with any stylizer. An output that would overwrite an input is refused before any work."""
     content, output = Path(content), Path(output)
     if not 0.0 <= flow_blend < 1.0:

@@ -242,7 +242,8 @@ def _checksum(args) -> None:
 STYLIZE_FLAGS = {"alpha": "--alpha", "weights": "--weights", "mask": "--mask", "preserve_color": "--preserve-color",
                  "palette": "--palette", "detail": "--detail", "tile": "--tile", "style": "--style",
                  "style_stats": "--style-stats", "style_names": "--style-names", "flow_blend": "--flow-blend",
-                 "content_stats_momentum": "--content-stats-momentum", "palette_momentum": "--palette-momentum"}
+                 "decoded_blend": "--decoded-blend", "content_stats_momentum": "--content-stats-momentum",
+                 "palette_momentum": "--palette-momentum"}
 
 
 def _flagged(err: StylepipeError, options: tuple[str, ...]) -> StylepipeError:
@@ -268,7 +269,8 @@ def _stylize(params, args) -> Any:
         alpha=args.alpha, weights=args.weights, preserve_color=args.preserve_color, mask=args.mask,
         palette=args.palette, detail=args.detail, tile=None if args.tile == "auto" else int(args.tile),
         compile_mode=args.compile_mode or params.common.compile_mode, flow_blend=args.flow_blend,
-        content_stats_momentum=args.content_stats_momentum, palette_momentum=args.palette_momentum,
+        decoded_blend=args.decoded_blend, content_stats_momentum=args.content_stats_momentum,
+        palette_momentum=args.palette_momentum,
     )
     common = params.common if args.device is None else params.common.model_copy(update={"device": args.device})
     if args.model != "adain":
@@ -329,13 +331,13 @@ def _stylize_johnson(style: str, args) -> Any:
                   "--mask": args.mask, "--preserve-color": args.preserve_color, "--palette": args.palette,
                   "--detail": args.detail, "--alpha": None if args.alpha == 1.0 else args.alpha,
                   "--content-stats-momentum": args.content_stats_momentum or None,
-                  "--palette-momentum": args.palette_momentum or None}
+                  "--palette-momentum": args.palette_momentum or None, "--decoded-blend": args.decoded_blend}
     given = [flag for flag, value in adain_only.items() if value is not None]
     if given:
         raise StylizeError(f"{', '.join(given)}: AdaIN options; johnson:{style} has its style built in")
     try:
         return run_stylizer(args.content, args.output, load_johnson_stylizer(style), content_size=args.content_size,
-                            progress=not args.no_progress, flow_blend=args.flow_blend)
+                            progress=not args.no_progress, flow_blend=args.flow_blend or 0.0)
     except StylizeError as err:
         raise _flagged(err, err.options) from None
 
@@ -396,9 +398,12 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--palette", choices=("histogram", "none"),
                     help="match the output to the painting's palette (histogram) or not (none); default: the "
                          "model folder's record, or params finish.palette")
-    st.add_argument("--flow-blend", type=float, default=0.0,
-                    help="video, 0..<1: each frame blended with the previous output along the optical flow "
-                         "(docs/video.md)")
+    st.add_argument("--flow-blend", type=float, default=None,
+                    help="video, 0..<1: the previous output's share in each frame, warped along the optical flow "
+                         "(AdaIN default 0.7, johnson: 0; 0 = frame by frame; docs/video.md)")
+    st.add_argument("--decoded-blend", type=float, default=None,
+                    help="video, 0..<1: the previous decoded image's share before the palette and detail "
+                         "finishing (AdaIN with one whole-frame style: default 0.9; 0 = off)")
     st.add_argument("--content-stats-momentum", type=float, default=0.0,
                     help="video, 0..1: the content statistics smoothed within a shot (AdaIN)")
     st.add_argument("--palette-momentum", type=float, default=0.0,

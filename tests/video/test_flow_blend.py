@@ -86,8 +86,9 @@ def test_a_cut_starts_a_shot_of_a_stylizer_that_keeps_state(tmp_path):
     class Counting:
         frame = 0
 
-        def start_shot(self) -> None:
-            starts.append(self.frame)
+        def follow(self, motion) -> None:
+            if motion is None:
+                starts.append(self.frame)
 
         def __call__(self, x: torch.Tensor) -> torch.Tensor:
             self.frame += 1

@@ -11,7 +11,7 @@ from stylepipe.adain.engine import Engine, Finish, StyleTarget
 from stylepipe.adain.fast import torch_engine
 from stylepipe.adain.model import AdaINStylizer, Decoder
 from stylepipe.adain.video import Smoothing, StableAdaIN
-from stylepipe.apply import StylizeError, run_stylizer
+from stylepipe.apply import StylizeError, run_stylizer, stylise_frames
 from stylepipe.core.media import iter_video_frames
 from stylepipe.core.runtime import Runtime
 from stylepipe.nn.encoders import build_encoder
@@ -111,11 +111,34 @@ def test_start_shot_forgets_the_previous_frames(engine, style):
     assert not torch.allclose(held, engine.frame(other, style, 1.0))
 
 
+def video_error(engine: Engine, style: StyleTarget, smoothing: Smoothing, clip: list[torch.Tensor]) -> float:
+    """The warping error of the clip through `apply`'s video path, which feeds the stylizer each frame's
+    motion."""
+    outputs = stylise_frames(StableAdaIN(engine, style, 1.0, smoothing), (f[0] for f in clip))
+    return warping_error(as_frames(clip), [out.permute(1, 2, 0).numpy() for out in outputs])
+
+
+def test_decoded_blend_lowers_the_warping_error_of_a_pan(engine, style):
+    # noiseless: the detail step passes each frame's own sensor noise on after the blend, by design
+    clip = panned_clip(8, noise=0.0)
+    assert video_error(engine, style, Smoothing(decoded=0.9), clip) < 0.5 * video_error(engine, style, Smoothing(),
+                                                                                        clip)
+
+
+def test_a_cut_ends_the_decoded_blend(engine, style):
+    first, other = panned_clip(1, seed=0)[0], panned_clip(1, seed=3)[0]
+    stable = StableAdaIN(engine, style, 1.0, Smoothing(decoded=0.9))
+    stable.follow(None)
+    stable(first)
+    stable.follow(None)  # a cut: nothing of the first frame reaches the next
+    torch.testing.assert_close(stable(other), engine.frame(other, style, 1.0), rtol=0, atol=1e-6)
+
+
 def test_stable_options_on_a_one_frame_video_equal_the_per_frame_path(engine, style, tmp_path):
     source = write_clip(tmp_path / "one.mp4", panned_clip(1))
     plain, stable = tmp_path / "plain.mp4", tmp_path / "stable.mp4"
-    run_stylizer(source, plain, StableAdaIN(engine, style, 1.0, Smoothing()), progress=False)
-    run_stylizer(source, stable, StableAdaIN(engine, style, 1.0, Smoothing(0.9, 0.9)), progress=False,
+    run_stylizer(source, plain, StableAdaIN(engine, style, 1.0, Smoothing()), progress=False, flow_blend=0.0)
+    run_stylizer(source, stable, StableAdaIN(engine, style, 1.0, Smoothing(0.9, 0.9, 0.9)), progress=False,
                  flow_blend=0.5)
     (a,), (b,) = list(iter_video_frames(plain)), list(iter_video_frames(stable))
     assert np.array_equal(a, b)
@@ -155,3 +178,29 @@ def test_cli_stylize_runs_the_stable_options_on_a_video_and_refuses_them_on_an_i
     assert main(["stylize", str(clip), "-o", str(tmp_path / "m.mp4"), "--palette-momentum", "0.5",
                  "--preserve-color", "luminance", *common]) == 1
     assert "do not combine with preserve_color" in capsys.readouterr().err
+
+
+def test_cli_stylize_steadies_a_video_by_default_and_leaves_images_alone(tmp_path, tiny_models, capsys):
+    from PIL import Image
+
+    from stylepipe.cli import main
+
+    enc, dec = tiny_models
+    clip = write_clip(tmp_path / "clip.mp4", panned_clip(6))
+    style = tmp_path / "style.png"
+    Image.fromarray((smooth(32, 32, 7)[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)).save(style)
+    common = ["--style", str(style), "--encoder", str(enc), "--decoder", str(dec), "--no-progress",
+              "--style-size", "32", "--palette", "histogram"]
+    assert main(["stylize", str(clip), "-o", str(tmp_path / "default.mp4"), *common]) == 0
+    assert main(["stylize", str(clip), "-o", str(tmp_path / "plain.mp4"), "--flow-blend", "0", "--decoded-blend",
+                 "0", *common]) == 0
+    inputs = list(iter_video_frames(clip))
+    steady = warping_error(inputs, list(iter_video_frames(tmp_path / "default.mp4")))
+    assert steady < 0.7 * warping_error(inputs, list(iter_video_frames(tmp_path / "plain.mp4")))
+    image = tmp_path / "still.png"
+    Image.fromarray((panned_clip(1)[0][0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)).save(image)
+    assert main(["stylize", str(image), "-o", str(tmp_path / "o.png"), *common]) == 0  # the video defaults
+    assert main(["stylize", str(image), "-o", str(tmp_path / "p.png"), "--decoded-blend", "0.5", *common]) == 1
+    assert "--decoded-blend: " in capsys.readouterr().err and not (tmp_path / "p.png").exists()
+    assert main(["stylize", str(clip), "-o", str(tmp_path / "r.mp4"), "--decoded-blend", "1.0", *common]) == 1
+    assert "decoded_blend 1.0 is out of range" in capsys.readouterr().err

@@ -161,3 +161,19 @@ def test_shift_consistency_trains_a_network_towards_stability():
 def test_shift_consistency_refuses_content_smaller_than_the_grid():
     with pytest.raises(ValueError, match="8x8 is too small"):
         shift_consistency_loss(nn.Identity(), torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8), 0.0)
+
+
+def test_shot_tracker_leaves_out_what_a_moving_object_uncovers():
+    background, square = textured(seed=0)[:, :96], textured(seed=9)
+    frames = []
+    for left in (30, 38):  # the square moves 8 px to the right over a still background
+        frame = background.copy()
+        frame[32:64, left : left + 32] = square[32:64, 32:64]
+        frames.append(frame)
+    track = ShotTracker()
+    track(frames[0])
+    motion = track(frames[1])
+    assert motion is not None
+    uncovered = motion.reliable[36:60, 31:37]  # background in frame 1, under the square in frame 0
+    far = motion.reliable[4:24, 4:92]
+    assert uncovered.mean() < 0.5 and far.mean() > 0.95, (uncovered.mean(), far.mean())

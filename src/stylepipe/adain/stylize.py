@@ -27,14 +27,11 @@ from PIL import Image
 from stylepipe.adain.engine import PALETTES, Engine, Finish, Palette, StyleTarget
 from stylepipe.adain.fast import torch_engine
 from stylepipe.adain.model import load_stylizer
-from stylepipe.adain.video import Smoothing, stable_stylizer
+from stylepipe.adain.video import DECODED_BLEND, FLOW_BLEND, Smoothing, stable_stylizer
 from stylepipe.apply import StylizeError, read_image, run_stylizer
 from stylepipe.core import paths
 from stylepipe.core.config import Common
-from stylepipe.core.media import (
-    MediaError,
-    open_image,
-)
+from stylepipe.core.media import MediaError, is_video, open_image
 from stylepipe.core.runtime import resolve_runtime
 from stylepipe.core.tiling import GRID, available_bytes, choose_tile, feather, pad_to_grid, plan_windows
 from stylepipe.nn.functional import coral, mean_std_of_sums
@@ -117,7 +114,8 @@ class StylizeOptions:
     compile_mode: str | None = None
     palette: Palette | None = None  # None: as the engine's finishing settings (params finish.palette)
     detail: float | None = None  # None: as the engine's finishing settings (params finish.detail)
-    flow_blend: float = 0.0  # video: the previous output's share along the optical flow (adain.video)
+    flow_blend: float | None = None  # video: the previous output's share along the flow (None: adain.video's)
+    decoded_blend: float | None = None  # video: the previous decoded image's share (None: adain.video's)
     content_stats_momentum: float = 0.0  # video: content statistics smoothed within a shot (adain.video)
     palette_momentum: float = 0.0  # video: the palette map smoothed within a shot (adain.video)
 
@@ -320,6 +318,14 @@ def stylize(
                         style_size, save_style_stats, progress)
 
 
+def _decoded_blend(options: StylizeOptions, content: Path, whole_frame_style: bool) -> float:
+    """The decoded image's blend: as given, else DECODED_BLEND for a video stylised with one whole-frame style
+    (the stable path's condition), else 0."""
+    if options.decoded_blend is not None:
+        return options.decoded_blend
+    return DECODED_BLEND if whole_frame_style and is_video(content) else 0.0
+
+
 def stylize_with(
     engine: Engine,
     content: Path,
@@ -350,8 +356,13 @@ def stylize_with(
     if save_style_stats is not None:
         result["style_stats"] = str(stats.save(save_style_stats))
     stylizer: Any = AdaINStylize(engine, options, stats=stats, style_images=images)
-    smoothing = Smoothing(options.content_stats_momentum, options.palette_momentum)
+    others = [k for k in ("mask", "preserve_color", "tile") if getattr(options, k)]
+    smoothing = Smoothing(options.content_stats_momentum, options.palette_momentum,
+                          _decoded_blend(options, Path(content), stylizer.fixed_style is not None and not others))
     if smoothing.active:
         stylizer = stable_stylizer(stylizer.engine, stylizer.fixed_style, options.alpha, smoothing, Path(content),
-                                   [k for k in ("mask", "preserve_color", "tile") if getattr(options, k)])
-    return {**run_stylizer(content, output, stylizer, content_size, progress, options.flow_blend), **result}
+                                   others)
+    flow_blend = options.flow_blend
+    if flow_blend is None:
+        flow_blend = FLOW_BLEND if is_video(Path(content)) else 0.0
+    return {**run_stylizer(content, output, stylizer, content_size, progress, flow_blend), **result}

@@ -1,11 +1,15 @@
 """Stable AdaIN video: the engine's steps with state carried from frame to frame within a shot.
 
-Frame-by-frame AdaIN flickers partly because two per-frame quantities jump with every small change of the
-input: the content features' mean/std that AdaIN divides out, and the palette map that matches each output
-to the painting's palette (its source quantiles are the frame's own). `StableAdaIN` smooths both over the
-frames of a shot (an exponential moving average, `momentum` the share kept from the previous frames; 1 holds
-the shot's first frame's values) and starts afresh at every cut that `apply` reports through
-`start_shot`. Flow-guided blending with the previous output acts after it, in `apply`, for any stylizer.
+Frame-by-frame AdaIN flickers because the decoder's strokes change with every small change of the input,
+and the finishing (detail, palette match) amplifies that change: the palette's steep map stretches small
+differences. `StableAdaIN` therefore blends the decoder's output, before the finishing, with its previous
+one along the input's optical flow (`Smoothing.decoded`, where the flow is not occluded), so the finishing
+acts on a steady image and keeps its contrast. It can also smooth two per-frame quantities over the frames
+of a shot (an exponential moving average, the momentum being the share kept from the previous frames; 1
+holds the shot's first frame's values): the content features' mean/std that AdaIN divides out, and the
+palette map's source quantiles. `apply` tells it each frame's `Motion` through `follow` (None at a cut,
+where it starts afresh). Flow-guided blending of the finished output acts after it, in `apply`, for any
+stylizer.
 """
 
 from __future__ import annotations
@@ -13,39 +17,56 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from stylepipe.adain.engine import Engine, StyleTarget
 from stylepipe.apply import StylizeError
 from stylepipe.core.media import is_video
 from stylepipe.nn.palette import PaletteMap
+from stylepipe.nn.temporal import Motion, blend_previous
+
+# AdaIN's video defaults, chosen by benchmarks/bench_video.py (docs/video.md): the previous decoded image's
+# share (Smoothing.decoded) and the previous finished output's (apply's flow_blend)
+DECODED_BLEND = 0.9
+FLOW_BLEND = 0.7
 
 
 @dataclass(frozen=True)
 class Smoothing:
-    """How much of the previous frames' values each frame keeps (0: per frame, the plain path; 1: the shot's
-    first frame's values throughout)."""
+    """How much of the previous frames each frame keeps (0: per frame, the plain path). `content_stats` and
+    `palette` are momenta (1: the shot's first frame's values throughout); `decoded` is the previous decoded
+    image's share, warped along the flow (0..<1)."""
 
     content_stats: float = 0.0
     palette: float = 0.0
+    decoded: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("content_stats", "palette"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise StylizeError(f"{name}_momentum {value} is out of range: expected 0..1", (f"{name}_momentum",))
+        if not 0.0 <= self.decoded < 1.0:
+            raise StylizeError(f"decoded_blend {self.decoded} is out of range: expected 0 <= decoded_blend < 1",
+                               ("decoded_blend",))
 
     @property
     def active(self) -> bool:
-        return bool(self.content_stats or self.palette)
+        return bool(self.content_stats or self.palette or self.decoded)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The options that are set, as `stylize` names them."""
+        return tuple(n for n, v in (("content_stats_momentum", self.content_stats),
+                                    ("palette_momentum", self.palette), ("decoded_blend", self.decoded)) if v)
 
 
 def stable_stylizer(engine: Engine, style: StyleTarget | None, alpha: float, smoothing: Smoothing, content: Path,
                     other_options: list[str]) -> StableAdaIN:
     """The StableAdaIN for a video `content`, refused (naming the options) for images and folders, for a
     style that changes per frame (`style` None: coral) and beside the per-region or tiled options."""
-    names = tuple(n for n, v in (("content_stats_momentum", smoothing.content_stats),
-                                 ("palette_momentum", smoothing.palette)) if v)
+    names = smoothing.names
     if not is_video(content):
         raise StylizeError(f"{content}: {', '.join(names)} smooth a video's frames; they do not apply to images",
                            names)
@@ -62,10 +83,18 @@ def _ema(previous: torch.Tensor | None, current: torch.Tensor, momentum: float) 
     return momentum * previous + (1.0 - momentum) * current
 
 
+def _padded(motion: Motion, h: int, w: int) -> Motion:
+    """`motion` extended to h x w at the bottom and right: no flow there, and nothing reliable."""
+    fh, fw = motion.flow.shape[:2]
+    pad = ((0, h - fh), (0, w - fw))
+    return Motion(np.pad(motion.flow, (*pad, (0, 0))), np.pad(motion.reliable, pad))
+
+
 class StableAdaIN:
     """A stylizer ([1, 3, H, W] in [0, 1], multiples of the engine's stride -> stylised) for the frames of a
     video in order: one style (`style`'s first row), AdaIN with smoothed content statistics, the palette map
-    smoothed per shot. With no smoothing it computes exactly what `Engine.frame` does."""
+    smoothed per shot, the decoded image blended along the flow that `follow` passes. With no smoothing it
+    computes exactly what `Engine.frame` does."""
 
     def __init__(self, engine: Engine, style: StyleTarget, alpha: float, smoothing: Smoothing) -> None:
         if smoothing.palette and (style.palette is None or not engine.finish_settings.matches_palette):
@@ -81,6 +110,24 @@ class StableAdaIN:
         """Forget the previous frames: the next frame starts a shot."""
         self._stats: tuple[torch.Tensor, torch.Tensor] | None = None
         self._map: PaletteMap | None = None
+        self._decoded: np.ndarray | None = None
+        self._motion: Motion | None = None
+
+    def follow(self, motion: Motion | None) -> None:
+        """The next frame's motion from the previous one (`nn.temporal.ShotTracker`); None starts a shot."""
+        if motion is None:
+            self.start_shot()
+        self._motion = motion
+
+    def _steady(self, decoded: torch.Tensor) -> torch.Tensor:
+        """`decoded` [1, 3, H', W'] (the frame padded to the grid at its bottom and right) blended with the
+        previous decoded image along the motion, which the padding does not carry."""
+        if not self.smoothing.decoded:
+            return decoded
+        own = decoded[0].float().permute(1, 2, 0).cpu().numpy()
+        motion = None if self._motion is None else _padded(self._motion, *own.shape[:2])
+        self._decoded = blend_previous(own, self._decoded, motion, self.smoothing.decoded)
+        return torch.from_numpy(self._decoded).permute(2, 0, 1)[None].to(decoded)
 
     @torch.no_grad()
     def __call__(self, content: torch.Tensor) -> torch.Tensor:
@@ -91,7 +138,7 @@ class StableAdaIN:
             keep = self.smoothing.content_stats
             mean, std = _ema(self._stats[0], mean, keep), _ema(self._stats[1], std, keep)
         self._stats = mean, std
-        decoded = engine.decode(engine.blend(feat, self.mean, self.std, self.alpha, (mean, std)))
+        decoded = self._steady(engine.decode(engine.blend(feat, self.mean, self.std, self.alpha, (mean, std))))
         out = engine.finish(decoded, content)  # no palette given: detail and clamp only
         if self.palette is None or not engine.finish_settings.matches_palette or self.alpha <= 0:
             return out

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 SHOT_CUT = 0.5  # fewer consistent pixels than this share: the frames belong to different shots
-PHOTOMETRIC_TOLERANCE = 0.05  # mean abs RGB difference (0..1) below which a warped pixel counts as the same point
+PHOTOMETRIC_TOLERANCE = 0.05  # abs grey difference (0..1) below which a warped pixel shows the same point
 PRESETS = {"ultrafast": cv2.DISOpticalFlow_PRESET_ULTRAFAST, "fast": cv2.DISOpticalFlow_PRESET_FAST,
            "medium": cv2.DISOpticalFlow_PRESET_MEDIUM}
 
@@ -66,20 +66,23 @@ def pixel_grid(h: int, w: int) -> np.ndarray:
     return grid
 
 
-def warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
-    """`image` [H, W, C] sampled at x + flow(x) (bilinear, edges replicated): image brought into the grid
-    that the flow starts from."""
+def warp(image: np.ndarray, flow: np.ndarray, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
+    """`image` [H, W, C] sampled at x + flow(x) (bilinear unless `interpolation` says otherwise, edges
+    replicated): image brought into the grid that the flow starts from."""
     coords = pixel_grid(*flow.shape[:2]) + flow
-    return cv2.remap(image, coords, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.remap(image, coords, None, interpolation, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _squared_norm(vectors: np.ndarray) -> np.ndarray:
+    return np.einsum("hwc,hwc->hw", vectors, vectors)
 
 
 def consistent(forward: np.ndarray, backward: np.ndarray) -> np.ndarray:
     """[H, W] bool: pixels whose forward flow and the backward flow at their destination cancel out (Lai
     et al.'s check: |f + b'|^2 <= 0.01 (|f|^2 + |b'|^2) + 0.5); the others are occluded or mis-tracked."""
     back = warp(backward, forward)
-    lhs = np.sum((forward + back) ** 2, axis=2)
-    rhs = 0.01 * (np.sum(forward**2, axis=2) + np.sum(back**2, axis=2)) + 0.5
-    return lhs <= rhs
+    rhs = 0.01 * (_squared_norm(forward) + _squared_norm(back)) + 0.5
+    return _squared_norm(forward + back) <= rhs
 
 
 def pair_warping_error(next_in: np.ndarray, prev_in: np.ndarray, next_out: np.ndarray, prev_out: np.ndarray,
@@ -96,10 +99,12 @@ def pair_warping_error(next_in: np.ndarray, prev_in: np.ndarray, next_out: np.nd
     return float(np.sum(diff**2, axis=2)[valid].mean())
 
 
-def warping_error(inputs: Sequence[np.ndarray], outputs: Sequence[np.ndarray], flow: Flow | None = None) -> float:
-    """Mean warping error over consecutive frame pairs of a clip; `outputs` are the stylised `inputs`
-    (pass `inputs` twice for the clip's own figure). Frames may differ in size from their outputs only if
-    the outputs are resized to the inputs first."""
+def warping_error(inputs: Sequence[np.ndarray], outputs: Sequence[np.ndarray], flow: Flow | None = None,
+                  pairs: Sequence[int] | None = None) -> float:
+    """Mean warping error over consecutive frame pairs of a clip (`pairs`: the frames t whose pair t-1, t
+    counts; default all); `outputs` are the stylised `inputs` (pass `inputs` twice for the clip's own
+    figure). Frames may differ in size from their outputs only if the outputs are resized to the inputs
+    first."""
     if len(inputs) != len(outputs):
         raise ValueError(f"{len(inputs)} input frames but {len(outputs)} outputs")
     if len(inputs) < 2:
@@ -108,16 +113,25 @@ def warping_error(inputs: Sequence[np.ndarray], outputs: Sequence[np.ndarray], f
         if x.shape[:2] != y.shape[:2]:
             raise ValueError(f"frame {i}: input {x.shape[1]}x{x.shape[0]} but output {y.shape[1]}x{y.shape[0]}")
     flow = flow or Flow()
-    errors = [pair_warping_error(inputs[t + 1], inputs[t], outputs[t + 1], outputs[t], flow)
-              for t in range(len(inputs) - 1)]
+    pairs = range(1, len(inputs)) if pairs is None else pairs
+    if not pairs:
+        raise ValueError("the warping error needs at least one frame pair")
+    errors = [pair_warping_error(inputs[t], inputs[t - 1], outputs[t], outputs[t - 1], flow) for t in pairs]
     return float(np.mean(errors))
+
+
+def within_shots(inputs: Sequence[np.ndarray]) -> list[int]:
+    """The frames t that continue frame t-1's shot (`ShotTracker`): the pairs the warping error is fair on,
+    since across a cut no output should follow the previous one."""
+    tracker = ShotTracker()
+    return [t for t, frame in enumerate(inputs) if tracker(frame) is not None]
 
 
 class Motion(NamedTuple):
     """How an input frame follows the previous one: the flow to it and the pixels that flow carries."""
 
     flow: np.ndarray  # [H, W, 2], current -> previous input
-    reliable: np.ndarray  # [H, W] bool: the warped previous input agrees within PHOTOMETRIC_TOLERANCE
+    reliable: np.ndarray  # [H, W] bool: not occluded (`consistent`: the flows there and back cancel out)
 
 
 def downscale(frame: np.ndarray, factor: int) -> np.ndarray:
@@ -144,15 +158,15 @@ def upscale_motion(flow: np.ndarray, reliable: np.ndarray, h: int, w: int) -> Mo
 class ShotTracker:
     """Follows a clip's input frames (feed them in order): per frame, its `Motion` from the previous one,
     or None where it starts a new shot (the first frame; a frame of another size; fewer than SHOT_CUT of
-    its pixels found in the previous frame). One DIS flow per frame (`preset`: a `PRESETS` value), found
-    with the occlusion test on the frames downscaled by `scale` and brought back to full size. The default,
-    the medium preset at full size, blends best for a small share of a network frame; the cheaper settings
-    trade blending quality for time (benchmarks/bench_video.py --flow-settings compares them)."""
+    its pixels found in the previous frame within PHOTOMETRIC_TOLERANCE). Two DIS flows per frame (`preset`:
+    a `PRESETS` value), to the previous frame and back, for the occlusion check of Ruder et al. and Lai et
+    al.; found on the frames downscaled by `scale` and brought back to full size. The default, the medium
+    preset at full size, blends best; the cheaper settings trade blending quality for time
+    (benchmarks/bench_video.py --flow-settings compares them)."""
 
     preset: int = cv2.DISOpticalFlow_PRESET_MEDIUM
     scale: int = 1
     _flow: Flow = field(init=False, repr=False)
-    _prev: np.ndarray | None = field(default=None, init=False, repr=False)
     _prev_grey: np.ndarray | None = field(default=None, init=False, repr=False)
     _size: tuple[int, int] | None = field(default=None, init=False, repr=False)
 
@@ -165,25 +179,27 @@ class ShotTracker:
 
     def __call__(self, frame: np.ndarray) -> Motion | None:
         size = frame.shape[:2]
-        current = downscale(as_float(frame), self.scale)
-        g = grey(current)
+        g = grey(downscale(np.ascontiguousarray(frame), self.scale))
         motion = None
         if self._prev_grey is not None and self._size == size:
             flow = self._flow(g, self._prev_grey)
-            reliable = np.abs(warp(self._prev, flow) - current).mean(axis=2) < PHOTOMETRIC_TOLERANCE
-            if reliable.mean() >= SHOT_CUT:
+            same = cv2.absdiff(warp(self._prev_grey, flow), g) < 255 * PHOTOMETRIC_TOLERANCE
+            if same.mean() >= SHOT_CUT:
+                reliable = consistent(flow, self._flow(self._prev_grey, g))
                 motion = upscale_motion(flow, reliable, *size)
-        self._prev, self._prev_grey, self._size = current, g, size
+        self._prev_grey, self._size = g, size
         return motion
 
 
 def blend_previous(output: np.ndarray, previous: np.ndarray | None, motion: Motion | None,
                    weight: float) -> np.ndarray:
     """Flow-guided blending: where `motion` is reliable, `weight` x the previous output warped onto this
-    frame + (1 - weight) x this frame's own `output`; elsewhere (occlusions, new content, a new shot) the
-    frame's own. [H, W, 3] float32."""
+    frame + (1 - weight) x this frame's own `output`; elsewhere (occlusions, a new shot) the frame's own.
+    [H, W, C] float32. The warp is bicubic: the blend warps its own result again at every frame, and
+    bilinear sampling would blur the strokes a little more each time."""
     out = as_float(output)
     if motion is None or previous is None or weight == 0 or previous.shape != out.shape:
         return out
-    mixed = cv2.addWeighted(warp(as_float(previous), motion.flow), weight, out, 1.0 - weight, 0.0)
+    warped = warp(as_float(previous), motion.flow, cv2.INTER_CUBIC)
+    mixed = cv2.addWeighted(warped, weight, out, 1.0 - weight, 0.0)
     return np.where(motion.reliable[..., None], mixed, out)
