@@ -3,9 +3,12 @@ flow-guided blending (`apply`), on synthetic clips with known motion."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from stylepipe.adain.engine import Engine, Finish, StyleTarget
 from stylepipe.adain.fast import torch_engine
@@ -153,17 +156,20 @@ def test_smoothing_is_refused_where_it_does_not_apply(engine, style):
         Smoothing(content_stats=1.5)
 
 
-def test_cli_stylize_runs_the_stable_options_on_a_video_and_refuses_them_on_an_image(tmp_path, tiny_models, capsys):
-    from PIL import Image
-
-    from stylepipe.cli import main
-
+def cli_setup(tmp_path, tiny_models, frames: int) -> tuple[Path, list[str]]:
+    """A panned clip of `frames` frames and the `stylize` flags of a small painting and the tiny models."""
     enc, dec = tiny_models
-    clip = write_clip(tmp_path / "clip.mp4", panned_clip(3))
+    clip = write_clip(tmp_path / "clip.mp4", panned_clip(frames))
     style = tmp_path / "style.png"
     Image.fromarray((smooth(32, 32, 7)[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)).save(style)
-    common = ["--style", str(style), "--encoder", str(enc), "--decoder", str(dec), "--no-progress",
-              "--style-size", "32"]
+    return clip, ["--style", str(style), "--encoder", str(enc), "--decoder", str(dec), "--no-progress",
+                  "--style-size", "32"]
+
+
+def test_cli_stylize_runs_the_stable_options_on_a_video_and_refuses_them_on_an_image(tmp_path, tiny_models, capsys):
+    from stylepipe.cli import main
+
+    clip, common = cli_setup(tmp_path, tiny_models, 3)
     assert main(["stylize", str(clip), "-o", str(tmp_path / "out.mp4"), "--flow-blend", "0.5",
                  "--content-stats-momentum", "0.9", "--palette-momentum", "0.9",
                  "--palette", "histogram", *common]) == 0
@@ -181,16 +187,10 @@ def test_cli_stylize_runs_the_stable_options_on_a_video_and_refuses_them_on_an_i
 
 
 def test_cli_stylize_steadies_a_video_by_default_and_leaves_images_alone(tmp_path, tiny_models, capsys):
-    from PIL import Image
-
     from stylepipe.cli import main
 
-    enc, dec = tiny_models
-    clip = write_clip(tmp_path / "clip.mp4", panned_clip(6))
-    style = tmp_path / "style.png"
-    Image.fromarray((smooth(32, 32, 7)[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)).save(style)
-    common = ["--style", str(style), "--encoder", str(enc), "--decoder", str(dec), "--no-progress",
-              "--style-size", "32", "--palette", "histogram"]
+    clip, common = cli_setup(tmp_path, tiny_models, 6)
+    common += ["--palette", "histogram"]
     assert main(["stylize", str(clip), "-o", str(tmp_path / "default.mp4"), *common]) == 0
     assert main(["stylize", str(clip), "-o", str(tmp_path / "plain.mp4"), "--flow-blend", "0", "--decoded-blend",
                  "0", *common]) == 0
