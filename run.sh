@@ -60,11 +60,12 @@ setup_cluster_system() {
 CLUSTER_SERVICES=(slurmctld slurmd slurmdbd munge mariadb ssh)
 
 # Remove the boot-time links the packages' maintainer scripts made (systemd units and SysV rc links).
+# systemctl disables a unit without a running systemd; deb-systemd-helper refuses outside dpkg's scripts.
 disable_at_boot() {
     local svc
     for svc in "$@"; do
-        if [ -e "/lib/systemd/system/$svc.service" ] && command -v deb-systemd-helper >/dev/null; then
-            as_root deb-systemd-helper disable "$svc.service"
+        if [ -e "/lib/systemd/system/$svc.service" ] && command -v systemctl >/dev/null; then
+            as_root systemctl disable --quiet "$svc.service"
         fi
         if [ -e "/etc/init.d/$svc" ] && command -v update-rc.d >/dev/null; then
             as_root update-rc.d "$svc" disable >/dev/null
