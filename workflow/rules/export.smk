@@ -124,6 +124,7 @@ rule package:
         "src/stylepipe/adain/ir.py",
         "src/stylepipe/adain/model.py",
         "src/stylepipe/adain/package.py",
+        "src/stylepipe/adain/video.py",
         "src/stylepipe/apply.py",
         "src/stylepipe/core/__init__.py",
         "src/stylepipe/core/code.py",
