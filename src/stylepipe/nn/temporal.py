@@ -9,16 +9,18 @@ so `warp(b, f)` brings b (or b's stylised output) into a's pixel grid.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import cv2
 import numpy as np
 
 SHOT_CUT = 0.5  # fewer consistent pixels than this share: the frames belong to different shots
 PHOTOMETRIC_TOLERANCE = 0.05  # abs grey difference (0..1) below which a warped pixel shows the same point
+T = TypeVar("T")
 PRESETS = {"ultrafast": cv2.DISOpticalFlow_PRESET_ULTRAFAST, "fast": cv2.DISOpticalFlow_PRESET_FAST,
            "medium": cv2.DISOpticalFlow_PRESET_MEDIUM}
 
@@ -34,8 +36,10 @@ def as_float(frame: np.ndarray) -> np.ndarray:
 
 def grey(frame: np.ndarray) -> np.ndarray:
     """8-bit luminance of an RGB frame: what DIS takes."""
-    rgb = frame if frame.dtype == np.uint8 else np.clip(np.rint(as_float(frame) * 255.0), 0, 255).astype(np.uint8)
-    return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    if frame.dtype == np.uint8:
+        return cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+    luminance = cv2.max(cv2.cvtColor(as_float(frame), cv2.COLOR_RGB2GRAY), 0.0)  # convertScaleAbs takes |x|
+    return cv2.convertScaleAbs(luminance, alpha=255.0)  # rounds and saturates at 255
 
 
 @dataclass
@@ -74,7 +78,8 @@ def warp(image: np.ndarray, flow: np.ndarray, interpolation: int = cv2.INTER_LIN
 
 
 def _squared_norm(vectors: np.ndarray) -> np.ndarray:
-    return np.einsum("hwc,hwc->hw", vectors, vectors)
+    x, y = vectors[..., 0], vectors[..., 1]
+    return x * x + y * y
 
 
 def consistent(forward: np.ndarray, backward: np.ndarray) -> np.ndarray:
@@ -191,6 +196,21 @@ class ShotTracker:
         return motion
 
 
+def tracked(frames: Iterable[T], track: Callable[[T], Motion | None]) -> Iterator[tuple[T, Motion | None]]:
+    """Each of `frames` with its motion `track(frame)` (a `ShotTracker` fed in order), the next frame's
+    motion found in a worker thread while the caller works on this one: OpenCV's flow releases the GIL, so
+    it overlaps the network's inference instead of adding to it."""
+    with ThreadPoolExecutor(1, thread_name_prefix="flow") as pool:
+        pending: tuple[T, Future[Motion | None]] | None = None
+        for frame in frames:
+            ahead = frame, pool.submit(track, frame)
+            if pending is not None:
+                yield pending[0], pending[1].result()
+            pending = ahead
+        if pending is not None:
+            yield pending[0], pending[1].result()
+
+
 def blend_previous(output: np.ndarray, previous: np.ndarray | None, motion: Motion | None,
                    weight: float) -> np.ndarray:
     """Flow-guided blending: where `motion` is reliable, `weight` x the previous output warped onto this
@@ -200,6 +220,8 @@ def blend_previous(output: np.ndarray, previous: np.ndarray | None, motion: Moti
     out = as_float(output)
     if motion is None or previous is None or weight == 0 or previous.shape != out.shape:
         return out
-    warped = warp(as_float(previous), motion.flow, cv2.INTER_CUBIC)
-    mixed = cv2.addWeighted(warped, weight, out, 1.0 - weight, 0.0)
-    return np.where(motion.reliable[..., None], mixed, out)
+    mixed = warp(as_float(previous), motion.flow, cv2.INTER_CUBIC)
+    mixed -= out
+    mixed *= (motion.reliable * np.float32(weight))[..., None]
+    mixed += out
+    return mixed
