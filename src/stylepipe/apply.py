@@ -34,6 +34,9 @@ from stylepipe.data.datasets import image_to_tensor, resize_short, short_side_si
 from stylepipe.nn.temporal import ShotTracker, blend_previous, tracked
 
 Stylizer = Callable[[torch.Tensor], torch.Tensor]
+# the previous output's share in each frame of a video by default, for any stylizer: chosen by
+# benchmarks/bench_video.py (docs/video.md)
+FLOW_BLEND = 0.7
 MIN_SIDE = 16  # at the deepest AdaIN layer (relu4_1, 1/8 scale) the map must be 2x2 for reflection padding
 
 
@@ -188,6 +191,14 @@ def _stylise_video(stylizer: Stylizer, source: Path, target: Path, size: int, pr
         if writer is None or writer.frames == 0:
             raise StylizeError(f"{source}: video has no frames")
     return {"output": str(target), "frames": writer.frames, "audio": writer.audio}
+
+
+def video_flow_blend(content: Path, given: float | None) -> float:
+    """The flow blend `stylize` uses: `given`, else FLOW_BLEND for a video and 0 for images and folders,
+    where it does not apply."""
+    if given is not None:
+        return given
+    return FLOW_BLEND if is_video(Path(content)) else 0.0
 
 
 def run_stylizer(content: Path, output: Path, stylizer: Stylizer, content_size: int = 0,

@@ -324,7 +324,7 @@ def _stylize_folder(args, options, common, folder: Path, given_by: str) -> Any:
 
 def _stylize_johnson(style: str, args) -> Any:
     """`--model johnson:<style>`: the per-style network has its style built in."""
-    from stylepipe.apply import StylizeError, run_stylizer
+    from stylepipe.apply import StylizeError, run_stylizer, video_flow_blend
     from stylepipe.johnson.model import load_johnson_stylizer
 
     adain_only = {"--style": args.style, "--style-stats": args.style_stats, "--weights": args.weights,
@@ -337,7 +337,7 @@ def _stylize_johnson(style: str, args) -> Any:
         raise StylizeError(f"{', '.join(given)}: AdaIN options; johnson:{style} has its style built in")
     try:
         return run_stylizer(args.content, args.output, load_johnson_stylizer(style), content_size=args.content_size,
-                            progress=not args.no_progress, flow_blend=args.flow_blend or 0.0)
+                            progress=not args.no_progress, flow_blend=video_flow_blend(args.content, args.flow_blend))
     except StylizeError as err:
         raise _flagged(err, err.options) from None
 

@@ -16,6 +16,7 @@ from stylepipe.core.media import VideoWriter, iter_video_frames
 from stylepipe.nn.temporal import warping_error
 
 H, W = 64, 96
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def smooth(h: int, w: int, seed: int) -> torch.Tensor:
@@ -113,3 +114,20 @@ def test_host_demo_flow_blend_runner_steadies_a_flickering_feed():
     blended = [blended_runner(f) for f in clip]
     assert all(b.dtype == np.uint8 and b.shape == f.shape for b, f in zip(blended, clip, strict=True))
     assert warping_error(clip, blended) < 0.7 * warping_error(clip, plain)
+
+
+def test_cli_steadies_a_johnson_video_by_default(tmp_path, monkeypatch):
+    from stylepipe.cli import main
+    from stylepipe.johnson.model import TransformerNet, save_johnson
+
+    monkeypatch.chdir(tmp_path)
+    torch.manual_seed(0)
+    save_johnson(TransformerNet(2), tmp_path / "models/johnson/Cubism/transformer_net.pt", "Cubism", "vgg16_hed")
+    clip = write_clip(tmp_path / "pan.mp4", panned_clip(6))
+    run = ["--params", str(ROOT / "params.yaml"), "stylize", str(clip), "--model", "johnson:Cubism", "--no-progress"]
+    assert main([*run, "-o", "default.mp4"]) == 0
+    assert main([*run, "-o", "plain.mp4", "--flow-blend", "0"]) == 0
+    inputs = list(iter_video_frames(clip))
+    steady = warping_error(inputs, list(iter_video_frames(tmp_path / "default.mp4")))
+    plain = warping_error(inputs, list(iter_video_frames(tmp_path / "plain.mp4")))
+    assert steady < 0.7 * plain, (steady, plain)

@@ -124,8 +124,8 @@ class Model:
     def stylize_video(self, source: str | Path, output: str | Path, style: Any, alpha: float = 1.0) -> dict:
         """Every frame of the video `source` stylised into the .mp4 `output` (audio copied), steadied as
         `stylepipe stylize` does by default (docs/video.md)."""
-        from stylepipe.adain.video import DECODED_BLEND, FLOW_BLEND, Smoothing, StableAdaIN
-        from stylepipe.apply import run_stylizer
+        from stylepipe.adain.video import DECODED_BLEND, Smoothing, StableAdaIN
+        from stylepipe.apply import FLOW_BLEND, run_stylizer
 
         if not 0.0 <= alpha <= 1.0:
             raise ModelFolderError(f"alpha {alpha} is out of range: expected 0..1")

@@ -27,8 +27,8 @@ from PIL import Image
 from stylepipe.adain.engine import PALETTES, Engine, Finish, Palette, StyleTarget
 from stylepipe.adain.fast import torch_engine
 from stylepipe.adain.model import load_stylizer
-from stylepipe.adain.video import DECODED_BLEND, FLOW_BLEND, Smoothing, stable_stylizer
-from stylepipe.apply import StylizeError, read_image, run_stylizer
+from stylepipe.adain.video import DECODED_BLEND, Smoothing, stable_stylizer
+from stylepipe.apply import StylizeError, read_image, run_stylizer, video_flow_blend
 from stylepipe.core import paths
 from stylepipe.core.config import Common
 from stylepipe.core.media import MediaError, is_video, open_image
@@ -362,7 +362,5 @@ def stylize_with(
     if smoothing.active:
         stylizer = stable_stylizer(stylizer.engine, stylizer.fixed_style, options.alpha, smoothing, Path(content),
                                    others)
-    flow_blend = options.flow_blend
-    if flow_blend is None:
-        flow_blend = FLOW_BLEND if is_video(Path(content)) else 0.0
+    flow_blend = video_flow_blend(content, options.flow_blend)
     return {**run_stylizer(content, output, stylizer, content_size, progress, flow_blend), **result}

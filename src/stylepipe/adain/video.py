@@ -26,10 +26,9 @@ from stylepipe.core.media import is_video
 from stylepipe.nn.palette import PaletteMap
 from stylepipe.nn.temporal import Motion, blend_previous
 
-# AdaIN's video defaults, chosen by benchmarks/bench_video.py (docs/video.md): the previous decoded image's
-# share (Smoothing.decoded) and the previous finished output's (apply's flow_blend)
+# AdaIN's video default, chosen by benchmarks/bench_video.py (docs/video.md): the previous decoded image's
+# share (Smoothing.decoded), beside apply.FLOW_BLEND, the previous finished output's
 DECODED_BLEND = 0.9
-FLOW_BLEND = 0.7
 
 
 @dataclass(frozen=True)
