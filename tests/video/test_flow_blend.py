@@ -131,3 +131,26 @@ def test_cli_steadies_a_johnson_video_by_default(tmp_path, monkeypatch):
     steady = warping_error(inputs, list(iter_video_frames(tmp_path / "default.mp4")))
     plain = warping_error(inputs, list(iter_video_frames(tmp_path / "plain.mp4")))
     assert steady < 0.7 * plain, (steady, plain)
+
+
+class OnDevice:
+    """A stylizer that says where it runs."""
+
+    def __init__(self, device: str) -> None:
+        self.device = torch.device(device)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+@pytest.mark.parametrize(("device", "ahead"), [("cpu", False), ("cuda", True)])
+def test_the_flow_overlaps_only_a_network_that_leaves_the_cpu_free(monkeypatch, device, ahead):
+    import stylepipe.apply as apply
+
+    overlapped, real = [], apply.tracked
+    monkeypatch.setattr(apply, "tracked", lambda frames, track: overlapped.append(1) or real(frames, track))
+    frames = [f[0] for f in panned_clip(3)]
+    outputs = list(apply.stylise_frames(OnDevice(device), frames, flow_blend=0.5))
+    assert bool(overlapped) is ahead
+    in_line = apply.stylise_frames(OnDevice(device), frames, flow_blend=0.5, flow_ahead=False)
+    assert all(torch.equal(a, b) for a, b in zip(outputs, in_line, strict=True))  # the same frames either way

@@ -105,6 +105,11 @@ class StableAdaIN:
         self.palette = None if style.palette is None else style.palette[:1]
         self.start_shot()
 
+    @property
+    def device(self) -> torch.device:
+        """Where the networks run (`apply.stylise_frames` overlaps the flow with them off the CPU)."""
+        return self.engine.device
+
     def start_shot(self) -> None:
         """Forget the previous frames: the next frame starts a shot."""
         self._stats: tuple[torch.Tensor, torch.Tensor] | None = None
