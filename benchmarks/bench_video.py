@@ -148,7 +148,8 @@ def run_rows(rows: list[Row], clip: list[Frame], repeats: int) -> dict[str, tupl
     for _ in range(repeats):
         for row, make, blend in rows:
             outputs, seconds = run(make, clip, blend, flow_ahead=True if row == AHEAD else None)
-            results[row] = outputs, min(seconds, results.get(row, (None, seconds))[1])
+            if row not in results or seconds < results[row][1]:
+                results[row] = outputs, seconds
     return results
 
 

@@ -204,3 +204,13 @@ def test_cli_stylize_steadies_a_video_by_default_and_leaves_images_alone(tmp_pat
     assert "--decoded-blend: " in capsys.readouterr().err and not (tmp_path / "p.png").exists()
     assert main(["stylize", str(clip), "-o", str(tmp_path / "r.mp4"), "--decoded-blend", "1.0", *common]) == 1
     assert "decoded_blend 1.0 is out of range" in capsys.readouterr().err
+
+
+def test_the_adain_stylizers_say_where_they_run(engine, style):
+    from stylepipe.adain.stylize import AdaINStylize, StylizeOptions
+    from stylepipe.apply import runs_off_the_cpu
+
+    plain = AdaINStylize(engine, StylizeOptions(), style_images=[smooth(32, 32, 7)])
+    stable = StableAdaIN(engine, style, 1.0, Smoothing(decoded=0.9))
+    assert plain.device == stable.device == engine.device
+    assert not runs_off_the_cpu(plain) and not runs_off_the_cpu(stable)

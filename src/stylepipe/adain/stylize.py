@@ -174,6 +174,11 @@ class AdaINStylize:
         # without coral the target statistics are the same for every frame: mixed and moved once
         self.fixed_style = None if stats is None or options.preserve_color == "coral" else self._region_style(stats)
 
+    @property
+    def device(self) -> torch.device:
+        """Where the networks run (`apply.stylise_frames` overlaps a video's flow with them off the CPU)."""
+        return self.engine.device
+
     # -- target statistics (and palette) for one content frame
     def _style_for(self, content: torch.Tensor) -> StyleTarget:
         if self.fixed_style is not None:

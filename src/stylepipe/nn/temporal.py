@@ -20,9 +20,9 @@ import numpy as np
 
 SHOT_CUT = 0.5  # fewer consistent pixels than this share: the frames belong to different shots
 PHOTOMETRIC_TOLERANCE = 0.05  # abs grey difference (0..1) below which a warped pixel shows the same point
-T = TypeVar("T")
 PRESETS = {"ultrafast": cv2.DISOpticalFlow_PRESET_ULTRAFAST, "fast": cv2.DISOpticalFlow_PRESET_FAST,
            "medium": cv2.DISOpticalFlow_PRESET_MEDIUM}
+T = TypeVar("T")  # a frame as `tracked`'s caller holds it
 
 
 def as_float(frame: np.ndarray) -> np.ndarray:
