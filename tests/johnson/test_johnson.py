@@ -317,6 +317,9 @@ def test_stylize_with_a_johnson_model_end_to_end(tmp_path: Path, monkeypatch, ca
     assert main(["--params", params, "stylize", str(content), "-o", "x.png", "--model", f"johnson:{STYLE}",
                  "--style", str(content)]) == 1
     assert "--style: AdaIN options; johnson:Cubism has its style built in" in capsys.readouterr().err
+    assert main(["--params", params, "stylize", str(content), "-o", "x.png", "--model", f"johnson:{STYLE}",
+                 "--feature-blend", "0.5"]) == 1
+    assert "--feature-blend: AdaIN options" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()
 
 

@@ -128,9 +128,15 @@ def test_decoded_blend_lowers_the_warping_error_of_a_pan(engine, style):
                                                                                         clip)
 
 
-def test_a_cut_ends_the_decoded_blend(engine, style):
+def test_feature_blend_lowers_the_warping_error_of_a_pan(engine, style):
+    clip = panned_clip(8, noise=0.0)
+    assert video_error(engine, style, Smoothing(features=0.9), clip) < 0.7 * video_error(engine, style, Smoothing(),
+                                                                                         clip)
+
+
+def test_a_cut_ends_the_decoded_and_feature_blends(engine, style):
     first, other = panned_clip(1, seed=0)[0], panned_clip(1, seed=3)[0]
-    stable = StableAdaIN(engine, style, 1.0, Smoothing(decoded=0.9))
+    stable = StableAdaIN(engine, style, 1.0, Smoothing(decoded=0.9, features=0.9))
     stable.follow(None)
     stable(first)
     stable.follow(None)  # a cut: nothing of the first frame reaches the next
@@ -141,7 +147,7 @@ def test_stable_options_on_a_one_frame_video_equal_the_per_frame_path(engine, st
     source = write_clip(tmp_path / "one.mp4", panned_clip(1))
     plain, stable = tmp_path / "plain.mp4", tmp_path / "stable.mp4"
     run_stylizer(source, plain, StableAdaIN(engine, style, 1.0, Smoothing()), progress=False, flow_blend=0.0)
-    run_stylizer(source, stable, StableAdaIN(engine, style, 1.0, Smoothing(0.9, 0.9, 0.9)), progress=False,
+    run_stylizer(source, stable, StableAdaIN(engine, style, 1.0, Smoothing(0.9, 0.9, 0.9, 0.9)), progress=False,
                  flow_blend=0.5)
     (a,), (b,) = list(iter_video_frames(plain)), list(iter_video_frames(stable))
     assert np.array_equal(a, b)
@@ -193,10 +199,13 @@ def test_cli_stylize_steadies_a_video_by_default_and_leaves_images_alone(tmp_pat
     common += ["--palette", "histogram"]
     assert main(["stylize", str(clip), "-o", str(tmp_path / "default.mp4"), *common]) == 0
     assert main(["stylize", str(clip), "-o", str(tmp_path / "plain.mp4"), "--flow-blend", "0", "--decoded-blend",
-                 "0", *common]) == 0
+                 "0", "--feature-blend", "0", *common]) == 0
     inputs = list(iter_video_frames(clip))
     steady = warping_error(inputs, list(iter_video_frames(tmp_path / "default.mp4")))
     assert steady < 0.7 * warping_error(inputs, list(iter_video_frames(tmp_path / "plain.mp4")))
+    assert main(["stylize", str(clip), "-o", str(tmp_path / "unblended.mp4"), "--feature-blend", "0", *common]) == 0
+    default, unblended = (list(iter_video_frames(tmp_path / f)) for f in ("default.mp4", "unblended.mp4"))
+    assert not all(np.array_equal(a, b) for a, b in zip(default, unblended, strict=True))  # blended by default
     image = tmp_path / "still.png"
     Image.fromarray((panned_clip(1)[0][0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)).save(image)
     assert main(["stylize", str(image), "-o", str(tmp_path / "o.png"), *common]) == 0  # the video defaults
@@ -204,6 +213,10 @@ def test_cli_stylize_steadies_a_video_by_default_and_leaves_images_alone(tmp_pat
     assert "--decoded-blend: " in capsys.readouterr().err and not (tmp_path / "p.png").exists()
     assert main(["stylize", str(clip), "-o", str(tmp_path / "r.mp4"), "--decoded-blend", "1.0", *common]) == 1
     assert "decoded_blend 1.0 is out of range" in capsys.readouterr().err
+    assert main(["stylize", str(image), "-o", str(tmp_path / "p.png"), "--feature-blend", "0.5", *common]) == 1
+    assert "--feature-blend: " in capsys.readouterr().err and not (tmp_path / "p.png").exists()
+    assert main(["stylize", str(clip), "-o", str(tmp_path / "r.mp4"), "--feature-blend", "-0.1", *common]) == 1
+    assert "--feature-blend: feature_blend -0.1 is out of range" in capsys.readouterr().err
 
 
 def test_the_adain_stylizers_say_where_they_run(engine, style):

@@ -10,7 +10,18 @@ import torch
 from torch import nn
 
 from stylepipe.nn.losses import shift_consistency_loss
-from stylepipe.nn.temporal import PRESETS, Flow, ShotTracker, blend_previous, tracked, warp, warping_error
+from stylepipe.nn.temporal import (
+    PRESETS,
+    Flow,
+    Motion,
+    ShotTracker,
+    blend_previous,
+    blend_previous_features,
+    motion_at,
+    tracked,
+    warp,
+    warping_error,
+)
 
 
 def textured(h: int = 96, w: int = 128, seed: int = 0) -> np.ndarray:
@@ -103,6 +114,32 @@ def test_blend_previous_pulls_the_output_towards_the_warped_previous_output():
     assert np.abs(blended - frames[1])[inner].mean() < 0.7 * np.abs(noisy - frames[1])[inner].mean()
     assert np.array_equal(blend_previous(noisy, previous, None, 0.5), noisy)  # a new shot: the frame's own
     assert np.array_equal(blend_previous(noisy, previous, motion, 0.0), noisy)
+
+
+def test_motion_at_shrinks_the_flow_and_gives_each_cells_reliable_share():
+    flow = np.broadcast_to(np.float32([8, 4]), (64, 96, 2)).copy()
+    reliable = np.ones((64, 96), bool)
+    reliable[:2, :4] = False  # half of the first 4x4 cell
+    coarse = motion_at(Motion(flow, reliable), 16, 24)
+    assert coarse.flow.shape == (16, 24, 2) and np.allclose(coarse.flow, [2, 1])
+    assert coarse.reliable.dtype == np.float32 and coarse.reliable[0, 0] == 0.5
+    assert (coarse.reliable.ravel()[1:] == 1).all()
+    same = Motion(flow, reliable)
+    assert motion_at(same, 64, 96) is same
+
+
+def test_blend_previous_features_follows_the_motion_where_it_is_reliable():
+    previous = torch.rand(1, 8, 16, 24, generator=torch.Generator().manual_seed(0))
+    own = torch.zeros_like(previous)
+    share = np.ones((16, 24), np.float32)
+    share[:, :4] = 0  # occluded: the frame's own features there
+    motion = Motion(np.broadcast_to(np.float32([1, 0]), (16, 24, 2)).copy(), share)  # each cell came from x + 1
+    blended = blend_previous_features(own, previous, motion, 0.5)
+    torch.testing.assert_close(blended[..., 4:-1], 0.5 * previous[..., 5:])
+    assert (blended[..., :4] == 0).all()
+    assert blend_previous_features(own, previous, None, 0.5) is own  # a new shot
+    assert blend_previous_features(own, None, motion, 0.5) is own
+    assert blend_previous_features(own, previous[..., :8], motion, 0.5) is own  # another size: a new shot
 
 
 class Pointwise(nn.Module):

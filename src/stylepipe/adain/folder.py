@@ -124,12 +124,13 @@ class Model:
     def stylize_video(self, source: str | Path, output: str | Path, style: Any, alpha: float = 1.0) -> dict:
         """Every frame of the video `source` stylised into the .mp4 `output` (audio copied), steadied as
         `stylepipe stylize` does by default (docs/video.md)."""
-        from stylepipe.adain.video import DECODED_BLEND, Smoothing, StableAdaIN
+        from stylepipe.adain.video import DECODED_BLEND, FEATURE_BLEND, Smoothing, StableAdaIN
         from stylepipe.apply import FLOW_BLEND, run_stylizer
 
         if not 0.0 <= alpha <= 1.0:
             raise ModelFolderError(f"alpha {alpha} is out of range: expected 0..1")
-        stylizer = StableAdaIN(self.engine, self._style(style), alpha, Smoothing(decoded=DECODED_BLEND))
+        stylizer = StableAdaIN(self.engine, self._style(style), alpha, Smoothing(decoded=DECODED_BLEND,
+                                                                                 features=FEATURE_BLEND))
         return run_stylizer(Path(source), Path(output), stylizer, progress=False, flow_blend=FLOW_BLEND)
 
 

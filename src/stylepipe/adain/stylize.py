@@ -27,7 +27,7 @@ from PIL import Image
 from stylepipe.adain.engine import PALETTES, Engine, Finish, Palette, StyleTarget
 from stylepipe.adain.fast import torch_engine
 from stylepipe.adain.model import load_stylizer
-from stylepipe.adain.video import DECODED_BLEND, Smoothing, stable_stylizer
+from stylepipe.adain.video import DECODED_BLEND, FEATURE_BLEND, Smoothing, stable_stylizer
 from stylepipe.apply import StylizeError, read_image, run_stylizer, video_flow_blend
 from stylepipe.core import paths
 from stylepipe.core.config import Common
@@ -116,6 +116,7 @@ class StylizeOptions:
     detail: float | None = None  # None: as the engine's finishing settings (params finish.detail)
     flow_blend: float | None = None  # video: the previous output's share along the flow (None: adain.video's)
     decoded_blend: float | None = None  # video: the previous decoded image's share (None: adain.video's)
+    feature_blend: float | None = None  # video: the previous AdaIN features' share (None: adain.video's)
     content_stats_momentum: float = 0.0  # video: content statistics smoothed within a shot (adain.video)
     palette_momentum: float = 0.0  # video: the palette map smoothed within a shot (adain.video)
 
@@ -323,12 +324,12 @@ def stylize(
                         style_size, save_style_stats, progress)
 
 
-def _decoded_blend(options: StylizeOptions, content: Path, whole_frame_style: bool) -> float:
-    """The decoded image's blend: as given, else DECODED_BLEND for a video stylised with one whole-frame style
-    (the stable path's condition), else 0."""
-    if options.decoded_blend is not None:
-        return options.decoded_blend
-    return DECODED_BLEND if whole_frame_style and is_video(content) else 0.0
+def _video_blend(given: float | None, default: float, content: Path, whole_frame_style: bool) -> float:
+    """One of `StableAdaIN`'s blends: as given, else its `default` for a video stylised with one whole-frame
+    style (the stable path's condition), else 0."""
+    if given is not None:
+        return given
+    return default if whole_frame_style and is_video(content) else 0.0
 
 
 def stylize_with(
@@ -362,8 +363,10 @@ def stylize_with(
         result["style_stats"] = str(stats.save(save_style_stats))
     stylizer: Any = AdaINStylize(engine, options, stats=stats, style_images=images)
     others = [k for k in ("mask", "preserve_color", "tile") if getattr(options, k)]
+    stable = stylizer.fixed_style is not None and not others
     smoothing = Smoothing(options.content_stats_momentum, options.palette_momentum,
-                          _decoded_blend(options, Path(content), stylizer.fixed_style is not None and not others))
+                          _video_blend(options.decoded_blend, DECODED_BLEND, Path(content), stable),
+                          _video_blend(options.feature_blend, FEATURE_BLEND, Path(content), stable))
     if smoothing.active:
         stylizer = stable_stylizer(stylizer.engine, stylizer.fixed_style, options.alpha, smoothing, Path(content),
                                    others)

@@ -2,14 +2,16 @@
 
 Frame-by-frame AdaIN flickers because the decoder's strokes change with every small change of the input,
 and the finishing (detail, palette match) amplifies that change: the palette's steep map stretches small
-differences. `StableAdaIN` therefore blends the decoder's output, before the finishing, with its previous
-one along the input's optical flow (`Smoothing.decoded`, where the flow is not occluded), so the finishing
-acts on a steady image and keeps its contrast. It can also smooth two per-frame quantities over the frames
-of a shot (an exponential moving average, the momentum being the share kept from the previous frames; 1
-holds the shot's first frame's values): the content features' mean/std that AdaIN divides out, and the
-palette map's source quantiles. `apply` tells it each frame's `Motion` through `follow` (None at a cut,
-where it starts afresh). Flow-guided blending of the finished output acts after it, in `apply`, for any
-stylizer.
+differences. `StableAdaIN` therefore blends the decoder's input, the AdaIN features, with the previous
+frame's along the input's optical flow brought to their grid (`Smoothing.features`), so the decoder draws
+its strokes afresh from steady features, sharp, without resampling the image; and the decoder's output,
+before the finishing, with its previous one (`Smoothing.decoded`), so the finishing acts on a steady image
+and keeps its contrast. Both blend only where the flow is not occluded. It can also smooth two per-frame
+quantities over the frames of a shot (an exponential moving average, the momentum being the share kept from
+the previous frames; 1 holds the shot's first frame's values): the content features' mean/std that AdaIN
+divides out, and the palette map's source quantiles. `apply` tells it each frame's `Motion` through `follow`
+(None at a cut, where it starts afresh). Flow-guided blending of the finished output acts after it, in
+`apply`, for any stylizer.
 """
 
 from __future__ import annotations
@@ -24,41 +26,49 @@ from stylepipe.adain.engine import Engine, StyleTarget
 from stylepipe.apply import StylizeError
 from stylepipe.core.media import is_video
 from stylepipe.nn.palette import PaletteMap
-from stylepipe.nn.temporal import Motion, blend_previous
+from stylepipe.nn.temporal import Motion, blend_previous, blend_previous_features, motion_at
 
-# AdaIN's video default, chosen by benchmarks/bench_video.py (docs/video.md): the previous decoded image's
-# share (Smoothing.decoded), beside apply.FLOW_BLEND, the previous finished output's
-DECODED_BLEND = 0.9
+# AdaIN's video defaults, chosen by benchmarks/bench_video.py (docs/video.md): the previous frame's share of
+# the AdaIN features (Smoothing.features) and of the decoded image (Smoothing.decoded), beside
+# apply.FLOW_BLEND, the previous finished output's
+FEATURE_BLEND = 0.95
+DECODED_BLEND = 0.8
+
+
+BLEND_OPTIONS = {"decoded": "decoded_blend", "features": "feature_blend"}  # Smoothing's blends as stylize names them
 
 
 @dataclass(frozen=True)
 class Smoothing:
     """How much of the previous frames each frame keeps (0: per frame, the plain path). `content_stats` and
-    `palette` are momenta (1: the shot's first frame's values throughout); `decoded` is the previous decoded
-    image's share, warped along the flow (0..<1)."""
+    `palette` are momenta (1: the shot's first frame's values throughout); `decoded` and `features` are the
+    previous decoded image's and AdaIN features' shares, warped along the flow (0..<1)."""
 
     content_stats: float = 0.0
     palette: float = 0.0
     decoded: float = 0.0
+    features: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("content_stats", "palette"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise StylizeError(f"{name}_momentum {value} is out of range: expected 0..1", (f"{name}_momentum",))
-        if not 0.0 <= self.decoded < 1.0:
-            raise StylizeError(f"decoded_blend {self.decoded} is out of range: expected 0 <= decoded_blend < 1",
-                               ("decoded_blend",))
+        for name in ("decoded", "features"):
+            value, option = getattr(self, name), BLEND_OPTIONS[name]
+            if not 0.0 <= value < 1.0:
+                raise StylizeError(f"{option} {value} is out of range: expected 0 <= {option} < 1", (option,))
 
     @property
     def active(self) -> bool:
-        return bool(self.content_stats or self.palette or self.decoded)
+        return bool(self.content_stats or self.palette or self.decoded or self.features)
 
     @property
     def names(self) -> tuple[str, ...]:
         """The options that are set, as `stylize` names them."""
         return tuple(n for n, v in (("content_stats_momentum", self.content_stats),
-                                    ("palette_momentum", self.palette), ("decoded_blend", self.decoded)) if v)
+                                    ("palette_momentum", self.palette), ("decoded_blend", self.decoded),
+                                    ("feature_blend", self.features)) if v)
 
 
 def stable_stylizer(engine: Engine, style: StyleTarget | None, alpha: float, smoothing: Smoothing, content: Path,
@@ -92,8 +102,8 @@ def _padded(motion: Motion, h: int, w: int) -> Motion:
 class StableAdaIN:
     """A stylizer ([1, 3, H, W] in [0, 1], multiples of the engine's stride -> stylised) for the frames of a
     video in order: one style (`style`'s first row), AdaIN with smoothed content statistics, the palette map
-    smoothed per shot, the decoded image blended along the flow that `follow` passes. With no smoothing it
-    computes exactly what `Engine.frame` does."""
+    smoothed per shot, the AdaIN features and the decoded image blended along the flow that `follow` passes.
+    With no smoothing it computes exactly what `Engine.frame` does."""
 
     def __init__(self, engine: Engine, style: StyleTarget, alpha: float, smoothing: Smoothing) -> None:
         if smoothing.palette and (style.palette is None or not engine.finish_settings.matches_palette):
@@ -115,6 +125,7 @@ class StableAdaIN:
         self._stats: tuple[torch.Tensor, torch.Tensor] | None = None
         self._map: PaletteMap | None = None
         self._decoded: np.ndarray | None = None
+        self._features: torch.Tensor | None = None
         self._motion: Motion | None = None
 
     def follow(self, motion: Motion | None) -> None:
@@ -133,6 +144,16 @@ class StableAdaIN:
         self._decoded = blend_previous(own, self._decoded, motion, self.smoothing.decoded)
         return torch.from_numpy(self._decoded).permute(2, 0, 1)[None].to(decoded)
 
+    def _steady_features(self, target: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """The AdaIN features `target` [1, C, h, w] of a frame padded to `height` x `width` blended with the
+        previous frame's along the motion brought to their grid."""
+        if not self.smoothing.features:
+            return target
+        motion = None if self._motion is None else motion_at(_padded(self._motion, height, width),
+                                                             *target.shape[-2:])
+        self._features = blend_previous_features(target, self._features, motion, self.smoothing.features)
+        return self._features
+
     @torch.no_grad()
     def __call__(self, content: torch.Tensor) -> torch.Tensor:
         engine = self.engine
@@ -142,7 +163,8 @@ class StableAdaIN:
             keep = self.smoothing.content_stats
             mean, std = _ema(self._stats[0], mean, keep), _ema(self._stats[1], std, keep)
         self._stats = mean, std
-        decoded = self._steady(engine.decode(engine.blend(feat, self.mean, self.std, self.alpha, (mean, std))))
+        target = engine.blend(feat, self.mean, self.std, self.alpha, (mean, std))
+        decoded = self._steady(engine.decode(self._steady_features(target, *content.shape[-2:])))
         out = engine.finish(decoded, content)  # no palette given: detail and clamp only
         if self.palette is None or not engine.finish_settings.matches_palette or self.alpha <= 0:
             return out

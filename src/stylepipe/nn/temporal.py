@@ -17,6 +17,8 @@ from typing import NamedTuple, TypeVar
 
 import cv2
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 SHOT_CUT = 0.5  # fewer consistent pixels than this share: the frames belong to different shots
 PHOTOMETRIC_TOLERANCE = 0.05  # abs grey difference (0..1) below which a warped pixel shows the same point
@@ -136,7 +138,8 @@ class Motion(NamedTuple):
     """How an input frame follows the previous one: the flow to it and the pixels that flow carries."""
 
     flow: np.ndarray  # [H, W, 2], current -> previous input
-    reliable: np.ndarray  # [H, W] bool: not occluded (`consistent`: the flows there and back cancel out)
+    reliable: np.ndarray  # [H, W] bool: not occluded (`consistent`: the flows there and back cancel out);
+    # float32 shares in [0, 1] on a coarser grid (`motion_at`)
 
 
 def downscale(frame: np.ndarray, factor: int) -> np.ndarray:
@@ -209,6 +212,34 @@ def tracked(frames: Iterable[T], track: Callable[[T], Motion | None]) -> Iterato
             pending = ahead
         if pending is not None:
             yield pending[0], pending[1].result()
+
+
+def motion_at(motion: Motion, h: int, w: int) -> Motion:
+    """`motion` brought down to a coarser h x w grid (a network's feature map): the flow area-averaged and its
+    vectors shrunk by the same ratios; `reliable` becomes each cell's reliable share (float32 in [0, 1]), so
+    a cell with some occluded pixels keeps a proportionally smaller share of the past."""
+    fh, fw = motion.flow.shape[:2]
+    if (fh, fw) == (h, w):
+        return motion
+    flow = cv2.resize(motion.flow, (w, h), interpolation=cv2.INTER_AREA)
+    flow *= np.array([w / fw, h / fh], dtype=np.float32)
+    share = cv2.resize(motion.reliable.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)
+    return Motion(flow, share)
+
+
+def blend_previous_features(own: torch.Tensor, previous: torch.Tensor | None, motion: Motion | None,
+                            weight: float) -> torch.Tensor:
+    """`blend_previous` for a feature map [1, C, h, w] on any device, with `motion` at its size (`motion_at`):
+    `weight` x the previous map warped along the flow (bilinear, edges replicated) + (1 - weight) x its own,
+    in proportion to each cell's reliable share."""
+    if motion is None or previous is None or weight == 0 or previous.shape != own.shape:
+        return own
+    h, w = own.shape[-2:]
+    coords = torch.from_numpy(pixel_grid(h, w) + motion.flow).to(own.device)
+    grid = coords * torch.tensor([2 / max(w - 1, 1), 2 / max(h - 1, 1)], device=own.device) - 1
+    warped = F.grid_sample(previous.float(), grid[None], mode="bilinear", padding_mode="border", align_corners=True)
+    share = torch.from_numpy(np.asarray(motion.reliable, dtype=np.float32) * np.float32(weight)).to(own.device)
+    return torch.lerp(own.float(), warped, share).to(own.dtype)
 
 
 def blend_previous(output: np.ndarray, previous: np.ndarray | None, motion: Motion | None,
