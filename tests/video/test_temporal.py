@@ -17,6 +17,7 @@ from stylepipe.nn.temporal import (
     ShotTracker,
     blend_previous,
     blend_previous_features,
+    lands_inside,
     motion_at,
     tracked,
     warp,
@@ -114,6 +115,22 @@ def test_blend_previous_pulls_the_output_towards_the_warped_previous_output():
     assert np.abs(blended - frames[1])[inner].mean() < 0.7 * np.abs(noisy - frames[1])[inner].mean()
     assert np.array_equal(blend_previous(noisy, previous, None, 0.5), noisy)  # a new shot: the frame's own
     assert np.array_equal(blend_previous(noisy, previous, motion, 0.0), noisy)
+
+
+def test_pixels_new_in_the_frame_are_not_reliable():
+    """A pan brings a strip of new content in at one edge. It has no counterpart in the previous frame, so
+    neither a blend (which would repeat the previous frame's edge there: a smear) nor the warping error
+    (which would score that smear as steady) counts it."""
+    frames = pan(textured(), 2, 4, 96)  # frame 1 shows frame 0's content 4 px to the left, new on the right
+    track = ShotTracker()
+    track(frames[0])
+    motion = track(frames[1])
+    assert not motion.reliable[:, -3:].any()
+    assert motion.reliable[8:-8, 8:-8].mean() > 0.95
+    flow = np.broadcast_to(np.float32([-3, 1]), (8, 12, 2))
+    assert (lands_inside(flow) == ((np.arange(12) >= 3)[None] & (np.arange(8) < 7)[:, None])).all()
+    smear = [frames[0], warp(frames[0], motion.flow)]  # the previous frame carried along, its edge repeated
+    assert warping_error(frames, smear) == pytest.approx(warping_error(frames, frames), abs=1e-5)
 
 
 def test_motion_at_shrinks_the_flow_and_gives_each_cells_reliable_share():

@@ -79,17 +79,28 @@ def warp(image: np.ndarray, flow: np.ndarray, interpolation: int = cv2.INTER_LIN
     return cv2.remap(image, coords, None, interpolation, borderMode=cv2.BORDER_REPLICATE)
 
 
+def lands_inside(flow: np.ndarray) -> np.ndarray:
+    """[H, W] bool: pixels whose flow ends inside the frame. The others have no counterpart in the target
+    frame: a warp can only repeat its edge there, so a blend would smear the edge into the picture, and the
+    warping error would score that smear as steady."""
+    h, w = flow.shape[:2]
+    ends = pixel_grid(h, w) + flow
+    x, y = ends[..., 0], ends[..., 1]
+    return (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
+
+
 def _squared_norm(vectors: np.ndarray) -> np.ndarray:
     x, y = vectors[..., 0], vectors[..., 1]
     return x * x + y * y
 
 
 def consistent(forward: np.ndarray, backward: np.ndarray) -> np.ndarray:
-    """[H, W] bool: pixels whose forward flow and the backward flow at their destination cancel out (Lai
-    et al.'s check: |f + b'|^2 <= 0.01 (|f|^2 + |b'|^2) + 0.5); the others are occluded or mis-tracked."""
+    """[H, W] bool: pixels whose forward flow ends inside the frame (`lands_inside`) and cancels out with the
+    backward flow at its destination (Lai et al.'s check: |f + b'|^2 <= 0.01 (|f|^2 + |b'|^2) + 0.5); the
+    others are occluded, mis-tracked or new in the frame."""
     back = warp(backward, forward)
     rhs = 0.01 * (_squared_norm(forward) + _squared_norm(back)) + 0.5
-    return _squared_norm(forward + back) <= rhs
+    return (_squared_norm(forward + back) <= rhs) & lands_inside(forward)
 
 
 def pair_warping_error(next_in: np.ndarray, prev_in: np.ndarray, next_out: np.ndarray, prev_out: np.ndarray,
@@ -168,13 +179,16 @@ class ShotTracker:
     or None where it starts a new shot (the first frame; a frame of another size; fewer than SHOT_CUT of
     its pixels found in the previous frame within PHOTOMETRIC_TOLERANCE). Two DIS flows per frame (`preset`:
     a `PRESETS` value), to the previous frame and back, for the occlusion check of Ruder et al. and Lai et
-    al.; found on the frames downscaled by `scale` and brought back to full size. The default, the medium
+    al., found side by side in two threads (one DIS flow keeps two cores only partly busy); found on the
+    frames downscaled by `scale` and brought back to full size. The default, the medium
     preset at full size, blends best; the cheaper settings trade blending quality for time
     (benchmarks/bench_video.py --flow-settings compares them)."""
 
     preset: int = cv2.DISOpticalFlow_PRESET_MEDIUM
     scale: int = 1
     _flow: Flow = field(init=False, repr=False)
+    _back: Flow = field(init=False, repr=False)
+    _pool: ThreadPoolExecutor = field(init=False, repr=False)
     _prev_grey: np.ndarray | None = field(default=None, init=False, repr=False)
     _size: tuple[int, int] | None = field(default=None, init=False, repr=False)
 
@@ -183,18 +197,20 @@ class ShotTracker:
             raise ValueError(f"DIS preset {self.preset} is not one of {PRESETS}")
         if not isinstance(self.scale, int) or self.scale < 1:
             raise ValueError(f"scale {self.scale!r}: expected a whole number >= 1 (1 = flow at full size)")
-        self._flow = Flow(self.preset)
+        self._flow, self._back = Flow(self.preset), Flow(self.preset)  # one DIS instance per thread
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="flow-back")
 
     def __call__(self, frame: np.ndarray) -> Motion | None:
         size = frame.shape[:2]
         g = grey(downscale(np.ascontiguousarray(frame), self.scale))
         motion = None
         if self._prev_grey is not None and self._size == size:
+            back = self._pool.submit(self._back, self._prev_grey, g)
             flow = self._flow(g, self._prev_grey)
+            backward = back.result()
             same = cv2.absdiff(warp(self._prev_grey, flow), g) < 255 * PHOTOMETRIC_TOLERANCE
             if same.mean() >= SHOT_CUT:
-                reliable = consistent(flow, self._flow(self._prev_grey, g))
-                motion = upscale_motion(flow, reliable, *size)
+                motion = upscale_motion(flow, consistent(flow, backward), *size)
         self._prev_grey, self._size = g, size
         return motion
 
