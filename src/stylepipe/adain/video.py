@@ -67,8 +67,8 @@ class Smoothing:
     def names(self) -> tuple[str, ...]:
         """The options that are set, as `stylize` names them."""
         return tuple(n for n, v in (("content_stats_momentum", self.content_stats),
-                                    ("palette_momentum", self.palette), ("decoded_blend", self.decoded),
-                                    ("feature_blend", self.features)) if v)
+                                    ("palette_momentum", self.palette), (BLEND_OPTIONS["decoded"], self.decoded),
+                                    (BLEND_OPTIONS["features"], self.features)) if v)
 
 
 def stable_stylizer(engine: Engine, style: StyleTarget | None, alpha: float, smoothing: Smoothing, content: Path,
@@ -134,24 +134,21 @@ class StableAdaIN:
             self.start_shot()
         self._motion = motion
 
-    def _steady(self, decoded: torch.Tensor) -> torch.Tensor:
-        """`decoded` [1, 3, H', W'] (the frame padded to the grid at its bottom and right) blended with the
-        previous decoded image along the motion, which the padding does not carry."""
+    def _steady(self, decoded: torch.Tensor, motion: Motion | None) -> torch.Tensor:
+        """`decoded` [1, 3, H, W] blended with the previous decoded image along `motion` (at H x W)."""
         if not self.smoothing.decoded:
             return decoded
         own = decoded[0].float().permute(1, 2, 0).cpu().numpy()
-        motion = None if self._motion is None else _padded(self._motion, *own.shape[:2])
         self._decoded = blend_previous(own, self._decoded, motion, self.smoothing.decoded)
         return torch.from_numpy(self._decoded).permute(2, 0, 1)[None].to(decoded)
 
-    def _steady_features(self, target: torch.Tensor, height: int, width: int) -> torch.Tensor:
-        """The AdaIN features `target` [1, C, h, w] of a frame padded to `height` x `width` blended with the
-        previous frame's along the motion brought to their grid."""
+    def _steady_features(self, target: torch.Tensor, motion: Motion | None) -> torch.Tensor:
+        """The AdaIN features `target` [1, C, h, w] blended with the previous frame's along `motion` brought
+        to their grid."""
         if not self.smoothing.features:
             return target
-        motion = None if self._motion is None else motion_at(_padded(self._motion, height, width),
-                                                             *target.shape[-2:])
-        self._features = blend_previous_features(target, self._features, motion, self.smoothing.features)
+        coarse = None if motion is None else motion_at(motion, *target.shape[-2:])
+        self._features = blend_previous_features(target, self._features, coarse, self.smoothing.features)
         return self._features
 
     @torch.no_grad()
@@ -163,8 +160,10 @@ class StableAdaIN:
             keep = self.smoothing.content_stats
             mean, std = _ema(self._stats[0], mean, keep), _ema(self._stats[1], std, keep)
         self._stats = mean, std
+        # the frame is padded to the grid at its bottom and right, where the motion carries nothing
+        motion = None if self._motion is None else _padded(self._motion, *content.shape[-2:])
         target = engine.blend(feat, self.mean, self.std, self.alpha, (mean, std))
-        decoded = self._steady(engine.decode(self._steady_features(target, *content.shape[-2:])))
+        decoded = self._steady(engine.decode(self._steady_features(target, motion)), motion)
         out = engine.finish(decoded, content)  # no palette given: detail and clamp only
         if self.palette is None or not engine.finish_settings.matches_palette or self.alpha <= 0:
             return out

@@ -161,16 +161,21 @@ def downscale(frame: np.ndarray, factor: int) -> np.ndarray:
     return cv2.resize(frame, (max(8, w // factor), max(8, h // factor)), interpolation=cv2.INTER_AREA)
 
 
+def resize_flow(flow: np.ndarray, h: int, w: int, interpolation: int) -> np.ndarray:
+    """`flow` [H, W, 2] resized to h x w, its vectors scaled by the same ratios."""
+    sh, sw = flow.shape[:2]
+    resized = cv2.resize(flow, (w, h), interpolation=interpolation)
+    resized *= np.array([w / sw, h / sh], dtype=np.float32)
+    return resized
+
+
 def upscale_motion(flow: np.ndarray, reliable: np.ndarray, h: int, w: int) -> Motion:
     """A `Motion` found on downscaled frames brought to h x w: the flow resized and its vectors stretched
     by the same ratios, the reliable mask resized by nearest neighbour."""
-    sh, sw = flow.shape[:2]
-    if (sh, sw) == (h, w):
+    if flow.shape[:2] == (h, w):
         return Motion(flow, reliable)
-    big = cv2.resize(flow, (w, h), interpolation=cv2.INTER_LINEAR)
-    big *= np.array([w / sw, h / sh], dtype=np.float32)
     mask = cv2.resize(reliable.view(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
-    return Motion(big, mask)
+    return Motion(resize_flow(flow, h, w, cv2.INTER_LINEAR), mask)
 
 
 @dataclass
@@ -179,9 +184,9 @@ class ShotTracker:
     or None where it starts a new shot (the first frame; a frame of another size; fewer than SHOT_CUT of
     its pixels found in the previous frame within PHOTOMETRIC_TOLERANCE). Two DIS flows per frame (`preset`:
     a `PRESETS` value), to the previous frame and back, for the occlusion check of Ruder et al. and Lai et
-    al., found side by side in two threads (one DIS flow keeps two cores only partly busy); found on the
-    frames downscaled by `scale` and brought back to full size. The default, the medium
-    preset at full size, blends best; the cheaper settings trade blending quality for time
+    al., found side by side in two threads (one DIS flow keeps two cores only partly busy) on the frames
+    downscaled by `scale` and brought back to full size. The default, the medium preset at full size,
+    blends best; the cheaper settings trade blending quality for time
     (benchmarks/bench_video.py --flow-settings compares them)."""
 
     preset: int = cv2.DISOpticalFlow_PRESET_MEDIUM
@@ -234,13 +239,10 @@ def motion_at(motion: Motion, h: int, w: int) -> Motion:
     """`motion` brought down to a coarser h x w grid (a network's feature map): the flow area-averaged and its
     vectors shrunk by the same ratios; `reliable` becomes each cell's reliable share (float32 in [0, 1]), so
     a cell with some occluded pixels keeps a proportionally smaller share of the past."""
-    fh, fw = motion.flow.shape[:2]
-    if (fh, fw) == (h, w):
+    if motion.flow.shape[:2] == (h, w):
         return motion
-    flow = cv2.resize(motion.flow, (w, h), interpolation=cv2.INTER_AREA)
-    flow *= np.array([w / fw, h / fh], dtype=np.float32)
     share = cv2.resize(motion.reliable.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)
-    return Motion(flow, share)
+    return Motion(resize_flow(motion.flow, h, w, cv2.INTER_AREA), share)
 
 
 def blend_previous_features(own: torch.Tensor, previous: torch.Tensor | None, motion: Motion | None,
