@@ -144,17 +144,22 @@ def _demo(params: Params, args: argparse.Namespace) -> Any:
 def _demo_run(params: Params, args: argparse.Namespace) -> Any:
     size = (params.export.width, params.export.height)
     if args.live:
-        from stylepipe.demo.oak import run_live
+        from stylepipe.demo.oak import HostOnlyWarning, run_live
 
+        host_only = [f"demo.{name}" for name in ("feature_blend", "decoded_blend") if getattr(params.demo, name)]
+        if host_only:
+            verb = "steady" if len(host_only) > 1 else "steadies"
+            warnings.warn(f"{' and '.join(host_only)} {verb} the host demo only: the OAK-1's blob is one graph from "
+                          "the camera frame to the finished image (demo.flow_blend still applies, on the host)",
+                          HostOnlyWarning, stacklevel=1)
         stats_blob = paths.BLOB_DIR / "adain_stats.blob"  # styles switch on the device when it is there
         blob = stats_blob if stats_blob.is_file() else paths.BLOB
         return run_live(blob if blob.is_file() else None, size, bank_path=paths.STYLE_BANK,
                         with_style_input=blob == stats_blob, record=args.record, flow_blend=params.demo.flow_blend)
     if args.host is not None:
-        from stylepipe.demo.host import run_host, runner_from_params, with_flow_blend
+        from stylepipe.demo.host import run_host, runner_from_params
 
-        runner = runner_from_params(params)
-        return run_host(args.host, with_flow_blend(runner, params.demo.flow_blend), args.record, size,
+        return run_host(args.host, runner_from_params(params), args.record, size,
                         fps=params.demo.fps, show=args.record is None)
     return _run_stage(stage_named("demo"), params, args)
 

@@ -16,14 +16,29 @@ import torch
 import yaml
 
 from stylepipe.adain.engine import Finish, StyleTarget
+from stylepipe.adain.video import Smoothing, StableAdaIN
+from stylepipe.apply import stylise_frames
 from stylepipe.core.config import Params, deep_merge, parse_params
 from stylepipe.core.errors import InputError
 from stylepipe.demo.clip import ken_burns, load_source_image
-from stylepipe.demo.host import demo_engine, make_style_runner, render_video, run_demo, run_host, stream, to_tensor
+from stylepipe.demo.host import (
+    StableStyleRunner,
+    SteadyRunner,
+    demo_engine,
+    inner_runner,
+    make_style_runner,
+    render_video,
+    run_demo,
+    run_host,
+    steadied,
+    stream,
+    to_tensor,
+)
 from stylepipe.demo.oak import build_pipeline, run_live, save_pipeline, style_message
 from stylepipe.demo.ui import DisplayError, StyleCycler
 from stylepipe.nn.encoders import TAP_CHANNELS
 from stylepipe.nn.statistics import StyleBank, StyleBankError
+from stylepipe.nn.temporal import warping_error
 
 from ..conftest import ADAIN_DEPTHS, depth_id, save_tiny_models
 
@@ -311,3 +326,61 @@ def test_host_runner_matches_frames_to_the_banks_palette(exported: dict[str, Pat
     assert dark.max() <= 0.3 * 255 + 1 and light.min() >= 0.7 * 255 - 1
     for image in (plain, unmatched):  # the bank without palettes, or finish.palette none: unmatched
         assert image.max() > 0.3 * 255 + 1 and image.min() < 0.7 * 255 - 1
+
+
+def steady_runner(exported: dict[str, Path], smoothing: Smoothing, flow_blend: float = 0.0):
+    engine = engine_of(exported, "torch", "f32")
+    return steadied(make_style_runner(engine, exported["bank_path"], smoothing=smoothing), flow_blend)
+
+
+def test_the_host_demo_steadies_a_feed_as_stylize_steadies_a_video(exported: dict[str, Path]) -> None:
+    """demo.feature_blend and demo.decoded_blend give the host's frames that `stylize` gives a video's (the
+    same StableAdaIN, fed the same motion): carried over from frame to frame, steadier than frame by frame."""
+    smoothing = Smoothing(decoded=0.8, features=0.95)
+    frames = list(ken_burns(load_source_image(), 6, (128, 96)))
+    runner = steady_runner(exported, smoothing)
+    assert isinstance(runner, SteadyRunner) and isinstance(inner_runner(runner), StableStyleRunner)
+    shown = [runner(frame) for frame in frames]
+    engine, bank = inner_runner(runner).engine, StyleBank.load(exported["bank_path"])
+    stable = StableAdaIN(engine, StyleTarget(bank.mean[:1], bank.std[:1]), 1.0, smoothing)
+    for got, expected in zip(shown, stylise_frames(stable, (to_tensor(f) for f in frames)), strict=True):
+        assert np.abs(got.astype(int) - as_frame(expected).astype(int)).max() <= 1
+    plain = make_style_runner(engine, exported["bank_path"])
+    per_frame = [plain(frame) for frame in frames]
+    assert np.array_equal(shown[0], per_frame[0])  # a shot's first frame is the per-frame output
+    assert all(np.abs(a.astype(int) - b.astype(int)).max() > 8 for a, b in zip(shown[1:], per_frame[1:], strict=True))
+    assert warping_error(frames, shown) < warping_error(frames, per_frame)
+
+
+def test_a_style_switch_starts_the_host_demos_shot_afresh(exported: dict[str, Path]) -> None:
+    frames = list(ken_burns(load_source_image(), 4, SIZE))
+    runner = steady_runner(exported, Smoothing(decoded=0.8, features=0.95), flow_blend=0.7)
+    plain = make_style_runner(engine_of(exported, "torch", "f32"), exported["bank_path"], index=1)
+    for frame in frames[:2]:
+        runner(frame)
+    inner_runner(runner).cycler.on_key("n")
+    assert np.array_equal(runner(frames[2]), plain(frames[2]))  # style b's first frame: nothing carried over
+    assert not np.array_equal(runner(frames[3]), plain(frames[3]))
+
+
+def test_run_demo_records_the_host_blends(exported: dict[str, Path], tmp_path: Path) -> None:
+    params = make_params(frames=3, backend="torch", feature_blend=0.95, decoded_blend=0.8, flow_blend=0.7)
+    rec = run_demo(params, blob_dir=tmp_path / "no-blob", out_dir=tmp_path / "demo", **exported)
+    assert (rec["feature_blend"], rec["decoded_blend"], rec["flow_blend"]) == (0.95, 0.8, 0.7)
+    assert count_frames(tmp_path / "demo" / "demo.mp4")[0] == 3
+    with pytest.raises(ValueError, match=r"demo\.feature_blend"):
+        make_params(feature_blend=1.0)
+
+
+def test_the_live_demo_says_which_blends_it_leaves_to_the_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               capsys) -> None:
+    from stylepipe import cli
+    from stylepipe.demo import oak
+
+    raw = deep_merge(yaml.safe_load((ROOT / "params.yaml").read_text()), {"demo": {"decoded_blend": 0.8}})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    ran: dict[str, Any] = {}
+    monkeypatch.setattr(oak, "run_live", lambda *args, **kwargs: ran.update(kwargs) or {"frames": 0})
+    assert cli.main(["--params", str(tmp_path / "params.yaml"), "demo", "--live"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: demo.decoded_blend steadies the host demo only" in err and ran["flow_blend"] == 0.0

@@ -100,7 +100,7 @@ def test_a_cut_starts_a_shot_of_a_stylizer_that_keeps_state(tmp_path):
 
 
 def test_host_demo_flow_blend_runner_steadies_a_flickering_feed():
-    from stylepipe.demo.host import FlowBlendRunner, with_flow_blend
+    from stylepipe.demo.host import SteadyRunner, steadied
 
     clip = [to_uint8(f) for f in panned_clip(8)]
     rng = np.random.default_rng(0)
@@ -109,8 +109,8 @@ def test_host_demo_flow_blend_runner_steadies_a_flickering_feed():
         return np.clip(frame / 255.0 + rng.normal(0, 0.05, frame.shape), 0, 1).astype(np.float32)
 
     plain = [flicker_runner(f) for f in clip]
-    blended_runner = with_flow_blend(flicker_runner, 0.5)
-    assert isinstance(blended_runner, FlowBlendRunner) and with_flow_blend(flicker_runner, 0.0) is flicker_runner
+    blended_runner = steadied(flicker_runner, 0.5)
+    assert isinstance(blended_runner, SteadyRunner) and steadied(flicker_runner, 0.0) is flicker_runner
     blended = [blended_runner(f) for f in clip]
     assert all(b.dtype == np.uint8 and b.shape == f.shape for b, f in zip(blended, clip, strict=True))
     assert warping_error(clip, blended) < 0.7 * warping_error(clip, plain)

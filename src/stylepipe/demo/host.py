@@ -6,9 +6,11 @@ a live window.
 backend: auto is OpenVINO on a CPU (the encoder/decoder IR pair converted from the trained weights at
 start, then compiled per frame size) and PyTorch on CUDA. Frames are finished by the engine with params
 `finish` (fine detail, then the painting's palette at the style strength, alpha 1 here), as `stylize`
-finishes them. Keys switch the style at runtime (n / right: next, p / left: previous, q: quit), as on the
-OAK; the `demo` stage renders `export.style_index`, the style baked into the blob. The exported ONNX graphs
-are not run here: export_onnx checks them against this engine with ONNX Runtime.
+finishes them. `demo.feature_blend`, `demo.decoded_blend` and `demo.flow_blend` steady the feed as
+`stylize` steadies a video (`adain.video.StableAdaIN`, then the flow blend of the finished output). Keys
+switch the style at runtime (n / right: next, p / left: previous, q: quit), as on the OAK; the `demo`
+stage renders `export.style_index`, the style baked into the blob. The exported ONNX graphs are not run
+here: export_onnx checks them against this engine with ONNX Runtime.
 No OpenCV: frames are numpy RGB uint8 arrays, text is drawn with PIL, video is written with PyAV, and
 the optional live window is a matplotlib figure (which needs a display).
 """
@@ -33,12 +35,13 @@ from stylepipe.core.errors import InputError, MissingInputError
 from stylepipe.core.io import atomic_dir, write_json
 from stylepipe.core.media import VideoWriter, iter_video_frames
 from stylepipe.demo.ui import Display, StyleCycler, compose, load_bank
-from stylepipe.nn.temporal import ShotTracker, blend_previous
+from stylepipe.nn.temporal import Motion, ShotTracker, blend_previous
 
 if TYPE_CHECKING:
     import torch
 
     from stylepipe.adain.engine import Engine, Finish, StyleTarget
+    from stylepipe.adain.video import Smoothing, StableAdaIN
     from stylepipe.nn.statistics import StyleBank
 
 Runner = Callable[[np.ndarray], np.ndarray]  # RGB uint8 (H, W, 3) -> RGB uint8 (H, W, 3)
@@ -124,44 +127,80 @@ class StyleRunner:
 
         from stylepipe.core.tiling import pad_to_grid
 
-        target = self.target()
         padded, (h, w) = pad_to_grid(to_tensor(frame)[None])
         with torch.no_grad():
-            out = self.engine.frame(padded, target)
+            out = self._stylise(padded)
         return to_frame(out[0, :, :h, :w])
+
+    def _stylise(self, padded: torch.Tensor) -> torch.Tensor:
+        return self.engine.frame(padded, self.target())
 
     def label(self) -> str:
         backend = self.engine.backend
         return f"{self.cycler.name} ({backend.name} {backend.precision}, {backend.device.type.upper()})"
 
 
-def make_style_runner(
-    engine: Engine, bank_path: Path = paths.STYLE_BANK, index: int = 0
-) -> StyleRunner:
-    """A runner over `engine` with the style bank at `bank_path`, which must fit the engine's model."""
+class StableStyleRunner(StyleRunner):
+    """A StyleRunner for consecutive frames: `adain.video.StableAdaIN` with `smoothing` towards the current
+    style, told each frame's motion by `follow` (a `SteadyRunner` tracks it); a style switch starts a shot."""
+
+    def __init__(self, engine: Engine, bank: StyleBank, smoothing: Smoothing, index: int = 0) -> None:
+        super().__init__(engine, bank, index)
+        self.smoothing = smoothing
+        self._stable: StableAdaIN | None = None
+        self._style: int | None = None
+        self._motion: Motion | None = None
+
+    def follow(self, motion: Motion | None) -> None:
+        """The next frame's motion from the previous one; None starts a shot."""
+        self._motion = motion
+
+    def _stylise(self, padded: torch.Tensor) -> torch.Tensor:
+        from stylepipe.adain.video import StableAdaIN
+
+        if self._stable is None or self._style != self.cycler.index:
+            self._stable, self._style = StableAdaIN(self.engine, self.target(), 1.0, self.smoothing), self.cycler.index
+        self._stable.follow(self._motion)
+        return self._stable(padded)
+
+
+def make_style_runner(engine: Engine, bank_path: Path = paths.STYLE_BANK, index: int = 0,
+                      smoothing: Smoothing | None = None) -> StyleRunner:
+    """A runner over `engine` with the style bank at `bank_path`, which must fit the engine's model; a
+    StableStyleRunner where `smoothing` is active."""
     from stylepipe.nn.statistics import StyleBank
 
-    return StyleRunner(engine, StyleBank.load_trained(bank_path, engine.origin), index)
+    bank = StyleBank.load_trained(bank_path, engine.origin)
+    if smoothing is not None and smoothing.active:
+        return StableStyleRunner(engine, bank, smoothing, index)
+    return StyleRunner(engine, bank, index)
 
 
 def runner_from_params(params: Params, bank_path: Path = paths.STYLE_BANK, encoder_path: Path = paths.ENCODER,
-                       decoder_path: Path = paths.DECODER) -> StyleRunner:
+                       decoder_path: Path = paths.DECODER) -> Runner:
     """The host demo's runner as params set it: demo.backend and demo.precision, finished by params
-    `finish`, starting at export.style_index."""
+    `finish`, starting at export.style_index, steadied by demo.feature_blend, demo.decoded_blend and
+    demo.flow_blend (`steadied`)."""
     from stylepipe.adain.engine import Finish
+    from stylepipe.adain.video import Smoothing
 
-    engine = demo_engine(params.demo.backend, params.demo.precision, Finish.from_params(params), encoder_path,
-                         decoder_path, params.common)
-    return make_style_runner(engine, bank_path, params.export.style_index)
+    demo = params.demo
+    engine = demo_engine(demo.backend, demo.precision, Finish.from_params(params), encoder_path, decoder_path,
+                         params.common)
+    smoothing = Smoothing(decoded=demo.decoded_blend, features=demo.feature_blend)
+    return steadied(make_style_runner(engine, bank_path, params.export.style_index, smoothing), demo.flow_blend)
 
 
-class FlowBlendRunner:
-    """A runner whose outputs are blended with the previous output along the input's optical flow
-    (`nn.temporal`: `weight` of the warped previous output where the flow holds; a cut or a style switch
-    starts afresh). Frame -> frame like the runner it wraps."""
+class SteadyRunner:
+    """A runner fed consecutive frames: it tracks the input's optical flow (`nn.temporal.ShotTracker`), tells
+    a runner that keeps state (a `follow(motion)` method, as `apply.stylise_frames` does) each frame's
+    motion, and blends each output with the previous one along the flow (`weight` of the warped previous
+    output where the flow holds). A cut or a style switch starts afresh. Frame -> frame like the runner it
+    wraps."""
 
     def __init__(self, runner: Runner, weight: float) -> None:
         self.runner, self.weight = runner, weight
+        self._follow = getattr(runner, "follow", None)
         self.tracker, self.previous, self.style = ShotTracker(), None, self._style()
 
     def _style(self) -> int:
@@ -172,18 +211,29 @@ class FlowBlendRunner:
         motion = self.tracker(frame)
         if self._style() != self.style:
             motion, self.style = None, self._style()
-        self.previous = blend_previous(self.runner(frame), self.previous, motion, self.weight)
+        if self._follow is not None:
+            self._follow(motion)
+        out = self.runner(frame)
+        if not self.weight:
+            return out
+        self.previous = blend_previous(out, self.previous, motion, self.weight)
         return np.clip(np.rint(self.previous * 255.0), 0, 255).astype(np.uint8)
 
 
-def with_flow_blend(runner: Runner, weight: float) -> Runner:
-    """`runner` itself at weight 0, else wrapped in a FlowBlendRunner."""
-    return FlowBlendRunner(runner, weight) if weight else runner
+def steadied(runner: Runner, flow_blend: float) -> Runner:
+    """`runner` wrapped in a SteadyRunner where it keeps state across frames or `flow_blend` > 0, else
+    itself."""
+    return SteadyRunner(runner, flow_blend) if flow_blend or hasattr(runner, "follow") else runner
+
+
+def inner_runner(runner: Runner) -> Runner:
+    """The runner a SteadyRunner wraps, or `runner` itself."""
+    return runner.runner if isinstance(runner, SteadyRunner) else runner
 
 
 def overlay_text(runner: Runner, fps: float) -> str:
     """'12.3 FPS  <style> (<device>)' for a StyleRunner, '12.3 FPS (CPU)' for the baked model."""
-    inner = runner.runner if isinstance(runner, FlowBlendRunner) else runner
+    inner = inner_runner(runner)
     label = inner.label() if isinstance(inner, StyleRunner) else "(CPU)"
     return f"{fps:5.1f} FPS  {label}"
 
@@ -198,7 +248,7 @@ def stream(
     """Stylise frames; write original | stylised with an FPS overlay to out_path and/or a live window
     (where q quits and, with a StyleRunner, n/p switch styles)."""
     count, infer_s = 0, 0.0
-    inner = runner.runner if isinstance(runner, FlowBlendRunner) else runner
+    inner = inner_runner(runner)
     cycler = inner.cycler if isinstance(inner, StyleRunner) else StyleCycler(["baked"])
     with contextlib.ExitStack() as stack:
         writer: VideoWriter | None = None
@@ -294,10 +344,11 @@ def run_demo(
         save_pipeline(build_pipeline(blob_path, size, False), tmp / "oak_pipeline.json", blob_path)
         save_pipeline(build_pipeline(None, size, True, channels), tmp / "oak_pipeline_styles.json", None, channels)
         clip = ken_burns(load_source_image(source_image), params.demo.frames, size)
-        blended = with_flow_blend(runner, params.demo.flow_blend)
-        video = render_video(clip, blended, tmp / "demo.mp4", params.demo.fps)
+        video = render_video(clip, runner, tmp / "demo.mp4", params.demo.fps)
+        engine = inner_runner(runner).engine
         record = {**video, "backend": params.demo.backend, "precision": params.demo.precision,
-                  "engine": runner.engine.describe(), "finish": runner.engine.finish_settings.record(),
+                  "engine": engine.describe(), "finish": engine.finish_settings.record(),
+                  "feature_blend": params.demo.feature_blend, "decoded_blend": params.demo.decoded_blend,
                   "flow_blend": params.demo.flow_blend, "video": "demo.mp4", "size": list(size),
                   "blob": str(blob_path) if blob_path else None, "style_names": names, "style_channels": channels,
                   "baked_style": names[params.export.style_index],

@@ -142,6 +142,10 @@ def _nn_output(msg: dai.NNData, width: int, height: int) -> np.ndarray:
     return np.asarray(msg.getFirstLayerFp16(), dtype=np.float32).reshape(1, 3, height, width)
 
 
+class HostOnlyWarning(UserWarning):
+    """A demo setting that the OAK-1 path leaves out: it needs the network split, which only the host has."""
+
+
 class HostFinish:
     """The host's work on each output of the device, in frame order: the output [1, 3, H, W] matched to style
     `index`'s palette from the bank (the map's source quantiles kept across a shot by `palette_momentum`,
