@@ -369,8 +369,8 @@ class Demo(Section):
     fps: Annotated[int, Field(ge=1, le=120)] = 12
     backend: Literal["auto", "torch", "openvino"] = "auto"  # the engine's; auto: OpenVINO on a CPU, torch on CUDA
     precision: Literal["default", "f32", "bf16"] = "default"  # default: the OpenVINO CPU plugin's choice
-    feature_blend: Annotated[float, Field(ge=0, lt=1)] = 0.0  # AdaIN: the previous frame's share of the features
-    decoded_blend: Annotated[float, Field(ge=0, lt=1)] = 0.0  # AdaIN: ... of the decoded image, along the flow
+    feature_blend: Annotated[float, Field(ge=0, lt=1)] = 0.0  # AdaIN features: the previous frame's share
+    decoded_blend: Annotated[float, Field(ge=0, lt=1)] = 0.0  # decoded image: the previous frame's share
     flow_blend: Annotated[float, Field(ge=0, lt=1)] = 0.0  # share of the previous output along the DIS flow
 
 
