@@ -142,25 +142,26 @@ class StyleRunner:
 
 class StableStyleRunner(StyleRunner):
     """A StyleRunner for consecutive frames: `adain.video.StableAdaIN` with `smoothing` towards the current
-    style, told each frame's motion by `follow` (a `SteadyRunner` tracks it); a style switch starts a shot."""
+    style, told each frame's motion by `follow` (a `SteadyRunner` tracks it, and passes None at a cut or a
+    style switch)."""
 
     def __init__(self, engine: Engine, bank: StyleBank, smoothing: Smoothing, index: int = 0) -> None:
         super().__init__(engine, bank, index)
         self.smoothing = smoothing
-        self._stable: StableAdaIN | None = None
-        self._style: int | None = None
-        self._motion: Motion | None = None
+        self._stable = self._new_shot()
 
-    def follow(self, motion: Motion | None) -> None:
-        """The next frame's motion from the previous one; None starts a shot."""
-        self._motion = motion
-
-    def _stylise(self, padded: torch.Tensor) -> torch.Tensor:
+    def _new_shot(self) -> StableAdaIN:
         from stylepipe.adain.video import StableAdaIN
 
-        if self._stable is None or self._style != self.cycler.index:
-            self._stable, self._style = StableAdaIN(self.engine, self.target(), 1.0, self.smoothing), self.cycler.index
-        self._stable.follow(self._motion)
+        return StableAdaIN(self.engine, self.target(), 1.0, self.smoothing)
+
+    def follow(self, motion: Motion | None) -> None:
+        """The next frame's motion from the previous one; None starts a shot, towards the style current now."""
+        if motion is None:
+            self._stable = self._new_shot()
+        self._stable.follow(motion)
+
+    def _stylise(self, padded: torch.Tensor) -> torch.Tensor:
         return self._stable(padded)
 
 
