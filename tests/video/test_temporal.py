@@ -19,6 +19,7 @@ from stylepipe.nn.temporal import (
     blend_previous_features,
     lands_inside,
     motion_at,
+    spatial_change,
     tracked,
     warp,
     warping_error,
@@ -53,6 +54,26 @@ def test_warping_error_is_low_for_a_pan_and_high_for_flicker():
     flicker = [np.clip(f + rng.normal(0, 0.05, f.shape).astype(np.float32), 0, 1) for f in frames]
     assert clean < 1e-3
     assert warping_error(frames, flicker) > 10 * clean
+
+
+def test_spatial_change_divides_out_what_contrast_adds_to_the_warping_error():
+    frames = [f / 3 + 1 / 3 for f in pan(textured(), 6, 2, 96)]  # values in [1/3, 2/3]
+    stretched = [3 * (f - 0.5) + 0.5 for f in frames]  # 3x the contrast, nothing clamped, perfectly steady
+    rng = np.random.default_rng(2)
+    flickering = [np.clip(f + rng.normal(0, 0.02, f.shape).astype(np.float32), 0, 1) for f in frames]
+    own_warp, own_detail = warping_error(frames, frames), spatial_change(frames)
+
+    def per_detail(outputs: list[np.ndarray]) -> float:
+        return (warping_error(frames, outputs) / own_warp) / (spatial_change(outputs) / own_detail)
+
+    assert warping_error(frames, stretched) / own_warp == pytest.approx(9.0, rel=1e-3)
+    assert per_detail(stretched) == pytest.approx(1.0, rel=1e-3)
+    assert per_detail(flickering) > 3.0
+
+
+def test_spatial_change_refuses_an_empty_clip():
+    with pytest.raises(ValueError, match="at least one frame"):
+        spatial_change([])
 
 
 def test_warping_error_refuses_mismatched_clips():

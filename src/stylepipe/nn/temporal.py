@@ -138,6 +138,23 @@ def warping_error(inputs: Sequence[np.ndarray], outputs: Sequence[np.ndarray], f
     return float(np.mean(errors))
 
 
+def spatial_change(frames: Sequence[np.ndarray]) -> float:
+    """Mean squared RGB difference between neighbouring pixels (across and down; summed over the channels,
+    values in [0, 1]) over the frames: the detail a warp has to carry. The warping error grows with it as
+    well as with flicker, since the warp's sub-pixel resampling and the flow's small errors move detail: an
+    output with k times its input's contrast scores k^2 times the input's warping error however steady it
+    is. Dividing the warping error's ratio by this one's leaves the flicker."""
+    if not frames:
+        raise ValueError("the spatial change needs at least one frame")
+    changes = []
+    for frame in frames:
+        x = as_float(frame)
+        across = np.sum((x[:, 1:] - x[:, :-1]) ** 2, axis=2).mean()
+        down = np.sum((x[1:] - x[:-1]) ** 2, axis=2).mean()
+        changes.append((across + down) / 2)
+    return float(np.mean(changes))
+
+
 def within_shots(inputs: Sequence[np.ndarray]) -> list[int]:
     """The frames t that continue frame t-1's shot (`ShotTracker`): the pairs the warping error is fair on,
     since across a cut no output should follow the previous one."""
